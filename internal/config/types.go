@@ -1,0 +1,183 @@
+package config
+
+import (
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of nocbridge.yaml after defaults and validation.
+type Config struct {
+	// File is the absolute path the config was loaded from; BaseDir its folder,
+	// against which relative paths were resolved.
+	File    string `yaml:"-"`
+	BaseDir string `yaml:"-"`
+
+	StateDir    string   `yaml:"state_dir"`
+	ExternalURL string   `yaml:"external_url"`
+	HTTP        HTTP     `yaml:"http"`
+	Rules       []string `yaml:"rules"` // globs, resolved against BaseDir
+	Store       Store    `yaml:"store"`
+
+	ICMP  ICMP  `yaml:"icmp"`
+	SNMP  SNMP  `yaml:"snmp"`
+	Traps Traps `yaml:"traps"`
+
+	Devices       []Device       `yaml:"devices"`
+	Destinations  []Destination  `yaml:"destinations"`
+	Subscriptions []Subscription `yaml:"subscriptions"`
+}
+
+// HTTP is the API / metrics listener.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+	// Bearer token required by mutating endpoints (dead-letter replay).
+	Token     Secret `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// Store tunes the embedded JetStream store.
+type Store struct {
+	// Sync is "always" (default: fsync every write) or a Go duration for a
+	// periodic sync, trading durability on power loss for throughput.
+	Sync string `yaml:"sync"`
+}
+
+// Privileged is icmp.privileged: auto | true | false.
+type Privileged string
+
+const (
+	PrivilegedAuto  Privileged = "auto"
+	PrivilegedTrue  Privileged = "true"
+	PrivilegedFalse Privileged = "false"
+)
+
+// ICMP holds defaults and per-device overrides (nil fields inherit).
+type ICMP struct {
+	Interval   Duration   `yaml:"interval"`
+	Timeout    Duration   `yaml:"timeout"`
+	Count      int        `yaml:"count"`
+	Privileged Privileged `yaml:"privileged"`
+}
+
+// DeviceICMP is a device's override; zero values inherit from ICMP.
+type DeviceICMP struct {
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	Count    int      `yaml:"count"`
+	// Disabled turns ICMP off for this device.
+	Disabled bool `yaml:"disabled"`
+}
+
+type SNMP struct {
+	PollInterval Duration               `yaml:"poll_interval"`
+	Timeout      Duration               `yaml:"timeout"`
+	Retries      int                    `yaml:"retries"`
+	Profiles     map[string]SNMPProfile `yaml:"profiles"`
+}
+
+type SNMPProfile struct {
+	Version       string   `yaml:"version"` // 1 | 2c | 3
+	Community     Secret   `yaml:"community"`
+	CommunityFile string   `yaml:"community_file"`
+	Port          int      `yaml:"port"`
+	User          string   `yaml:"user"`
+	Auth          *SNMPKey `yaml:"auth"`
+	Priv          *SNMPKey `yaml:"priv"`
+	Line          int      `yaml:"-"`
+}
+
+type SNMPKey struct {
+	Protocol       string `yaml:"protocol"`
+	Passphrase     Secret `yaml:"passphrase"`
+	PassphraseFile string `yaml:"passphrase_file"`
+}
+
+type Traps struct {
+	Listen             string   `yaml:"listen"`
+	Communities        []Secret `yaml:"communities"`
+	Users              []string `yaml:"users"`
+	EngineID           string   `yaml:"engine_id"`
+	UnknownSources     string   `yaml:"unknown_sources"` // accept | drop
+	RateLimitPerSource int      `yaml:"rate_limit_per_source"`
+}
+
+type Device struct {
+	Name    string            `yaml:"name"`
+	Address string            `yaml:"address"`
+	Site    string            `yaml:"site"`
+	Role    string            `yaml:"role"`
+	Labels  map[string]string `yaml:"labels"`
+	SNMP    string            `yaml:"snmp"`
+	ICMP    DeviceICMP        `yaml:"icmp"`
+	Parents []string          `yaml:"parents"`
+	Line    int               `yaml:"-"`
+}
+
+// EffectiveICMP is the device's ICMP settings with defaults filled in.
+func (c *Config) EffectiveICMP(d Device) ICMP {
+	out := c.ICMP
+	if d.ICMP.Interval > 0 {
+		out.Interval = d.ICMP.Interval
+	}
+	if d.ICMP.Timeout > 0 {
+		out.Timeout = d.ICMP.Timeout
+	}
+	if d.ICMP.Count > 0 {
+		out.Count = d.ICMP.Count
+	}
+	return out
+}
+
+// Destination holds the keys every destination type takes; the type-specific
+// keys stay in Node and are decoded strictly by the type's own package.
+type Destination struct {
+	Name      string   `yaml:"name"`
+	Type      string   `yaml:"type"`
+	Timeout   Duration `yaml:"timeout"`
+	Retry     Retry    `yaml:"retry"`
+	TLS       TLS      `yaml:"tls"`
+	ProxyURL  string   `yaml:"proxy_url"`
+	RateLimit float64  `yaml:"rate_limit"` // notifications per second; 0 = unlimited
+
+	Node *yaml.Node `yaml:"-"` // the whole mapping node, for the type's decoder
+	Line int        `yaml:"-"`
+}
+
+// CommonDestinationKeys are the keys Destination decodes; a type's decoder
+// ignores them.
+var CommonDestinationKeys = []string{"name", "type", "timeout", "retry", "tls", "proxy_url", "rate_limit"}
+
+type Retry struct {
+	Initial Duration `yaml:"initial"`
+	Max     Duration `yaml:"max"`
+	MaxAge  Duration `yaml:"max_age"`
+}
+
+type TLS struct {
+	CAFile             string `yaml:"ca_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+type Subscription struct {
+	Name         string   `yaml:"name"`
+	Filter       Filter   `yaml:"filter"`
+	Destinations []string `yaml:"destinations"`
+	SendResolved *bool    `yaml:"send_resolved"` // default true
+	Line         int      `yaml:"-"`
+}
+
+type Filter struct {
+	EventIDs   []string          `yaml:"event_ids"` // globs
+	Severities []int             `yaml:"severities"`
+	Categories []string          `yaml:"categories"`
+	Sites      []string          `yaml:"sites"`
+	Roles      []string          `yaml:"roles"`
+	Devices    []string          `yaml:"devices"`
+	Labels     map[string]string `yaml:"labels"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("10s").
+type Duration time.Duration
+
+func (d Duration) D() time.Duration { return time.Duration(d) }

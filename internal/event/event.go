@@ -1,0 +1,90 @@
+// Package event is the alert notification model shared by everything
+// downstream of the alert state machine, and its DNA Center rendering.
+package event
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Status of an alert instance at the transition that produced the event.
+type Status string
+
+const (
+	StatusActive   Status = "active"
+	StatusResolved Status = "resolved"
+)
+
+// Device is the inventory view of the device an event concerns.
+type Device struct {
+	Name    string            `json:"name"`
+	Address string            `json:"address"`
+	Site    string            `json:"site,omitempty"`
+	Role    string            `json:"role,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// Event is one alert transition (or one-shot event) to notify.
+type Event struct {
+	// InstanceID identifies the alert instance: identical for its active
+	// and resolved events, new for the next time the same condition fires.
+	InstanceID  string    `json:"instance_id"`
+	EventID     string    `json:"event_id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Category    string    `json:"category"` // ALERT | ERROR | WARN | INFO
+	Domain      string    `json:"domain"`
+	SubDomain   string    `json:"sub_domain"`
+	Severity    int       `json:"severity"` // 1 (most severe) … 5
+	Source      string    `json:"source"`   // icmp | snmp | trap
+	Timestamp   time.Time `json:"timestamp"`
+	Status      Status    `json:"status"`
+	// Kind is "event" for one-shot notifications that never resolve.
+	Kind   string `json:"kind,omitempty"`
+	Device Device `json:"device"`
+	// Key names the instance within a device (trap rules: e.g. the ifIndex).
+	Key string `json:"key,omitempty"`
+	// Details are extra string fields merged into the payload's details.
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// NotificationID is the stable webhook-id of the notification of this event to
+// one destination: derived, so that re-enqueueing the same transition after a
+// crash yields the same id and receivers can deduplicate on it.
+func (e Event) NotificationID(destination string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d", e.InstanceID, e.Status, destination, e.Timestamp.UnixNano())
+	return "msg_" + hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// Priority is DNA Center's P<severity>.
+func (e Event) Priority() string { return fmt.Sprintf("P%d", e.Severity) }
+
+// AlertURL is the link to the alert on nocbridge's own HTTP server.
+func (e Event) AlertURL(externalURL string) string {
+	return strings.TrimRight(externalURL, "/") + "/alerts/" + e.InstanceID
+}
+
+// Sample returns a representative event for test-notify and template checks.
+func Sample(eventID string, now time.Time) Event {
+	if eventID == "" {
+		eventID = "NETWORK-DEVICES-1-101"
+	}
+	return Event{
+		InstanceID:  "00000000-0000-4000-8000-000000000001",
+		EventID:     eventID,
+		Name:        "Device unreachable",
+		Description: "sample-sw1 (192.0.2.1) is unreachable (nocbridge test notification)",
+		Category:    "ALERT",
+		Domain:      "Connectivity",
+		SubDomain:   "Devices",
+		Severity:    1,
+		Source:      "icmp",
+		Timestamp:   now,
+		Status:      StatusActive,
+		Device:      Device{Name: "sample-sw1", Address: "192.0.2.1", Site: "HQ", Role: "core"},
+	}
+}

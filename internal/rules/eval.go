@@ -1,0 +1,114 @@
+package rules
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Observation is what a source saw of one device at one time.
+type Observation struct {
+	Source string
+	Device Device
+	Time   time.Time
+	// Vars are the source's variables (icmp: up, loss, rtt_ms, sent, recv).
+	Vars map[string]any
+}
+
+// Condition is a rule's verdict on one observation for one instance.
+type Condition struct {
+	Rule   *Rule
+	Device Device
+	Key    string
+	Time   time.Time
+	// Firing: when holds. Clear: clear_when holds (default: not when). With an
+	// explicit clear_when both can be false (hysteresis): the state holds.
+	Firing bool
+	Clear  bool
+	// Resolve: this observation (a trap) resolves the instance at Key.
+	Resolve bool
+	Value   any
+	Vars    map[string]any
+}
+
+// Evaluate runs every rule of the observation's source that matches the
+// device. Evaluation errors (e.g. a missing custom OID) name the rule and
+// device and skip that rule only.
+func (s *Set) Evaluate(obs Observation) ([]Condition, []error) {
+	var out []Condition
+	var errs []error
+	env := make(map[string]any, len(obs.Vars)+1)
+	for k, v := range obs.Vars {
+		env[k] = v
+	}
+	env["device"] = obs.Device.env()
+	for _, r := range s.ForSource(obs.Source) {
+		if !r.Match.Matches(obs.Device) {
+			continue
+		}
+		c, ok, err := r.evaluate(env, obs)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rule %s on device %s: %w", r.EventID, obs.Device.Name, err))
+			continue
+		}
+		if ok {
+			out = append(out, c)
+		}
+	}
+	return out, errs
+}
+
+func (r *Rule) evaluate(env map[string]any, obs Observation) (Condition, bool, error) {
+	c := Condition{Rule: r, Device: obs.Device, Time: obs.Time, Vars: obs.Vars}
+	if r.value != "" {
+		c.Value = env[r.value]
+	}
+	if r.key != nil {
+		k, err := expr.Run(r.key, env)
+		if err != nil {
+			return c, false, fmt.Errorf("key: %w", err)
+		}
+		if k != nil {
+			c.Key = fmt.Sprint(k)
+		}
+	}
+	firing, err := runBool(r.when, env)
+	if err != nil {
+		return c, false, fmt.Errorf("when: %w", err)
+	}
+	c.Firing = firing
+	if r.resolveWhen != nil {
+		c.Resolve, err = runBool(r.resolveWhen, env)
+		if err != nil {
+			return c, false, fmt.Errorf("resolve_when: %w", err)
+		}
+		// A trap that neither raises nor resolves says nothing about this rule.
+		return c, c.Firing || c.Resolve, nil
+	}
+	if r.Source == SourceTrap {
+		return c, c.Firing, nil
+	}
+	if r.clearWhen != nil {
+		c.Clear, err = runBool(r.clearWhen, env)
+		if err != nil {
+			return c, false, fmt.Errorf("clear_when: %w", err)
+		}
+	} else {
+		c.Clear = !firing
+	}
+	return c, true, nil
+}
+
+func runBool(p *vm.Program, env map[string]any) (bool, error) {
+	out, err := expr.Run(p, env)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, fmt.Errorf("expression returned %T, not bool", out)
+	}
+	return b, nil
+}

@@ -1,0 +1,360 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+)
+
+// Set is every loaded rule, indexed by source.
+type Set struct {
+	Rules    []*Rule
+	bySource map[string][]*Rule
+}
+
+// ForSource returns the rules that evaluate observations of source.
+func (s *Set) ForSource(source string) []*Rule {
+	if s == nil {
+		return nil
+	}
+	return s.bySource[source]
+}
+
+// ByEventID finds a rule.
+func (s *Set) ByEventID(id string) *Rule {
+	for _, r := range s.Rules {
+		if r.EventID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+type fileYAML struct {
+	Rules []ruleYAML `yaml:"rules"`
+}
+
+type ruleYAML struct {
+	EventID     string          `yaml:"event_id"`
+	Name        string          `yaml:"name"`
+	Source      string          `yaml:"source"`
+	Kind        string          `yaml:"kind"`
+	Match       Match           `yaml:"match"`
+	When        string          `yaml:"when"`
+	For         config.Duration `yaml:"for"`
+	ClearWhen   string          `yaml:"clear_when"`
+	ClearFor    config.Duration `yaml:"clear_for"`
+	Key         string          `yaml:"key"`
+	ResolveWhen string          `yaml:"resolve_when"`
+	Value       string          `yaml:"value"`
+	Severity    int             `yaml:"severity"`
+	Category    string          `yaml:"category"`
+	Domain      string          `yaml:"domain"`
+	SubDomain   string          `yaml:"sub_domain"`
+	Description string          `yaml:"description"`
+}
+
+// Load reads every file matched by the globs. All problems come back at once
+// as config.Errors.
+func Load(globs []string) (*Set, error) {
+	var files []string
+	var errs config.Errors
+	for _, g := range globs {
+		m, err := filepath.Glob(g)
+		if err != nil {
+			errs = append(errs, config.Error{File: g, Msg: fmt.Sprintf("bad rules glob: %v", err)})
+			continue
+		}
+		if len(m) == 0 {
+			errs = append(errs, config.Error{File: g, Msg: "rules glob matches no file"})
+		}
+		files = append(files, m...)
+	}
+	sort.Strings(files)
+	var all []*Rule
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, config.Error{File: f, Msg: err.Error()})
+			continue
+		}
+		rs, es := Parse(data, f)
+		errs = append(errs, es...)
+		all = append(all, rs...)
+	}
+	seen := map[string]*Rule{}
+	for _, r := range all {
+		if prev, dup := seen[r.EventID]; dup {
+			errs = append(errs, config.Error{File: r.File, Line: r.Line,
+				Msg: fmt.Sprintf("event_id %s already defined at %s:%d", r.EventID, prev.File, prev.Line)})
+			continue
+		}
+		seen[r.EventID] = r
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return NewSet(all), nil
+}
+
+// NewSet indexes rules.
+func NewSet(rs []*Rule) *Set {
+	s := &Set{Rules: rs, bySource: map[string][]*Rule{}}
+	for _, r := range rs {
+		s.bySource[r.Source] = append(s.bySource[r.Source], r)
+	}
+	return s
+}
+
+var (
+	eventIDPattern = regexp.MustCompile(`^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-[1-5]-[0-9]+$`)
+	yamlLineMsg    = regexp.MustCompile(`^line (\d+): (.*)$`)
+	categories     = map[string]bool{"ALERT": true, "ERROR": true, "WARN": true, "INFO": true}
+)
+
+// Parse compiles the rules of one file.
+func Parse(data []byte, file string) ([]*Rule, config.Errors) {
+	var errs config.Errors
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlErrors(err, file)
+	}
+	// Strict decoding reports every unknown key with its line.
+	var fy fileYAML
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fy); err != nil {
+		return nil, yamlErrors(err, file)
+	}
+	ruleNodes := ruleItemNodes(&root)
+	var out []*Rule
+	for i, ry := range fy.Rules {
+		lines := map[string]int{}
+		line := 0
+		if i < len(ruleNodes) {
+			line = ruleNodes[i].Line
+			for j := 0; j+1 < len(ruleNodes[i].Content); j += 2 {
+				lines[ruleNodes[i].Content[j].Value] = ruleNodes[i].Content[j+1].Line
+			}
+		}
+		at := func(key string) int {
+			if l, ok := lines[key]; ok {
+				return l
+			}
+			return line
+		}
+		r, es := compile(ry, file, line, at)
+		errs = append(errs, es...)
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, errs
+}
+
+func ruleItemNodes(root *yaml.Node) []*yaml.Node {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return nil
+	}
+	m := root.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "rules" && m.Content[i+1].Kind == yaml.SequenceNode {
+			return m.Content[i+1].Content
+		}
+	}
+	return nil
+}
+
+func yamlErrors(err error, file string) config.Errors {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var es config.Errors
+		for _, msg := range te.Errors {
+			es = append(es, lineError(file, msg))
+		}
+		return es
+	}
+	return config.Errors{lineError(file, strings.TrimPrefix(err.Error(), "yaml: "))}
+}
+
+func lineError(file, msg string) config.Error {
+	if m := yamlLineMsg.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return config.Error{File: file, Line: n, Msg: m[2]}
+	}
+	return config.Error{File: file, Msg: msg}
+}
+
+// envFor is a typed sample environment, so expressions are type-checked at
+// load: a typo in a variable name is a check error, not a silent false.
+func envFor(source string) map[string]any {
+	env := map[string]any{"device": Device{}.env()}
+	switch source {
+	case SourceICMP:
+		env["up"] = false
+		env["loss"] = 0.0
+		env["rtt_ms"] = 0.0
+		env["sent"] = 0
+		env["recv"] = 0
+	case SourceSNMP:
+		env["cpu"] = 0.0
+		env["mem"] = 0.0
+		env["uptime_s"] = 0.0
+		env["uptime_reset"] = false
+	case SourceTrap:
+		env["trap"] = ""
+		env["trap_oid"] = ""
+		env["vars"] = map[string]any{}
+		env["source"] = ""
+		env["version"] = ""
+	}
+	return env
+}
+
+func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, config.Errors) {
+	var errs config.Errors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, config.Error{File: file, Line: at(key), Msg: fmt.Sprintf(format, args...)})
+	}
+	r := &Rule{
+		EventID: ry.EventID, Source: ry.Source, Kind: ry.Kind, Match: ry.Match,
+		For: ry.For.D(), ClearFor: ry.ClearFor.D(), Severity: ry.Severity,
+		Category: ry.Category, Domain: ry.Domain, SubDomain: ry.SubDomain,
+		File: file, Line: line,
+	}
+	if !eventIDPattern.MatchString(ry.EventID) {
+		bad("event_id", "event_id %q is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)", ry.EventID)
+	}
+	switch ry.Source {
+	case SourceICMP, SourceSNMP, SourceTrap:
+	default:
+		bad("source", "source %q: want icmp, snmp or trap", ry.Source)
+	}
+	if ry.Kind != "" && ry.Kind != KindEvent {
+		bad("kind", "kind %q: want event or nothing", ry.Kind)
+	}
+	if ry.Severity < 1 || ry.Severity > 5 {
+		bad("severity", "severity %d: want 1 (most severe) to 5", ry.Severity)
+	}
+	if r.Category == "" {
+		r.Category = "ALERT"
+	}
+	if !categories[r.Category] {
+		bad("category", "category %q: want ALERT, ERROR, WARN or INFO", r.Category)
+	}
+	if ry.Name == "" {
+		bad("event_id", "rule %s has no name", ry.EventID)
+	}
+	if r.For < 0 || r.ClearFor < 0 {
+		bad("for", "for and clear_for must not be negative")
+	}
+	if len(errs) > 0 && r.Source != SourceICMP && r.Source != SourceSNMP && r.Source != SourceTrap {
+		// Expressions cannot be checked without knowing their variables.
+		return nil, errs
+	}
+	env := envFor(ry.Source)
+	opts := []expr.Option{expr.Env(env), expr.AsBool()}
+	if ry.Source == SourceSNMP {
+		// Custom OIDs are named in config, not known to the rule file.
+		opts = append(opts, expr.AllowUndefinedVariables())
+	}
+	compileBool := func(key, src string) *vm.Program {
+		p, err := expr.Compile(src, opts...)
+		if err != nil {
+			bad(key, "%s: %s", key, oneLine(err.Error()))
+			return nil
+		}
+		return p
+	}
+	if ry.When == "" {
+		bad("event_id", "rule %s has no when", ry.EventID)
+	} else {
+		r.when = compileBool("when", ry.When)
+	}
+	if ry.ClearWhen != "" {
+		r.clearWhen = compileBool("clear_when", ry.ClearWhen)
+	}
+	if ry.ResolveWhen != "" {
+		if ry.Source != SourceTrap {
+			bad("resolve_when", "resolve_when is for trap rules only")
+		}
+		r.resolveWhen = compileBool("resolve_when", ry.ResolveWhen)
+	}
+	if ry.Key != "" {
+		p, err := expr.Compile(ry.Key, expr.Env(env))
+		if err != nil {
+			bad("key", "key: %s", oneLine(err.Error()))
+		}
+		r.key = p
+	}
+	if ry.Kind == KindEvent && (ry.ClearWhen != "" || ry.ResolveWhen != "") {
+		bad("kind", "a kind: event rule never resolves: drop clear_when/resolve_when")
+	}
+	if ry.Source == SourceTrap && ry.Kind != KindEvent && ry.ResolveWhen == "" {
+		bad("event_id", "trap rule %s needs resolve_when, or kind: event", ry.EventID)
+	}
+	r.value = ry.Value
+	if r.value == "" && r.when != nil {
+		r.value = firstIdentifier(r.when.Node())
+	}
+	var err error
+	if r.name, err = template.New("name").Option("missingkey=zero").Parse(ry.Name); err != nil {
+		bad("name", "name template: %s", err)
+	}
+	if r.description, err = template.New("description").Option("missingkey=zero").Parse(ry.Description); err != nil {
+		bad("description", "description template: %s", err)
+	}
+	if len(errs) == 0 {
+		// Render against a sample so field typos ({{ .Device.Nmae }}) fail at load.
+		sample := TemplateData{Device: Device{Name: "sw1", Address: "192.0.2.1", Labels: map[string]string{}}, Key: "1", Value: 1.0, Vars: map[string]any{}}
+		if _, _, err := r.Render(sample); err != nil {
+			bad("description", "%s", err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return r, nil
+}
+
+// firstIdentifier names the metric a rule tests: the first variable of when
+// that is not the device.
+func firstIdentifier(node ast.Node) string {
+	v := &identVisitor{}
+	ast.Walk(&node, v)
+	for _, n := range v.names {
+		if n != "device" {
+			return n
+		}
+	}
+	return ""
+}
+
+type identVisitor struct{ names []string }
+
+func (v *identVisitor) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		v.names = append(v.names, id.Value)
+	}
+}
+
+func oneLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+

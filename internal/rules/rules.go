@@ -1,0 +1,131 @@
+// Package rules loads rule files and turns observations into conditions.
+// Expressions (expr-lang/expr) and templates are compiled once per load.
+package rules
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"text/template"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Sources a rule can evaluate.
+const (
+	SourceICMP = "icmp"
+	SourceSNMP = "snmp"
+	SourceTrap = "trap"
+)
+
+// KindEvent marks one-shot rules that notify once and never resolve.
+const KindEvent = "event"
+
+// Rule is one compiled rule.
+type Rule struct {
+	EventID     string
+	Source      string
+	Kind        string
+	Match       Match
+	For         time.Duration
+	ClearFor    time.Duration
+	Severity    int
+	Category    string
+	Domain      string
+	SubDomain   string
+	File        string
+	Line        int
+	when        *vm.Program
+	clearWhen   *vm.Program // nil: not(when)
+	key         *vm.Program // trap rules: the instance key
+	resolveWhen *vm.Program // trap rules: a later trap that resolves
+	value       string      // the variable .Value reports (loss, cpu…)
+	name        *template.Template
+	description *template.Template
+}
+
+// Match restricts a rule to devices; empty fields match everything.
+type Match struct {
+	Devices []string          `yaml:"devices"`
+	Sites   []string          `yaml:"sites"`
+	Roles   []string          `yaml:"roles"`
+	Labels  map[string]string `yaml:"labels"`
+}
+
+// Device is what rules see of the inventory.
+type Device struct {
+	Name    string
+	Address string
+	Site    string
+	Role    string
+	Labels  map[string]string
+}
+
+func (d Device) env() map[string]any {
+	labels := d.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return map[string]any{"name": d.Name, "address": d.Address, "site": d.Site, "role": d.Role, "labels": labels}
+}
+
+// Matches reports whether the rule applies to the device. Device names are
+// globs (path.Match), as are event id filters elsewhere.
+func (m Match) Matches(d Device) bool {
+	if len(m.Devices) > 0 && !anyGlob(m.Devices, d.Name) {
+		return false
+	}
+	if len(m.Sites) > 0 && !contains(m.Sites, d.Site) {
+		return false
+	}
+	if len(m.Roles) > 0 && !contains(m.Roles, d.Role) {
+		return false
+	}
+	for k, v := range m.Labels {
+		if d.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func anyGlob(globs []string, s string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, s); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// TemplateData is what name and description templates see.
+type TemplateData struct {
+	Device Device
+	Key    string
+	Value  any
+	Vars   map[string]any
+}
+
+// Render executes the name and description templates.
+func (r *Rule) Render(data TemplateData) (name, description string, err error) {
+	var b bytes.Buffer
+	if err := r.name.Execute(&b, data); err != nil {
+		return "", "", fmt.Errorf("rule %s: name: %w", r.EventID, err)
+	}
+	name = b.String()
+	b.Reset()
+	if err := r.description.Execute(&b, data); err != nil {
+		return "", "", fmt.Errorf("rule %s: description: %w", r.EventID, err)
+	}
+	return name, b.String(), nil
+}

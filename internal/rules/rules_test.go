@@ -1,0 +1,137 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadShippedCatalog(t *testing.T) {
+	set, err := Load([]string{"../../rules/*.yaml"})
+	if err != nil {
+		t.Fatalf("shipped rules: %v", err)
+	}
+	r := set.ByEventID("NETWORK-DEVICES-1-101")
+	if r == nil || r.Source != SourceICMP || r.For != 20*time.Second || r.Severity != 1 {
+		t.Fatalf("NETWORK-DEVICES-1-101 = %+v", r)
+	}
+}
+
+func TestInvalidRules(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"testdata/invalid-rules.yaml", []string{
+			"testdata/invalid-rules.yaml:5: when: unknown name losss (1:1)",
+			"testdata/invalid-rules.yaml:7: description template: template: description:1: unexpected \"}\" in operand",
+			"testdata/invalid-rules.yaml:8: event_id \"bad-id\" is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)",
+			"testdata/invalid-rules.yaml:10: source \"smtp\": want icmp, snmp or trap",
+			"testdata/invalid-rules.yaml:12: severity 9: want 1 (most severe) to 5",
+			"testdata/invalid-rules.yaml:13: trap rule NETWORK-INTERFACES-2-301 needs resolve_when, or kind: event",
+			"testdata/invalid-rules.yaml:18: category \"CRITICAL\": want ALERT, ERROR, WARN or INFO",
+		}},
+		{"testdata/unknown-key.yaml", []string{
+			"testdata/unknown-key.yaml:7: field forr not found in type rules.ruleYAML",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, err := Load([]string{tt.file})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			got := strings.Split(err.Error(), "\n")
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestEvaluateICMP(t *testing.T) {
+	rs, errs := Parse([]byte(`
+rules:
+  - event_id: NETWORK-DEVICES-1-101
+    name: "Device {{ .Device.Name }} unreachable"
+    source: icmp
+    match: {roles: [core]}
+    when: loss == 100
+    clear_when: loss == 0
+    severity: 1
+    description: "{{ .Device.Name }} lost {{ .Value }}%"
+`), "t.yaml")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	set := NewSet(rs)
+	core := Device{Name: "core1", Address: "192.0.2.1", Role: "core"}
+	tests := []struct {
+		name          string
+		dev           Device
+		loss          float64
+		wantN         int
+		firing, clear bool
+	}{
+		{"down", core, 100, 1, true, false},
+		{"up", core, 0, 1, false, true},
+		{"partial loss: neither (hysteresis)", core, 50, 1, false, false},
+		{"role not matched", Device{Name: "acc", Role: "access"}, 100, 0, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conds, errs := set.Evaluate(Observation{Source: SourceICMP, Device: tt.dev, Time: time.Unix(1, 0),
+				Vars: map[string]any{"up": tt.loss < 100, "loss": tt.loss, "rtt_ms": 1.0, "sent": 1, "recv": 0}})
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			if len(conds) != tt.wantN {
+				t.Fatalf("%d conditions, want %d", len(conds), tt.wantN)
+			}
+			if tt.wantN == 0 {
+				return
+			}
+			c := conds[0]
+			if c.Firing != tt.firing || c.Clear != tt.clear || c.Value != tt.loss {
+				t.Errorf("got firing=%v clear=%v value=%v", c.Firing, c.Clear, c.Value)
+			}
+			name, desc, err := c.Rule.Render(TemplateData{Device: c.Device, Value: c.Value})
+			if err != nil || name != "Device core1 unreachable" || !strings.HasPrefix(desc, "core1 lost") {
+				t.Errorf("render = %q %q %v", name, desc, err)
+			}
+		})
+	}
+}
+
+func TestEvaluateTrapKeyAndResolve(t *testing.T) {
+	rs, errs := Parse([]byte(`
+rules:
+  - event_id: NETWORK-INTERFACES-2-301
+    name: Interface down
+    source: trap
+    when: trap == "IF-MIB::linkDown"
+    resolve_when: trap == "IF-MIB::linkUp"
+    key: vars["IF-MIB::ifIndex"]
+    severity: 2
+    description: "{{ .Device.Name }} interface {{ .Key }} down"
+`), "t.yaml")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	set := NewSet(rs)
+	obs := func(trap string, idx int) Observation {
+		return Observation{Source: SourceTrap, Device: Device{Name: "sw"}, Vars: map[string]any{
+			"trap": trap, "trap_oid": "", "vars": map[string]any{"IF-MIB::ifIndex": idx}, "source": "192.0.2.1", "version": "2c"}}
+	}
+	c, _ := set.Evaluate(obs("IF-MIB::linkDown", 3))
+	if len(c) != 1 || !c[0].Firing || c[0].Key != "3" {
+		t.Fatalf("linkDown: %+v", c)
+	}
+	c, _ = set.Evaluate(obs("IF-MIB::linkUp", 3))
+	if len(c) != 1 || !c[0].Resolve || c[0].Key != "3" {
+		t.Fatalf("linkUp: %+v", c)
+	}
+	if c, _ = set.Evaluate(obs("SNMPv2-MIB::coldStart", 3)); len(c) != 0 {
+		t.Fatalf("unrelated trap produced %+v", c)
+	}
+}
