@@ -42,11 +42,11 @@ type Instance struct {
 	Device   rules.Device `json:"device"`
 	Key      string       `json:"key,omitempty"`
 	State    State        `json:"state"`
-	Since    time.Time    `json:"since"`               // condition first held
-	ActiveAt time.Time    `json:"active_at,omitzero"`  // fired
-	Clearing time.Time    `json:"clearing,omitzero"`   // clear condition first held
-	Value    any          `json:"value,omitempty"`     // last value of the tested metric
-	Event    *event.Event `json:"event,omitempty"`     // the active event as notified
+	Since    time.Time    `json:"since"`              // condition first held
+	ActiveAt time.Time    `json:"active_at,omitzero"` // fired
+	Clearing time.Time    `json:"clearing,omitzero"`  // clear condition first held
+	Value    any          `json:"value,omitempty"`    // last value of the tested metric
+	Event    *event.Event `json:"event,omitempty"`    // the active event as notified
 	// ResolveTo are the destinations the active went to whose subscription
 	// wants resolves: the resolve goes there whatever config says by then.
 	ResolveTo []string `json:"resolve_to,omitempty"`

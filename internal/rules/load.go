@@ -357,4 +357,3 @@ func oneLine(s string) string {
 	}
 	return s
 }
-

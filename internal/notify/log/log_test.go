@@ -1,0 +1,247 @@
+package lognotify
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// destination parses one destination mapping as the config loader would.
+func destination(t *testing.T, src string) config.Destination {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatalf("parsing test YAML: %v", err)
+	}
+	n := doc.Content[0]
+	var d config.Destination
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch n.Content[i].Value {
+		case "name":
+			d.Name = n.Content[i+1].Value
+		case "type":
+			d.Type = n.Content[i+1].Value
+		}
+	}
+	d.Node, d.Line = n, n.Line
+	return d
+}
+
+func fixedEvent() event.Event {
+	return event.Event{
+		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
+		EventID:     "NETWORK-DEVICES-1-101",
+		Name:        "Device unreachable",
+		Description: "core-sw1 (10.0.0.1) is unreachable",
+		Category:    "ALERT",
+		Domain:      "Connectivity",
+		SubDomain:   "Devices",
+		Severity:    1,
+		Source:      "icmp",
+		Timestamp:   time.UnixMilli(1763840000000).UTC(),
+		Status:      event.StatusActive,
+		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
+	}
+}
+
+func newFileNotifier(t *testing.T, dir string) *Notifier {
+	t.Helper()
+	d := destination(t, "name: noc-log\ntype: log\npath: alerts.jsonl\n")
+	nf, err := New(d, notify.Env{ExternalURL: "http://127.0.0.1:9720", BaseDir: dir, ConfigFile: filepath.Join(dir, "nocbridge.yaml")})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	n := nf.(*Notifier)
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func TestGoldenLine(t *testing.T) {
+	dir := t.TempDir()
+	n := newFileNotifier(t, dir)
+	ev := fixedEvent()
+	if err := n.Send(context.Background(), notify.Notification{ID: ev.NotificationID("noc-log"), Event: ev, Attempt: 1}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "alerts.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "active.jsonl")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("reading golden (run with -update to create): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("log line differs from %s\n got: %s\nwant: %s", golden, got, want)
+	}
+	if bytes.Count(got, []byte("\n")) != 1 || !bytes.HasSuffix(got, []byte("\n")) {
+		t.Fatalf("want exactly one newline-terminated line, got %q", got)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "alerts.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm&^0o640 != 0 {
+		t.Fatalf("file mode %v grants more than 0640", perm)
+	}
+}
+
+func TestAppendsAndStatus(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "alerts.jsonl")
+	if err := os.WriteFile(path, []byte("existing\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	n := newFileNotifier(t, dir)
+	ev := fixedEvent()
+	res := ev
+	res.Status = event.StatusResolved
+	res.Timestamp = ev.Timestamp.Add(time.Minute)
+	for _, e := range []event.Event{ev, res} {
+		if err := n.Send(context.Background(), notify.Notification{ID: e.NotificationID("noc-log"), Event: e, Attempt: 1}); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 3 || lines[0] != "existing" {
+		t.Fatalf("want the existing line kept and two appended, got %q", lines)
+	}
+	for i, want := range []event.Event{ev, res} {
+		var l struct {
+			WebhookID   string         `json:"webhook_id"`
+			Destination string         `json:"destination"`
+			Status      string         `json:"status"`
+			Payload     map[string]any `json:"payload"`
+		}
+		if err := json.Unmarshal([]byte(lines[i+1]), &l); err != nil {
+			t.Fatalf("line %d is not JSON: %v", i+1, err)
+		}
+		if l.WebhookID != want.NotificationID("noc-log") || l.Destination != "noc-log" || l.Status != string(want.Status) {
+			t.Errorf("line %d: got id=%s dest=%s status=%s", i+1, l.WebhookID, l.Destination, l.Status)
+		}
+		details := l.Payload["details"].(map[string]any)
+		if details["Assurance Issue Status"] != string(want.Status) || l.Payload["instanceId"] != want.InstanceID {
+			t.Errorf("line %d: payload status/instance = %v/%v", i+1, details["Assurance Issue Status"], l.Payload["instanceId"])
+		}
+	}
+}
+
+func TestConcurrentLinesNeverInterleave(t *testing.T) {
+	dir := t.TempDir()
+	n := newFileNotifier(t, dir)
+	const workers, per = 16, 50
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				ev := fixedEvent()
+				ev.Description = strings.Repeat("x", 2000) // long lines make tearing likelier
+				ev.Timestamp = ev.Timestamp.Add(time.Duration(w*per+i) * time.Millisecond)
+				if err := n.Send(context.Background(), notify.Notification{ID: ev.NotificationID("noc-log"), Event: ev}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	f, err := os.Open(filepath.Join(dir, "alerts.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	seen := map[string]bool{}
+	for sc.Scan() {
+		var l Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("torn line %d: %v", len(seen)+1, err)
+		}
+		seen[l.WebhookID] = true
+	}
+	if len(seen) != workers*per {
+		t.Fatalf("got %d distinct lines, want %d", len(seen), workers*per)
+	}
+}
+
+func TestWriteErrorIsRetryable(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full on this system")
+	}
+	d := destination(t, "name: full\ntype: log\npath: /dev/full\n")
+	nf, err := New(d, notify.Env{BaseDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nf.(*Notifier).Close()
+	err = nf.Send(context.Background(), notify.Notification{ID: "msg_1", Event: fixedEvent()})
+	var ne *notify.Error
+	if !errors.As(err, &ne) || !ne.Retryable {
+		t.Fatalf("write to /dev/full: got %v, want a retryable *notify.Error", err)
+	}
+	if !strings.Contains(err.Error(), "/dev/full") {
+		t.Fatalf("error %q does not name the file", err)
+	}
+}
+
+func TestStdoutDefault(t *testing.T) {
+	d := destination(t, "name: noc-log\ntype: log\n")
+	nf, err := New(d, notify.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := nf.(*Notifier); n.w != os.Stdout || n.path != "" {
+		t.Fatalf("default output is not stdout")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "name: l\ntype: log\ntimeout: 5s\npaht: x.log\n", `nocbridge.yaml:4: destination "l": unknown key "paht" (known: path)`},
+		{"missing folder", "name: l\ntype: log\npath: nope/x.log\n", `nocbridge.yaml:3: destination "l": path ` + filepath.Join(dir, "nope/x.log") + `: folder`},
+		{"path is a folder", "name: l\ntype: log\npath: .\n", `nocbridge.yaml:3: destination "l": path ` + dir + " is a folder"},
+		{"wrong type", "name: l\ntype: log\npath: [a, b]\n", `nocbridge.yaml:3: destination "l": cannot unmarshal`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(destination(t, tt.yaml), notify.Env{ConfigFile: "nocbridge.yaml", BaseDir: dir})
+			var es config.Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("got %v (%T), want config.Errors", err, err)
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("error\n %s\nwant prefix\n %s", err, tt.want)
+			}
+		})
+	}
+}
