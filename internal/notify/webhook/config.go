@@ -1,17 +1,13 @@
 package webhook
 
 import (
-	"fmt"
 	"net/http"
 	"net/textproto"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/template"
 
 	"github.com/nocbridge/nocbridge/internal/config"
-	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/webhooksig"
 )
@@ -162,7 +158,7 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 			bad("format", "format template needs template_file")
 			break
 		}
-		t, err := loadTemplate(c.TemplateFile, env)
+		t, err := notify.LoadTemplate(c.TemplateFile, env)
 		if err != nil {
 			bad("template_file", "template_file: %v", err)
 			break
@@ -188,28 +184,6 @@ func containsFold(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// loadTemplate parses the template and runs it once over a sample event, so
-// both syntax errors and references to missing fields are load errors.
-func loadTemplate(file string, env notify.Env) (*template.Template, error) {
-	path := file
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(env.BaseDir, path)
-	}
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	t, err := template.New(filepath.Base(path)).Option("missingkey=error").Funcs(funcs).Parse(string(src))
-	if err != nil {
-		return nil, err // "template: name:LINE: …" carries the template's own line
-	}
-	sample := event.Sample("", fixedSampleTime)
-	if _, err := render(t, newTemplateData(sample, "msg_sample", env.ExternalURL)); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
 }
 
 // validHeaderName: an RFC 9110 token. (golang.org/x/net/http/httpguts has

@@ -16,11 +16,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
-	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/webhooksig"
 )
@@ -196,41 +194,7 @@ func (n *Notifier) body(nt notify.Notification) ([]byte, error) {
 	if n.s.tmpl == nil {
 		return json.Marshal(nt.Event.DNAC(n.externalURL))
 	}
-	return render(n.s.tmpl, newTemplateData(nt.Event, nt.ID, n.externalURL))
-}
-
-// TemplateData is what a `format: template` template sees: the event's
-// fields (.Name, .Severity, .Device.Name, .Status…), plus the notification
-// id, the alert link and the DNA Center payload as .DNAC.
-type TemplateData struct {
-	event.Event
-	WebhookID string
-	AlertURL  string
-	DNAC      event.DNACPayload
-}
-
-func newTemplateData(ev event.Event, id, externalURL string) TemplateData {
-	return TemplateData{Event: ev, WebhookID: id, AlertURL: ev.AlertURL(externalURL), DNAC: ev.DNAC(externalURL)}
-}
-
-// funcs: json makes a value safe to embed in a JSON body ({{ json .Description }}).
-var funcs = template.FuncMap{
-	"json": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return string(b), err
-	},
-	"upper": strings.ToUpper,
-	"lower": strings.ToLower,
-}
-
-var fixedSampleTime = time.Unix(1763840000, 0).UTC()
-
-func render(t *template.Template, data TemplateData) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return notify.RenderTemplate(n.s.tmpl, notify.NewTemplateData(nt.Event, nt.ID, n.externalURL))
 }
 
 // Close drops idle keep-alive connections, so a notifier replaced by a
