@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -53,6 +55,29 @@ const (
 	PrivilegedFalse Privileged = "false"
 )
 
+// UnmarshalYAML accepts the YAML booleans true/false as well as the strings
+// "auto", "true" and "false"; validation rejects anything else.
+func (p *Privileged) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want auto, true or false", n.Line)}}
+	}
+	if n.ShortTag() == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return err
+		}
+		*p = Privileged(strconv.FormatBool(b)) // True, TRUE… become the canonical "true"
+		return nil
+	}
+	*p = Privileged(n.Value)
+	return nil
+}
+
+// ICMPEchoSpacing is the longest gap the ICMP engine leaves between the
+// echoes of one round. Validation requires count × timeout plus the gaps to
+// fit in the interval, so a round ends before the next one starts.
+const ICMPEchoSpacing = 100 * time.Millisecond
+
 // ICMP holds defaults and per-device overrides (nil fields inherit).
 type ICMP struct {
 	Interval   Duration   `yaml:"interval"`
@@ -94,6 +119,8 @@ type SNMPKey struct {
 	PassphraseFile string `yaml:"passphrase_file"`
 }
 
+// Traps configures the trap receiver. Without a traps section in the file
+// the receiver is off and Listen is empty; with one, defaults fill it in.
 type Traps struct {
 	Listen             string   `yaml:"listen"`
 	Communities        []Secret `yaml:"communities"`
@@ -143,6 +170,30 @@ type Destination struct {
 
 	Node *yaml.Node `yaml:"-"` // the whole mapping node, for the type's decoder
 	Line int        `yaml:"-"`
+}
+
+// UnmarshalYAML decodes only the common keys and keeps the whole mapping in
+// Node: the type-specific keys are checked strictly later, by the type's own
+// decoder (notify.DecodeConfig), which knows them.
+func (d *Destination) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a destination must be a mapping with name, type and the type's keys", n.Line)}}
+	}
+	common := *n
+	common.Content = nil
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		// Merge keys stay too, so a shared `<<: *retry-defaults` still applies.
+		if slices.Contains(CommonDestinationKeys, k.Value) || k.ShortTag() == "!!merge" {
+			common.Content = append(common.Content, k, n.Content[i+1])
+		}
+	}
+	type plain Destination // no UnmarshalYAML: avoids recursing into this one
+	var p plain
+	err := common.Decode(&p)
+	*d = Destination(p)
+	d.Node, d.Line = n, n.Line
+	return err
 }
 
 // CommonDestinationKeys are the keys Destination decodes; a type's decoder

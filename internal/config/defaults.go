@@ -1,0 +1,125 @@
+package config
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Default values, applied by applyDefaults and nowhere else.
+const (
+	defaultStateDir     = "/var/lib/nocbridge"
+	defaultHTTPListen   = "127.0.0.1:9720"
+	defaultStoreSync    = "always"
+	defaultICMPInterval = 10 * time.Second
+	defaultICMPTimeout  = time.Second
+	defaultICMPCount    = 1
+
+	defaultSNMPPollInterval = 60 * time.Second
+	defaultSNMPTimeout      = 2 * time.Second
+	defaultSNMPRetries      = 1
+	defaultSNMPPort         = 161
+
+	defaultTrapListen             = "0.0.0.0:162"
+	defaultTrapUnknownSources     = "accept"
+	defaultTrapRateLimitPerSource = 1000
+
+	defaultDestinationTimeout = 10 * time.Second
+	defaultRetryInitial       = time.Second
+	defaultRetryMax           = 5 * time.Minute
+	defaultRetryMaxAge        = 24 * time.Hour
+)
+
+// applyDefaults fills in every setting the file leaves out:
+//
+//	state_dir                    /var/lib/nocbridge
+//	http.listen                  127.0.0.1:9720
+//	external_url                 http://<http.listen> (an unspecified host, as in
+//	                             0.0.0.0:9720, becomes this machine's host name)
+//	store.sync                   always
+//	icmp                         interval 10s, timeout 1s, count 1, privileged auto
+//	snmp                         poll_interval 60s, timeout 2s, retries 1; profile port 161
+//	traps (when the section is   listen 0.0.0.0:162, unknown_sources accept,
+//	  present; absent = off)     rate_limit_per_source 1000
+//	destinations                 timeout 10s, retry initial 1s, max 5m, max_age 24h
+//	                             (each retry field separately)
+//	subscriptions                send_resolved true
+//
+// set reports whether the file gives the key at a path: numbers default only
+// when absent, because an explicit 0 means something (retries: 0, no limit)
+// or is an error validation must report (count: 0). Empty strings count as
+// absent.
+func applyDefaults(c *Config, set func(path ...any) bool) {
+	defaultString := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	defaultDuration := func(v *Duration, d time.Duration, path ...any) {
+		if !set(path...) {
+			*v = Duration(d)
+		}
+	}
+	defaultInt := func(v *int, d int, path ...any) {
+		if !set(path...) {
+			*v = d
+		}
+	}
+
+	defaultString(&c.StateDir, defaultStateDir)
+	defaultString(&c.HTTP.Listen, defaultHTTPListen)
+	defaultString(&c.ExternalURL, externalURLFor(c.HTTP.Listen))
+	defaultString(&c.Store.Sync, defaultStoreSync)
+
+	defaultDuration(&c.ICMP.Interval, defaultICMPInterval, "icmp", "interval")
+	defaultDuration(&c.ICMP.Timeout, defaultICMPTimeout, "icmp", "timeout")
+	defaultInt(&c.ICMP.Count, defaultICMPCount, "icmp", "count")
+	if c.ICMP.Privileged == "" {
+		c.ICMP.Privileged = PrivilegedAuto
+	}
+
+	defaultDuration(&c.SNMP.PollInterval, defaultSNMPPollInterval, "snmp", "poll_interval")
+	defaultDuration(&c.SNMP.Timeout, defaultSNMPTimeout, "snmp", "timeout")
+	defaultInt(&c.SNMP.Retries, defaultSNMPRetries, "snmp", "retries")
+	for name, p := range c.SNMP.Profiles {
+		defaultInt(&p.Port, defaultSNMPPort, "snmp", "profiles", name, "port")
+		c.SNMP.Profiles[name] = p
+	}
+
+	if set("traps") {
+		defaultString(&c.Traps.Listen, defaultTrapListen)
+		defaultString(&c.Traps.UnknownSources, defaultTrapUnknownSources)
+		defaultInt(&c.Traps.RateLimitPerSource, defaultTrapRateLimitPerSource, "traps", "rate_limit_per_source")
+	}
+
+	for i := range c.Destinations {
+		d := &c.Destinations[i]
+		defaultDuration(&d.Timeout, defaultDestinationTimeout, "destinations", i, "timeout")
+		defaultDuration(&d.Retry.Initial, defaultRetryInitial, "destinations", i, "retry", "initial")
+		defaultDuration(&d.Retry.Max, defaultRetryMax, "destinations", i, "retry", "max")
+		defaultDuration(&d.Retry.MaxAge, defaultRetryMaxAge, "destinations", i, "retry", "max_age")
+	}
+	for i := range c.Subscriptions {
+		if c.Subscriptions[i].SendResolved == nil {
+			yes := true
+			c.Subscriptions[i].SendResolved = &yes
+		}
+	}
+}
+
+// externalURLFor is the URL of the API at listen. Links to a wildcard
+// address (0.0.0.0, ::, or no host) open nowhere, so those use the host name
+// instead, as Prometheus does for its external URL.
+func externalURLFor(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen // validation reports the bad listen address
+	}
+	if a, err := netip.ParseAddr(host); host == "" || (err == nil && a.IsUnspecified()) {
+		if host, err = os.Hostname(); err != nil || host == "" {
+			host = "localhost"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
