@@ -10,13 +10,21 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/jira"
 	lognotify "github.com/nocbridge/nocbridge/internal/notify/log"
+	"github.com/nocbridge/nocbridge/internal/notify/opsgenie"
+	"github.com/nocbridge/nocbridge/internal/notify/pagerduty"
+	"github.com/nocbridge/nocbridge/internal/notify/servicenow"
 	"github.com/nocbridge/nocbridge/internal/notify/webhook"
 )
 
 var types = map[string]notify.Factory{
-	"log":     lognotify.New,
-	"webhook": webhook.New,
+	"jira":       jira.New,
+	"log":        lognotify.New,
+	"opsgenie":   opsgenie.New,
+	"pagerduty":  pagerduty.New,
+	"servicenow": servicenow.New,
+	"webhook":    webhook.New,
 }
 
 // Types lists the known destination types, sorted.

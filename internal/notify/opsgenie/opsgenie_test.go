@@ -1,0 +1,579 @@
+package opsgenie
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	apiKey      = "3f9d1c0e-5b7a-4e21-9c3d-7a8b6c5d4e3f"
+	externalURL = "http://127.0.0.1:9720"
+	userAgent   = "nocbridge/1.2.3"
+)
+
+var attemptTime = time.Unix(1763840005, 0)
+
+// destination parses one destination mapping as the config loader would.
+func destination(t *testing.T, src string) config.Destination {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatalf("parsing test YAML: %v", err)
+	}
+	n := doc.Content[0]
+	d := config.Destination{Node: n, Line: n.Line}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch n.Content[i].Value {
+		case "name":
+			d.Name = n.Content[i+1].Value
+		case "type":
+			d.Type = n.Content[i+1].Value
+		}
+	}
+	return d
+}
+
+func activeEvent() event.Event {
+	return event.Event{
+		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
+		EventID:     "NETWORK-DEVICES-1-101",
+		Name:        "Device unreachable",
+		Description: "core-sw1 (10.0.0.1) is unreachable",
+		Category:    "ALERT",
+		Domain:      "Connectivity",
+		SubDomain:   "Devices",
+		Severity:    1,
+		Source:      "icmp",
+		Timestamp:   time.UnixMilli(1763840000000),
+		Status:      event.StatusActive,
+		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
+		Details:     map[string]string{"Loss Percent": "100"},
+	}
+}
+
+func resolvedEvent() event.Event {
+	e := activeEvent()
+	e.Status = event.StatusResolved
+	e.Timestamp = e.Timestamp.Add(90 * time.Second)
+	e.Details = map[string]string{"Loss Percent": "0"}
+	return e
+}
+
+func notification(ev event.Event) notify.Notification {
+	return notify.Notification{ID: ev.NotificationID("og"), Event: ev, Attempt: 1}
+}
+
+// logBuffer collects what the notifier logs, at every level.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testEnv(dir string, logs io.Writer) notify.Env {
+	if logs == nil {
+		logs = io.Discard
+	}
+	return notify.Env{
+		ExternalURL: externalURL,
+		UserAgent:   userAgent,
+		ConfigFile:  "nocbridge.yaml",
+		BaseDir:     dir,
+		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+}
+
+func ogConfig(apiURL, extra string) string {
+	return "name: og\ntype: opsgenie\napi_key: " + apiKey + "\napi_url: " + apiURL + "\n" + extra
+}
+
+func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
+	t.Helper()
+	nf, err := New(destination(t, yamlSrc), env)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	n := nf.(*Notifier)
+	n.now = func() time.Time { return attemptTime }
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func writeFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeOpsgenie is the Alert API: GenieKey auth, validation with 422 and the
+// service's error JSON, de-duplication of open alerts by alias, close by
+// alias (404 when nothing is open under it).
+type fakeOpsgenie struct {
+	*httptest.Server
+	t *testing.T
+
+	mu       sync.Mutex
+	alerts   []*fakeAlert
+	requests []seen
+	fail     func(w http.ResponseWriter, r *http.Request) bool
+}
+
+type fakeAlert struct {
+	alias  string
+	open   bool
+	count  int
+	create createRequest
+	note   string
+}
+
+type seen struct {
+	method, path, query string
+	body                []byte
+}
+
+func newFakeOpsgenie(t *testing.T) *fakeOpsgenie {
+	f := &fakeOpsgenie{t: t}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.handle))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func ogAnswer(w http.ResponseWriter, code int, v map[string]any) {
+	v["took"] = 0.012
+	v["requestId"] = "7b4e2c4a-1f6e-4a3f-9d55-0c2d3e4f5a6b"
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (f *fakeOpsgenie) handle(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, seen{r.Method, r.URL.Path, r.URL.RawQuery, body})
+	if f.fail != nil && f.fail(w, r) {
+		return
+	}
+	if r.Header.Get("Authorization") != "GenieKey "+apiKey {
+		ogAnswer(w, http.StatusUnauthorized, map[string]any{"message": "Could not authenticate"})
+		return
+	}
+	if r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+		f.t.Errorf("Content-Type %q, User-Agent %q", r.Header.Get("Content-Type"), r.Header.Get("User-Agent"))
+	}
+	if r.Method != http.MethodPost {
+		ogAnswer(w, http.StatusMethodNotAllowed, map[string]any{"message": "Method not allowed"})
+		return
+	}
+	if r.URL.Path == "/v2/alerts" {
+		var req createRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			ogAnswer(w, http.StatusBadRequest, map[string]any{"message": "Could not parse request body"})
+			return
+		}
+		errs := map[string]string{}
+		switch {
+		case req.Message == "":
+			errs["message"] = "Message can not be empty."
+		case len([]rune(req.Message)) > 130:
+			errs["message"] = "Message can not be longer than 130 characters."
+		}
+		if !strings.HasPrefix(req.Priority, "P") || len(req.Priority) != 2 || req.Priority[1] < '1' || req.Priority[1] > '5' {
+			errs["priority"] = "Priority should be one of [P1, P2, P3, P4, P5]"
+		}
+		for _, tag := range req.Tags {
+			if len([]rune(tag)) > 50 {
+				errs["tags"] = "Tags can not be longer than 50 characters."
+			}
+		}
+		if len(errs) > 0 {
+			ogAnswer(w, http.StatusUnprocessableEntity, map[string]any{"message": "Request body is not processable. Please check the errors.", "errors": errs})
+			return
+		}
+		if a := f.open(req.Alias); a != nil && req.Alias != "" {
+			a.count++ // Opsgenie's de-duplication
+		} else {
+			f.alerts = append(f.alerts, &fakeAlert{alias: req.Alias, open: true, count: 1, create: req})
+		}
+		ogAnswer(w, http.StatusAccepted, map[string]any{"result": "Request will be processed"})
+		return
+	}
+	if alias, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/v2/alerts/"), "/close"); ok && strings.HasPrefix(r.URL.Path, "/v2/alerts/") {
+		if r.URL.Query().Get("identifierType") != "alias" {
+			f.t.Errorf("close without identifierType=alias: %q", r.URL.RawQuery)
+		}
+		var req closeRequest
+		_ = json.Unmarshal(body, &req)
+		a := f.open(alias)
+		if a == nil {
+			ogAnswer(w, http.StatusNotFound, map[string]any{"message": "Alert with alias [" + alias + "] does not exist"})
+			return
+		}
+		a.open, a.note = false, req.Note
+		ogAnswer(w, http.StatusAccepted, map[string]any{"result": "Request will be processed"})
+		return
+	}
+	ogAnswer(w, http.StatusNotFound, map[string]any{"message": "No handler for " + r.URL.Path})
+}
+
+func (f *fakeOpsgenie) open(alias string) *fakeAlert {
+	for _, a := range f.alerts {
+		if a.alias == alias && a.open {
+			return a
+		}
+	}
+	return nil
+}
+
+func (f *fakeOpsgenie) snapshot() ([]seen, []fakeAlert) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var alerts []fakeAlert
+	for _, a := range f.alerts {
+		alerts = append(alerts, *a)
+	}
+	return append([]seen(nil), f.requests...), alerts
+}
+
+func checkGolden(t *testing.T, name string, body []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, body, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteByte('\n')
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden (run with -update to create): %v", err)
+	}
+	var g, w any
+	if err := json.Unmarshal(body, &g); err != nil {
+		t.Fatalf("body is not JSON: %v", err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatalf("golden %s is not JSON: %v", path, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("body differs from %s:\n%s", path, body)
+	}
+}
+
+func TestFiringThenResolved(t *testing.T) {
+	og := newFakeOpsgenie(t)
+	n := newNotifier(t, ogConfig(og.URL+"/", ""), testEnv(t.TempDir(), nil))
+	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+		t.Fatalf("firing: %v", err)
+	}
+	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatalf("resolve: %v", err)
+	}
+	reqs, alerts := og.snapshot()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want create and close", len(reqs))
+	}
+	if r := reqs[0]; r.method != http.MethodPost || r.path != "/v2/alerts" || r.query != "" {
+		t.Errorf("create sent as %s %s?%s", r.method, r.path, r.query)
+	}
+	checkGolden(t, "create.json", reqs[0].body)
+	if r := reqs[1]; r.path != "/v2/alerts/5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f/close" || r.query != "identifierType=alias" {
+		t.Errorf("close sent as %s %s?%s", r.method, r.path, r.query)
+	}
+	checkGolden(t, "close.json", reqs[1].body)
+	if len(alerts) != 1 || alerts[0].open {
+		t.Fatalf("want one closed alert, got %+v", alerts)
+	}
+}
+
+// TestDedupAcrossRestart: the same firing notification from a restarted
+// nocbridge carries the same alias, so Opsgenie folds it into the open alert.
+func TestDedupAcrossRestart(t *testing.T) {
+	og := newFakeOpsgenie(t)
+	nt := notification(activeEvent())
+	for attempt := 1; attempt <= 2; attempt++ {
+		nt.Attempt = attempt
+		if err := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), nil)).Send(context.Background(), nt); err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	reqs, alerts := og.snapshot()
+	if len(alerts) != 1 || alerts[0].count != 2 {
+		t.Fatalf("want one alert seen twice, got %+v", alerts)
+	}
+	if !bytes.Equal(reqs[0].body, reqs[1].body) {
+		t.Errorf("a retry must send the identical alert:\n%s\n%s", reqs[0].body, reqs[1].body)
+	}
+}
+
+func TestCloseUnknownIsSuccess(t *testing.T) {
+	og := newFakeOpsgenie(t)
+	var logs logBuffer
+	n := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), &logs))
+	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatalf("closing an alert that is not open: %v", err)
+	}
+	if !strings.Contains(logs.String(), "opsgenie alert already closed or unknown") {
+		t.Errorf("expected an info line:\n%s", logs.String())
+	}
+}
+
+func TestPriorityTagsLimits(t *testing.T) {
+	for sev, want := range map[int]string{0: "P1", 1: "P1", 2: "P2", 3: "P3", 4: "P4", 5: "P5", 9: "P5"} {
+		if got := priority(sev); got != want {
+			t.Errorf("priority(%d) = %s, want %s", sev, got, want)
+		}
+	}
+	og := newFakeOpsgenie(t)
+	n := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), nil))
+	ev := activeEvent()
+	ev.Severity = 4
+	ev.Description = strings.Repeat("d", 20000)
+	ev.Device.Site = strings.Repeat("s", 80)
+	ev.Device.Role = ""
+	if err := n.Send(context.Background(), notification(ev)); err != nil {
+		t.Fatalf("long fields must be cut to Opsgenie's limits, not rejected: %v", err)
+	}
+	_, alerts := og.snapshot()
+	c := alerts[0].create
+	if c.Priority != "P4" || len([]rune(c.Message)) != maxMessage || len([]rune(c.Description)) != maxDescription {
+		t.Errorf("priority %s, message %d chars, description %d chars", c.Priority, len([]rune(c.Message)), len([]rune(c.Description)))
+	}
+	if len(c.Tags) != 2 || c.Tags[0] != "NETWORK-DEVICES-1-101" || len([]rune(c.Tags[1])) != maxTag {
+		t.Errorf("tags = %q", c.Tags)
+	}
+}
+
+func TestTemplate(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "og.tmpl", "{{ .Status }} on {{ .Device.Name }} ({{ .Device.Site }}): {{ .Description }}\n")
+	og := newFakeOpsgenie(t)
+	n := newNotifier(t, ogConfig(og.URL, "template_file: og.tmpl\n"), testEnv(dir, nil))
+	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatal(err)
+	}
+	_, alerts := og.snapshot()
+	a := alerts[0]
+	if a.create.Description != "active on core-sw1 (HQ): core-sw1 (10.0.0.1) is unreachable" {
+		t.Errorf("description = %q", a.create.Description)
+	}
+	if a.note != "resolved on core-sw1 (HQ): core-sw1 (10.0.0.1) is unreachable" {
+		t.Errorf("close note = %q", a.note)
+	}
+	if a.create.Message != "[P1] Device unreachable: core-sw1 (10.0.0.1) is unreachable" {
+		t.Errorf("message is not templated: %q", a.create.Message)
+	}
+}
+
+func TestStatusClassification(t *testing.T) {
+	httpDate := attemptTime.Add(42 * time.Second).UTC().Format(http.TimeFormat)
+	tests := []struct {
+		name       string
+		answer     func(w http.ResponseWriter)
+		status     int
+		retryable  bool
+		retryAfter time.Duration
+		reason     string
+	}{
+		{"422", func(w http.ResponseWriter) {
+			ogAnswer(w, 422, map[string]any{"message": "Request body is not processable. Please check the errors.", "errors": map[string]string{"message": "Message can not be empty."}})
+		}, 422, false, 0, "POST %s/v2/alerts: HTTP 422: Request body is not processable. Please check the errors.; message: Message can not be empty."},
+		{"400", func(w http.ResponseWriter) {
+			ogAnswer(w, 400, map[string]any{"message": "Could not parse request body"})
+		}, 400, false, 0, "HTTP 400: Could not parse request body"},
+		{"401", func(w http.ResponseWriter) { ogAnswer(w, 401, map[string]any{"message": "Could not authenticate"}) },
+			401, false, 0, "HTTP 401: Could not authenticate"},
+		{"403", func(w http.ResponseWriter) {
+			ogAnswer(w, 403, map[string]any{"message": "You are not authorized to take this action."})
+		}, 403, false, 0, "HTTP 403: You are not authorized to take this action."},
+		{"429", func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "12")
+			ogAnswer(w, 429, map[string]any{"message": "You are making too many requests! To avoid errors, we recommend you limit requests."})
+		}, 429, true, 12 * time.Second, "HTTP 429: You are making too many requests!"},
+		{"429 with date", func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", httpDate)
+			w.WriteHeader(429)
+		}, 429, true, 42 * time.Second, "HTTP 429"},
+		{"500", func(w http.ResponseWriter) { ogAnswer(w, 500, map[string]any{"message": "Internal Server Error"}) },
+			500, true, 0, "HTTP 500: Internal Server Error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			og := newFakeOpsgenie(t)
+			og.fail = func(w http.ResponseWriter, r *http.Request) bool { tt.answer(w); return true }
+			n := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), nil))
+			err := n.Send(context.Background(), notification(activeEvent()))
+			var ne *notify.Error
+			if !errors.As(err, &ne) {
+				t.Fatalf("got %v, want *notify.Error", err)
+			}
+			if ne.Status != tt.status || ne.Retryable != tt.retryable || ne.RetryAfter != tt.retryAfter {
+				t.Errorf("status=%d retryable=%v retryAfter=%s, want %d %v %s", ne.Status, ne.Retryable, ne.RetryAfter, tt.status, tt.retryable, tt.retryAfter)
+			}
+			want := tt.reason
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, og.URL)
+			}
+			if !strings.Contains(ne.Reason, want) {
+				t.Errorf("reason %q lacks %q", ne.Reason, want)
+			}
+		})
+	}
+	// Only a 404 on close means "nothing open"; other close failures stay
+	// failures.
+	og := newFakeOpsgenie(t)
+	og.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		ogAnswer(w, 503, map[string]any{"message": "Service Unavailable"})
+		return true
+	}
+	if err := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), nil)).Send(context.Background(), notification(resolvedEvent())); !notify.Retryable(err) {
+		t.Errorf("close answered 503: got %v, want retryable", err)
+	}
+}
+
+func TestNetworkErrorsAreRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u := srv.URL
+	srv.Close()
+	n := newNotifier(t, ogConfig(u, ""), testEnv(t.TempDir(), nil))
+	err := n.Send(context.Background(), notification(activeEvent()))
+	var ne *notify.Error
+	if !errors.As(err, &ne) || !ne.Retryable || ne.Status != 0 {
+		t.Fatalf("connection refused: got %v, want retryable without status", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.Send(ctx, notification(resolvedEvent())); !notify.Retryable(err) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: got %v, want retryable wrapping context.Canceled", err)
+	}
+}
+
+func TestSecretNeverLeaks(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "key", apiKey+"\n")
+	var logs logBuffer
+	var texts []string
+	collect := func(err error) {
+		if err == nil {
+			t.Fatal("expected an error")
+		}
+		texts = append(texts, err.Error())
+		var ne *notify.Error
+		if errors.As(err, &ne) {
+			texts = append(texts, ne.Reason)
+		}
+	}
+	og := newFakeOpsgenie(t)
+	ok := newNotifier(t, "name: og\ntype: opsgenie\napi_key_file: key\napi_url: "+og.URL+"\n", testEnv(dir, &logs))
+	if err := ok.Send(context.Background(), notification(activeEvent())); err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.Send(context.Background(), notification(resolvedEvent())); err != nil { // 404: already closed
+		t.Fatal(err)
+	}
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ogAnswer(w, http.StatusUnprocessableEntity, map[string]any{"message": "bad header " + r.Header.Get("Authorization")})
+	}))
+	defer echo.Close()
+	collect(newNotifier(t, ogConfig(echo.URL, ""), testEnv(dir, &logs)).Send(context.Background(), notification(activeEvent())))
+	_, err := New(destination(t, "name: og\ntype: opsgenie\napi_key: "+apiKey+"\napi_key_file: key\napi_url: https://x:"+apiKey+"@api.opsgenie.com\n"), testEnv(dir, &logs))
+	collect(err)
+	texts = append(texts, logs.String())
+	for _, txt := range texts {
+		if strings.Contains(txt, apiKey) {
+			t.Fatalf("the API key leaked into an error or log line") // not printing it
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "key", apiKey+"\n")
+	writeFile(t, dir, "broken.tmpl", "ok\n{{ end }}\n")
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"missing key", "api_url: https://api.eu.opsgenie.com\n", []string{`c.yaml:1: destination "og": api_key (or api_key_file) is required`}},
+		{"unknown key", "api_key: k\napikey: k\n", []string{`c.yaml:4: destination "og": unknown key "apikey" (known: api_key, api_key_file, api_url, template_file)`}},
+		{"inline and file", "api_key: k\napi_key_file: key\n", []string{`c.yaml:4: destination "og": api_key: set either the value or the _file key, not both`}},
+		{"file missing", "api_key_file: nope\n", []string{`c.yaml:3: destination "og": api_key: reading secret file`}},
+		{"key with spaces", "api_key: \"GenieKey abc\"\n", []string{`c.yaml:3: destination "og": api_key must not contain white space`}},
+		{"bad api_url", "api_key: k\napi_url: api.opsgenie.com\n", []string{`c.yaml:4: destination "og": api_url api.opsgenie.com: scheme must be http or https`}},
+		{"broken template", "api_key: k\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "og": template_file: template: broken.tmpl:2: unexpected {{end}}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(destination(t, "name: og\ntype: opsgenie\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			var es config.Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("got %v (%T), want config.Errors", err, err)
+			}
+			if len(es) != len(tt.want) {
+				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(es[i].Error(), w) {
+					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestDefaultAndEUURL(t *testing.T) {
+	n := newNotifier(t, "name: og\ntype: opsgenie\napi_key: k\n", testEnv(t.TempDir(), nil))
+	if got := n.apiURL("/v2/alerts", nil).String(); got != "https://api.opsgenie.com/v2/alerts" {
+		t.Errorf("default = %s", got)
+	}
+	n = newNotifier(t, ogConfig("https://api.eu.opsgenie.com/", ""), testEnv(t.TempDir(), nil))
+	if got := n.apiURL("/v2/alerts", nil).String(); got != "https://api.eu.opsgenie.com/v2/alerts" {
+		t.Errorf("EU = %s", got)
+	}
+}

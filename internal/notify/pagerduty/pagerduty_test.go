@@ -1,0 +1,572 @@
+package pagerduty
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	routingKey  = "R0uTiNgKeY0123456789abcdefABCDEF" // 32 characters, like a real one
+	externalURL = "http://127.0.0.1:9720"
+	userAgent   = "nocbridge/1.2.3"
+)
+
+var attemptTime = time.Unix(1763840005, 0)
+
+// destination parses one destination mapping as the config loader would.
+func destination(t *testing.T, src string) config.Destination {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatalf("parsing test YAML: %v", err)
+	}
+	n := doc.Content[0]
+	d := config.Destination{Node: n, Line: n.Line}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch n.Content[i].Value {
+		case "name":
+			d.Name = n.Content[i+1].Value
+		case "type":
+			d.Type = n.Content[i+1].Value
+		}
+	}
+	return d
+}
+
+func activeEvent() event.Event {
+	return event.Event{
+		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
+		EventID:     "NETWORK-DEVICES-1-101",
+		Name:        "Device unreachable",
+		Description: "core-sw1 (10.0.0.1) is unreachable",
+		Category:    "ALERT",
+		Domain:      "Connectivity",
+		SubDomain:   "Devices",
+		Severity:    1,
+		Source:      "icmp",
+		Timestamp:   time.UnixMilli(1763840000000),
+		Status:      event.StatusActive,
+		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
+		Details:     map[string]string{"Loss Percent": "100"},
+	}
+}
+
+func resolvedEvent() event.Event {
+	e := activeEvent()
+	e.Status = event.StatusResolved
+	e.Timestamp = e.Timestamp.Add(90 * time.Second)
+	e.Details = map[string]string{"Loss Percent": "0"}
+	return e
+}
+
+func notification(ev event.Event) notify.Notification {
+	return notify.Notification{ID: ev.NotificationID("pd"), Event: ev, Attempt: 1}
+}
+
+// logBuffer collects what the notifier logs, at every level.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testEnv(dir string, logs io.Writer) notify.Env {
+	if logs == nil {
+		logs = io.Discard
+	}
+	return notify.Env{
+		ExternalURL: externalURL,
+		UserAgent:   userAgent,
+		ConfigFile:  "nocbridge.yaml",
+		BaseDir:     dir,
+		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+}
+
+func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
+	t.Helper()
+	nf, err := New(destination(t, yamlSrc), env)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	n := nf.(*Notifier)
+	n.now = func() time.Time { return attemptTime }
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func writeFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakePagerDuty is an Events API v2 endpoint: it checks each request the way
+// PagerDuty does and keeps incidents by dedup_key, so tests see what an
+// on-call engineer would.
+type fakePagerDuty struct {
+	*httptest.Server
+	t *testing.T
+
+	mu        sync.Mutex
+	bodies    [][]byte
+	incidents map[string]*incident
+	order     []string
+	// fail, when set, answers the next requests instead of processing them.
+	fail func(w http.ResponseWriter) bool
+}
+
+type incident struct {
+	open   bool
+	alerts int // triggers folded into this incident
+}
+
+func newFakePagerDuty(t *testing.T) *fakePagerDuty {
+	f := &fakePagerDuty{t: t, incidents: map[string]*incident{}}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.handle))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakePagerDuty) url() string { return f.URL + "/v2/enqueue" }
+
+func (f *fakePagerDuty) handle(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bodies = append(f.bodies, body)
+	if f.fail != nil && f.fail(w) {
+		return
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/v2/enqueue" {
+		f.t.Errorf("request %s %s, want POST /v2/enqueue", r.Method, r.URL.Path)
+		http.NotFound(w, r)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		f.t.Errorf("Content-Type = %q", ct)
+	}
+	if ua := r.Header.Get("User-Agent"); ua != userAgent {
+		f.t.Errorf("User-Agent = %q", ua)
+	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		f.t.Errorf("Events API v2 takes the key in the body, but Authorization was sent")
+	}
+	var ev eventRequest
+	if err := json.Unmarshal(body, &ev); err != nil {
+		writeJSON(w, http.StatusBadRequest, `{"status":"invalid event","message":"Event object is invalid","errors":["Malformed JSON"]}`)
+		return
+	}
+	var problems []string
+	if ev.RoutingKey != routingKey {
+		problems = append(problems, "Invalid routing key")
+	}
+	if ev.DedupKey == "" {
+		problems = append(problems, "'dedup_key' is missing")
+	}
+	switch ev.EventAction {
+	case "trigger":
+		if ev.Payload == nil || ev.Payload.Summary == "" || ev.Payload.Source == "" || ev.Payload.Severity == "" {
+			problems = append(problems, "'payload' is missing or incomplete")
+		} else if _, err := time.Parse(time.RFC3339, ev.Payload.Timestamp); err != nil {
+			problems = append(problems, "'payload.timestamp' is not a valid timestamp")
+		}
+	case "resolve":
+	default:
+		problems = append(problems, "'event_action' is invalid (must be one of the following: 'trigger', 'acknowledge' or 'resolve')")
+	}
+	if len(problems) > 0 {
+		b, _ := json.Marshal(errorResponse{Status: "invalid event", Message: "Event object is invalid", Errors: problems})
+		writeJSON(w, http.StatusBadRequest, string(b))
+		return
+	}
+	inc := f.incidents[ev.DedupKey]
+	switch ev.EventAction {
+	case "trigger":
+		if inc == nil || !inc.open {
+			inc = &incident{open: true}
+			f.incidents[ev.DedupKey] = inc
+			f.order = append(f.order, ev.DedupKey)
+		}
+		inc.alerts++
+	case "resolve":
+		if inc != nil {
+			inc.open = false
+		}
+	}
+	writeJSON(w, http.StatusAccepted, `{"status":"success","message":"Event processed","dedup_key":"`+ev.DedupKey+`"}`)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+func (f *fakePagerDuty) lastBody(t *testing.T) []byte {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.bodies) == 0 {
+		t.Fatal("PagerDuty received no request")
+	}
+	return f.bodies[len(f.bodies)-1]
+}
+
+func checkGolden(t *testing.T, name string, body []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, body, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteByte('\n')
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden (run with -update to create): %v", err)
+	}
+	var g, w any
+	if err := json.Unmarshal(body, &g); err != nil {
+		t.Fatalf("body is not JSON: %v", err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatalf("golden %s is not JSON: %v", path, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("body differs from %s:\n%s", path, body)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	pd := newFakePagerDuty(t)
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", testEnv(t.TempDir(), nil))
+	for _, tt := range []struct {
+		golden string
+		ev     event.Event
+	}{
+		{"trigger.json", activeEvent()},
+		{"resolve.json", resolvedEvent()},
+	} {
+		t.Run(tt.golden, func(t *testing.T) {
+			if err := n.Send(context.Background(), notification(tt.ev)); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			checkGolden(t, tt.golden, pd.lastBody(t))
+		})
+	}
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	if inc := pd.incidents[activeEvent().InstanceID]; inc == nil || inc.open {
+		t.Fatalf("after trigger and resolve the incident should exist and be resolved: %+v", inc)
+	}
+}
+
+// TestDedupAcrossRestart: the same firing notification sent again by a new
+// notifier (nocbridge restarted before it saw the 202) folds into the one
+// incident, and the resolve closes it.
+func TestDedupAcrossRestart(t *testing.T) {
+	pd := newFakePagerDuty(t)
+	cfg := "name: pd\ntype: pagerduty\nrouting_key: " + routingKey + "\nurl: " + pd.url() + "\n"
+	nt := notification(activeEvent())
+	for i := 0; i < 2; i++ {
+		n := newNotifier(t, cfg, testEnv(t.TempDir(), nil))
+		nt.Attempt = i + 1
+		if err := n.Send(context.Background(), nt); err != nil {
+			t.Fatalf("Send #%d: %v", i+1, err)
+		}
+		_ = n.Close()
+	}
+	pd.mu.Lock()
+	if len(pd.incidents) != 1 || pd.incidents[nt.Event.InstanceID].alerts != 2 {
+		t.Fatalf("want one incident folding both triggers, got %d incidents", len(pd.incidents))
+	}
+	var a, b eventRequest
+	_ = json.Unmarshal(pd.bodies[0], &a)
+	_ = json.Unmarshal(pd.bodies[1], &b)
+	pd.mu.Unlock()
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("a retry must send the identical event:\n%+v\n%+v", a, b)
+	}
+
+	n := newNotifier(t, cfg, testEnv(t.TempDir(), nil))
+	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatal(err)
+	}
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	if pd.incidents[nt.Event.InstanceID].open {
+		t.Fatal("incident still open after resolve")
+	}
+}
+
+func TestSeverity(t *testing.T) {
+	for sev, want := range map[int]string{0: "critical", 1: "critical", 2: "error", 3: "warning", 4: "info", 5: "info"} {
+		if got := severity(sev); got != want {
+			t.Errorf("severity(%d) = %q, want %q", sev, got, want)
+		}
+	}
+	pd := newFakePagerDuty(t)
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", testEnv(t.TempDir(), nil))
+	ev := activeEvent()
+	ev.Severity = 3
+	ev.Key = "GigabitEthernet1/0/3"
+	ev.Device = event.Device{Name: "edge-rtr", Address: "edge-rtr"}
+	if err := n.Send(context.Background(), notification(ev)); err != nil {
+		t.Fatal(err)
+	}
+	var got eventRequest
+	if err := json.Unmarshal(pd.lastBody(t), &got); err != nil {
+		t.Fatal(err)
+	}
+	p := got.Payload
+	if p.Severity != "warning" || p.Component != "GigabitEthernet1/0/3" || p.Source != "edge-rtr" || p.Group != "" {
+		t.Errorf("payload = %+v", p)
+	}
+	if !strings.HasPrefix(p.Summary, "[P3] ") || p.CustomDetails["Instance"] != "GigabitEthernet1/0/3" {
+		t.Errorf("summary %q / details %v", p.Summary, p.CustomDetails)
+	}
+}
+
+func TestSummaryLimitAndNoExternalURL(t *testing.T) {
+	pd := newFakePagerDuty(t)
+	env := testEnv(t.TempDir(), nil)
+	env.ExternalURL = ""
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", env)
+	ev := activeEvent()
+	ev.Description = strings.Repeat("é", 2000)
+	if err := n.Send(context.Background(), notification(ev)); err != nil {
+		t.Fatal(err)
+	}
+	var got eventRequest
+	if err := json.Unmarshal(pd.lastBody(t), &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := len([]rune(got.Payload.Summary)); c != maxSummary || !strings.HasSuffix(got.Payload.Summary, "…") {
+		t.Errorf("summary has %d characters, want %d ending in an ellipsis", c, maxSummary)
+	}
+	if got.Links != nil || got.ClientURL != "" {
+		t.Errorf("without external_url there is no link to send: links=%v client_url=%q", got.Links, got.ClientURL)
+	}
+}
+
+func TestTemplateSummary(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "summary.tmpl", "{{ .Device.Site }}/{{ .Device.Name }}\n  {{ upper .Name }} ({{ .Priority }})\n")
+	pd := newFakePagerDuty(t)
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\ntemplate_file: summary.tmpl\n", testEnv(dir, nil))
+	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+		t.Fatal(err)
+	}
+	var got eventRequest
+	if err := json.Unmarshal(pd.lastBody(t), &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "HQ/core-sw1 DEVICE UNREACHABLE (P1)"; got.Payload.Summary != want {
+		t.Errorf("summary = %q, want %q (one line)", got.Payload.Summary, want)
+	}
+	// The rest of the event is unchanged by a template.
+	if got.Payload.Severity != "critical" || got.DedupKey != activeEvent().InstanceID {
+		t.Errorf("payload = %+v", got.Payload)
+	}
+}
+
+func TestStatusClassification(t *testing.T) {
+	httpDate := attemptTime.Add(42 * time.Second).UTC().Format(http.TimeFormat)
+	tests := []struct {
+		name       string
+		status     int
+		header     map[string]string
+		body       string
+		retryable  bool
+		retryAfter time.Duration
+		reason     string
+	}{
+		{"400 invalid event", 400, nil, `{"status":"invalid event","message":"Event object is invalid","errors":["'payload.summary' is missing or blank","Length of 'routing_key' is incorrect (should be 32 characters)"]}`,
+			false, 0, "HTTP 400: Event object is invalid: 'payload.summary' is missing or blank; Length of 'routing_key' is incorrect (should be 32 characters)"},
+		{"429 with Retry-After", 429, map[string]string{"Retry-After": "30"}, `{"status":"throttle event","message":"Requests for this service are arriving too quickly.  Please retry later."}`,
+			true, 30 * time.Second, "HTTP 429: Requests for this service are arriving too quickly."},
+		{"429 without Retry-After", 429, nil, "", true, 0, "HTTP 429"},
+		{"500", 500, nil, "Internal Server Error", true, 0, "HTTP 500: Internal Server Error"},
+		{"503 with Retry-After date", 503, map[string]string{"Retry-After": httpDate}, "", true, 42 * time.Second, "HTTP 503"},
+		{"403 from a proxy (HTML)", 403, nil, "<html>Forbidden</html>", false, 0, "HTTP 403: <html>Forbidden</html>"},
+		{"404 wrong url", 404, nil, "", false, 0, "HTTP 404"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pd := newFakePagerDuty(t)
+			pd.fail = func(w http.ResponseWriter) bool {
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.body)
+				return true
+			}
+			n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", testEnv(t.TempDir(), nil))
+			err := n.Send(context.Background(), notification(activeEvent()))
+			var ne *notify.Error
+			if !errors.As(err, &ne) {
+				t.Fatalf("got %v, want *notify.Error", err)
+			}
+			if ne.Status != tt.status || ne.Retryable != tt.retryable || ne.RetryAfter != tt.retryAfter {
+				t.Errorf("status=%d retryable=%v retryAfter=%s, want %d %v %s", ne.Status, ne.Retryable, ne.RetryAfter, tt.status, tt.retryable, tt.retryAfter)
+			}
+			if !strings.Contains(ne.Reason, tt.reason) || !strings.HasPrefix(ne.Reason, "POST "+pd.url()+": ") {
+				t.Errorf("reason %q lacks %q or the endpoint", ne.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+func TestNetworkErrorsAreRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u := srv.URL
+	srv.Close()
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+u+"/v2/enqueue\n", testEnv(t.TempDir(), nil))
+	err := n.Send(context.Background(), notification(activeEvent()))
+	var ne *notify.Error
+	if !errors.As(err, &ne) || !ne.Retryable || ne.Status != 0 {
+		t.Fatalf("connection refused: got %v, want retryable without status", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = n.Send(ctx, notification(activeEvent()))
+	if !notify.Retryable(err) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: got %v, want retryable wrapping context.Canceled", err)
+	}
+}
+
+// TestSecretNeverLeaks drives success and failure paths, including a
+// service that echoes the request, and checks errors and every log line.
+func TestSecretNeverLeaks(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "pd-key", routingKey+"\n")
+	var logs logBuffer
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write(b) // a misbehaving proxy echoing the body
+	}))
+	defer echo.Close()
+	pd := newFakePagerDuty(t)
+
+	var texts []string
+	collect := func(err error) {
+		if err != nil {
+			texts = append(texts, err.Error(), strings.ReplaceAll(err.Error(), "%", ""))
+		}
+	}
+	ok := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key_file: pd-key\nurl: "+pd.url()+"\n", testEnv(dir, &logs))
+	if err := ok.Send(context.Background(), notification(activeEvent())); err != nil {
+		t.Fatal(err)
+	}
+	bad := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+echo.URL+"\n", testEnv(dir, &logs))
+	err := bad.Send(context.Background(), notification(activeEvent()))
+	if err == nil {
+		t.Fatal("echoing 400 should fail")
+	}
+	collect(err)
+	_, err = New(destination(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nrouting_key_file: pd-key\nurl: ftp://x/\n"), testEnv(dir, &logs))
+	collect(err)
+	texts = append(texts, logs.String())
+	if !strings.Contains(logs.String(), "pagerduty event accepted") {
+		t.Errorf("expected a debug line for the accepted event")
+	}
+	for _, txt := range texts {
+		if strings.Contains(txt, routingKey) {
+			t.Fatalf("routing key leaked into an error or log line") // not printing it
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "key", routingKey+"\n")
+	writeFile(t, dir, "empty", "\n")
+	writeFile(t, dir, "broken.tmpl", "[{{ .Priority }]\n")
+	writeFile(t, dir, "missing.tmpl", "{{ .NoSuchField }}")
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"missing routing key", "url: http://127.0.0.1/x\n", []string{`c.yaml:1: destination "pd": routing_key (or routing_key_file) is required`}},
+		{"unknown key", "routing_key: k\nrouting-key: k\n", []string{`c.yaml:4: destination "pd": unknown key "routing-key" (known: routing_key, routing_key_file, template_file, url)`}},
+		{"inline and file", "routing_key: k\nrouting_key_file: key\n", []string{`c.yaml:4: destination "pd": routing_key: set either the value or the _file key, not both`}},
+		{"file missing", "routing_key_file: nope\n", []string{`c.yaml:3: destination "pd": routing_key: reading secret file`}},
+		{"file empty", "routing_key_file: empty\n", []string{`c.yaml:3: destination "pd": routing_key: secret file ` + filepath.Join(dir, "empty") + ` is empty`}},
+		{"bad url scheme", "routing_key: k\nurl: ftp://events.example/x\n", []string{`c.yaml:4: destination "pd": url ftp://events.example/x: scheme must be http or https`}},
+		{"url with credentials", "routing_key: k\nurl: https://u:p@events.example/x\n", []string{`c.yaml:4: destination "pd": url https://events.example/x: must not hold credentials`}},
+		{"broken template", "routing_key: k\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "pd": template_file: template: broken.tmpl:1: unexpected "}" in operand`}},
+		{"template with unknown field", "routing_key: k\ntemplate_file: missing.tmpl\n", []string{`c.yaml:4: destination "pd": template_file: ` + filepath.Join(dir, "missing.tmpl") + `: template: missing.tmpl:1:`}},
+		{"template file missing", "routing_key: k\ntemplate_file: none.tmpl\n", []string{`c.yaml:4: destination "pd": template_file: open ` + filepath.Join(dir, "none.tmpl")}},
+		{"several at once", "url: gopher://x/\ntemplate_file: broken.tmpl\n", []string{
+			`c.yaml:1: destination "pd": routing_key`,
+			`c.yaml:3: destination "pd": url gopher://x/`,
+			`c.yaml:4: destination "pd": template_file`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(destination(t, "name: pd\ntype: pagerduty\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			var es config.Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("got %v (%T), want config.Errors", err, err)
+			}
+			if len(es) != len(tt.want) {
+				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(es[i].Error(), w) {
+					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestDefaultURL(t *testing.T) {
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\n", testEnv(t.TempDir(), nil))
+	if n.s.url.String() != DefaultURL || n.target != "POST "+DefaultURL {
+		t.Fatalf("url = %s, want %s", n.s.url, DefaultURL)
+	}
+}

@@ -1,0 +1,766 @@
+package servicenow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	snUser      = "svc.nocbridge"
+	snPassword  = "Sn0w-P4ss!word-7731"
+	externalURL = "http://127.0.0.1:9720"
+	userAgent   = "nocbridge/1.2.3"
+)
+
+var attemptTime = time.Unix(1763840005, 0)
+
+// destination parses one destination mapping as the config loader would.
+func destination(t *testing.T, src string) config.Destination {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatalf("parsing test YAML: %v", err)
+	}
+	n := doc.Content[0]
+	d := config.Destination{Node: n, Line: n.Line}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch n.Content[i].Value {
+		case "name":
+			d.Name = n.Content[i+1].Value
+		case "type":
+			d.Type = n.Content[i+1].Value
+		}
+	}
+	return d
+}
+
+func activeEvent() event.Event {
+	return event.Event{
+		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
+		EventID:     "NETWORK-DEVICES-1-101",
+		Name:        "Device unreachable",
+		Description: "core-sw1 (10.0.0.1) is unreachable",
+		Category:    "ALERT",
+		Domain:      "Connectivity",
+		SubDomain:   "Devices",
+		Severity:    1,
+		Source:      "icmp",
+		Timestamp:   time.UnixMilli(1763840000000),
+		Status:      event.StatusActive,
+		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
+		Details:     map[string]string{"Loss Percent": "100"},
+	}
+}
+
+func resolvedEvent() event.Event {
+	e := activeEvent()
+	e.Status = event.StatusResolved
+	e.Timestamp = e.Timestamp.Add(90 * time.Second)
+	e.Details = map[string]string{"Loss Percent": "0"}
+	return e
+}
+
+func notification(ev event.Event) notify.Notification {
+	return notify.Notification{ID: ev.NotificationID("snow"), Event: ev, Attempt: 1}
+}
+
+// logBuffer collects what the notifier logs, at every level.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testEnv(dir string, logs io.Writer) notify.Env {
+	if logs == nil {
+		logs = io.Discard
+	}
+	return notify.Env{
+		ExternalURL: externalURL,
+		UserAgent:   userAgent,
+		ConfigFile:  "nocbridge.yaml",
+		BaseDir:     dir,
+		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+}
+
+func snConfig(instanceURL, extra string) string {
+	return "name: snow\ntype: servicenow\ninstance_url: " + instanceURL + "\nusername: " + snUser + "\npassword: " + snPassword + "\n" + extra
+}
+
+func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
+	t.Helper()
+	nf, err := New(destination(t, yamlSrc), env)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	n := nf.(*Notifier)
+	n.now = func() time.Time { return attemptTime }
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func writeFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeServiceNow is a Table API for one table: Basic auth, encoded queries
+// (the operators nocbridge uses), sysparm_fields and sysparm_limit, and the
+// service's error JSON.
+type fakeServiceNow struct {
+	*httptest.Server
+	t *testing.T
+
+	mu       sync.Mutex
+	records  []map[string]string // creation order
+	requests []seen
+	// fail, when set and returning true, has answered the request itself.
+	fail func(w http.ResponseWriter, r *http.Request) bool
+	// dropCreateResponse makes the next POST create the record, then cut
+	// the connection before answering: a lost response.
+	dropCreateResponse bool
+}
+
+type seen struct {
+	method, path string
+	query        map[string]string
+	body         []byte
+}
+
+func newFakeServiceNow(t *testing.T) *fakeServiceNow {
+	f := &fakeServiceNow{t: t}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.handle))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func snError(w http.ResponseWriter, status int, message, detail string) {
+	b, _ := json.Marshal(map[string]any{"error": map[string]string{"message": message, "detail": detail}, "status": "failure"})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func snResult(w http.ResponseWriter, status int, result any) {
+	b, _ := json.Marshal(map[string]any{"result": result})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func pick(rec map[string]string, fields string) map[string]string {
+	if fields == "" {
+		return rec
+	}
+	out := map[string]string{}
+	for _, f := range strings.Split(fields, ",") {
+		out[f] = rec[f]
+	}
+	return out
+}
+
+func (f *fakeServiceNow) handle(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	q := map[string]string{}
+	for k, v := range r.URL.Query() {
+		q[k] = v[0]
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, seen{r.Method, r.URL.Path, q, body})
+	if f.fail != nil && f.fail(w, r) {
+		return
+	}
+	if u, p, ok := r.BasicAuth(); !ok || u != snUser || p != snPassword {
+		snError(w, http.StatusUnauthorized, "User Not Authenticated", "Required to provide Auth information")
+		return
+	}
+	if r.Header.Get("Accept") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+		f.t.Errorf("%s %s: Accept %q, User-Agent %q", r.Method, r.URL.Path, r.Header.Get("Accept"), r.Header.Get("User-Agent"))
+	}
+	if (r.Method == http.MethodPost || r.Method == http.MethodPatch) && r.Header.Get("Content-Type") != "application/json" {
+		f.t.Errorf("%s without Content-Type application/json", r.Method)
+	}
+	const prefix = "/api/now/table/incident"
+	sysID, hasID := strings.CutPrefix(r.URL.Path, prefix+"/")
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == prefix:
+		f.query(w, q)
+	case r.Method == http.MethodPost && r.URL.Path == prefix:
+		var fields map[string]string
+		if err := json.Unmarshal(body, &fields); err != nil {
+			snError(w, http.StatusBadRequest, "Exception while reading request", "The payload is not valid JSON.")
+			return
+		}
+		rec := map[string]string{}
+		for k, v := range fields {
+			rec[k] = v
+		}
+		n := len(f.records) + 1
+		rec["sys_id"] = fmt.Sprintf("%032x", n)
+		rec["number"] = fmt.Sprintf("INC%07d", 10000+n)
+		rec["state"], rec["active"] = "1", "true"
+		rec["sys_created_on"] = strconv.Itoa(n)
+		f.records = append(f.records, rec)
+		if f.dropCreateResponse {
+			f.dropCreateResponse = false
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
+		snResult(w, http.StatusCreated, pick(rec, q["sysparm_fields"]))
+	case r.Method == http.MethodPatch && hasID:
+		var fields map[string]string
+		if err := json.Unmarshal(body, &fields); err != nil {
+			snError(w, http.StatusBadRequest, "Exception while reading request", "The payload is not valid JSON.")
+			return
+		}
+		for _, rec := range f.records {
+			if rec["sys_id"] == sysID {
+				for k, v := range fields {
+					rec[k] = v
+				}
+				// The incident business rules: Closed (7) and Canceled
+				// (8) deactivate, Resolved (6) stays active.
+				if rec["state"] == "7" || rec["state"] == "8" {
+					rec["active"] = "false"
+				}
+				snResult(w, http.StatusOK, pick(rec, q["sysparm_fields"]))
+				return
+			}
+		}
+		snError(w, http.StatusNotFound, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+	default:
+		snError(w, http.StatusBadRequest, "Invalid request", r.Method+" "+r.URL.Path)
+	}
+}
+
+// query evaluates the encoded query operators nocbridge sends.
+func (f *fakeServiceNow) query(w http.ResponseWriter, q map[string]string) {
+	var match []map[string]string
+	var newestFirst bool
+	conds := map[string]string{}
+	for _, term := range strings.Split(q["sysparm_query"], "^") {
+		if term == "ORDERBYDESCsys_created_on" {
+			newestFirst = true
+			continue
+		}
+		k, v, ok := strings.Cut(term, "=")
+		if !ok || (k != "correlation_id" && k != "active") {
+			f.t.Errorf("unexpected query term %q", term)
+			snError(w, http.StatusBadRequest, "Invalid query", term)
+			return
+		}
+		conds[k] = v
+	}
+	if conds["correlation_id"] == "" {
+		f.t.Errorf("lookup without correlation_id: %q", q["sysparm_query"])
+	}
+	for _, rec := range f.records {
+		ok := true
+		for k, v := range conds {
+			ok = ok && rec[k] == v
+		}
+		if ok {
+			match = append(match, rec)
+		}
+	}
+	if newestFirst {
+		for i, j := 0, len(match)-1; i < j; i, j = i+1, j-1 {
+			match[i], match[j] = match[j], match[i]
+		}
+	}
+	if lim, err := strconv.Atoi(q["sysparm_limit"]); err == nil && len(match) > lim {
+		match = match[:lim]
+	}
+	out := []map[string]string{}
+	for _, rec := range match {
+		out = append(out, pick(rec, q["sysparm_fields"]))
+	}
+	snResult(w, http.StatusOK, out)
+}
+
+func (f *fakeServiceNow) snapshot() ([]seen, []map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]seen(nil), f.requests...), append([]map[string]string(nil), f.records...)
+}
+
+func (f *fakeServiceNow) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = nil
+}
+
+func checkGolden(t *testing.T, name string, body []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, body, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteByte('\n')
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden (run with -update to create): %v", err)
+	}
+	var g, w any
+	if err := json.Unmarshal(body, &g); err != nil {
+		t.Fatalf("body is not JSON: %v", err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatalf("golden %s is not JSON: %v", path, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("body differs from %s:\n%s", path, body)
+	}
+}
+
+func checkRequest(t *testing.T, got seen, method, path string, query map[string]string) {
+	t.Helper()
+	if got.method != method || got.path != path {
+		t.Errorf("request %s %s, want %s %s", got.method, got.path, method, path)
+	}
+	if !reflect.DeepEqual(got.query, query) {
+		t.Errorf("%s %s query = %v, want %v", method, path, got.query, query)
+	}
+}
+
+var (
+	openLookup = map[string]string{
+		"sysparm_query":  "correlation_id=5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f^active=true",
+		"sysparm_fields": "sys_id,number,state",
+		"sysparm_limit":  "1",
+	}
+	resolveLookup = map[string]string{
+		"sysparm_query":  "correlation_id=5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f^ORDERBYDESCsys_created_on",
+		"sysparm_fields": "sys_id,number,state,active",
+		"sysparm_limit":  "10",
+	}
+)
+
+func TestFiringThenResolved(t *testing.T) {
+	sn := newFakeServiceNow(t)
+	var logs logBuffer
+	n := newNotifier(t, snConfig(sn.URL+"/", "assignment_group: Network Operations\n"), testEnv(t.TempDir(), &logs))
+
+	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+		t.Fatalf("firing: %v", err)
+	}
+	reqs, recs := sn.snapshot()
+	if len(reqs) != 2 || len(recs) != 1 {
+		t.Fatalf("firing made %d requests and %d records, want lookup + create and 1 record", len(reqs), len(recs))
+	}
+	checkRequest(t, reqs[0], http.MethodGet, "/api/now/table/incident", openLookup)
+	checkRequest(t, reqs[1], http.MethodPost, "/api/now/table/incident", map[string]string{"sysparm_fields": "sys_id,number"})
+	checkGolden(t, "create.json", reqs[1].body)
+	if !strings.Contains(logs.String(), `"number":"INC0010001"`) {
+		t.Errorf("the created record's number should be logged:\n%s", logs.String())
+	}
+
+	sn.reset()
+	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatalf("resolve: %v", err)
+	}
+	reqs, recs = sn.snapshot()
+	if len(reqs) != 2 {
+		t.Fatalf("resolve made %d requests, want lookup + PATCH", len(reqs))
+	}
+	checkRequest(t, reqs[0], http.MethodGet, "/api/now/table/incident", resolveLookup)
+	checkRequest(t, reqs[1], http.MethodPatch, "/api/now/table/incident/"+recs[0]["sys_id"], map[string]string{"sysparm_fields": "sys_id,number,state"})
+	checkGolden(t, "resolve.json", reqs[1].body)
+	if recs[0]["state"] != "6" || recs[0]["close_code"] != DefaultCloseCode {
+		t.Errorf("record after resolve: state %q close_code %q", recs[0]["state"], recs[0]["close_code"])
+	}
+}
+
+// TestNoDuplicateIncident: a retry after a lost response, and the same
+// notification from a restarted nocbridge, find the record instead of
+// creating another.
+func TestNoDuplicateIncident(t *testing.T) {
+	sn := newFakeServiceNow(t)
+	cfg := snConfig(sn.URL, "")
+	nt := notification(activeEvent())
+
+	sn.mu.Lock()
+	sn.dropCreateResponse = true
+	sn.mu.Unlock()
+	err := newNotifier(t, cfg, testEnv(t.TempDir(), nil)).Send(context.Background(), nt)
+	if !notify.Retryable(err) {
+		t.Fatalf("lost response: got %v, want a retryable error", err)
+	}
+	for attempt := 2; attempt <= 3; attempt++ {
+		nt.Attempt = attempt
+		n := newNotifier(t, cfg, testEnv(t.TempDir(), nil)) // as after a restart
+		if err := n.Send(context.Background(), nt); err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	reqs, recs := sn.snapshot()
+	if len(recs) != 1 {
+		t.Fatalf("%d incidents exist, want 1", len(recs))
+	}
+	posts := 0
+	for _, r := range reqs {
+		if r.method == http.MethodPost {
+			posts++
+		}
+	}
+	if posts != 1 {
+		t.Errorf("%d creates sent, want 1", posts)
+	}
+}
+
+func TestResolveCases(t *testing.T) {
+	id := activeEvent().InstanceID
+	tests := []struct {
+		name    string
+		records []map[string]string
+		patched []string // sys_ids expected to be patched
+		log     string
+	}{
+		{"no record", nil, nil, "no servicenow record to resolve"},
+		{"already resolved", []map[string]string{{"sys_id": "a1", "number": "INC1", "state": "6", "active": "true", "correlation_id": id, "sys_created_on": "1"}}, nil, "already resolved or closed"},
+		{"closed", []map[string]string{{"sys_id": "a1", "number": "INC1", "state": "7", "active": "false", "correlation_id": id, "sys_created_on": "1"}}, nil, "already resolved or closed"},
+		{"in progress", []map[string]string{{"sys_id": "a1", "number": "INC1", "state": "2", "active": "true", "correlation_id": id, "sys_created_on": "1"}}, []string{"a1"}, "servicenow record resolved"},
+		{"one closed, one copied by hand", []map[string]string{
+			{"sys_id": "a1", "number": "INC1", "state": "7", "active": "false", "correlation_id": id, "sys_created_on": "1"},
+			{"sys_id": "b2", "number": "INC2", "state": "3", "active": "true", "correlation_id": id, "sys_created_on": "2"},
+			{"sys_id": "c3", "number": "INC3", "state": "1", "active": "true", "correlation_id": "other", "sys_created_on": "3"},
+		}, []string{"b2"}, "servicenow record resolved"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sn := newFakeServiceNow(t)
+			sn.records = tt.records
+			var logs logBuffer
+			n := newNotifier(t, snConfig(sn.URL, ""), testEnv(t.TempDir(), &logs))
+			if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+				t.Fatalf("resolve: %v", err)
+			}
+			reqs, _ := sn.snapshot()
+			var patched []string
+			for _, r := range reqs[1:] {
+				if r.method != http.MethodPatch {
+					t.Errorf("unexpected %s", r.method)
+				}
+				patched = append(patched, strings.TrimPrefix(r.path, "/api/now/table/incident/"))
+			}
+			if !reflect.DeepEqual(patched, tt.patched) {
+				t.Errorf("patched %v, want %v", patched, tt.patched)
+			}
+			if !strings.Contains(logs.String(), tt.log) {
+				t.Errorf("log lacks %q:\n%s", tt.log, logs.String())
+			}
+		})
+	}
+}
+
+func TestImpactUrgency(t *testing.T) {
+	for sev, want := range map[int][2]string{1: {"1", "1"}, 2: {"1", "2"}, 3: {"2", "2"}, 4: {"2", "3"}, 5: {"3", "3"}} {
+		i, u := impactUrgency(sev)
+		if i != want[0] || u != want[1] {
+			t.Errorf("severity %d: impact/urgency %s/%s, want %s/%s", sev, i, u, want[0], want[1])
+		}
+	}
+}
+
+func TestFieldsOverrideDefaults(t *testing.T) {
+	sn := newFakeServiceNow(t)
+	n := newNotifier(t, snConfig(sn.URL, "fields:\n  category: hardware\n  caller_id: svc.nocbridge\n  contact_type: monitoring\nclose_code: Solution provided\n"), testEnv(t.TempDir(), nil))
+	ev := activeEvent()
+	ev.Severity = 4
+	if err := n.Send(context.Background(), notification(ev)); err != nil {
+		t.Fatal(err)
+	}
+	_, recs := sn.snapshot()
+	r := recs[0]
+	want := map[string]string{"category": "hardware", "caller_id": "svc.nocbridge", "contact_type": "monitoring", "impact": "2", "urgency": "3", "cmdb_ci": "core-sw1", "correlation_id": ev.InstanceID}
+	for k, v := range want {
+		if r[k] != v {
+			t.Errorf("%s = %q, want %q", k, r[k], v)
+		}
+	}
+	if _, ok := r["assignment_group"]; ok {
+		t.Errorf("assignment_group sent though not configured")
+	}
+	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatal(err)
+	}
+	_, recs = sn.snapshot()
+	if recs[0]["close_code"] != "Solution provided" {
+		t.Errorf("close_code = %q", recs[0]["close_code"])
+	}
+}
+
+func TestTemplate(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "snow.tmpl", "{{ if eq (print .Status) \"resolved\" }}Cleared{{ else }}Down{{ end }}: {{ .Device.Name }} at {{ .Device.Site }}\nSee {{ .AlertURL }}\n")
+	sn := newFakeServiceNow(t)
+	n := newNotifier(t, snConfig(sn.URL, "template_file: snow.tmpl\n"), testEnv(dir, nil))
+	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatal(err)
+	}
+	_, recs := sn.snapshot()
+	link := "See " + externalURL + "/alerts/" + activeEvent().InstanceID
+	if got := recs[0]["description"]; got != "Down: core-sw1 at HQ\n"+link {
+		t.Errorf("description = %q", got)
+	}
+	if got := recs[0]["close_notes"]; got != "Cleared: core-sw1 at HQ\n"+link {
+		t.Errorf("close_notes = %q", got)
+	}
+	if !strings.HasPrefix(recs[0]["short_description"], "[P1] Device unreachable") {
+		t.Errorf("short_description is not templated: %q", recs[0]["short_description"])
+	}
+}
+
+func TestStatusClassification(t *testing.T) {
+	tests := []struct {
+		name       string
+		answer     func(w http.ResponseWriter)
+		status     int
+		retryable  bool
+		retryAfter time.Duration
+		reason     string
+	}{
+		{"401", func(w http.ResponseWriter) {
+			snError(w, 401, "User Not Authenticated", "Required to provide Auth information")
+		}, 401, false, 0, "GET " + "%s/api/now/table/incident: HTTP 401: User Not Authenticated: Required to provide Auth information"},
+		{"403 ACL", func(w http.ResponseWriter) {
+			snError(w, 403, "Operation Failed", "ACL Exception Insert Failed due to security constraints")
+		}, 403, false, 0, "HTTP 403: Operation Failed: ACL Exception Insert Failed due to security constraints"},
+		{"429", func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "17")
+			snError(w, 429, "Rate limit exceeded", "")
+		}, 429, true, 17 * time.Second, "HTTP 429: Rate limit exceeded"},
+		{"500", func(w http.ResponseWriter) { snError(w, 500, "Internal server error", "") }, 500, true, 0, "HTTP 500: Internal server error"},
+		{"503 HTML", func(w http.ResponseWriter) {
+			w.WriteHeader(503)
+			_, _ = io.WriteString(w, "<html>Service Unavailable</html>")
+		}, 503, true, 0, "HTTP 503: <html>Service Unavailable</html>"},
+		{"400 bad query", func(w http.ResponseWriter) {
+			snError(w, 400, "Invalid table", "incident")
+		}, 400, false, 0, "HTTP 400: Invalid table: incident"},
+		{"hibernating instance (200 HTML)", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, "<html><body>Your instance is hibernating</body></html>")
+		}, 200, true, 0, "HTTP 200: the answer is not Table API JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sn := newFakeServiceNow(t)
+			sn.fail = func(w http.ResponseWriter, r *http.Request) bool { tt.answer(w); return true }
+			n := newNotifier(t, snConfig(sn.URL, ""), testEnv(t.TempDir(), nil))
+			err := n.Send(context.Background(), notification(activeEvent()))
+			var ne *notify.Error
+			if !errors.As(err, &ne) {
+				t.Fatalf("got %v, want *notify.Error", err)
+			}
+			if ne.Status != tt.status || ne.Retryable != tt.retryable || ne.RetryAfter != tt.retryAfter {
+				t.Errorf("status=%d retryable=%v retryAfter=%s, want %d %v %s", ne.Status, ne.Retryable, ne.RetryAfter, tt.status, tt.retryable, tt.retryAfter)
+			}
+			want := tt.reason
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, sn.URL)
+			}
+			if !strings.Contains(ne.Reason, want) {
+				t.Errorf("reason %q lacks %q", ne.Reason, want)
+			}
+			reqs, _ := sn.snapshot()
+			if len(reqs) != 1 {
+				t.Errorf("a failed lookup must stop there, but %d requests were made", len(reqs))
+			}
+		})
+	}
+}
+
+func TestNetworkErrorsAreRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u := srv.URL
+	srv.Close()
+	n := newNotifier(t, snConfig(u, ""), testEnv(t.TempDir(), nil))
+	err := n.Send(context.Background(), notification(activeEvent()))
+	var ne *notify.Error
+	if !errors.As(err, &ne) || !ne.Retryable || ne.Status != 0 || !strings.HasPrefix(ne.Reason, "GET "+u+"/api/now/table/incident: ") {
+		t.Fatalf("connection refused: got %v, want retryable without status", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.Send(ctx, notification(resolvedEvent())); !notify.Retryable(err) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: got %v, want retryable wrapping context.Canceled", err)
+	}
+}
+
+// TestSecretNeverLeaks: wrong credentials, a proxy echoing the request
+// headers, config errors, and every log line carry neither the password nor
+// the encoded credentials.
+func TestSecretNeverLeaks(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "pw", snPassword+"\n")
+	var logs logBuffer
+	var texts []string
+	collect := func(err error) {
+		if err == nil {
+			t.Fatal("expected an error")
+		}
+		texts = append(texts, err.Error())
+		var ne *notify.Error
+		if errors.As(err, &ne) {
+			texts = append(texts, ne.Reason)
+		}
+	}
+
+	sn := newFakeServiceNow(t)
+	ok := newNotifier(t, "name: snow\ntype: servicenow\ninstance_url: "+sn.URL+"\nusername: "+snUser+"\npassword_file: pw\n", testEnv(dir, &logs))
+	if err := ok.Send(context.Background(), notification(activeEvent())); err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.Send(context.Background(), notification(resolvedEvent())); err != nil {
+		t.Fatal(err)
+	}
+
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = fmt.Fprintf(w, "denied for %s (password %s)", r.Header.Get("Authorization"), snPassword)
+	}))
+	defer echo.Close()
+	collect(newNotifier(t, snConfig(echo.URL, ""), testEnv(dir, &logs)).Send(context.Background(), notification(activeEvent())))
+
+	wrong := newNotifier(t, "name: snow\ntype: servicenow\ninstance_url: "+sn.URL+"\nusername: "+snUser+"\npassword: "+snPassword+"-old\n", testEnv(dir, &logs))
+	err := wrong.Send(context.Background(), notification(activeEvent()))
+	collect(err)
+	if notify.Retryable(err) {
+		t.Errorf("wrong credentials must be permanent")
+	}
+
+	_, err = New(destination(t, snConfig("https://u:"+snPassword+"@acme.service-now.com", "password_file: pw\n")), testEnv(dir, &logs))
+	collect(err)
+
+	texts = append(texts, logs.String())
+	for _, s := range []string{snPassword, strings.TrimPrefix(basicAuth(snUser, snPassword), "Basic ")} {
+		for _, txt := range texts {
+			if strings.Contains(txt, s) {
+				t.Fatalf("a credential leaked into an error or log line") // not printing it
+			}
+		}
+	}
+}
+
+func basicAuth(user, pw string) string {
+	r := http.Request{Header: http.Header{}}
+	r.SetBasicAuth(user, pw)
+	return r.Header.Get("Authorization")
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "pw", "x\n")
+	writeFile(t, dir, "broken.tmpl", "line one\n{{ .Device.Name \n")
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"nothing set", "", []string{
+			`c.yaml:1: destination "snow": instance_url is required`,
+			`c.yaml:1: destination "snow": password (or password_file) is required`,
+			`c.yaml:1: destination "snow": username is required`}},
+		{"unknown key", "instance_url: https://acme.service-now.com\nusername: u\npassword: p\nassignment-group: NOC\n", []string{
+			`c.yaml:6: destination "snow": unknown key "assignment-group" (known: assignment_group, close_code, fields, instance_url, password, password_file, resolve_state, table, template_file, username)`}},
+		{"password inline and file", "instance_url: https://acme.service-now.com\nusername: u\npassword: p\npassword_file: pw\n", []string{
+			`c.yaml:6: destination "snow": password: set either the value or the _file key, not both`}},
+		{"password file missing", "instance_url: https://acme.service-now.com\nusername: u\npassword_file: nope\n", []string{
+			`c.yaml:5: destination "snow": password: reading secret file`}},
+		{"bad url", "instance_url: acme.service-now.com\nusername: u\npassword: p\n", []string{
+			`c.yaml:3: destination "snow": instance_url acme.service-now.com: scheme must be http or https`}},
+		{"url with query", "instance_url: https://acme.service-now.com/?x=1\nusername: u\npassword: p\n", []string{
+			`c.yaml:3: destination "snow": instance_url https://acme.service-now.com/: must not have a query or fragment`}},
+		{"username with colon", "instance_url: https://a.example\nusername: a:b\npassword: p\n", []string{
+			`c.yaml:4: destination "snow": username must not contain ':'`}},
+		{"bad table", "instance_url: https://a.example\nusername: u\npassword: p\ntable: Incident Table\n", []string{
+			`c.yaml:6: destination "snow": table "Incident Table": want a table name`}},
+		{"reserved and invalid fields", "instance_url: https://a.example\nusername: u\npassword: p\nfields:\n  correlation_id: x\n  Bad Name: y\n  description: z\n", []string{
+			`c.yaml:7: destination "snow": fields: correlation_id cannot be set here`,
+			`c.yaml:8: destination "snow": fields: "Bad Name" is not a ServiceNow field name`,
+			`c.yaml:9: destination "snow": fields: description cannot be set here: use template_file`}},
+		{"fields not strings", "instance_url: https://a.example\nusername: u\npassword: p\nfields:\n  impact: [1]\n", []string{
+			`c.yaml:7: destination "snow": cannot unmarshal !!seq`}},
+		{"broken template", "instance_url: https://a.example\nusername: u\npassword: p\ntemplate_file: broken.tmpl\n", []string{
+			`c.yaml:6: destination "snow": template_file: template: broken.tmpl:3: unclosed action started at broken.tmpl:2`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(destination(t, "name: snow\ntype: servicenow\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			var es config.Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("got %v (%T), want config.Errors", err, err)
+			}
+			if len(es) != len(tt.want) {
+				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(es[i].Error(), w) {
+					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	n := newNotifier(t, snConfig("https://acme.service-now.com/", ""), testEnv(t.TempDir(), nil))
+	if n.s.table != "incident" || n.s.closeCode != "Solved (Permanently)" || n.s.resolveState != "6" {
+		t.Errorf("defaults: table %q close_code %q resolve_state %q", n.s.table, n.s.closeCode, n.s.resolveState)
+	}
+	if got := n.tableURL("abc", nil).String(); got != "https://acme.service-now.com/api/now/table/incident/abc" {
+		t.Errorf("tableURL = %s", got)
+	}
+}
