@@ -1,0 +1,298 @@
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// deadRef locates a dead letter in its stream.
+type deadRef struct {
+	id   string
+	seq  uint64
+	dest string
+}
+
+// idToken is what a webhook-id looks like (event.NotificationID); it
+// becomes a subject token, so nothing else may reach a subject.
+var idToken = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// writeDeadLetter stores the item in the dead-letter stream. One subject per
+// webhook-id, keeping only the last: dead-lettering twice (a crash before
+// the queue recorded it) leaves one entry.
+func (o *Outbox) writeDeadLetter(ctx context.Context, it *item, reason string, status int) error {
+	if !idToken.MatchString(it.id) {
+		return fmt.Errorf("webhook-id %q is not a valid subject token", it.id)
+	}
+	o.mu.Lock()
+	dl := DeadLetter{
+		ID: it.id, Destination: it.dest, Reason: reason, Status: status, Attempts: it.attempts,
+		EnqueuedAt: it.enqueuedAt, DeadAt: time.Now().UTC(), Event: it.ev,
+	}
+	o.mu.Unlock()
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return err
+	}
+	ack, err := o.js.Publish(ctx, deadSubjectPrefix+it.id, data)
+	if err != nil {
+		return fmt.Errorf("writing to stream %s: %w", deadStream, err)
+	}
+	o.mu.Lock()
+	o.setDeadLocked(it.id, it.dest, ack.Sequence)
+	o.mu.Unlock()
+	return nil
+}
+
+func (o *Outbox) setDeadLocked(id, dest string, seq uint64) {
+	if prev, ok := o.deadIdx[id]; ok {
+		o.deadCount[prev.dest]--
+	}
+	o.deadIdx[id] = deadRef{id: id, seq: seq, dest: dest}
+	o.deadCount[dest]++
+}
+
+func (o *Outbox) forgetDeadLocked(id string, seq uint64) {
+	if ref, ok := o.deadIdx[id]; ok && ref.seq == seq {
+		delete(o.deadIdx, id)
+		if o.deadCount[ref.dest]--; o.deadCount[ref.dest] <= 0 {
+			delete(o.deadCount, ref.dest)
+		}
+	}
+}
+
+// loadDeadLetters indexes the dead-letter stream. A dead letter whose
+// notification is queued again (replayed just before a crash, or dead-lettered
+// just before one) is dropped: the queued copy decides its fate.
+func (o *Outbox) loadDeadLetters(ctx context.Context) error {
+	err := readStream(ctx, o.dead, func(m jetstream.Msg, seq uint64) {
+		var dl DeadLetter
+		if err := json.Unmarshal(m.Data(), &dl); err != nil {
+			o.log.Error("dead letter unreadable; skipped", "seq", seq, "subject", m.Subject(), "err", err)
+			return
+		}
+		o.mu.Lock()
+		o.setDeadLocked(dl.ID, dl.Destination, seq)
+		o.mu.Unlock()
+	})
+	if err != nil {
+		return fmt.Errorf("reading dead-letter stream: %w", err)
+	}
+	o.mu.Lock()
+	var requeued []string
+	for id := range o.deadIdx {
+		if o.byID[id] != nil {
+			requeued = append(requeued, id)
+		}
+	}
+	o.mu.Unlock()
+	for _, id := range requeued {
+		if err := o.deleteDead(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (o *Outbox) deleteDead(ctx context.Context, id string) error {
+	// Claimed first, so that concurrent removals (a replay and the delivery
+	// it led to) delete the message once.
+	o.mu.Lock()
+	ref, ok := o.deadIdx[id]
+	if ok {
+		o.forgetDeadLocked(id, ref.seq)
+	}
+	o.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	err := o.dead.DeleteMsg(ctx, ref.seq)
+	if err == nil {
+		return nil
+	}
+	// The message may be gone already (replaced by a newer dead letter of
+	// the same id); the delete error does not say so in a testable way.
+	if _, gerr := o.dead.GetMsg(ctx, ref.seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	o.mu.Lock()
+	if _, again := o.deadIdx[id]; !again {
+		o.setDeadLocked(id, ref.dest, ref.seq)
+	}
+	o.mu.Unlock()
+	return fmt.Errorf("removing dead letter %s: %w", id, err)
+}
+
+// dropStaleDeadLetter removes the dead letter of a notification that was
+// just delivered: enqueued again with the same id (a re-dispatch after a
+// crash), it no longer needs a replay.
+func (o *Outbox) dropStaleDeadLetter(it *item) {
+	o.mu.Lock()
+	_, stale := o.deadIdx[it.id]
+	o.mu.Unlock()
+	if !stale {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := o.deleteDead(ctx, it.id); err != nil {
+		o.log.Warn("removing the dead letter of a delivered notification", "id", it.id, "destination", it.dest, "err", err)
+	}
+}
+
+// DeadLetters lists the dead letters, oldest first.
+func (o *Outbox) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	refs := o.deadRefs("")
+	out := make([]DeadLetter, 0, len(refs))
+	for _, r := range refs {
+		dl, err := o.loadDead(ctx, r.seq)
+		if errors.Is(err, ErrNotFound) {
+			continue // replayed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
+
+// deadRefs snapshots the index in stream order, for one destination or all.
+func (o *Outbox) deadRefs(destination string) []deadRef {
+	o.mu.Lock()
+	refs := make([]deadRef, 0, len(o.deadIdx))
+	for _, r := range o.deadIdx {
+		if destination == "" || r.dest == destination {
+			refs = append(refs, r)
+		}
+	}
+	o.mu.Unlock()
+	slices.SortFunc(refs, func(a, b deadRef) int { return cmp.Compare(a.seq, b.seq) })
+	return refs
+}
+
+func (o *Outbox) loadDead(ctx context.Context, seq uint64) (DeadLetter, error) {
+	var dl DeadLetter
+	raw, err := o.dead.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return dl, fmt.Errorf("dead letter at sequence %d: %w", seq, ErrNotFound)
+	}
+	if err != nil {
+		return dl, fmt.Errorf("reading dead letter at sequence %d: %w", seq, err)
+	}
+	if err := json.Unmarshal(raw.Data, &dl); err != nil {
+		return dl, fmt.Errorf("dead letter at sequence %d is unreadable: %w", seq, err)
+	}
+	return dl, nil
+}
+
+// Replay queues a dead letter again, with the same webhook-id, a fresh
+// attempt count and a fresh max_age clock, and removes it from the list.
+func (o *Outbox) Replay(ctx context.Context, id string) error {
+	// A notification is dead-lettered before it leaves the queue: until it
+	// has, replaying would find it still queued and skip it, and the dead
+	// letter would be gone with nothing left to deliver.
+	var ref deadRef
+	for {
+		o.mu.Lock()
+		var ok bool
+		ref, ok = o.deadIdx[id]
+		it := o.byID[id]
+		var settled chan struct{}
+		if ok && it != nil && it.state == itemPending && it.inFlight {
+			if it.settled == nil {
+				it.settled = make(chan struct{})
+			}
+			settled = it.settled
+		}
+		o.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("dead letter %s: %w", id, ErrNotFound)
+		}
+		if settled == nil {
+			break
+		}
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return fmt.Errorf("dead letter %s: its notification is still being dead-lettered: %w", id, ctx.Err())
+		}
+	}
+	dl, err := o.loadDead(ctx, ref.seq)
+	if err != nil {
+		return fmt.Errorf("dead letter %s: %w", id, err)
+	}
+	o.mu.Lock()
+	st := o.dests[dl.Destination]
+	configured := st != nil && st.cfg != nil
+	o.mu.Unlock()
+	if !configured {
+		return fmt.Errorf("dead letter %s: destination %q is not configured; replay it once the destination is back", id, dl.Destination)
+	}
+	if err := o.enqueue(ctx, []*item{{id: dl.ID, dest: dl.Destination, ev: dl.Event, enqueuedAt: time.Now()}}); err != nil {
+		return fmt.Errorf("replaying dead letter %s: %w", id, err)
+	}
+	// Once queued, the dead letter goes; if this fails, the next start
+	// drops it because its notification is queued.
+	if err := o.deleteDead(ctx, id); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	log := o.destLocked(dl.Destination).log
+	o.mu.Unlock()
+	log.Info("dead letter replayed", "id", id, "event_id", dl.Event.EventID, "instance_id", dl.Event.InstanceID)
+	return nil
+}
+
+// ReplayAll replays every dead letter of a destination ("" for all
+// destinations) and returns how many were queued again. Dead letters of
+// destinations no longer configured stay listed.
+func (o *Outbox) ReplayAll(ctx context.Context, destination string) (int, error) {
+	if destination != "" {
+		o.mu.Lock()
+		st := o.dests[destination]
+		configured := st != nil && st.cfg != nil
+		o.mu.Unlock()
+		if !configured {
+			return 0, fmt.Errorf("destination %q is not configured; replay its dead letters once it is back", destination)
+		}
+	}
+	refs := o.deadRefs(destination)
+	ids := make([]string, 0, len(refs))
+	skipped := 0
+	o.mu.Lock()
+	for _, r := range refs {
+		if st := o.dests[r.dest]; st == nil || st.cfg == nil {
+			skipped++
+			continue
+		}
+		ids = append(ids, r.id)
+	}
+	o.mu.Unlock()
+	if skipped > 0 {
+		o.log.Warn("dead letters of destinations no longer configured were not replayed", "count", skipped)
+	}
+	n := 0
+	var errs []error
+	for _, id := range ids {
+		err := o.Replay(ctx, id)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, ErrNotFound): // replayed concurrently
+		default:
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return n, errors.Join(errs...)
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}

@@ -1,0 +1,376 @@
+package outbox
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+type laneState int
+
+const (
+	laneIdle    laneState = iota // in no queue: empty, or its head is being copied forward
+	laneWaiting                  // in o.timers until its due time
+	laneReady                    // due, in its destination's ready list
+	laneBusy                     // its head is being attempted or recorded
+)
+
+// lane is one alert instance's notifications to one destination, in enqueue
+// order; only the head is ever attempted.
+type lane struct {
+	key     string
+	dest    *destState
+	items   []*item
+	state   laneState
+	due     time.Time
+	heapIdx int
+}
+
+// laneHeap orders waiting lanes by due time.
+type laneHeap []*lane
+
+func (h laneHeap) Len() int           { return len(h) }
+func (h laneHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h laneHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *laneHeap) Push(x any) {
+	l := x.(*lane)
+	l.heapIdx = len(*h)
+	*h = append(*h, l)
+}
+func (h *laneHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	l.heapIdx = -1
+	return l
+}
+
+// admitLocked puts a durable item at the end of its lane.
+func (o *Outbox) admitLocked(it *item) {
+	st := o.destLocked(it.dest)
+	key := it.ev.InstanceID
+	if key == "" {
+		key = it.id // nothing to keep it in order with
+	}
+	l := st.lanes[key]
+	if l == nil {
+		l = &lane{key: key, dest: st, heapIdx: -1}
+		st.lanes[key] = l
+	}
+	it.lane = l
+	l.items = append(l.items, it)
+	st.pending++
+	if l.state == laneIdle {
+		o.scheduleLocked(l, time.Now())
+	}
+}
+
+// scheduleLocked makes an idle or waiting lane due at the given time.
+func (o *Outbox) scheduleLocked(l *lane, due time.Time) {
+	if len(l.items) == 0 || l.state == laneBusy || l.state == laneReady {
+		return
+	}
+	l.due = due
+	if l.state == laneWaiting {
+		heap.Fix(&o.timers, l.heapIdx)
+	} else {
+		l.state = laneWaiting
+		heap.Push(&o.timers, l)
+	}
+	o.poke()
+}
+
+// Run delivers until ctx is done and returns nil then. Attempts under way
+// are abandoned (their items stay queued) and waited for.
+func (o *Outbox) Run(ctx context.Context) error {
+	o.mu.Lock()
+	if o.running {
+		o.mu.Unlock()
+		return errors.New("outbox: already running")
+	}
+	o.running = true
+	o.mu.Unlock()
+
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		o.flushed()
+		o.mu.Lock()
+		o.running = false
+		o.mu.Unlock()
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		o.mu.Lock()
+		next, ok := o.dispatchLocked(ctx, &wg, time.Now())
+		o.mu.Unlock()
+		var due <-chan time.Time
+		if ok {
+			timer.Reset(time.Until(next))
+			due = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-o.wake:
+		case <-due:
+		}
+	}
+}
+
+// job is one attempt with what it needs from its destination, taken when
+// it started: a reload meanwhile does not change it.
+type job struct {
+	st      *destState
+	l       *lane
+	it      *item
+	n       int          // attempt number
+	cfg     *Destination // nil: the destination is no longer configured
+	limiter *rate.Limiter
+}
+
+// dispatchLocked starts the attempts that are due and have a free slot,
+// and returns when the next lane falls due.
+func (o *Outbox) dispatchLocked(ctx context.Context, wg *sync.WaitGroup, now time.Time) (time.Time, bool) {
+	if !o.configured {
+		return time.Time{}, false // without a config every destination would look removed
+	}
+	for len(o.timers) > 0 && !o.timers[0].due.After(now) {
+		l := heap.Pop(&o.timers).(*lane)
+		l.state = laneReady
+		l.dest.ready = append(l.dest.ready, l)
+	}
+	for _, st := range o.dests {
+		for len(st.ready) > 0 && st.inflight < maxInFlight {
+			l := st.ready[0]
+			st.ready[0] = nil
+			st.ready = st.ready[1:]
+			l.state = laneIdle
+			it := l.items[0]
+			if it.relocating {
+				continue // rescheduled once the copy is written
+			}
+			l.state = laneBusy
+			it.inFlight = true
+			st.inflight++
+			j := job{st: st, l: l, it: it, cfg: st.cfg, limiter: st.limiter}
+			if j.cfg != nil {
+				it.attempts++
+				j.n = it.attempts
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o.attempt(ctx, j)
+			}()
+		}
+	}
+	if len(o.timers) == 0 {
+		return time.Time{}, false
+	}
+	return o.timers[0].due, true
+}
+
+func (o *Outbox) attempt(ctx context.Context, j job) {
+	it := j.it
+	if j.cfg == nil {
+		reason := fmt.Sprintf("destination %q is not in the current configuration (removed by a reload?); replay this dead letter once it is back", it.dest)
+		o.concluded(j, time.Now(), 0, ResultDead, reason)
+		o.giveUp(j, reason, 0)
+		return
+	}
+	if j.limiter != nil {
+		if err := j.limiter.Wait(ctx); err != nil {
+			o.abandon(j)
+			return
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
+	start := time.Now()
+	err := j.cfg.Notifier.Send(actx, notify.Notification{ID: it.id, Event: it.ev, Attempt: j.n})
+	took := time.Since(start)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		o.abandon(j) // stopping: not the receiver's failure
+		return
+	}
+	o.metrics.duration.WithLabelValues(it.dest).Observe(took.Seconds())
+	switch {
+	case err == nil:
+		retried := o.concluded(j, start, took, ResultDelivered, "")
+		if retried != "" {
+			j.st.log.Info("notification delivered after failures", "id", it.id, "event_id", it.ev.EventID,
+				"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempts", j.n)
+		}
+		o.dropStaleDeadLetter(it)
+		o.finish(j)
+	case notify.Retryable(err):
+		o.retry(j, start, took, err)
+	default:
+		reason := err.Error()
+		o.concluded(j, start, took, ResultDead, reason)
+		o.giveUp(j, reason, statusOf(err))
+	}
+}
+
+// concluded frees the attempt's slot and records it; it returns the item's
+// previous failure reason.
+func (o *Outbox) concluded(j job, start time.Time, took time.Duration, result, reason string) (previous string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	defer o.poke()
+	j.st.inflight--
+	j.st.record(Attempt{
+		ID: j.it.id, Destination: j.it.dest, InstanceID: j.it.ev.InstanceID, EventID: j.it.ev.EventID,
+		Status: j.it.ev.Status, Attempt: j.n, At: start, Duration: took, Result: result, Error: reason,
+	})
+	o.metrics.notifications.WithLabelValues(j.it.dest, metricResult(result)).Inc()
+	previous = j.it.lastReason
+	if reason != "" {
+		j.it.lastReason = reason
+	}
+	return previous
+}
+
+func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
+	it, p := j.it, j.cfg.Retry
+	reason := err.Error()
+	now := time.Now()
+	delay := max(backoff(p, j.n, o.randN), notify.RetryAfter(err))
+	if deadline := it.enqueuedAt.Add(p.MaxAge); now.Add(delay).After(deadline) {
+		reason = fmt.Sprintf("%s (gave up after %d attempts: retry.max_age %v reached)", reason, j.n, p.MaxAge)
+		o.concluded(j, start, took, ResultDead, reason)
+		o.giveUp(j, reason, statusOf(err))
+		return
+	}
+	previous := o.concluded(j, start, took, ResultRetry, reason)
+	o.mu.Lock()
+	o.landedLocked(it)
+	j.l.state = laneIdle
+	o.scheduleLocked(j.l, now.Add(delay))
+	o.mu.Unlock()
+
+	level := j.st.log.Warn
+	if previous == reason {
+		level = j.st.log.Debug // said already
+	}
+	level("notification delivery failed; will retry", "id", it.id, "event_id", it.ev.EventID,
+		"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempt", j.n, "retry_in", delay.Round(time.Millisecond), "reason", reason)
+}
+
+// giveUp moves the item to the dead-letter stream, then off the queue. If
+// the dead letter cannot be written the item stays queued and is tried again.
+func (o *Outbox) giveUp(j job, reason string, status int) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	err := o.writeDeadLetter(ctx, j.it, reason, status)
+	cancel()
+	it := j.it
+	if err != nil {
+		j.st.log.Error("storing dead letter failed; the notification stays queued", "id", it.id, "err", err)
+		o.mu.Lock()
+		o.landedLocked(it)
+		j.l.state = laneIdle
+		o.scheduleLocked(j.l, time.Now().Add(time.Minute))
+		o.mu.Unlock()
+		return
+	}
+	j.st.log.Error("notification dead-lettered", "id", it.id, "event_id", it.ev.EventID,
+		"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempts", it.attempts, "reason", reason)
+	o.finish(j)
+}
+
+// finish records the item completed, then lets its lane move on: the next
+// notification of an alert goes only once this one's fate is on disk.
+func (o *Outbox) finish(j job) {
+	it, l, st := j.it, j.l, j.st
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	if err := o.recordDone(ctx, it); err != nil {
+		st.log.Error("recording a completed notification failed; it may be sent again after a restart", "id", it.id, "err", err)
+	}
+	cancel()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	it.state = itemDone
+	o.landedLocked(it)
+	if o.byID[it.id] == it {
+		delete(o.byID, it.id)
+	}
+	l.items[0] = nil
+	l.items = l.items[1:]
+	st.pending--
+	l.state = laneIdle
+	if len(l.items) > 0 {
+		o.scheduleLocked(l, time.Now())
+	} else if st.lanes[l.key] == l {
+		delete(st.lanes, l.key)
+	}
+	o.dropIfIdleLocked(st)
+}
+
+// landedLocked ends the item's attempt and wakes whoever waits for that.
+func (o *Outbox) landedLocked(it *item) {
+	it.inFlight = false
+	if it.settled != nil {
+		close(it.settled)
+		it.settled = nil
+	}
+}
+
+// abandon returns an attempt cut short by Run stopping: it did not count.
+func (o *Outbox) abandon(j job) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	j.st.inflight--
+	o.landedLocked(j.it)
+	if j.cfg != nil {
+		j.it.attempts--
+	}
+	j.l.state = laneIdle
+	o.scheduleLocked(j.l, time.Now())
+	o.dropIfIdleLocked(j.st)
+}
+
+// backoff is the wait after the n-th failed attempt: full jitter in
+// [Initial, min(Max, Initial·2^(n-1))], floored at Initial so attempts
+// never come back to back.
+func backoff(p RetryPolicy, n int, randN func(int64) int64) time.Duration {
+	upper := p.Initial
+	for i := 1; i < n && upper < p.Max && upper <= math.MaxInt64/2; i++ {
+		upper *= 2
+	}
+	upper = min(upper, p.Max)
+	if upper <= p.Initial {
+		return p.Initial
+	}
+	return p.Initial + time.Duration(randN(int64(upper-p.Initial)+1))
+}
+
+// metricResult names an attempt's result in nocbridge_notifications_total:
+// a retried attempt counts as failed.
+func metricResult(result string) string {
+	if result == ResultRetry {
+		return "failed"
+	}
+	return result
+}
+
+func statusOf(err error) int {
+	var ne *notify.Error
+	if errors.As(err, &ne) {
+		return ne.Status
+	}
+	return 0
+}

@@ -1,0 +1,377 @@
+// Package outbox is nocbridge's durable delivery queue and the only place
+// that retries (SPEC 6).
+//
+// Every notification is written to a JetStream stream (file storage, fsynced)
+// before Enqueue returns and stays there until the receiver accepted it or it
+// moved to the dead-letter stream. The in-memory index is authoritative while
+// the process runs and is rebuilt from the stream at start, so a kill -9 at
+// any moment loses nothing: what was not yet recorded as delivered is sent
+// again, with the same webhook-id.
+//
+// The stream is a log of records, each a few JSON lines: "item" lines add
+// notifications, "done" lines mark earlier ones delivered (or dead-lettered).
+// Concurrent writers share one record per fsync (group commit), and the
+// log is trimmed from its head once nothing before a point is pending. A
+// notification that pins the head for long (a destination down for hours) is
+// copied forward, so the log does not grow behind it.
+//
+// Delivery is ordered per (destination, alert instance): a lane holds that
+// alert's notifications in enqueue order and only its head is attempted, so
+// a resolve never overtakes its active. Lanes run in parallel, bounded per
+// destination, so a slow or dead destination never holds up another.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/store"
+)
+
+// ErrNotFound is returned (wrapped) by Replay for an unknown dead letter.
+var ErrNotFound = errors.New("no such dead letter")
+
+// Item is one event addressed to one destination. Its webhook-id is
+// Event.NotificationID(Destination).
+type Item struct {
+	Destination string
+	Event       event.Event
+}
+
+// RetryPolicy is a destination's `retry` block; zero fields take the SPEC 3
+// defaults (1s, 5m, 24h).
+type RetryPolicy struct {
+	Initial, Max, MaxAge time.Duration
+}
+
+// Destination is one configured destination as the outbox delivers to it.
+type Destination struct {
+	Name     string
+	Notifier notify.Notifier
+	Retry    RetryPolicy
+	// RateLimit is notifications per second; 0 is unlimited.
+	RateLimit float64
+	// Timeout bounds one attempt; 0 is notify.DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Options configure New.
+type Options struct {
+	Logger *slog.Logger
+	// Registerer receives the outbox metrics; nil keeps them unregistered.
+	Registerer prometheus.Registerer
+}
+
+// DeadLetter is a notification that was given up on, with why.
+type DeadLetter struct {
+	ID          string      `json:"id"`
+	Destination string      `json:"destination"`
+	Reason      string      `json:"reason"`
+	Status      int         `json:"status,omitempty"` // HTTP status of the last attempt, if any
+	Attempts    int         `json:"attempts"`
+	EnqueuedAt  time.Time   `json:"enqueued_at"`
+	DeadAt      time.Time   `json:"dead_at"`
+	Event       event.Event `json:"event"`
+}
+
+// Attempt is one delivery attempt, as /api/v1/deliveries shows it.
+type Attempt struct {
+	ID          string        `json:"id"` // webhook-id
+	Destination string        `json:"destination"`
+	InstanceID  string        `json:"instance_id"`
+	EventID     string        `json:"event_id"`
+	Status      event.Status  `json:"status"` // active | resolved
+	Attempt     int           `json:"attempt"`
+	At          time.Time     `json:"at"`
+	Duration    time.Duration `json:"duration"`
+	Result      string        `json:"result"` // delivered | retry | dead
+	Error       string        `json:"error,omitempty"`
+}
+
+// MarshalJSON writes the duration as text ("1.2ms"), not nanoseconds.
+func (a Attempt) MarshalJSON() ([]byte, error) {
+	type plain Attempt
+	return json.Marshal(struct {
+		plain
+		Duration string `json:"duration"`
+	}{plain(a), a.Duration.String()})
+}
+
+// Attempt results.
+const (
+	ResultDelivered = "delivered"
+	ResultRetry     = "retry"
+	ResultDead      = "dead"
+)
+
+const (
+	// maxInFlight bounds concurrent attempts per destination.
+	maxInFlight = 32
+	// recentPerDestination is how many attempts Recent keeps.
+	recentPerDestination = 50
+	// storeTimeout bounds one write to the store when no caller context
+	// applies (recording a delivery, a dead letter).
+	storeTimeout = 30 * time.Second
+)
+
+// Outbox delivers items durably. Enqueue may be called before and after Run.
+type Outbox struct {
+	log     *slog.Logger
+	js      jetstream.JetStream
+	queue   jetstream.Stream
+	dead    jetstream.Stream
+	metrics *metrics
+	// randN draws the jitter: rand.Int64N, fixed in tests.
+	randN func(int64) int64
+	// relocateLag is how many records may pile up behind a pending item
+	// before it is copied forward to unpin the log's head.
+	relocateLag uint64
+
+	// jmu guards the group commit queue (journal.go).
+	jmu       sync.Mutex
+	jqueue    []*entry
+	flushIdle chan struct{} // non-nil while a flusher runs; closed when it ends
+
+	mu         sync.Mutex
+	configured bool // SetDestinations was called: unknown destinations are really unknown
+	running    bool
+	dests      map[string]*destState
+	byID       map[string]*item // pending and being-stored items
+	timers     laneHeap         // lanes waiting for their next attempt
+	wake       chan struct{}
+	deadIdx    map[string]deadRef // dead letters by id
+	deadCount  map[string]int     // per destination
+	purgedTo   uint64             // stream sequences below this are gone
+	lastPurge  time.Time
+	lastSeq    uint64     // last sequence written to the queue stream
+	segs       []*segment // queue messages holding pending items, oldest first
+	segsByNum  map[uint64]*segment
+}
+
+// destState is one destination: its config (nil once removed by a reload),
+// its lanes and what the API shows about it.
+type destState struct {
+	name     string
+	cfg      *Destination
+	limiter  *rate.Limiter
+	log      *slog.Logger
+	lanes    map[string]*lane // by alert instance
+	ready    []*lane          // due, waiting for a free slot
+	inflight int
+	pending  int
+	recent   []Attempt // ring buffer; the next write goes to recentN
+	recentN  int
+}
+
+// New opens (or creates) the outbox streams and rebuilds the index from them.
+func New(ctx context.Context, st *store.Store, opts Options) (*Outbox, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	o := &Outbox{
+		log:         log,
+		js:          st.JetStream(),
+		randN:       rand.Int64N,
+		relocateLag: defaultRelocateLag,
+		dests:       map[string]*destState{},
+		byID:        map[string]*item{},
+		wake:        make(chan struct{}, 1),
+		deadIdx:     map[string]deadRef{},
+		deadCount:   map[string]int{},
+		segsByNum:   map[uint64]*segment{},
+	}
+	var err error
+	o.queue, err = o.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        queueStream,
+		Description: "nocbridge outbox: notifications not yet delivered",
+		Subjects:    []string{queueSubject},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew, // never drop a notification to make room
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox stream: %w", err)
+	}
+	o.dead, err = o.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              deadStream,
+		Description:       "nocbridge dead letters: notifications given up on, replayable",
+		Subjects:          []string{deadSubjectPrefix + ">"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardNew,
+		MaxMsgsPerSubject: 1, // one dead letter per webhook-id
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead-letter stream: %w", err)
+	}
+	if err := o.rebuild(ctx); err != nil {
+		return nil, err
+	}
+	if err := o.loadDeadLetters(ctx); err != nil {
+		return nil, err
+	}
+	o.metrics = newMetrics(o)
+	if opts.Registerer != nil {
+		if err := o.metrics.register(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("outbox metrics: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// SetDestinations swaps the destination set atomically (config reload).
+// Items for a destination that is gone are dead-lettered when their turn
+// comes; in-flight attempts finish on the notifier they started with.
+func (o *Outbox) SetDestinations(ds []Destination) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	seen := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		d := withDefaults(d)
+		seen[d.Name] = true
+		st := o.destLocked(d.Name)
+		if st.cfg == nil || st.cfg.RateLimit != d.RateLimit {
+			st.limiter = newLimiter(d.RateLimit)
+		}
+		st.cfg = &d
+	}
+	for name, st := range o.dests {
+		if !seen[name] {
+			st.cfg, st.limiter = nil, nil
+			o.dropIfIdleLocked(st)
+		}
+	}
+	o.configured = true
+	o.poke()
+}
+
+func withDefaults(d Destination) Destination {
+	if d.Retry.Initial <= 0 {
+		d.Retry.Initial = time.Second
+	}
+	if d.Retry.Max <= 0 {
+		d.Retry.Max = 5 * time.Minute
+	}
+	if d.Retry.Max < d.Retry.Initial {
+		d.Retry.Max = d.Retry.Initial
+	}
+	if d.Retry.MaxAge <= 0 {
+		d.Retry.MaxAge = 24 * time.Hour
+	}
+	if d.Timeout <= 0 {
+		d.Timeout = notify.DefaultTimeout
+	}
+	return d
+}
+
+func newLimiter(perSecond float64) *rate.Limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	// A burst of one second's worth lets a quiet destination take a short
+	// flurry at once while holding the average.
+	return rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond)))
+}
+
+func (o *Outbox) destLocked(name string) *destState {
+	st := o.dests[name]
+	if st == nil {
+		st = &destState{name: name, log: o.log.With("destination", name), lanes: map[string]*lane{}}
+		o.dests[name] = st
+	}
+	return st
+}
+
+// dropIfIdleLocked forgets a removed destination once nothing refers to it.
+func (o *Outbox) dropIfIdleLocked(st *destState) {
+	if st.cfg == nil && len(st.lanes) == 0 && st.inflight == 0 {
+		delete(o.dests, st.name)
+	}
+}
+
+// Enqueue stores the items durably and returns once all of them are on
+// disk. An item whose webhook-id is already pending is skipped: the alert
+// manager re-dispatches a transition it cannot prove was stored.
+func (o *Outbox) Enqueue(ctx context.Context, items ...Item) error {
+	news := make([]*item, 0, len(items))
+	now := time.Now()
+	for _, in := range items {
+		if in.Destination == "" {
+			return fmt.Errorf("outbox: item for event %s (instance %s) has no destination", in.Event.EventID, in.Event.InstanceID)
+		}
+		news = append(news, &item{
+			id:         in.Event.NotificationID(in.Destination),
+			dest:       in.Destination,
+			ev:         in.Event,
+			enqueuedAt: now,
+		})
+	}
+	if err := o.enqueue(ctx, news); err != nil {
+		return fmt.Errorf("outbox: storing %d notification(s): %w", len(items), err)
+	}
+	return nil
+}
+
+// Pending counts, per destination, the notifications not yet delivered.
+func (o *Outbox) Pending() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]int, len(o.dests))
+	for name, st := range o.dests {
+		if st.cfg != nil || st.pending > 0 {
+			out[name] = st.pending
+		}
+	}
+	return out
+}
+
+// Recent returns the destination's last attempts, newest first.
+func (o *Outbox) Recent(destination string) []Attempt {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st := o.dests[destination]
+	if st == nil {
+		return []Attempt{}
+	}
+	n := len(st.recent)
+	out := make([]Attempt, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, st.recent[(st.recentN-i+n)%n])
+	}
+	return out
+}
+
+func (st *destState) record(a Attempt) {
+	if len(st.recent) < recentPerDestination {
+		st.recent = append(st.recent, a)
+		st.recentN = len(st.recent) % recentPerDestination
+		return
+	}
+	st.recent[st.recentN] = a
+	st.recentN = (st.recentN + 1) % recentPerDestination
+}
+
+// poke wakes Run's scheduler without blocking.
+func (o *Outbox) poke() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,714 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+func TestRetryUntilSuccessKeepsIDAndBacksOff(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(failFirst(2, errUnavailable))
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	e := ev("inst-1", event.StatusActive, 0)
+	f.enqueue(Item{Destination: "hook", Event: e})
+	f.run()
+
+	id := e.NotificationID("hook")
+	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
+	calls := n.got()
+	if len(calls) != 3 {
+		t.Fatalf("%d attempts, want 3 (2 failures, 1 success): %+v", len(calls), calls)
+	}
+	for i, c := range calls {
+		if c.ID != id || c.Attempt != i+1 {
+			t.Errorf("attempt %d: id %s attempt %d; want id %s attempt %d", i+1, c.ID, c.Attempt, id, i+1)
+		}
+		if i > 0 && c.At.Sub(calls[i-1].At) < 20*time.Millisecond {
+			t.Errorf("attempt %d came %v after the previous one; want at least retry.initial (20ms)", i+1, c.At.Sub(calls[i-1].At))
+		}
+	}
+
+	recent := f.ob.Recent("hook")
+	var results []string
+	for _, a := range recent {
+		results = append(results, a.Result)
+		if a.ID != id || a.InstanceID != "inst-1" || a.Destination != "hook" || a.Status != event.StatusActive {
+			t.Errorf("recent attempt %+v does not describe the notification", a)
+		}
+	}
+	if got := strings.Join(results, ","); got != "delivered,retry,retry" {
+		t.Errorf("Recent results %s; want delivered,retry,retry (newest first)", got)
+	}
+	if recent[1].Error != errUnavailable.Error() || recent[0].Attempt != 3 {
+		t.Errorf("recent[1].Error %q recent[0].Attempt %d", recent[1].Error, recent[0].Attempt)
+	}
+	b, _ := json.Marshal(recent[0])
+	for _, key := range []string{`"id":`, `"instance_id":"inst-1"`, `"event_id":`, `"status":"active"`, `"attempt":3`, `"at":`, `"duration":"`, `"result":"delivered"`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("attempt JSON %s lacks %s", b, key)
+		}
+	}
+
+	for _, m := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"nocbridge_notifications_total", []string{"destination", "hook", "result", "delivered"}, 1},
+		{"nocbridge_notifications_total", []string{"destination", "hook", "result", "failed"}, 2},
+		{"nocbridge_notifications_total", []string{"destination", "hook", "result", "dead"}, 0},
+		{"nocbridge_notification_duration_seconds", []string{"destination", "hook"}, 3},
+		{"nocbridge_outbox_pending", []string{"destination", "hook"}, 0},
+		{"nocbridge_deadletters", []string{"destination", "hook"}, 0},
+	} {
+		if got := f.metric(m.name, m.labels...); got != m.want {
+			t.Errorf("%s%v = %v, want %v", m.name, m.labels, got, m.want)
+		}
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	f := newFixture(t)
+	slowDown := &notify.Error{Retryable: true, Status: 429, RetryAfter: 300 * time.Millisecond, Reason: "HTTP 429: slow down"}
+	n := newFake(failFirst(1, slowDown))
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
+	f.run()
+	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
+	calls := n.got()
+	if len(calls) != 2 {
+		t.Fatalf("%d attempts, want 2", len(calls))
+	}
+	if gap := calls[1].At.Sub(calls[0].At); gap < 300*time.Millisecond {
+		t.Fatalf("retried after %v; the service asked for 300ms", gap)
+	}
+}
+
+func TestAttemptTimeout(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(func(notify.Notification, int) error { return nil })
+	hang := &hangingNotifier{fake: n, hangFirst: 1}
+	d := dest("hook", hang)
+	d.Timeout = 50 * time.Millisecond
+	f.ob.SetDestinations([]Destination{d})
+	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
+	f.run()
+	waitFor(t, 5*time.Second, "delivery after a timed-out attempt", func() bool { return f.ob.Pending()["hook"] == 0 })
+	r := f.ob.Recent("hook")
+	if len(r) != 2 || r[1].Result != ResultRetry || !strings.Contains(r[1].Error, "deadline exceeded") {
+		t.Fatalf("recent %+v; want a timed-out attempt retried", r)
+	}
+	if r[1].Duration < 50*time.Millisecond || r[1].Duration > 2*time.Second {
+		t.Errorf("timed-out attempt took %v; want about the 50ms timeout", r[1].Duration)
+	}
+}
+
+// hangingNotifier blocks its first attempts until their context ends.
+type hangingNotifier struct {
+	fake      *fakeNotifier
+	hangFirst int
+	mu        sync.Mutex
+	hung      int
+}
+
+func (h *hangingNotifier) Send(ctx context.Context, n notify.Notification) error {
+	h.mu.Lock()
+	hang := h.hung < h.hangFirst
+	h.hung++
+	h.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.fake.Send(ctx, n)
+}
+
+func TestRejectedIsDeadLetteredThenReplayed(t *testing.T) {
+	f := newFixture(t)
+	reject := notify.StatusError(400, []byte(`{"error":"field severity must be a string"}`), 0)
+	n := newFake(always(reject))
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	e := ev("inst-1", event.StatusActive, 0)
+	id := e.NotificationID("hook")
+	f.enqueue(Item{Destination: "hook", Event: e})
+	f.run()
+
+	var dls []DeadLetter
+	waitFor(t, 5*time.Second, "the dead letter", func() bool {
+		var err error
+		dls, err = f.ob.DeadLetters(context.Background())
+		return err == nil && len(dls) == 1 && f.ob.Pending()["hook"] == 0
+	})
+	dl := dls[0]
+	if dl.ID != id || dl.Destination != "hook" || dl.Status != 400 || dl.Attempts != 1 ||
+		dl.Reason != `HTTP 400: {"error":"field severity must be a string"}` || dl.Event.InstanceID != "inst-1" ||
+		!dl.Event.Timestamp.Equal(e.Timestamp) || dl.DeadAt.IsZero() || dl.EnqueuedAt.IsZero() {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	if len(n.got()) != 1 {
+		t.Fatalf("a non-retryable failure was retried: %d attempts", len(n.got()))
+	}
+	b, _ := json.Marshal(dl)
+	for _, key := range []string{`"id":`, `"destination":"hook"`, `"reason":`, `"status":400`, `"attempts":1`, `"enqueued_at":`, `"dead_at":`, `"event":{`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("dead letter JSON %s lacks %s", b, key)
+		}
+	}
+	if got := f.metric("nocbridge_deadletters", "destination", "hook"); got != 1 {
+		t.Errorf("nocbridge_deadletters = %v, want 1", got)
+	}
+	if got := f.metric("nocbridge_notifications_total", "destination", "hook", "result", "dead"); got != 1 {
+		t.Errorf("dead counter = %v, want 1", got)
+	}
+	if recs := f.log.find("notification dead-lettered"); len(recs) != 1 || recs[0].Level != slog.LevelError || recs[0].Attrs["destination"] != "hook" {
+		t.Errorf("dead-letter log records %+v; want one Error scoped with the destination", recs)
+	}
+
+	// Dead letters survive a restart.
+	f.restart()
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	f.run()
+	if dls, err := f.ob.DeadLetters(context.Background()); err != nil || len(dls) != 1 || dls[0].ID != id {
+		t.Fatalf("dead letters after restart: %+v %v", dls, err)
+	}
+
+	n.setAnswer(always(nil))
+	if err := f.ob.Replay(context.Background(), id); err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the replayed delivery", func() bool { return len(n.got()) == 2 && f.ob.Pending()["hook"] == 0 })
+	if c := n.got()[1]; c.ID != id || c.Attempt != 1 {
+		t.Errorf("replayed attempt %+v; want id %s, attempt count restarted at 1", c, id)
+	}
+	if dls, err := f.ob.DeadLetters(context.Background()); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters after replay: %+v %v", dls, err)
+	}
+	if got := f.metric("nocbridge_deadletters", "destination", "hook"); got != 0 {
+		t.Errorf("nocbridge_deadletters after replay = %v", got)
+	}
+	if err := f.ob.Replay(context.Background(), id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Replay = %v; want ErrNotFound", err)
+	}
+	if err := f.ob.Replay(context.Background(), "msg_nosuch"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "msg_nosuch") {
+		t.Errorf("Replay(unknown) = %v; want ErrNotFound naming the id", err)
+	}
+}
+
+func TestMaxAgeDeadLetters(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(always(errUnavailable))
+	d := dest("hook", n)
+	d.Retry = RetryPolicy{Initial: 20 * time.Millisecond, Max: 40 * time.Millisecond, MaxAge: 200 * time.Millisecond}
+	f.ob.SetDestinations([]Destination{d})
+	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
+	f.run()
+	var dls []DeadLetter
+	waitFor(t, 5*time.Second, "the dead letter", func() bool {
+		dls, _ = f.ob.DeadLetters(context.Background())
+		return len(dls) == 1
+	})
+	attempts := len(n.got())
+	if attempts < 3 {
+		t.Errorf("gave up after %d attempts within a 200ms max_age at 20-40ms backoff", attempts)
+	}
+	if r := dls[0].Reason; !strings.HasPrefix(r, errUnavailable.Error()) || !strings.Contains(r, "retry.max_age 200ms") {
+		t.Errorf("reason %q; want the last failure and the max_age", r)
+	}
+	if dls[0].Attempts != attempts || dls[0].Status != 503 {
+		t.Errorf("dead letter attempts %d status %d; want %d and 503", dls[0].Attempts, dls[0].Status, attempts)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if len(n.got()) != attempts {
+		t.Error("attempts continued after the dead letter")
+	}
+}
+
+func TestOrderPerAlertInstance(t *testing.T) {
+	f := newFixture(t)
+	active := ev("inst-1", event.StatusActive, 0)
+	resolved := ev("inst-1", event.StatusResolved, time.Minute)
+	n := newFake(func(nt notify.Notification, calls int) error {
+		if nt.Event.Status == event.StatusActive && calls <= 2 {
+			return errUnavailable
+		}
+		return nil
+	})
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	f.enqueue(Item{Destination: "hook", Event: active})
+	f.run()
+	waitFor(t, 5*time.Second, "the first failure", func() bool { return len(n.got()) >= 1 })
+	f.enqueue(Item{Destination: "hook", Event: resolved})
+	waitFor(t, 5*time.Second, "both deliveries", func() bool { return f.ob.Pending()["hook"] == 0 })
+	var order []string
+	for _, c := range n.got() {
+		order = append(order, string(c.Status))
+	}
+	if got := strings.Join(order, ","); got != "active,active,active,resolved" {
+		t.Fatalf("delivery order %s; want active,active,active,resolved", got)
+	}
+}
+
+func TestResolveGoesOnceActiveIsDeadLettered(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(func(nt notify.Notification, _ int) error {
+		if nt.Event.Status == event.StatusActive {
+			return notify.StatusError(422, []byte("bad"), 0)
+		}
+		return nil
+	})
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)},
+		Item{Destination: "hook", Event: ev("inst-1", event.StatusResolved, time.Minute)})
+	f.run()
+	waitFor(t, 5*time.Second, "both handled", func() bool { return f.ob.Pending()["hook"] == 0 })
+	calls := n.got()
+	if len(calls) != 2 || calls[0].Status != event.StatusActive || calls[1].Status != event.StatusResolved {
+		t.Fatalf("calls %+v; want the active (dead-lettered) then the resolve", calls)
+	}
+}
+
+func TestParallelInstancesAndDestinations(t *testing.T) {
+	f := newFixture(t)
+	stuck := ev("stuck", event.StatusActive, 0)
+	flaky := newFake(func(nt notify.Notification, _ int) error {
+		if nt.Event.InstanceID == "stuck" {
+			return errUnavailable
+		}
+		return nil
+	})
+	// A destination whose receiver hangs until the attempt times out.
+	hung := &hangingNotifier{fake: newFake(nil), hangFirst: 1 << 30}
+	slow := dest("down", hung)
+	slow.Timeout = 10 * time.Second
+	f.ob.SetDestinations([]Destination{dest("hook", flaky), slow})
+	f.enqueue(Item{Destination: "hook", Event: stuck})
+	for i := range 40 {
+		f.enqueue(Item{Destination: "down", Event: ev(fmt.Sprintf("down-%d", i), event.StatusActive, 0)})
+	}
+	f.run()
+	waitFor(t, 5*time.Second, "the stuck instance failing", func() bool { return len(flaky.got()) >= 1 })
+	start := time.Now()
+	for i := range 20 {
+		f.enqueue(Item{Destination: "hook", Event: ev(fmt.Sprintf("ok-%d", i), event.StatusActive, 0)})
+	}
+	waitFor(t, 5*time.Second, "the other instances", func() bool { return f.ob.Pending()["hook"] == 1 })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("20 deliveries took %v next to a failing instance and a hung destination", took)
+	}
+	if p := f.ob.Pending(); p["down"] != 40 {
+		t.Errorf("pending %v; want all 40 of the hung destination still pending", p)
+	}
+	if got := f.metric("nocbridge_outbox_pending", "destination", "down"); got != 40 {
+		t.Errorf("nocbridge_outbox_pending{down} = %v", got)
+	}
+	hung.mu.Lock()
+	inflight := hung.hung
+	hung.mu.Unlock()
+	if inflight != maxInFlight {
+		t.Errorf("%d concurrent attempts to the hung destination; want the bound %d", inflight, maxInFlight)
+	}
+}
+
+func TestRestartMidRetryDeliversSameID(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(always(errUnavailable))
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	retrying := ev("inst-1", event.StatusActive, 0)
+	resolved := ev("inst-1", event.StatusResolved, time.Minute)
+	delivered := ev("inst-2", event.StatusActive, 0)
+	f.enqueue(Item{Destination: "hook", Event: retrying})
+	f.run()
+	waitFor(t, 5*time.Second, "two failed attempts", func() bool { return len(n.got()) >= 2 })
+	f.enqueue(Item{Destination: "hook", Event: resolved})
+	n.setAnswer(func(nt notify.Notification, _ int) error {
+		if nt.Event.InstanceID == "inst-2" {
+			return nil
+		}
+		return errUnavailable
+	})
+	f.enqueue(Item{Destination: "hook", Event: delivered})
+	waitFor(t, 5*time.Second, "the other delivery", func() bool { return len(n.callsFor(delivered.NotificationID("hook"))) == 1 })
+
+	f.restart()
+	if p := f.ob.Pending(); p["hook"] != 2 {
+		t.Fatalf("pending after restart %v; want the retrying active and its resolve", p)
+	}
+	ok := newFake(nil)
+	f.ob.SetDestinations([]Destination{dest("hook", ok)})
+	f.run()
+	waitFor(t, 5*time.Second, "delivery after restart", func() bool { return f.ob.Pending()["hook"] == 0 })
+	calls := ok.got()
+	if len(calls) != 2 || calls[0].ID != retrying.NotificationID("hook") || calls[1].ID != resolved.NotificationID("hook") {
+		t.Fatalf("after restart delivered %+v; want the original active (id %s) then its resolve, and nothing already delivered",
+			calls, retrying.NotificationID("hook"))
+	}
+}
+
+func TestDuplicateEnqueueIsNoop(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(nil)
+	e := ev("inst-1", event.StatusActive, 0)
+	item := Item{Destination: "hook", Event: e}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if err := f.ob.Enqueue(context.Background(), item, item); err != nil {
+				t.Errorf("Enqueue: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if p := f.ob.Pending(); p["hook"] != 1 {
+		t.Fatalf("pending %v after 16 enqueues of one notification; want 1", p)
+	}
+	f.restart()
+	f.enqueue(item) // the alert manager re-dispatching after a crash
+	if p := f.ob.Pending(); p["hook"] != 1 {
+		t.Fatalf("pending %v after a re-enqueue across a restart; want 1", p)
+	}
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	f.run()
+	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
+	time.Sleep(50 * time.Millisecond)
+	if len(n.got()) != 1 {
+		t.Fatalf("%d deliveries; want 1", len(n.got()))
+	}
+}
+
+func TestEnqueueRejectsItemWithoutDestination(t *testing.T) {
+	f := newFixture(t)
+	err := f.ob.Enqueue(context.Background(), Item{Event: ev("inst-1", event.StatusActive, 0)})
+	if err == nil || !strings.Contains(err.Error(), "no destination") {
+		t.Fatalf("Enqueue without destination = %v", err)
+	}
+	if len(f.ob.Pending()) != 0 {
+		t.Fatalf("pending %v", f.ob.Pending())
+	}
+}
+
+func TestUnknownDestinationIsDeadLetteredAndReplayableOnceBack(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(nil)
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	e := ev("inst-1", event.StatusActive, 0)
+	f.enqueue(Item{Destination: "gone", Event: e})
+	f.run()
+	var dls []DeadLetter
+	waitFor(t, 5*time.Second, "the dead letter", func() bool {
+		dls, _ = f.ob.DeadLetters(context.Background())
+		return len(dls) == 1
+	})
+	if dls[0].Destination != "gone" || !strings.Contains(dls[0].Reason, `destination "gone" is not in the current configuration`) || dls[0].Attempts != 0 {
+		t.Fatalf("dead letter %+v", dls[0])
+	}
+	if err := f.ob.Replay(context.Background(), dls[0].ID); err == nil || !strings.Contains(err.Error(), "not configured") {
+		t.Fatalf("Replay to a missing destination = %v; want an error saying so", err)
+	}
+	if _, err := f.ob.ReplayAll(context.Background(), "gone"); err == nil {
+		t.Fatal("ReplayAll to a missing destination succeeded")
+	}
+	if n, err := f.ob.ReplayAll(context.Background(), ""); err != nil || n != 0 {
+		t.Fatalf("ReplayAll(\"\") = %d, %v; want 0 (its destination is missing), nil", n, err)
+	}
+
+	back := newFake(nil)
+	f.ob.SetDestinations([]Destination{dest("hook", n), dest("gone", back)})
+	if err := f.ob.Replay(context.Background(), dls[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the replayed delivery", func() bool { return len(back.got()) == 1 })
+	if back.got()[0].ID != e.NotificationID("gone") {
+		t.Fatalf("replayed id %s", back.got()[0].ID)
+	}
+}
+
+func TestReloadRemovingDestinationDeadLettersItsQueue(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(always(errUnavailable))
+	d := dest("hook", n)
+	d.Retry.Initial, d.Retry.Max = 200*time.Millisecond, 200*time.Millisecond
+	f.ob.SetDestinations([]Destination{d})
+	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
+	f.run()
+	waitFor(t, 5*time.Second, "a failed attempt", func() bool { return len(n.got()) == 1 })
+	f.ob.SetDestinations(nil)
+	waitFor(t, 5*time.Second, "the dead letter", func() bool {
+		dls, _ := f.ob.DeadLetters(context.Background())
+		return len(dls) == 1 && strings.Contains(dls[0].Reason, "not in the current configuration")
+	})
+	// The removed destination disappears once its last item is off the queue.
+	waitFor(t, 5*time.Second, "the removed destination to go", func() bool { return len(f.ob.Pending()) == 0 })
+	if got := f.metric("nocbridge_deadletters", "destination", "hook"); got != 1 {
+		t.Errorf("nocbridge_deadletters{hook} = %v; a removed destination's dead letters stay counted", got)
+	}
+}
+
+func TestReplayAllByDestination(t *testing.T) {
+	f := newFixture(t)
+	reject := notify.StatusError(400, []byte("no"), 0)
+	a, b := newFake(always(reject)), newFake(always(reject))
+	f.ob.SetDestinations([]Destination{dest("a", a), dest("b", b)})
+	for i := range 3 {
+		e := ev(fmt.Sprintf("inst-%d", i), event.StatusActive, 0)
+		f.enqueue(Item{Destination: "a", Event: e}, Item{Destination: "b", Event: e})
+	}
+	f.run()
+	waitFor(t, 5*time.Second, "six dead letters", func() bool {
+		dls, _ := f.ob.DeadLetters(context.Background())
+		return len(dls) == 6
+	})
+	if got := f.metric("nocbridge_deadletters", "destination", "a"); got != 3 {
+		t.Errorf("nocbridge_deadletters{a} = %v", got)
+	}
+	a.setAnswer(always(nil))
+	n, err := f.ob.ReplayAll(context.Background(), "a")
+	if err != nil || n != 3 {
+		t.Fatalf("ReplayAll(a) = %d, %v; want 3", n, err)
+	}
+	waitFor(t, 5*time.Second, "the replays", func() bool { return len(a.got()) == 6 && f.ob.Pending()["a"] == 0 })
+	dls, _ := f.ob.DeadLetters(context.Background())
+	if len(dls) != 3 {
+		t.Fatalf("%d dead letters left; want b's 3", len(dls))
+	}
+	for _, dl := range dls {
+		if dl.Destination != "b" {
+			t.Errorf("dead letter of %s left after replaying a", dl.Destination)
+		}
+	}
+	b.setAnswer(always(nil))
+	if n, err := f.ob.ReplayAll(context.Background(), ""); err != nil || n != 3 {
+		t.Fatalf("ReplayAll(\"\") = %d, %v; want 3", n, err)
+	}
+	waitFor(t, 5*time.Second, "b's replays", func() bool { return f.ob.Pending()["b"] == 0 && len(b.got()) == 6 })
+}
+
+func TestRateLimit(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(nil)
+	d := dest("hook", n)
+	d.RateLimit = 20 // burst 20, then one per 50ms
+	f.ob.SetDestinations([]Destination{d})
+	for i := range 30 {
+		f.enqueue(Item{Destination: "hook", Event: ev(fmt.Sprintf("inst-%d", i), event.StatusActive, 0)})
+	}
+	start := time.Now()
+	f.run()
+	waitFor(t, 10*time.Second, "30 deliveries", func() bool { return f.ob.Pending()["hook"] == 0 })
+	if took := time.Since(start); took < 450*time.Millisecond {
+		t.Fatalf("30 deliveries at 20/s (burst 20) took %v; want about 500ms", took)
+	}
+}
+
+func TestLogLevels(t *testing.T) {
+	f := newFixture(t)
+	other := &notify.Error{Retryable: true, Reason: "POST http://127.0.0.1/hook: timeout"}
+	n := newFake(func(_ notify.Notification, calls int) error {
+		switch calls {
+		case 1, 2:
+			return errUnavailable
+		case 3:
+			return other
+		}
+		return nil
+	})
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
+	f.run()
+	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
+	var levels []string
+	for _, r := range f.log.find("notification delivery failed; will retry") {
+		levels = append(levels, r.Level.String())
+		if r.Attrs["destination"] != "hook" {
+			t.Errorf("log record without the destination: %+v", r)
+		}
+	}
+	if got := strings.Join(levels, ","); got != "WARN,DEBUG,WARN" {
+		t.Errorf("failure log levels %s; want WARN (first), DEBUG (same reason), WARN (new reason)", got)
+	}
+	if recs := f.log.find("notification delivered after failures"); len(recs) != 1 || recs[0].Level != slog.LevelInfo {
+		t.Errorf("delivered-after-failure records %+v; want one at Info", recs)
+	}
+}
+
+func TestRunStopsCleanly(t *testing.T) {
+	f := newFixture(t)
+	before := runtime.NumGoroutine()
+	hung := &hangingNotifier{fake: newFake(nil), hangFirst: 1 << 30}
+	d := dest("hook", hung)
+	d.Timeout = time.Minute
+	d.RateLimit = 1 // a second attempt waits in the limiter
+	f.ob.SetDestinations([]Destination{d})
+	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)},
+		Item{Destination: "hook", Event: ev("inst-2", event.StatusActive, 0)},
+		Item{Destination: "hook", Event: ev("inst-3", event.StatusActive, 0)})
+	f.run()
+	waitFor(t, 5*time.Second, "an attempt under way", func() bool {
+		hung.mu.Lock()
+		defer hung.mu.Unlock()
+		return hung.hung >= 1
+	})
+	start := time.Now()
+	f.stopRun()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Run took %v to stop with an attempt hanging", took)
+	}
+	if p := f.ob.Pending(); p["hook"] != 3 {
+		t.Errorf("pending %v after stopping; abandoned attempts must stay queued", p)
+	}
+	waitFor(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	if r := f.ob.Recent("hook"); len(r) != 0 {
+		t.Errorf("abandoned attempts were recorded: %+v", r)
+	}
+
+	// Run again: the abandoned attempt is made again, counted as attempt 1.
+	ok := newFake(nil)
+	f.ob.SetDestinations([]Destination{dest("hook", ok)})
+	f.run()
+	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
+	for _, c := range ok.got() {
+		if c.Attempt != 1 {
+			t.Errorf("attempt %+v; an abandoned attempt must not count", c)
+		}
+	}
+	if err := f.ob.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second concurrent Run = %v", err)
+	}
+}
+
+func TestNothingIsSentBeforeDestinationsAreSet(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
+	f.run()
+	time.Sleep(100 * time.Millisecond)
+	if dls, _ := f.ob.DeadLetters(context.Background()); len(dls) != 0 {
+		t.Fatalf("dead-lettered before any config was set: %+v", dls)
+	}
+	n := newFake(nil)
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(n.got()) == 1 })
+}
+
+// TestLogHeadIsTrimmedPastAStuckItem: a notification retrying for long is
+// copied forward so the stream does not grow behind it, and keeps its
+// place ahead of its resolve across a restart.
+func TestLogHeadIsTrimmedPastAStuckItem(t *testing.T) {
+	f := newFixture(t)
+	f.ob.relocateLag = 8
+	down := newFake(always(errUnavailable))
+	up := newFake(nil)
+	d := dest("down", down)
+	d.Retry = RetryPolicy{Initial: time.Hour, Max: time.Hour, MaxAge: 2 * time.Hour}
+	f.ob.SetDestinations([]Destination{d, dest("up", up)})
+	active, resolved := ev("stuck", event.StatusActive, 0), ev("stuck", event.StatusResolved, time.Minute)
+	f.enqueue(Item{Destination: "down", Event: active})
+	f.run()
+	waitFor(t, 5*time.Second, "the first failure", func() bool { return len(down.got()) == 1 })
+	f.enqueue(Item{Destination: "down", Event: resolved})
+	for i := range 100 {
+		f.enqueue(Item{Destination: "up", Event: ev(fmt.Sprintf("inst-%d", i), event.StatusActive, 0)})
+	}
+	waitFor(t, 5*time.Second, "the other deliveries", func() bool { return f.ob.Pending()["up"] == 0 })
+	// One more record after the last completion lets the trim catch up.
+	time.Sleep(purgeInterval)
+	f.enqueue(Item{Destination: "up", Event: ev("last", event.StatusActive, 0)})
+	waitFor(t, 5*time.Second, "the last delivery", func() bool { return f.ob.Pending()["up"] == 0 })
+
+	info, err := f.ob.queue.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs > 30 {
+		t.Fatalf("outbox stream holds %d records (first %d, last %d) behind a stuck notification; want it trimmed",
+			info.State.Msgs, info.State.FirstSeq, info.State.LastSeq)
+	}
+
+	f.restart()
+	if p := f.ob.Pending(); p["down"] != 2 || p["up"] != 0 {
+		t.Fatalf("pending after restart %v; want the stuck active and its resolve only", p)
+	}
+	ok := newFake(nil)
+	f.ob.SetDestinations([]Destination{dest("down", ok), dest("up", up)})
+	f.run()
+	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["down"] == 0 })
+	calls := ok.got()
+	if len(calls) != 2 || calls[0].ID != active.NotificationID("down") || calls[1].ID != resolved.NotificationID("down") {
+		t.Fatalf("after restart %+v; want the active then its resolve, same ids", calls)
+	}
+	if calls[0].Attempt != 2 {
+		t.Errorf("attempt number after the copy and restart %d; want 2 (the count travels with the copy)", calls[0].Attempt)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	p := RetryPolicy{Initial: time.Second, Max: 5 * time.Minute}
+	top := func(n int64) int64 { return n - 1 }
+	bottom := func(int64) int64 { return 0 }
+	tests := []struct {
+		n      int
+		randN  func(int64) int64
+		want   time.Duration
+		policy RetryPolicy
+	}{
+		{1, top, time.Second, p},
+		{2, top, 2 * time.Second, p},
+		{3, top, 4 * time.Second, p},
+		{5, top, 16 * time.Second, p},
+		{9, top, 256 * time.Second, p},
+		{10, top, 5 * time.Minute, p},
+		{1000, top, 5 * time.Minute, p},
+		{5, bottom, time.Second, p},
+		{3, top, 3 * time.Second, RetryPolicy{Initial: time.Second, Max: 3 * time.Second}},
+		{4, top, time.Second, RetryPolicy{Initial: time.Second, Max: time.Second}},
+		{80, top, time.Duration(1<<62) * 1, RetryPolicy{Initial: time.Nanosecond, Max: time.Duration(1 << 62)}},
+	}
+	for _, tt := range tests {
+		if got := backoff(tt.policy, tt.n, tt.randN); got != tt.want {
+			t.Errorf("backoff(%+v, %d) = %v, want %v", tt.policy, tt.n, got, tt.want)
+		}
+	}
+
+	// Full jitter: a seeded source covers the whole window.
+	r := rand.New(rand.NewPCG(1, 2))
+	lo, hi := time.Hour, time.Duration(0)
+	for range 2000 {
+		d := backoff(p, 4, r.Int64N)
+		if d < time.Second || d > 8*time.Second {
+			t.Fatalf("backoff(4) = %v outside [1s, 8s]", d)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo > 1100*time.Millisecond || hi < 7900*time.Millisecond {
+		t.Errorf("2000 draws spanned only [%v, %v] of [1s, 8s]", lo, hi)
+	}
+}
+
+func TestDeliveryOfReenqueuedNotificationClearsItsDeadLetter(t *testing.T) {
+	f := newFixture(t)
+	n := newFake(always(notify.StatusError(400, []byte("no"), 0)))
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	item := Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)}
+	f.enqueue(item)
+	f.run()
+	waitFor(t, 5*time.Second, "the dead letter", func() bool {
+		dls, _ := f.ob.DeadLetters(context.Background())
+		return len(dls) == 1 && f.ob.Pending()["hook"] == 0
+	})
+	n.setAnswer(always(nil))
+	f.enqueue(item) // the alert manager re-dispatching the same transition
+	waitFor(t, 5*time.Second, "the delivery", func() bool { return len(n.got()) == 2 && f.ob.Pending()["hook"] == 0 })
+	if dls, err := f.ob.DeadLetters(context.Background()); err != nil || len(dls) != 0 {
+		t.Fatalf("dead letters after the same notification was delivered: %+v %v", dls, err)
+	}
+}
