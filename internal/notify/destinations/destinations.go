@@ -10,20 +10,28 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/discord"
 	"github.com/nocbridge/nocbridge/internal/notify/jira"
 	lognotify "github.com/nocbridge/nocbridge/internal/notify/log"
 	"github.com/nocbridge/nocbridge/internal/notify/opsgenie"
 	"github.com/nocbridge/nocbridge/internal/notify/pagerduty"
 	"github.com/nocbridge/nocbridge/internal/notify/servicenow"
+	"github.com/nocbridge/nocbridge/internal/notify/slack"
+	"github.com/nocbridge/nocbridge/internal/notify/teams"
+	"github.com/nocbridge/nocbridge/internal/notify/webex"
 	"github.com/nocbridge/nocbridge/internal/notify/webhook"
 )
 
 var types = map[string]notify.Factory{
+	"discord":    discord.New,
 	"jira":       jira.New,
 	"log":        lognotify.New,
 	"opsgenie":   opsgenie.New,
 	"pagerduty":  pagerduty.New,
 	"servicenow": servicenow.New,
+	"slack":      slack.New,
+	"teams":      teams.New,
+	"webex":      webex.New,
 	"webhook":    webhook.New,
 }
 

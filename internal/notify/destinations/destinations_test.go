@@ -48,7 +48,7 @@ func parse(t *testing.T, src string) []config.Destination {
 
 func TestTypes(t *testing.T) {
 	got := Types()
-	if !slices.Equal(got, []string{"jira", "log", "opsgenie", "pagerduty", "servicenow", "webhook"}) {
+	if !slices.Equal(got, []string{"discord", "jira", "log", "opsgenie", "pagerduty", "servicenow", "slack", "teams", "webex", "webhook"}) {
 		t.Fatalf("Types() = %v", got)
 	}
 }
@@ -113,8 +113,8 @@ func TestBuildErrors(t *testing.T) {
   ulr: http://h/
 `)
 	want := []string{
-		`c.yaml:2: destination "x": unknown type "foo" (known: jira, log, opsgenie, pagerduty, servicenow, webhook)`,
-		`c.yaml:4: destination "y": type is required (known: jira, log, opsgenie, pagerduty, servicenow, webhook)`,
+		`c.yaml:2: destination "x": unknown type "foo" (known: discord, jira, log, opsgenie, pagerduty, servicenow, slack, teams, webex, webhook)`,
+		`c.yaml:4: destination "y": type is required (known: discord, jira, log, opsgenie, pagerduty, servicenow, slack, teams, webex, webhook)`,
 		`c.yaml:5: destination "z": proxy_url ftp://proxy:3128: scheme must be http, https or socks5`,
 		`c.yaml:11: destination "w": unknown key "ulr"`,
 	}

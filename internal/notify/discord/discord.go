@@ -1,0 +1,422 @@
+// Package discord is the `discord` destination: an embed coloured by
+// severity, posted to a channel webhook. Mentions are never parsed, so alert
+// text cannot ping @everyone. A resolve is a new, green embed.
+package discord
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+var (
+	_ notify.Notifier = (*Notifier)(nil)
+	_ notify.Factory  = New
+)
+
+// Discord's embed limits, in characters (discord.com/developers/docs/resources/message#embed-object-embed-limits).
+const (
+	maxTitle       = 256
+	maxDescription = 4096
+	maxFieldName   = 256
+	maxFieldValue  = 1024
+	maxFields      = 25
+	maxFooter      = 2048
+	maxEmbedTotal  = 6000 // title + description + field names and values + footer
+)
+
+// Notifier posts one embed per notification.
+type Notifier struct {
+	externalURL string
+	userAgent   string
+	s           *settings
+	target      string // scheme and host only: the path holds the token
+	client      *http.Client
+	log         *slog.Logger
+}
+
+// New validates the destination's keys (all problems at once, each at its
+// line) and builds the notifier.
+func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
+	var cfg Config
+	if err := notify.DecodeConfig(env, d, &cfg); err != nil {
+		return nil, err
+	}
+	s, errs := cfg.validate(env, d)
+	if len(errs) > 0 {
+		return nil, errs.Sorted()
+	}
+	client := env.HTTPClient
+	if client == nil {
+		c, err := notify.NewHTTPClient(d, env.BaseDir)
+		if err != nil {
+			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
+		}
+		client = c
+	}
+	ua := env.UserAgent
+	if ua == "" {
+		ua = "nocbridge"
+	}
+	lg := env.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Notifier{
+		externalURL: env.ExternalURL,
+		userAgent:   ua,
+		s:           s,
+		target:      "discord webhook " + s.url.Scheme + "://" + s.url.Host,
+		client:      client,
+		log:         lg.With("host", s.url.Host),
+	}, nil
+}
+
+const (
+	maxErrorBody = 4 << 10
+	drainLimit   = 256 << 10
+)
+
+// Send makes one attempt. The outbox retries; this only classifies.
+func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
+	desc, err := n.description(nt)
+	if err != nil {
+		// A template that fails on this event fails on every retry too.
+		return &notify.Error{Reason: "discord: rendering template_file", Err: err}
+	}
+	payload, err := json.Marshal(render(nt.Event, n.externalURL, desc))
+	if err != nil {
+		return &notify.Error{Reason: "discord: encoding message", Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.url.String(), bytes.NewReader(payload))
+	if err != nil {
+		return &notify.Error{Reason: n.target + ": building request", Err: n.scrub(err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", n.userAgent)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return n.networkError(err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		n.log.Debug("discord embed posted", "status", resp.StatusCode, "event_status", nt.Event.Status)
+		return nil
+	}
+	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	text, retryAfter := parseError(excerpt)
+	if retryAfter == 0 {
+		retryAfter = notify.RetryAfterHeader(resp.Header, time.Now())
+	}
+	e := notify.StatusError(resp.StatusCode, []byte(text), retryAfter)
+	e.Reason = n.target + ": " + e.Reason
+	return e
+}
+
+// parseError reads Discord's error body: {"message", "code", "errors"} for
+// failures, {"message", "retry_after" (seconds, fractional), "global"} for a
+// 429. retry_after is more precise than the integer Retry-After header.
+// Anything else comes back as the raw excerpt.
+func parseError(body []byte) (string, time.Duration) {
+	var de struct {
+		Message    string          `json:"message"`
+		Code       int             `json:"code"`
+		Errors     json.RawMessage `json:"errors"`
+		RetryAfter float64         `json:"retry_after"`
+		Global     bool            `json:"global"`
+	}
+	if json.Unmarshal(body, &de) != nil || de.Message == "" {
+		return string(bytes.TrimSpace(body)), 0
+	}
+	txt := de.Message
+	if de.Code != 0 {
+		txt += fmt.Sprintf(" (code %d)", de.Code)
+	}
+	if de.Global {
+		txt += " (global rate limit)"
+	}
+	if details := fieldErrors(de.Errors); len(details) > 0 {
+		txt += ": " + strings.Join(details, "; ")
+	}
+	var after time.Duration
+	if ms := math.Round(de.RetryAfter * 1000); ms > 0 && ms < float64(math.MaxInt64/int64(time.Millisecond)) {
+		after = time.Duration(ms) * time.Millisecond
+	}
+	return txt, after
+}
+
+// fieldErrors flattens Discord's nested "errors" object into
+// "embeds.0.description: Must be 4096 or fewer in length." lines.
+func fieldErrors(raw json.RawMessage) []string {
+	if len(raw) == 0 {
+		return nil
+	}
+	var tree map[string]json.RawMessage
+	if json.Unmarshal(raw, &tree) != nil {
+		return nil
+	}
+	var out []string
+	var walk func(path string, node map[string]json.RawMessage)
+	walk = func(path string, node map[string]json.RawMessage) {
+		keys := make([]string, 0, len(node))
+		for k := range node {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if k == "_errors" {
+				var list []struct {
+					Message string `json:"message"`
+				}
+				if json.Unmarshal(node[k], &list) == nil {
+					for _, e := range list {
+						out = append(out, strings.TrimPrefix(path, ".")+": "+e.Message)
+					}
+				}
+				continue
+			}
+			var child map[string]json.RawMessage
+			if json.Unmarshal(node[k], &child) == nil {
+				walk(path+"."+k, child)
+			}
+		}
+	}
+	walk("", tree)
+	return out
+}
+
+// networkError classifies a failure without a response. *url.Error prints
+// the URL, whose path holds the token: only its cause is kept, scrubbed.
+func (n *Notifier) networkError(err error) error {
+	cause := err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		cause = ue.Err
+	}
+	what := "request failed"
+	var ne net.Error
+	switch {
+	case errors.Is(cause, context.Canceled):
+		what = "canceled"
+	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
+		what = "timeout"
+	}
+	return &notify.Error{Retryable: true, Reason: n.target + ": " + what, Err: n.scrub(cause)}
+}
+
+// scrubbed hides the URL from an error's text while keeping the chain for
+// errors.Is (timeouts, cancellation).
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (s *scrubbed) Error() string { return s.msg }
+func (s *scrubbed) Unwrap() error { return s.err }
+
+func (n *Notifier) scrub(err error) error {
+	msg := err.Error()
+	for _, v := range []string{n.s.url.String(), n.s.url.RawQuery, n.s.url.EscapedPath(), n.s.url.Path} {
+		if len(v) > 1 {
+			msg = strings.ReplaceAll(msg, v, "<redacted>")
+		}
+	}
+	return &scrubbed{msg: msg, err: err}
+}
+
+// Close drops idle keep-alive connections, so a notifier replaced by a
+// config reload leaves no sockets behind.
+func (n *Notifier) Close() error {
+	n.client.CloseIdleConnections()
+	return nil
+}
+
+// --- rendering ---
+
+// description is the embed's description: the template's output, or the
+// event's description. Event values are data, not markdown: escaped, so
+// device text cannot format the embed or hide a masked link. A template's
+// own text is markdown and stays as written.
+func (n *Notifier) description(nt notify.Notification) (string, error) {
+	if n.s.tmpl == nil {
+		return esc(nt.Event.Description), nil
+	}
+	b, err := notify.RenderTemplate(n.s.tmpl, notify.NewTemplateData(escapedEvent(nt.Event), nt.ID, n.externalURL))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// escaper backslash-escapes Discord's markdown characters. Hyphens are left
+// alone: they only start a list at a line's start, and device names are
+// full of them.
+var escaper = strings.NewReplacer(
+	`\`, `\\`, "`", "\\`", `*`, `\*`, `_`, `\_`, `~`, `\~`, `|`, `\|`,
+	`>`, `\>`, `#`, `\#`, `[`, `\[`, `]`, `\]`,
+)
+
+func esc(s string) string { return escaper.Replace(s) }
+
+// escapedEvent is ev with every text value markdown-escaped, for templates.
+func escapedEvent(ev event.Event) event.Event {
+	for _, p := range []*string{&ev.InstanceID, &ev.EventID, &ev.Name, &ev.Description, &ev.Category, &ev.Domain,
+		&ev.SubDomain, &ev.Source, &ev.Kind, &ev.Key, &ev.Device.Name, &ev.Device.Address, &ev.Device.Site, &ev.Device.Role} {
+		*p = esc(*p)
+	}
+	ev.Device.Labels = escapedMap(ev.Device.Labels)
+	ev.Details = escapedMap(ev.Details)
+	return ev
+}
+
+func escapedMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[esc(k)] = esc(v)
+	}
+	return out
+}
+
+// message is the webhook body. allowed_mentions with an empty parse list
+// turns every @everyone, @here, user and role mention into plain text.
+type message struct {
+	Embeds          []embed         `json:"embeds"`
+	AllowedMentions allowedMentions `json:"allowed_mentions"`
+}
+
+type allowedMentions struct {
+	Parse []string `json:"parse"`
+}
+
+type embed struct {
+	Title       string  `json:"title"`
+	Description string  `json:"description,omitempty"`
+	URL         string  `json:"url,omitempty"`
+	Color       int     `json:"color"`
+	Timestamp   string  `json:"timestamp"`
+	Fields      []field `json:"fields"`
+	Footer      *footer `json:"footer,omitempty"`
+}
+
+type field struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Inline bool   `json:"inline"`
+}
+
+type footer struct {
+	Text string `json:"text"`
+}
+
+// Severity colours: 1 red … 5 grey; resolved green.
+var severityColors = map[int]int{1: 0xD40E0D, 2: 0xF2711C, 3: 0xECB22E, 4: 0x1E88E5, 5: 0x9E9E9E}
+
+const resolvedColor = 0x2EB67D
+
+var severityEmoji = map[int]string{1: "🔴", 2: "🟠", 3: "🟡", 4: "🔵", 5: "⚪"}
+
+// render builds the embed within Discord's limits; when the total would
+// exceed 6,000 characters the description gives way, never the facts.
+func render(ev event.Event, externalURL, desc string) message {
+	color, ok := severityColors[ev.Severity]
+	if !ok {
+		color = severityColors[5]
+	}
+	emoji := severityEmoji[ev.Severity]
+	if emoji == "" {
+		emoji = severityEmoji[5]
+	}
+	title := emoji + " " + ev.Priority() + " " + ev.Name
+	if ev.Status == event.StatusResolved {
+		color, title = resolvedColor, "✅ RESOLVED: "+ev.Name
+	}
+	dev := ev.Device.Name
+	if ev.Device.Address != "" && ev.Device.Address != ev.Device.Name {
+		dev += " (" + ev.Device.Address + ")"
+	}
+	fields := []field{
+		{Name: "Device", Value: esc(dev), Inline: true},
+		{Name: "Site", Value: esc(orDash(ev.Device.Site)), Inline: true},
+		{Name: "Severity", Value: fmt.Sprintf("%s (severity %d)", ev.Priority(), ev.Severity), Inline: true},
+		{Name: "Status", Value: string(ev.Status), Inline: true},
+		{Name: "Event ID", Value: esc(ev.EventID), Inline: true},
+		{Name: "Source", Value: esc(orDash(ev.Source)), Inline: true},
+	}
+	if ev.Key != "" {
+		fields = append(fields, field{Name: "Instance", Value: esc(ev.Key), Inline: true})
+	}
+	if len(fields) > maxFields {
+		fields = fields[:maxFields]
+	}
+	e := embed{
+		Title:     truncate(title, maxTitle),
+		URL:       ev.AlertURL(externalURL),
+		Color:     color,
+		Timestamp: ev.Timestamp.UTC().Format(time.RFC3339),
+		Fields:    fields,
+		Footer:    &footer{Text: truncate("nocbridge · "+ev.InstanceID, maxFooter)},
+	}
+	used := utf8.RuneCountInString(e.Title) + utf8.RuneCountInString(e.Footer.Text)
+	for i := range e.Fields {
+		e.Fields[i].Name = truncate(e.Fields[i].Name, maxFieldName)
+		e.Fields[i].Value = truncate(e.Fields[i].Value, maxFieldValue)
+		used += utf8.RuneCountInString(e.Fields[i].Name) + utf8.RuneCountInString(e.Fields[i].Value)
+	}
+	if room := min(maxDescription, maxEmbedTotal-used); room > 0 {
+		e.Description = truncate(desc, room)
+	}
+	return message{Embeds: []embed{e}, AllowedMentions: allowedMentions{Parse: []string{}}}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+const truncatedMark = "…"
+
+// truncate shortens s to at most max characters, ending with a mark, and
+// never leaves half a backslash escape at the end.
+func truncate(s string, max int) string {
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	keep := max - utf8.RuneCountInString(truncatedMark)
+	cut := 0
+	for i := range s {
+		if keep == 0 {
+			cut = i
+			break
+		}
+		keep--
+	}
+	head := s[:cut]
+	if trailing := len(head) - len(strings.TrimRight(head, `\`)); trailing%2 == 1 {
+		head = head[:len(head)-1]
+	}
+	return head + truncatedMark
+}

@@ -1,0 +1,342 @@
+// Package teams is the `teams` destination: an Adaptive Card posted to a
+// Power Automate Workflow's trigger URL, which posts it to a Teams channel or
+// chat (Office 365 connectors, the old incoming webhooks, are retired). A
+// resolve is a new card marked resolved.
+package teams
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+var (
+	_ notify.Notifier = (*Notifier)(nil)
+	_ notify.Factory  = New
+)
+
+// MaxTextBytes bounds the card's main text: Teams refuses messages over
+// about 28 KB, and the rest of the card needs room too.
+const MaxTextBytes = 20000
+
+// Notifier posts one Adaptive Card per notification.
+type Notifier struct {
+	externalURL string
+	userAgent   string
+	s           *settings
+	target      string // scheme and host only: the query is the credential
+	client      *http.Client
+	log         *slog.Logger
+}
+
+// New validates the destination's keys (all problems at once, each at its
+// line) and builds the notifier.
+func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
+	var cfg Config
+	if err := notify.DecodeConfig(env, d, &cfg); err != nil {
+		return nil, err
+	}
+	s, errs := cfg.validate(env, d)
+	if len(errs) > 0 {
+		return nil, errs.Sorted()
+	}
+	client := env.HTTPClient
+	if client == nil {
+		c, err := notify.NewHTTPClient(d, env.BaseDir)
+		if err != nil {
+			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
+		}
+		client = c
+	}
+	ua := env.UserAgent
+	if ua == "" {
+		ua = "nocbridge"
+	}
+	lg := env.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Notifier{
+		externalURL: env.ExternalURL,
+		userAgent:   ua,
+		s:           s,
+		target:      "teams workflow " + s.url.Scheme + "://" + s.url.Host,
+		client:      client,
+		log:         lg.With("host", s.url.Host),
+	}, nil
+}
+
+const (
+	maxErrorBody = 4 << 10
+	drainLimit   = 256 << 10
+)
+
+// Send makes one attempt. The outbox retries; this only classifies.
+func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
+	text, err := n.bodyText(nt)
+	if err != nil {
+		// A template that fails on this event fails on every retry too.
+		return &notify.Error{Reason: "teams: rendering template_file", Err: err}
+	}
+	payload, err := json.Marshal(render(nt.Event, n.externalURL, text))
+	if err != nil {
+		return &notify.Error{Reason: "teams: encoding card", Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.url.String(), bytes.NewReader(payload))
+	if err != nil {
+		return &notify.Error{Reason: n.target + ": building request", Err: n.scrub(err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", n.userAgent)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return n.networkError(err)
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+		_ = resp.Body.Close()
+	}()
+	// Workflows answer 202 Accepted: the run is queued, not yet posted.
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		n.log.Debug("teams card accepted", "status", resp.StatusCode, "event_status", nt.Event.Status)
+		return nil
+	}
+	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	e := notify.StatusError(resp.StatusCode, []byte(errorText(excerpt)), notify.RetryAfterHeader(resp.Header, time.Now()))
+	e.Reason = n.target + ": " + e.Reason
+	return e
+}
+
+// errorText is the Workflow service's own explanation
+// ({"error": {"code": …, "message": …}}), or the raw excerpt.
+func errorText(body []byte) string {
+	var we struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &we) != nil || (we.Error.Code == "" && we.Error.Message == "") {
+		return string(bytes.TrimSpace(body))
+	}
+	if we.Error.Code == "" {
+		return we.Error.Message
+	}
+	return we.Error.Code + ": " + we.Error.Message
+}
+
+// networkError classifies a failure without a response. *url.Error prints
+// the URL, whose query is the credential: only its cause is kept, scrubbed.
+func (n *Notifier) networkError(err error) error {
+	cause := err
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		cause = ue.Err
+	}
+	what := "request failed"
+	var ne net.Error
+	switch {
+	case errors.Is(cause, context.Canceled):
+		what = "canceled"
+	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
+		what = "timeout"
+	}
+	return &notify.Error{Retryable: true, Reason: n.target + ": " + what, Err: n.scrub(cause)}
+}
+
+// scrubbed hides the URL from an error's text while keeping the chain for
+// errors.Is (timeouts, cancellation).
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (s *scrubbed) Error() string { return s.msg }
+func (s *scrubbed) Unwrap() error { return s.err }
+
+func (n *Notifier) scrub(err error) error {
+	msg := err.Error()
+	for _, v := range []string{n.s.url.String(), n.s.url.RawQuery, n.s.url.EscapedPath(), n.s.url.Path} {
+		if len(v) > 1 {
+			msg = strings.ReplaceAll(msg, v, "<redacted>")
+		}
+	}
+	return &scrubbed{msg: msg, err: err}
+}
+
+// Close drops idle keep-alive connections, so a notifier replaced by a
+// config reload leaves no sockets behind.
+func (n *Notifier) Close() error {
+	n.client.CloseIdleConnections()
+	return nil
+}
+
+// --- rendering ---
+
+// bodyText is the card's main text: the template's output, or the event's
+// description.
+func (n *Notifier) bodyText(nt notify.Notification) (string, error) {
+	if n.s.tmpl == nil {
+		return nt.Event.Description, nil
+	}
+	b, err := notify.RenderTemplate(n.s.tmpl, notify.NewTemplateData(nt.Event, nt.ID, n.externalURL))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// message is the body a Workflow's "When a Teams webhook request is
+// received" trigger expects: a message with Adaptive Card attachments.
+type message struct {
+	Type        string       `json:"type"`
+	Attachments []attachment `json:"attachments"`
+}
+
+type attachment struct {
+	ContentType string `json:"contentType"`
+	Content     card   `json:"content"`
+}
+
+type card struct {
+	Type    string         `json:"type"`
+	Version string         `json:"version"`
+	Schema  string         `json:"$schema"`
+	MSTeams map[string]any `json:"msteams,omitempty"`
+	Body    []any          `json:"body"`
+	Actions []action       `json:"actions"`
+}
+
+type action struct {
+	Type  string `json:"type"`
+	Title string `json:"title"`
+	URL   string `json:"url"`
+}
+
+type textBlock struct {
+	Type   string `json:"type"`
+	Text   string `json:"text"`
+	Wrap   bool   `json:"wrap"`
+	Weight string `json:"weight,omitempty"`
+	Size   string `json:"size,omitempty"`
+	Color  string `json:"color,omitempty"`
+}
+
+type container struct {
+	Type  string `json:"type"`
+	Style string `json:"style"`
+	Bleed bool   `json:"bleed"`
+	Items []any  `json:"items"`
+}
+
+type fact struct {
+	Title string `json:"title"`
+	Value string `json:"value"`
+}
+
+type factSet struct {
+	Type  string `json:"type"`
+	Facts []fact `json:"facts"`
+}
+
+// severityStyle maps severity to Adaptive Card colours (the host theme
+// decides the exact shade): 1–2 attention (red), 3 warning, 4 accent, 5
+// default; resolved is good (green).
+func severityStyle(ev event.Event) string {
+	if ev.Status == event.StatusResolved {
+		return "good"
+	}
+	switch ev.Severity {
+	case 1, 2:
+		return "attention"
+	case 3:
+		return "warning"
+	case 4:
+		return "accent"
+	}
+	return "default"
+}
+
+// render builds the card: a coloured title band, the text, the facts, and a
+// button to the alert.
+func render(ev event.Event, externalURL, text string) message {
+	title := ev.Priority() + " " + ev.Name
+	if ev.Status == event.StatusResolved {
+		title = "RESOLVED: " + ev.Name
+	}
+	style := severityStyle(ev)
+	dev := ev.Device.Name
+	if ev.Device.Address != "" && ev.Device.Address != ev.Device.Name {
+		dev += " (" + ev.Device.Address + ")"
+	}
+	facts := []fact{
+		{"Device", dev},
+		{"Site", orDash(ev.Device.Site)},
+		{"Severity", fmt.Sprintf("%s (severity %d)", ev.Priority(), ev.Severity)},
+		{"Status", string(ev.Status)},
+		{"Event ID", ev.EventID},
+		{"Source", orDash(ev.Source)},
+		{"Time", ev.Timestamp.UTC().Format("2006-01-02 15:04:05 UTC")},
+	}
+	if ev.Key != "" {
+		facts = append(facts, fact{"Instance", ev.Key})
+	}
+	body := []any{
+		container{Type: "Container", Style: style, Bleed: true, Items: []any{
+			textBlock{Type: "TextBlock", Text: title, Wrap: true, Weight: "Bolder", Size: "Large", Color: style},
+		}},
+	}
+	if text != "" {
+		body = append(body, textBlock{Type: "TextBlock", Text: truncate(text, MaxTextBytes), Wrap: true})
+	}
+	body = append(body, factSet{Type: "FactSet", Facts: facts})
+	return message{
+		Type: "message",
+		Attachments: []attachment{{
+			ContentType: "application/vnd.microsoft.card.adaptive",
+			Content: card{
+				Type:    "AdaptiveCard",
+				Version: "1.4",
+				Schema:  "http://adaptivecards.io/schemas/adaptive-card.json",
+				MSTeams: map[string]any{"width": "Full"},
+				Body:    body,
+				Actions: []action{{Type: "Action.OpenUrl", Title: "Open alert", URL: ev.AlertURL(externalURL)}},
+			},
+		}},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+const truncatedMark = "…(truncated)"
+
+// truncate cuts s to at most max bytes on a character boundary.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len(truncatedMark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncatedMark
+}
