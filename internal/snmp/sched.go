@@ -1,0 +1,284 @@
+package snmp
+
+import (
+	"container/heap"
+	"context"
+	"hash/fnv"
+	"sync"
+	"time"
+)
+
+// target is the scheduler's state for one device.
+type target struct {
+	cfg     Target
+	p       *poller
+	phase   time.Duration // offset of the device's slots on the interval grid
+	slot    time.Time     // when the next poll is due
+	heapIdx int           // -1 when out of the heap
+
+	queued  bool // waiting for a free poll slot
+	polling bool // a poll is in flight
+	removed bool // dropped by SetTargets; its poll in flight is discarded
+}
+
+// skipLogEvery bounds the "slot skipped" warnings: an overloaded poller
+// skips many slots of many devices, and one line a minute says it all.
+const skipLogEvery = time.Minute
+
+type finished struct {
+	t    *target
+	res  Result
+	took time.Duration
+}
+
+// scheduler owns all targets; only Run's goroutine touches them, except
+// that a poll in flight owns its target's poller until it finishes.
+type scheduler struct {
+	ctx    context.Context
+	e      *Engine
+	report func(Result)
+
+	heap     targetHeap
+	byName   map[string]*target
+	queue    []*target // due, waiting for one of the concurrency slots
+	inFlight int
+	done     chan finished // capacity = concurrency: a finishing poll never blocks
+	polls    sync.WaitGroup
+
+	skippedUnlogged int       // slots skipped since the last warning
+	skipLoggedAt    time.Time // zero before the first warning
+}
+
+func newScheduler(ctx context.Context, e *Engine, report func(Result)) *scheduler {
+	return &scheduler{ctx: ctx, e: e, report: report, byName: map[string]*target{}, done: make(chan finished, e.concurrency)}
+}
+
+func (s *scheduler) loop() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	select {
+	case <-s.e.changed: // SetTargets before Run: applied just below
+	default:
+	}
+	s.applyTargets(time.Now())
+	for {
+		s.startDue(time.Now())
+		if len(s.heap) == 0 {
+			timer.Stop()
+		} else {
+			timer.Reset(time.Until(s.heap[0].slot))
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-timer.C:
+		case f := <-s.done:
+			s.finish(f)
+		case <-s.e.changed:
+			s.applyTargets(time.Now())
+		}
+	}
+}
+
+// startDue queues every target whose slot has come, then starts polls.
+// Slots are spread over the interval by device (phaseOf), so a round is
+// never one burst.
+func (s *scheduler) startDue(now time.Time) {
+	for len(s.heap) > 0 && !s.heap[0].slot.After(now) {
+		t := s.heap[0]
+		t.slot = nextSlot(t, now)
+		heap.Fix(&s.heap, 0)
+		if t.queued || t.polling {
+			s.skip(t, now)
+			continue
+		}
+		t.queued = true
+		s.queue = append(s.queue, t)
+	}
+	s.dispatch()
+}
+
+// skip drops a slot whose previous poll has not finished: polls of a
+// device never overlap, and a slow device never piles up requests.
+func (s *scheduler) skip(t *target, now time.Time) {
+	s.e.metrics.skipped.Inc()
+	s.skippedUnlogged++
+	if s.skipLoggedAt.IsZero() || now.Sub(s.skipLoggedAt) >= skipLogEvery {
+		s.e.log.Warn("SNMP polls not finished by their next slot; slots skipped (raise the interval or the concurrency)",
+			"skipped", s.skippedUnlogged, "example_device", t.cfg.Device, "interval", t.cfg.Interval,
+			"queued", len(s.queue), "in_flight", s.inFlight, "concurrency", s.e.concurrency)
+		s.skippedUnlogged, s.skipLoggedAt = 0, now
+	}
+}
+
+// dispatch starts queued polls while fewer than Concurrency are in flight.
+func (s *scheduler) dispatch() {
+	for s.inFlight < s.e.concurrency && len(s.queue) > 0 {
+		t := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		if t.removed {
+			continue
+		}
+		t.queued, t.polling = false, true
+		s.inFlight++
+		s.polls.Go(func() {
+			// A poll never outlasts its interval, whatever the retries add up to.
+			ctx, cancel := context.WithTimeout(s.ctx, t.cfg.Interval)
+			start := time.Now()
+			res := t.p.poll(ctx)
+			cancel()
+			s.done <- finished{t: t, res: res, took: time.Since(start)}
+		})
+	}
+}
+
+func (s *scheduler) finish(f finished) {
+	s.inFlight--
+	t := f.t
+	t.polling = false
+	result := f.res.Reason
+	if result == "" {
+		result = "ok"
+	}
+	s.e.metrics.duration.WithLabelValues(result).Observe(f.took.Seconds())
+	switch {
+	case t.removed:
+		t.p.closeClient()
+	case s.ctx.Err() == nil: // a poll cut short by the end of Run says nothing about the device
+		s.report(f.res)
+	}
+	s.dispatch()
+}
+
+// shutdown waits for the polls in flight (their context is cancelled) and
+// closes every socket.
+func (s *scheduler) shutdown() {
+	s.polls.Wait()
+	for {
+		select {
+		case f := <-s.done:
+			f.t.p.closeClient()
+		default:
+			for _, t := range s.byName {
+				t.p.closeClient()
+			}
+			return
+		}
+	}
+}
+
+// applyTargets reconciles the scheduler with the engine's target list.
+func (s *scheduler) applyTargets(now time.Time) {
+	list := s.e.currentTargets()
+	keep := make(map[string]bool, len(list))
+	var added, changed, removed int
+	for _, cfg := range list {
+		cfg = withDefaults(cfg)
+		if keep[cfg.Device] {
+			s.e.log.Warn("duplicate SNMP target ignored; the first one is polled", "device", cfg.Device, "address", cfg.Address)
+			continue
+		}
+		keep[cfg.Device] = true
+		if old, ok := s.byName[cfg.Device]; ok {
+			if sameTarget(old.cfg, cfg) {
+				continue // keeps its schedule, its sources and its last uptime
+			}
+			s.remove(old)
+			changed++
+		} else {
+			added++
+		}
+		t := s.newTarget(cfg, now)
+		s.byName[cfg.Device] = t
+		heap.Push(&s.heap, t)
+	}
+	for name, t := range s.byName {
+		if !keep[name] {
+			s.remove(t)
+			delete(s.byName, name)
+			removed++
+		}
+	}
+	if added+changed+removed > 0 {
+		s.e.log.Info("SNMP targets updated", "targets", len(s.byName), "added", added, "changed", changed, "removed", removed)
+	}
+}
+
+func (s *scheduler) newTarget(cfg Target, now time.Time) *target {
+	t := &target{
+		cfg:     cfg,
+		p:       newPoller(cfg, customOIDs(cfg, s.e.log), s.e.newClient, s.e.log),
+		phase:   phaseOf(cfg.Device, cfg.Interval),
+		heapIdx: -1,
+	}
+	t.slot = gridSlot(now, cfg.Interval, t.phase)
+	return t
+}
+
+func (s *scheduler) remove(t *target) {
+	t.removed = true
+	if t.heapIdx >= 0 {
+		heap.Remove(&s.heap, t.heapIdx)
+	}
+	if !t.polling {
+		t.p.closeClient() // else finish closes it
+	}
+}
+
+// nextSlot follows the grid; after a stall (a suspended process) it skips
+// to the next slot ahead instead of bursting to catch up.
+func nextSlot(t *target, now time.Time) time.Time {
+	next := t.slot.Add(t.cfg.Interval)
+	if !next.After(now) {
+		next = gridSlot(now, t.cfg.Interval, t.phase)
+		if !next.After(now) {
+			next = next.Add(t.cfg.Interval)
+		}
+	}
+	return next
+}
+
+// phaseOf spreads devices over the interval by a hash of their name, the
+// same in every process and after every reload.
+func phaseOf(device string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(device))
+	return time.Duration(h.Sum64() % uint64(interval))
+}
+
+// gridSlot is the first time at or after now that lies on phase + k*interval
+// from the Unix epoch. It is derived from now to keep the monotonic clock.
+func gridSlot(now time.Time, interval, phase time.Duration) time.Time {
+	off := (now.UnixNano() - int64(phase)) % int64(interval)
+	if off < 0 {
+		off += int64(interval)
+	}
+	if off == 0 {
+		return now
+	}
+	return now.Add(interval - time.Duration(off))
+}
+
+// targetHeap orders targets by their next slot.
+type targetHeap []*target
+
+func (h targetHeap) Len() int           { return len(h) }
+func (h targetHeap) Less(i, j int) bool { return h[i].slot.Before(h[j].slot) }
+func (h targetHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *targetHeap) Push(x any) {
+	t := x.(*target)
+	t.heapIdx = len(*h)
+	*h = append(*h, t)
+}
+func (h *targetHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	t.heapIdx = -1
+	*h = old[:len(old)-1]
+	return t
+}
