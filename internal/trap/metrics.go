@@ -1,0 +1,154 @@
+package trap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Drop reasons, the values of nocbridge_traps_dropped_total{reason}.
+const (
+	ReasonMalformed     = "malformed"
+	ReasonCommunity     = "community"
+	ReasonAuth          = "auth"
+	ReasonUnknownSource = "unknown_source"
+	ReasonRateLimit     = "rate_limit"
+	ReasonPanic         = "panic"
+)
+
+var (
+	versions = []string{Version1, Version2c, Version3}
+	reasons  = []string{ReasonMalformed, ReasonCommunity, ReasonAuth, ReasonUnknownSource, ReasonRateLimit, ReasonPanic}
+)
+
+// counters count every datagram exactly once: as received (by version) or
+// dropped (by reason). Plain atomics keep the hot path free of label
+// lookups; the collector exposes them to Prometheus.
+type counters struct {
+	received [3]atomic.Uint64
+	dropped  [6]atomic.Uint64
+}
+
+func versionIndex(v string) int {
+	for i, s := range versions {
+		if s == v {
+			return i
+		}
+	}
+	panic("trap: unknown version " + v)
+}
+
+func reasonIndex(r string) int {
+	for i, s := range reasons {
+		if s == r {
+			return i
+		}
+	}
+	panic("trap: unknown drop reason " + r)
+}
+
+// Stats is a snapshot of the counters.
+type Stats struct {
+	Received map[string]uint64 // by version
+	Dropped  map[string]uint64 // by reason
+}
+
+// Total is every datagram counted.
+func (s Stats) Total() uint64 {
+	var n uint64
+	for _, v := range s.Received {
+		n += v
+	}
+	for _, v := range s.Dropped {
+		n += v
+	}
+	return n
+}
+
+func (c *counters) snapshot() Stats {
+	s := Stats{Received: map[string]uint64{}, Dropped: map[string]uint64{}}
+	for i, v := range versions {
+		s.Received[v] = c.received[i].Load()
+	}
+	for i, r := range reasons {
+		s.Dropped[r] = c.dropped[i].Load()
+	}
+	return s
+}
+
+var (
+	receivedDesc = prometheus.NewDesc("nocbridge_traps_received_total",
+		"SNMP notifications accepted for rule evaluation, by SNMP version.", []string{"version"}, nil)
+	droppedDesc = prometheus.NewDesc("nocbridge_traps_dropped_total",
+		"Datagrams refused by the trap receiver, by reason.", []string{"reason"}, nil)
+)
+
+type collector struct{ c *counters }
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- receivedDesc
+	ch <- droppedDesc
+}
+
+func (k collector) Collect(ch chan<- prometheus.Metric) {
+	for i, v := range versions {
+		ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(k.c.received[i].Load()), v)
+	}
+	for i, r := range reasons {
+		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(k.c.dropped[i].Load()), r)
+	}
+}
+
+func register(reg prometheus.Registerer, c *counters) error {
+	if reg == nil {
+		return nil
+	}
+	if err := reg.Register(collector{c}); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return fmt.Errorf("trap metrics already registered: one receiver per registry")
+		}
+		return fmt.Errorf("registering trap metrics: %w", err)
+	}
+	return nil
+}
+
+// logLimiter lets one line per key through per interval and reports how
+// many were suppressed, so a storm of bad packets cannot flood the journal.
+type logLimiter struct {
+	interval time.Duration
+	mu       sync.Mutex
+	last     map[string]time.Time
+	skipped  map[string]int
+}
+
+func newLogLimiter(interval time.Duration) *logLimiter {
+	return &logLimiter{interval: interval, last: map[string]time.Time{}, skipped: map[string]int{}}
+}
+
+func (l *logLimiter) log(log *slog.Logger, level slog.Level, key, msg string, args ...any) {
+	now := time.Now()
+	l.mu.Lock()
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.interval {
+		l.skipped[key]++
+		l.mu.Unlock()
+		return
+	}
+	skipped := l.skipped[key]
+	l.last[key] = now
+	delete(l.skipped, key)
+	if len(l.last) > 1024 { // keys are bounded in practice; stay bounded anyway
+		clear(l.last)
+	}
+	l.mu.Unlock()
+	if skipped > 0 {
+		args = append(args, "suppressed", skipped)
+	}
+	log.Log(context.Background(), level, msg, args...)
+}
