@@ -1,0 +1,510 @@
+package icmp
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// maxEchoSpacing separates the echoes of one round; it shrinks when
+// Count echoes and their Timeout would not fit into the Interval.
+const maxEchoSpacing = 100 * time.Millisecond
+
+// resolveTimeout bounds the DNS lookup of a round (and never exceeds the
+// target's interval).
+const resolveTimeout = 2 * time.Second
+
+type roundState int
+
+const (
+	idle      roundState = iota // waiting for the next slot
+	resolving                   // waiting for DNS; out of the heap meanwhile
+	probing                     // sending echoes and waiting for replies
+)
+
+// target is the scheduler's state for one device.
+type target struct {
+	cfg     Target
+	ip      netip.Addr    // the address when configured as a literal; invalid for DNS names
+	phase   time.Duration // offset of the target's slots from the Unix epoch grid
+	spacing time.Duration // between the echoes of a round
+
+	heapIdx int       // position in the heap, -1 when out of it
+	next    time.Time // when the scheduler next needs this target
+	slot    time.Time // grid slot of the current, or the next, round
+	removed bool      // dropped by SetTargets; late DNS answers are ignored
+
+	state   roundState
+	round   uint64 // identifies the round a DNS answer belongs to
+	dst     netip.Addr
+	fam     family
+	sendAt  time.Time // when echo 0 of the round was due
+	echoes  []echo    // sent or attempted this round
+	recv    int
+	rttSum  time.Duration
+	err     error // first error of the round
+	failing bool  // the last round had an error (logged once, not every round)
+}
+
+type echo struct {
+	seq      uint16
+	sentAt   time.Time
+	stamp    int64 // sentAt in the payload, checked on the reply
+	deadline time.Time
+	pending  bool // sent and neither answered nor expired
+}
+
+type pendingRef struct {
+	t *target
+	i int // index into t.echoes
+}
+
+type resolution struct {
+	t     *target
+	round uint64
+	addr  netip.Addr
+	err   error
+}
+
+// scheduler owns all probe state; only Run's goroutine touches it.
+type scheduler struct {
+	e         *Engine
+	report    func(Result)
+	ctx       context.Context
+	heap      targetHeap
+	byName    map[string]*target
+	pending   [numFamilies]map[uint16]pendingRef // outstanding echoes by sequence number
+	nextSeq   [numFamilies]uint16
+	resolved  chan resolution
+	resolvers sync.WaitGroup
+}
+
+func newScheduler(e *Engine, report func(Result)) *scheduler {
+	s := &scheduler{e: e, report: report, byName: map[string]*target{}, resolved: make(chan resolution, 64)}
+	for fam := range s.pending {
+		s.pending[fam] = map[uint16]pendingRef{}
+	}
+	return s
+}
+
+func (s *scheduler) loop(ctx context.Context, replies <-chan reply) {
+	s.ctx = ctx
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	select {
+	case <-s.e.changed: // SetTargets before Run: applied just below
+	default:
+	}
+	s.applyTargets(time.Now())
+	var armed time.Time // when the timer fires; zero when stopped
+	for {
+		s.runDue(time.Now())
+		switch {
+		case len(s.heap) == 0:
+			timer.Stop()
+			armed = time.Time{}
+		case !s.heap[0].next.Equal(armed): // resetting costs a runtime wake-up; skip it when nothing moved
+			armed = s.heap[0].next
+			timer.Reset(time.Until(armed))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			armed = time.Time{}
+		case r := <-replies:
+			s.handleReply(r)
+			s.drainReplies(replies)
+		case res := <-s.resolved:
+			s.handleResolution(res)
+		case <-s.e.changed:
+			s.applyTargets(time.Now())
+		}
+	}
+}
+
+// drainReplies handles the replies already queued, so that a burst costs
+// one pass through the loop.
+func (s *scheduler) drainReplies(replies <-chan reply) {
+	for {
+		select {
+		case r := <-replies:
+			s.handleReply(r)
+		default:
+			return
+		}
+	}
+}
+
+// runDue handles every target whose time has come.
+func (s *scheduler) runDue(now time.Time) {
+	for len(s.heap) > 0 && !s.heap[0].next.After(now) {
+		if t := s.heap[0]; t.state == probing {
+			s.advance(t, now)
+		} else {
+			s.begin(t, now)
+		}
+	}
+}
+
+func (s *scheduler) begin(t *target, now time.Time) {
+	t.round++
+	t.echoes, t.recv, t.rttSum, t.err = t.echoes[:0], 0, 0, nil
+	switch {
+	case t.ip.IsValid():
+		s.startProbing(t, t.ip, now)
+	case t.cfg.Address == "":
+		t.err = errNoAddress
+		s.finish(t, now)
+	default:
+		t.state = resolving
+		heap.Remove(&s.heap, t.heapIdx)
+		s.resolve(t)
+	}
+}
+
+// resolve looks the target's name up without blocking the scheduler.
+func (s *scheduler) resolve(t *target) {
+	host, round := t.cfg.Address, t.round
+	timeout := min(resolveTimeout, t.cfg.Interval)
+	s.resolvers.Go(func() {
+		ctx, cancel := context.WithTimeout(s.ctx, timeout)
+		addrs, err := s.e.lookup(ctx, host)
+		cancel()
+		res := resolution{t: t, round: round, err: err}
+		if err == nil {
+			res.addr, res.err = pickAddr(addrs)
+		}
+		select {
+		case s.resolved <- res:
+		case <-s.ctx.Done():
+		}
+	})
+}
+
+// pickAddr prefers IPv4, the family every management network routes.
+func pickAddr(addrs []netip.Addr) (netip.Addr, error) {
+	var first netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		if a.Is4() {
+			return a, nil
+		}
+		if !first.IsValid() {
+			first = a
+		}
+	}
+	if !first.IsValid() {
+		return first, errors.New("no addresses")
+	}
+	return first, nil
+}
+
+func (s *scheduler) handleResolution(res resolution) {
+	t := res.t
+	if t.removed || t.round != res.round || t.state != resolving {
+		return
+	}
+	now := time.Now()
+	if res.err != nil {
+		t.err = fmt.Errorf("resolve %q: %w", t.cfg.Address, res.err)
+		s.finish(t, now)
+		return
+	}
+	s.startProbing(t, res.addr, now)
+}
+
+func (s *scheduler) startProbing(t *target, dst netip.Addr, now time.Time) {
+	t.dst, t.fam = dst, familyOf(dst)
+	if s.e.socks[t.fam] == nil {
+		t.err = fmt.Errorf("cannot probe %s: %w", dst, s.e.sockErr[t.fam])
+		s.finish(t, now)
+		return
+	}
+	t.state, t.sendAt = probing, now
+	s.advance(t, now)
+}
+
+// advance sends the echoes that are due, expires those past their deadline,
+// and either finishes the round or schedules the target's next look.
+func (s *scheduler) advance(t *target, now time.Time) {
+	for len(t.echoes) < t.cfg.Count && !t.sendAt.Add(time.Duration(len(t.echoes))*t.spacing).After(now) {
+		s.send(t)
+	}
+	var next time.Time
+	if len(t.echoes) < t.cfg.Count {
+		next = t.sendAt.Add(time.Duration(len(t.echoes)) * t.spacing)
+	}
+	for i := range t.echoes {
+		ec := &t.echoes[i]
+		if !ec.pending {
+			continue
+		}
+		if !ec.deadline.After(now) {
+			ec.pending = false
+			delete(s.pending[t.fam], ec.seq)
+			continue
+		}
+		if next.IsZero() || ec.deadline.Before(next) {
+			next = ec.deadline
+		}
+	}
+	if next.IsZero() { // all sent, none outstanding
+		s.finish(t, now)
+		return
+	}
+	t.next = next
+	s.place(t)
+}
+
+func (s *scheduler) send(t *target) {
+	i := len(t.echoes)
+	t.echoes = append(t.echoes, echo{})
+	seq, ok := s.allocSeq(t.fam)
+	if !ok {
+		s.fail(t, fmt.Errorf("echo to %s not sent: all %d ICMP sequence numbers are in flight", t.dst, len(s.pending[t.fam])))
+		return
+	}
+	sock := s.e.socks[t.fam]
+	sentAt := time.Now()
+	stamp := sentAt.UnixNano()
+	msg, err := s.e.echoRequest(t.fam, seq, stamp)
+	if err == nil {
+		_ = sock.conn.SetWriteDeadline(sentAt.Add(sendTimeout)) // fails only on a closed socket, which WriteTo reports
+		_, err = sock.conn.WriteTo(msg, sock.addr(t.dst))
+	}
+	if err != nil {
+		s.fail(t, fmt.Errorf("send echo to %s: %w", t.dst, err))
+		return
+	}
+	t.echoes[i] = echo{seq: seq, sentAt: sentAt, stamp: stamp, deadline: sentAt.Add(t.cfg.Timeout), pending: true}
+	s.pending[t.fam][seq] = pendingRef{t: t, i: i}
+}
+
+// fail records a round's first error; the echo concerned counts as lost.
+func (s *scheduler) fail(t *target, err error) {
+	if t.err == nil {
+		t.err = err
+	}
+}
+
+// allocSeq returns a sequence number with no echo in flight.
+func (s *scheduler) allocSeq(fam family) (uint16, bool) {
+	inFlight := s.pending[fam]
+	if len(inFlight) > 0xffff {
+		return 0, false
+	}
+	for {
+		seq := s.nextSeq[fam]
+		s.nextSeq[fam]++
+		if _, busy := inFlight[seq]; !busy {
+			return seq, true
+		}
+	}
+}
+
+func (s *scheduler) handleReply(r reply) {
+	ref, ok := s.pending[r.fam][r.seq]
+	if !ok {
+		return // late (the echo expired), a duplicate, or for an echo of a removed target
+	}
+	t := ref.t
+	ec := &t.echoes[ref.i]
+	if r.src != t.dst.WithZone("") || r.stamp != ec.stamp {
+		return // someone else's reply that happens to share the sequence number
+	}
+	ec.pending = false
+	delete(s.pending[r.fam], r.seq)
+	t.recv++
+	t.rttSum += max(r.at.Sub(ec.sentAt), 0)
+	s.advance(t, time.Now())
+}
+
+// finish reports the round and schedules the next one.
+func (s *scheduler) finish(t *target, now time.Time) {
+	res := Result{Device: t.cfg.Device, Address: t.cfg.Address, Time: now, Sent: len(t.echoes), Recv: t.recv, Loss: 100, Err: t.err}
+	if res.Sent > 0 {
+		res.Loss = 100 * float64(res.Sent-res.Recv) / float64(res.Sent)
+	}
+	if t.recv > 0 {
+		res.RTT = t.rttSum / time.Duration(t.recv)
+	}
+	s.logTransition(t)
+	t.state = idle
+	t.slot = t.slot.Add(t.cfg.Interval)
+	// A round that overran its next slot (slow DNS, a stopped process)
+	// skips to the next slot ahead rather than bursting to catch up; a
+	// little lateness is absorbed by starting at once.
+	if now.Sub(t.slot) > t.cfg.Interval/4 {
+		t.slot = gridSlot(now, t.cfg.Interval, t.phase)
+	}
+	t.next = t.slot
+	s.place(t)
+	s.report(res)
+}
+
+// logTransition logs when a target's rounds start failing (Warn) and when
+// they work again (Info). Failures in between, whose messages may differ
+// only by a port number, are Debug: the device status carries the latest.
+func (s *scheduler) logTransition(t *target) {
+	log := s.e.log.With("device", t.cfg.Device, "address", t.cfg.Address)
+	switch {
+	case t.err != nil && !t.failing:
+		log.Warn("ICMP round failed", "err", t.err)
+		t.failing = true
+	case t.err != nil:
+		log.Debug("ICMP round failed again", "err", t.err)
+	case t.failing:
+		log.Info("ICMP round works again")
+		t.failing = false
+	}
+}
+
+// place puts t into the heap, or moves it to its new position.
+func (s *scheduler) place(t *target) {
+	if t.heapIdx >= 0 {
+		heap.Fix(&s.heap, t.heapIdx)
+	} else {
+		heap.Push(&s.heap, t)
+	}
+}
+
+// applyTargets reconciles the scheduler with the engine's target list.
+func (s *scheduler) applyTargets(now time.Time) {
+	list := s.e.currentTargets()
+	keep := make(map[string]bool, len(list))
+	var added, changed, removed int
+	for _, cfg := range list {
+		cfg = withDefaults(cfg)
+		if keep[cfg.Device] {
+			s.e.log.Warn("duplicate ICMP target ignored; the first one is probed", "device", cfg.Device, "address", cfg.Address)
+			continue
+		}
+		keep[cfg.Device] = true
+		if old, ok := s.byName[cfg.Device]; ok {
+			if old.cfg == cfg {
+				continue // keeps its schedule and its round in flight
+			}
+			s.remove(old)
+			changed++
+		} else {
+			added++
+		}
+		t := newTarget(cfg, now)
+		s.byName[cfg.Device] = t
+		s.place(t)
+	}
+	for name, t := range s.byName {
+		if !keep[name] {
+			s.remove(t)
+			delete(s.byName, name)
+			removed++
+		}
+	}
+	if added+changed+removed > 0 {
+		s.e.log.Info("ICMP targets updated", "targets", len(s.byName), "added", added, "changed", changed, "removed", removed)
+	}
+}
+
+func (s *scheduler) remove(t *target) {
+	t.removed = true
+	for _, ec := range t.echoes {
+		if ec.pending {
+			delete(s.pending[t.fam], ec.seq)
+		}
+	}
+	if t.heapIdx >= 0 {
+		heap.Remove(&s.heap, t.heapIdx)
+	}
+}
+
+func withDefaults(cfg Target) Target {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	cfg.Timeout = min(cfg.Timeout, cfg.Interval) // a round never outlasts its slot
+	if cfg.Count <= 0 {
+		cfg.Count = DefaultCount
+	}
+	return cfg
+}
+
+func newTarget(cfg Target, now time.Time) *target {
+	t := &target{cfg: cfg, heapIdx: -1, phase: phaseOf(cfg.Device, cfg.Interval), spacing: echoSpacing(cfg)}
+	if ip, err := netip.ParseAddr(cfg.Address); err == nil {
+		t.ip = ip.Unmap()
+	}
+	t.slot = gridSlot(now, cfg.Interval, t.phase)
+	t.next = t.slot
+	return t
+}
+
+// phaseQuantum groups phases into slots of this width: the devices of one
+// slot are probed in one wake-up of the scheduler (and their replies read
+// in one wake-up of the reader), which is what keeps 1,000 echoes per second
+// cheap. 10ms still spreads a 10s interval over 1,000 slots.
+const phaseQuantum = 10 * time.Millisecond
+
+// phaseOf spreads devices over the interval by a hash of their name, the
+// same in every process and after every reload.
+func phaseOf(device string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(device))
+	if interval < 2*phaseQuantum {
+		return time.Duration(h.Sum64() % uint64(interval))
+	}
+	return time.Duration(h.Sum64()%uint64(interval/phaseQuantum)) * phaseQuantum
+}
+
+// echoSpacing fits Count echoes plus the last one's Timeout into the
+// Interval, so that rounds never overlap.
+func echoSpacing(cfg Target) time.Duration {
+	if cfg.Count <= 1 {
+		return 0
+	}
+	return min(maxEchoSpacing, (cfg.Interval-cfg.Timeout)/time.Duration(cfg.Count-1))
+}
+
+// gridSlot is the first time at or after now that lies on phase + k*interval
+// from the Unix epoch. It is derived from now to keep the monotonic clock.
+func gridSlot(now time.Time, interval, phase time.Duration) time.Time {
+	off := (now.UnixNano() - int64(phase)) % int64(interval)
+	if off < 0 {
+		off += int64(interval)
+	}
+	if off == 0 {
+		return now
+	}
+	return now.Add(interval - time.Duration(off))
+}
+
+// targetHeap orders targets by when they next need the scheduler.
+type targetHeap []*target
+
+func (h targetHeap) Len() int           { return len(h) }
+func (h targetHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h targetHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *targetHeap) Push(x any) {
+	t := x.(*target)
+	t.heapIdx = len(*h)
+	*h = append(*h, t)
+}
+func (h *targetHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	t.heapIdx = -1
+	*h = old[:len(old)-1]
+	return t
+}

@@ -1,0 +1,189 @@
+// Package netns gives tests a network "device": a network namespace joined
+// to the test process's namespace by a veth pair, with a /30 from
+// 198.18.0.0/15 (the benchmarking range) on the link. The monitor, the test
+// process, stays in its namespace and reaches the device at Addr; taking the
+// device's link down makes it unreachable, as a device that died would be.
+//
+// Go runs the test binaries of several packages at once, so every device
+// claims a numbered slot (its names and its subnet) under an exclusive
+// flock in /run/nocbridge-netns; a slot left behind by a killed process is
+// free again, and its leftovers are removed before reuse.
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// Device is a device in its own network namespace.
+type Device struct {
+	Name        string       // network namespace name (for ip netns exec)
+	Addr        netip.Addr   // the device's address, inside the namespace
+	MonitorAddr netip.Addr   // the test process's address on the same link
+	Prefix      netip.Prefix // the /30 the two share
+	HostLink    string       // veth end in the test process's namespace
+	DeviceLink  string       // veth end inside the namespace
+
+	lock *os.File
+}
+
+const (
+	lockDir  = "/run/nocbridge-netns"
+	numSlots = 1 << 15 // /30 subnets in 198.18.0.0/15
+	envCI    = "NOCBRIDGE_REQUIRE_INTEROP"
+)
+
+var rangeBase = netip.MustParseAddr("198.18.0.0")
+
+// SkipOrFail skips the test, or fails it when NOCBRIDGE_REQUIRE_INTEROP=1
+// (CI), where every interop test must run.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(envCI) == "1" {
+		t.Fatalf(envCI+"=1 but: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// Require skips (or fails under CI) unless the process can build devices:
+// root and the ip command.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		SkipOrFail(t, "network namespaces need root (euid is %d)", os.Geteuid())
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		SkipOrFail(t, "network namespaces need the ip command (iproute2): %v", err)
+	}
+}
+
+// New creates a device; t.Cleanup removes it, also when the test fails.
+func New(t testing.TB) *Device {
+	t.Helper()
+	Require(t)
+	d := claimSlot(t)
+	t.Cleanup(func() { d.remove(t) })
+	d.removeLeftovers()
+
+	if out, err := exec.Command("ip", "netns", "add", d.Name).CombinedOutput(); err != nil {
+		if strings.Contains(string(out), "Operation not permitted") || strings.Contains(string(out), "Permission denied") {
+			SkipOrFail(t, "cannot create network namespaces here: ip netns add: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		t.Fatalf("ip netns add %s: %v: %s", d.Name, err, strings.TrimSpace(string(out)))
+	}
+	monitor := netip.PrefixFrom(d.MonitorAddr, d.Prefix.Bits()).String()
+	device := netip.PrefixFrom(d.Addr, d.Prefix.Bits()).String()
+	ipCmd(t, "link", "add", d.HostLink, "type", "veth", "peer", "name", d.DeviceLink, "netns", d.Name)
+	ipCmd(t, "addr", "add", monitor, "dev", d.HostLink)
+	ipCmd(t, "link", "set", d.HostLink, "up")
+	ipCmd(t, "-n", d.Name, "addr", "add", device, "dev", d.DeviceLink)
+	ipCmd(t, "-n", d.Name, "link", "set", d.DeviceLink, "up")
+	ipCmd(t, "-n", d.Name, "link", "set", "lo", "up")
+	return d
+}
+
+// LinkDown takes the device's end of the link down: it stops answering.
+func (d *Device) LinkDown(t testing.TB) {
+	t.Helper()
+	ipCmd(t, "-n", d.Name, "link", "set", d.DeviceLink, "down")
+}
+
+// LinkUp brings the device's end of the link back.
+func (d *Device) LinkUp(t testing.TB) {
+	t.Helper()
+	ipCmd(t, "-n", d.Name, "link", "set", d.DeviceLink, "up")
+}
+
+// Exec prepares a command that runs inside the device's namespace (snmpd,
+// snmptrap…). It is killed when the test ends, before the namespace goes.
+func (d *Device) Exec(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	return exec.CommandContext(t.Context(), "ip", append([]string{"netns", "exec", d.Name, name}, args...)...)
+}
+
+// claimSlot locks a free slot and derives the device's names and addresses
+// from it. Slots are tried from a random start, so parallel test processes
+// rarely contend.
+func claimSlot(t testing.TB) *Device {
+	t.Helper()
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		t.Fatalf("netns slot locks: %v", err)
+	}
+	start := rand.IntN(numSlots)
+	for i := range numSlots {
+		slot := (start + i) % numSlots
+		path := filepath.Join(lockDir, fmt.Sprintf("slot-%d.lock", slot))
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatalf("netns slot lock %s: %v", path, err)
+		}
+		// flock is per open file: it excludes other processes and other
+		// devices of this process alike, and dies with its holder.
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				continue
+			}
+			t.Fatalf("netns slot lock %s: %v", path, err)
+		}
+		return slotDevice(slot, f)
+	}
+	t.Fatalf("netns: all %d slots are in use", numSlots)
+	return nil
+}
+
+func slotDevice(slot int, lock *os.File) *Device {
+	b := rangeBase.As4()
+	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) + uint32(slot)*4
+	addr := func(off uint32) netip.Addr {
+		v := n + off
+		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
+	return &Device{
+		Name:        fmt.Sprintf("nocbr-%d", slot),
+		Prefix:      netip.PrefixFrom(addr(0), 30),
+		MonitorAddr: addr(1),
+		Addr:        addr(2),
+		HostLink:    fmt.Sprintf("nbh%d", slot), // link names are at most 15 bytes
+		DeviceLink:  fmt.Sprintf("nbd%d", slot),
+		lock:        lock,
+	}
+}
+
+// removeLeftovers deletes what a killed process left in this slot.
+func (d *Device) removeLeftovers() {
+	_ = exec.Command("ip", "link", "del", d.HostLink).Run()
+	_ = exec.Command("ip", "netns", "del", d.Name).Run()
+}
+
+// remove deletes the link first (synchronously, both ends), then the
+// namespace, whose own teardown in the kernel is asynchronous.
+func (d *Device) remove(t testing.TB) {
+	defer d.lock.Close() // releases the slot
+	if out, err := exec.Command("ip", "link", "del", d.HostLink).CombinedOutput(); err != nil && !notFound(out) {
+		t.Errorf("netns cleanup: ip link del %s: %v: %s", d.HostLink, err, strings.TrimSpace(string(out)))
+	}
+	if out, err := exec.Command("ip", "netns", "del", d.Name).CombinedOutput(); err != nil && !notFound(out) {
+		t.Errorf("netns cleanup: ip netns del %s: %v: %s", d.Name, err, strings.TrimSpace(string(out)))
+	}
+}
+
+func notFound(out []byte) bool {
+	s := string(out)
+	return strings.Contains(s, "Cannot find device") || strings.Contains(s, "No such file or directory")
+}
+
+func ipCmd(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+}
