@@ -100,6 +100,9 @@ type SNMP struct {
 	Timeout      Duration               `yaml:"timeout"`
 	Retries      int                    `yaml:"retries"`
 	Profiles     map[string]SNMPProfile `yaml:"profiles"`
+	// OIDs are custom values polled from every SNMP device, name → numeric
+	// OID; snmp rules see each by its name.
+	OIDs map[string]string `yaml:"oids"`
 }
 
 type SNMPProfile struct {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,6 +124,12 @@ var (
 // refuses shorter ones.
 const minPassphrase = 8
 
+var (
+	customOIDName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	numericOID      = regexp.MustCompile(`^\.?[0-9]+(\.[0-9]+)+$`)
+	builtinSNMPVars = map[string]bool{"cpu": true, "mem": true, "uptime_s": true, "uptime_reset": true, "device": true}
+)
+
 func (l *loader) validateSNMP(c *Config) {
 	s := c.SNMP
 	if s.PollInterval <= 0 {
@@ -133,6 +140,18 @@ func (l *loader) validateSNMP(c *Config) {
 	}
 	if s.Retries < 0 {
 		l.bad(l.line("snmp", "retries"), "snmp: retries %d must not be negative", s.Retries)
+	}
+	for _, name := range sortedKeys(s.OIDs) {
+		at := l.line("snmp", "oids", name)
+		switch {
+		case !customOIDName.MatchString(name):
+			l.bad(at, "snmp: oids name %q must be an identifier (letters, digits, _), as rules use it as a variable", name)
+		case builtinSNMPVars[name]:
+			l.bad(at, "snmp: oids name %q is a built-in variable", name)
+		}
+		if !numericOID.MatchString(s.OIDs[name]) {
+			l.bad(at, "snmp: oids %s: %q is not a numeric OID such as .1.3.6.1.2.1.1.3.0", name, s.OIDs[name])
+		}
 	}
 	for _, name := range sortedKeys(s.Profiles) {
 		p := s.Profiles[name]

@@ -55,11 +55,11 @@ type Match struct {
 
 // Device is what rules see of the inventory.
 type Device struct {
-	Name    string
-	Address string
-	Site    string
-	Role    string
-	Labels  map[string]string
+	Name    string            `json:"name"`
+	Address string            `json:"address"`
+	Site    string            `json:"site,omitempty"`
+	Role    string            `json:"role,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
 }
 
 func (d Device) env() map[string]any {

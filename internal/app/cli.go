@@ -1,0 +1,99 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+// ErrUsage marks a command-line mistake (exit code 1).
+var ErrUsage = errors.New("usage")
+
+// TestNotify sends one sample event to one destination through its real
+// notifier and prints the outcome.
+func TestNotify(ctx context.Context, path, version, destination, eventID string, out io.Writer) error {
+	gen, err := load(path, version, slog.Default(), nil)
+	if err != nil {
+		return err
+	}
+	defer gen.close(slog.Default())
+	n, ok := gen.notifiers[destination]
+	if !ok {
+		return fmt.Errorf("%w: no destination %q in %s", ErrUsage, destination, path)
+	}
+	var timeout time.Duration
+	for _, d := range gen.destinations {
+		if d.Name == destination {
+			timeout = d.Timeout
+		}
+	}
+	ev := event.Sample(eventID, time.Now())
+	id := ev.NotificationID(destination)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	err = n.Send(ctx, notify.Notification{ID: id, Event: ev, Attempt: 1})
+	took := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		kind := "permanent: the outbox would dead-letter it"
+		if notify.Retryable(err) {
+			kind = "retryable: the outbox would retry it"
+		}
+		fmt.Fprintf(out, "%s: FAILED after %v (%s): %v\n", destination, took, kind, err)
+		return fmt.Errorf("test notification to %s failed", destination)
+	}
+	fmt.Fprintf(out, "%s: delivered %s (webhook-id %s) in %v\n", destination, ev.EventID, id, took)
+	return nil
+}
+
+// DeadLetters lists or replays dead letters through the running daemon's
+// API (the daemon holds the store).
+func DeadLetters(ctx context.Context, path, action, id, destination string, out io.Writer) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	base := "http://" + cfg.HTTP.Listen
+	client := &http.Client{Timeout: 30 * time.Second}
+	var req *http.Request
+	switch action {
+	case "list", "":
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/deadletters", nil)
+	case "replay":
+		body, _ := json.Marshal(map[string]string{"id": id, "destination": destination})
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/deadletters/replay", bytes.NewReader(body))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+			if tok := cfg.HTTP.Token.Reveal(); tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+		}
+	default:
+		return fmt.Errorf("%w: dlq %q: want list or replay", ErrUsage, action)
+	}
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("is nocbridge running on %s? %w", cfg.HTTP.Listen, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	_, err = out.Write(b)
+	return err
+}

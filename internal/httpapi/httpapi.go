@@ -1,0 +1,259 @@
+// Package httpapi serves health, metrics, the read-only JSON API and the
+// dead-letter replay endpoint.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nocbridge/nocbridge/internal/alert"
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/outbox"
+)
+
+// DeviceStatus is one device as /api/v1/devices shows it.
+type DeviceStatus struct {
+	Name      string            `json:"name"`
+	Address   string            `json:"address"`
+	Site      string            `json:"site,omitempty"`
+	Role      string            `json:"role,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	State     string            `json:"state"` // up | down | unknown
+	LossPct   float64           `json:"loss_pct"`
+	RTTMs     float64           `json:"last_rtt_ms"`
+	LastProbe time.Time         `json:"last_probe,omitzero"`
+	Error     string            `json:"error,omitempty"`
+	// SNMP polling: state is ok or the failure reason (timeout, auth,
+	// unreachable, error); the last good values stay beside a failure.
+	SNMPState string    `json:"snmp_state,omitempty"`
+	SNMPError string    `json:"snmp_error,omitempty"`
+	LastPoll  time.Time `json:"last_poll,omitzero"`
+	CPU       *float64  `json:"last_cpu_pct,omitempty"`
+	Mem       *float64  `json:"last_mem_pct,omitempty"`
+	UptimeS   *float64  `json:"uptime_s,omitempty"`
+}
+
+// Outbox is what the API reads and replays.
+type Outbox interface {
+	DeadLetters(ctx context.Context) ([]outbox.DeadLetter, error)
+	Replay(ctx context.Context, id string) error
+	ReplayAll(ctx context.Context, destination string) (int, error)
+	Recent(destination string) []outbox.Attempt
+	Pending() map[string]int
+}
+
+// Deps are the read models the API serves.
+type Deps struct {
+	Logger       *slog.Logger
+	Gatherer     prometheus.Gatherer
+	Ready        func() bool
+	Alerts       func() []alert.Instance
+	Devices      func() []DeviceStatus
+	Destinations func() []string
+	Outbox       Outbox
+	// Token guards mutating endpoints; empty disables them.
+	Token func() config.Secret
+}
+
+// maxBody bounds request bodies: the API takes small JSON only.
+const maxBody = 64 << 10
+
+// Handler builds the mux.
+func Handler(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.Alerts()) })
+	mux.HandleFunc("GET /alerts/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		for _, in := range d.Alerts() {
+			if in.Event != nil && in.Event.InstanceID == id {
+				writeJSON(w, in)
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("alert %s is not active (resolved, or unknown)", id))
+	})
+	mux.HandleFunc("GET /api/v1/devices", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.Devices()) })
+	mux.HandleFunc("GET /api/v1/deliveries", func(w http.ResponseWriter, r *http.Request) {
+		pending := d.Outbox.Pending()
+		out := map[string]any{}
+		for _, name := range d.Destinations() {
+			if q := r.URL.Query().Get("destination"); q != "" && q != name {
+				continue
+			}
+			out[name] = map[string]any{"pending": pending[name], "recent": d.Outbox.Recent(name)}
+		}
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, r *http.Request) {
+		dl, err := d.Outbox.DeadLetters(r.Context())
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if dl == nil {
+			dl = []outbox.DeadLetter{}
+		}
+		writeJSON(w, dl)
+	})
+	mux.HandleFunc("POST /api/v1/deadletters/replay", d.authorized(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID          string `json:"id"`
+			Destination string `json:"destination"`
+		}
+		if r.ContentLength != 0 {
+			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+				return
+			}
+		}
+		if req.ID != "" {
+			if err := d.Outbox.Replay(r.Context(), req.ID); err != nil {
+				status := http.StatusInternalServerError
+				if errors.Is(err, outbox.ErrNotFound) {
+					status = http.StatusNotFound
+				}
+				writeError(w, status, err.Error())
+				return
+			}
+			writeJSON(w, map[string]int{"replayed": 1})
+			return
+		}
+		n, err := d.Outbox.ReplayAll(r.Context(), req.Destination)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, map[string]int{"replayed": n})
+	}))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		devs := d.Devices()
+		sort.Slice(devs, func(i, j int) bool { return devs[i].Name < devs[j].Name })
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = statusPage.Execute(w, map[string]any{"Alerts": d.Alerts(), "Devices": devs})
+	})
+	return logPanics(d.Logger, mux)
+}
+
+func (d Deps) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		want := d.Token().Reveal()
+		if want == "" {
+			writeError(w, http.StatusForbidden, "mutating endpoints are disabled: set http.token (or http.token_file) in the config")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nocbridge"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+func logPanics(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil && p != http.ErrAbortHandler {
+				log.Error("HTTP handler panic", "path", r.URL.Path, "panic", p)
+				writeError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Server runs the handler on a bound listener.
+type Server struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// Listen binds the address now, so readiness can report a bound listener
+// and a port conflict fails the start.
+func Listen(addr string, h http.Handler) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listen %s: %w", addr, err)
+	}
+	return &Server{ln: ln, srv: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}}, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve runs until ctx is done, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(shutCtx)
+		<-errc
+		return nil
+	}
+}
+
+var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>nocbridge</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}.down{color:#b00}.up{color:#070}</style></head>
+<body><h1>nocbridge</h1>
+<h2>Alerts</h2>
+{{if .Alerts}}<table><tr><th>event</th><th>device</th><th>key</th><th>state</th><th>since</th><th>description</th></tr>
+{{range .Alerts}}<tr><td>{{.EventID}}</td><td>{{.Device.Name}}</td><td>{{.Key}}</td><td>{{.State}}</td><td>{{.Since.Format "2006-01-02 15:04:05Z07:00"}}</td><td>{{with .Event}}{{.Description}}{{end}}</td></tr>
+{{end}}</table>{{else}}<p>No active alerts.</p>{{end}}
+<h2>Devices</h2>
+<table><tr><th>name</th><th>address</th><th>site</th><th>role</th><th>state</th><th>loss %</th><th>RTT ms</th></tr>
+{{range .Devices}}<tr><td>{{.Name}}</td><td>{{.Address}}</td><td>{{.Site}}</td><td>{{.Role}}</td><td class="{{.State}}">{{.State}}</td><td>{{.LossPct}}</td><td>{{printf "%.2f" .RTTMs}}</td></tr>
+{{end}}</table>
+<p><a href="/api/v1/alerts">alerts</a> · <a href="/api/v1/devices">devices</a> · <a href="/api/v1/deliveries">deliveries</a> · <a href="/api/v1/deadletters">dead letters</a> · <a href="/metrics">metrics</a></p>
+</body></html>
+`))
