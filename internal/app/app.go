@@ -26,6 +26,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/snmp"
 	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/nocbridge/nocbridge/internal/systemd"
+	"github.com/nocbridge/nocbridge/internal/trap"
 )
 
 // Options configure an App.
@@ -47,6 +48,7 @@ type App struct {
 	alerts  *alert.Manager
 	icmp    *icmp.Engine
 	snmp    *snmp.Engine
+	traps   *trap.Receiver // nil when the config has no traps section
 	devices *deviceTracker
 	ready   atomic.Bool
 	httpURL atomic.Value // string, once bound
@@ -141,6 +143,14 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.snmp = snmp.New(snmp.Options{Logger: a.log.With("component", "snmp"), Registerer: a.reg})
 	a.snmp.SetTargets(snmpTargets(gen.cfg))
 
+	if gen.cfg.Traps.Listen != "" {
+		// Bound now, so a port conflict or missing CAP_NET_BIND_SERVICE fails the start.
+		a.traps, err = trap.New(trapOptions(gen, a.devices.known, a.log.With("component", "trap"), a.reg))
+		if err != nil {
+			return fmt.Errorf("trap receiver: %w", err)
+		}
+	}
+
 	srv, err := httpapi.Listen(gen.cfg.HTTP.Listen, httpapi.Handler(a.apiDeps()))
 	if err != nil {
 		return err
@@ -178,6 +188,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	observations := make(chan rules.Observation, 4096)
 	goRun(&sources, pipeErr, "icmp", func() error { return a.icmp.Run(srcCtx, a.icmpResult(srcCtx, observations)) })
 	goRun(&sources, pipeErr, "snmp", func() error { return a.snmp.Run(srcCtx, a.snmpResult(srcCtx, observations)) })
+	if a.traps != nil {
+		goRun(&sources, pipeErr, "traps", func() error { return a.traps.Run(srcCtx, a.trapHandler(srcCtx, observations)) })
+	}
 	var observer sync.WaitGroup
 	observer.Add(1)
 	go func() {
@@ -244,6 +257,7 @@ func (a *App) Reload(ctx context.Context) error {
 	}
 	a.icmp.SetTargets(icmpTargets(gen.cfg))
 	a.snmp.SetTargets(snmpTargets(gen.cfg))
+	a.reloadTraps(old, gen)
 	if err := a.alerts.SetRules(ctx, gen.rules, gen.devices); err != nil {
 		a.log.Error("applying rules after reload", "err", err)
 	}
@@ -314,6 +328,39 @@ func (a *App) snmpResult(ctx context.Context, out chan<- rules.Observation) func
 		select {
 		case out <- rules.Observation{Source: rules.SourceSNMP, Device: dev, Time: r.Time, Vars: r.Vars}:
 		case <-ctx.Done():
+		}
+	}
+}
+
+// trapHandler turns accepted traps into observations. A trap from an address
+// outside the inventory (accepted by traps.unknown_sources) is evaluated for
+// a device named by its address.
+func (a *App) trapHandler(ctx context.Context, out chan<- rules.Observation) func(trap.Trap) {
+	return func(t trap.Trap) {
+		dev, ok := a.devices.byAddress(t.Source)
+		if !ok {
+			dev = rules.Device{Name: t.Source.String(), Address: t.Source.String()}
+		}
+		select {
+		case out <- rules.Observation{Source: rules.SourceTrap, Device: dev, Time: t.Time, Vars: t.RuleVars()}:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// reloadTraps applies a reload's trap settings. Listen and engine_id are
+// bound at start; a change to them waits for the next restart.
+func (a *App) reloadTraps(old, gen *generation) {
+	switch {
+	case a.traps == nil && gen.cfg.Traps.Listen != "":
+		a.log.Warn("traps section added: the trap receiver starts at the next restart")
+	case a.traps == nil:
+	case gen.cfg.Traps.Listen != old.cfg.Traps.Listen || gen.cfg.Traps.EngineID != old.cfg.Traps.EngineID:
+		a.log.Warn("traps.listen or traps.engine_id changed: takes effect at the next restart; other trap settings stay as they were",
+			"running_listen", old.cfg.Traps.Listen)
+	default:
+		if err := a.traps.Reload(trapOptions(gen, a.devices.known, a.log.With("component", "trap"), a.reg)); err != nil {
+			a.log.Error("applying trap settings after reload", "err", err)
 		}
 	}
 }

@@ -48,13 +48,14 @@ func requireICMP(t *testing.T) {
 
 // delivery is one request the receiver saw.
 type delivery struct {
-	WebhookID  string
-	InstanceID string
-	EventID    string
-	Status     string // active | resolved
-	Answered   int
-	SigErr     error
-	At         time.Time
+	WebhookID   string
+	InstanceID  string
+	EventID     string
+	Description string
+	Status      string // active | resolved
+	Answered    int
+	SigErr      error
+	At          time.Time
 }
 
 // receiver is a webhook endpoint answering from a script.
@@ -89,14 +90,16 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	d.SigErr = webhooksig.Verify(testSigningSecret, req.Header, body, time.Now(), 5*time.Minute)
 	var p struct {
-		InstanceID string            `json:"instanceId"`
-		EventID    string            `json:"eventId"`
-		Details    map[string]string `json:"details"`
+		InstanceID  string            `json:"instanceId"`
+		EventID     string            `json:"eventId"`
+		Description string            `json:"description"`
+		Details     map[string]string `json:"details"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil {
 		r.t.Errorf("receiver: body is not the DNA Center payload: %v", err)
 	}
 	d.InstanceID, d.EventID, d.Status = p.InstanceID, p.EventID, p.Details["Assurance Issue Status"]
+	d.Description = p.Description
 
 	r.mu.Lock()
 	status, text := r.answer(len(r.got) + 1)

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/notify"
@@ -15,6 +18,8 @@ import (
 	"github.com/nocbridge/nocbridge/internal/route"
 	"github.com/nocbridge/nocbridge/internal/rules"
 	"github.com/nocbridge/nocbridge/internal/snmp"
+	"github.com/nocbridge/nocbridge/internal/snmp/mib"
+	"github.com/nocbridge/nocbridge/internal/trap"
 )
 
 // generation is one loaded, fully validated config: what a reload swaps.
@@ -25,6 +30,7 @@ type generation struct {
 	destinations []outbox.Destination
 	notifiers    map[string]notify.Notifier
 	devices      []rules.Device
+	names        *mib.Table // OID names: built-in plus traps.mib
 }
 
 // stateFor hands each destination its durable key/value space; nil when
@@ -43,6 +49,9 @@ func load(path, version string, logger *slog.Logger, state stateFor) (*generatio
 	errs = append(errs, config.AsErrors(err, path)...)
 
 	g := &generation{cfg: cfg, rules: set, router: route.New(cfg.Subscriptions), notifiers: map[string]notify.Notifier{}}
+	if g.names, err = mibTable(cfg.Traps.MIB); err != nil {
+		errs = append(errs, config.Error{File: path, Msg: "traps.mib: " + err.Error()})
+	}
 	for _, d := range cfg.Devices {
 		g.devices = append(g.devices, rules.Device{Name: d.Name, Address: d.Address, Site: d.Site, Role: d.Role, Labels: d.Labels})
 	}
@@ -147,6 +156,42 @@ func snmpTargets(cfg *config.Config) []snmp.Target {
 		})
 	}
 	return ts
+}
+
+// mibTable adds traps.mib (OID → name, as users write it) to the built-in
+// names.
+func mibTable(user map[string]string) (*mib.Table, error) {
+	if len(user) == 0 {
+		return mib.Default, nil
+	}
+	byName := make(map[string]string, len(user))
+	for oid, name := range user {
+		byName[name] = oid
+	}
+	return mib.New(byName)
+}
+
+// trapOptions derives the receiver's settings; known looks addresses up in
+// the inventory.
+func trapOptions(g *generation, known func(netip.Addr) bool, logger *slog.Logger, reg prometheus.Registerer) trap.Options {
+	cfg := g.cfg
+	opts := trap.Options{
+		Listen: cfg.Traps.Listen, Communities: cfg.Traps.Communities, EngineID: cfg.Traps.EngineIDBytes(),
+		UnknownSources: cfg.Traps.UnknownSources, RateLimitPerSource: cfg.Traps.RateLimitPerSource,
+		Known: known, Names: g.names, Logger: logger, Registerer: reg,
+	}
+	for _, name := range cfg.Traps.Users {
+		p := cfg.SNMP.Profiles[name]
+		u := trap.User{Name: p.User}
+		if p.Auth != nil {
+			u.AuthProtocol, u.AuthPassphrase = p.Auth.Protocol, p.Auth.Passphrase
+		}
+		if p.Priv != nil {
+			u.PrivProtocol, u.PrivPassphrase = p.Priv.Protocol, p.Priv.Passphrase
+		}
+		opts.Users = append(opts.Users, u)
+	}
+	return opts
 }
 
 // Check validates a config and its rules without starting anything.

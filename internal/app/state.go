@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"regexp"
 	"sort"
 	"sync"
@@ -64,6 +66,10 @@ type deviceTracker struct {
 	mu     sync.RWMutex
 	inv    map[string]config.Device
 	status map[string]httpapi.DeviceStatus
+	// byAddr finds the device a trap came from: literal addresses, plus DNS
+	// names as resolved in the background after each inventory change.
+	byAddr map[netip.Addr]string
+	gen    int // inventory generation, so a slow lookup cannot apply to a newer one
 }
 
 func newDeviceTracker(devs []config.Device) *deviceTracker {
@@ -76,14 +82,68 @@ func (t *deviceTracker) setInventory(devs []config.Device) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.inv = make(map[string]config.Device, len(devs))
+	t.byAddr = make(map[netip.Addr]string, len(devs))
+	t.gen++
+	var named []config.Device
 	for _, d := range devs {
 		t.inv[d.Name] = d
+		if ip, err := netip.ParseAddr(d.Address); err == nil {
+			t.byAddr[ip.Unmap()] = d.Name
+		} else {
+			named = append(named, d)
+		}
+	}
+	if len(named) > 0 {
+		go t.resolve(t.gen, named)
 	}
 	for name := range t.status {
 		if _, ok := t.inv[name]; !ok {
 			delete(t.status, name)
 		}
 	}
+}
+
+// resolve adds the addresses of devices configured by DNS name.
+func (t *deviceTracker) resolve(gen int, devs []config.Device) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	found := map[netip.Addr]string{}
+	for _, d := range devs {
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", d.Address)
+		if err != nil {
+			continue // its traps count as from an unknown source until the next reload
+		}
+		for _, ip := range ips {
+			found[ip.Unmap()] = d.Name
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gen != gen {
+		return
+	}
+	for ip, name := range found {
+		if _, literal := t.byAddr[ip]; !literal {
+			t.byAddr[ip] = name
+		}
+	}
+}
+
+// known reports whether a trap source is in the inventory.
+func (t *deviceTracker) known(ip netip.Addr) bool {
+	_, ok := t.byAddress(ip)
+	return ok
+}
+
+// byAddress finds the device with address ip.
+func (t *deviceTracker) byAddress(ip netip.Addr) (rules.Device, bool) {
+	t.mu.RLock()
+	name, ok := t.byAddr[ip.Unmap()]
+	t.mu.RUnlock()
+	if !ok {
+		return rules.Device{}, false
+	}
+	return t.device(name)
 }
 
 func (t *deviceTracker) device(name string) (rules.Device, bool) {

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -131,6 +133,18 @@ type Traps struct {
 	EngineID           string   `yaml:"engine_id"`
 	UnknownSources     string   `yaml:"unknown_sources"` // accept | drop
 	RateLimitPerSource int      `yaml:"rate_limit_per_source"`
+	// MIB names OIDs the built-in table lacks: numeric OID → "MIB::name".
+	MIB map[string]string `yaml:"mib"`
+}
+
+// EngineIDBytes is engine_id decoded (validated by Load); nil when unset.
+func (t Traps) EngineIDBytes() []byte {
+	h := strings.TrimPrefix(strings.TrimPrefix(t.EngineID, "0x"), "0X")
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 type Device struct {

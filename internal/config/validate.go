@@ -126,6 +126,7 @@ const minPassphrase = 8
 
 var (
 	customOIDName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	mibName         = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]*::[A-Za-z][A-Za-z0-9_-]*$`)
 	numericOID      = regexp.MustCompile(`^\.?[0-9]+(\.[0-9]+)+$`)
 	builtinSNMPVars = map[string]bool{"cpu": true, "mem": true, "uptime_s": true, "uptime_reset": true, "device": true}
 )
@@ -262,6 +263,14 @@ func (l *loader) validateTraps(c *Config) {
 	case "accept", "drop":
 	default:
 		l.bad(at("unknown_sources"), "traps: unknown_sources %q must be accept or drop", t.UnknownSources)
+	}
+	for _, oid := range sortedKeys(t.MIB) {
+		switch name := t.MIB[oid]; {
+		case !numericOID.MatchString(oid):
+			l.bad(at("mib", oid), "traps: mib key %q is not a numeric OID such as .1.3.6.1.4.1.9.9.41.2.0.1", oid)
+		case !mibName.MatchString(name):
+			l.bad(at("mib", oid), "traps: mib name %q for %s must look like MIB-NAME::objectName", name, oid)
+		}
 	}
 	if t.RateLimitPerSource < 0 {
 		l.bad(at("rate_limit_per_source"), "traps: rate_limit_per_source %d must not be negative (0 means no limit)", t.RateLimitPerSource)

@@ -30,7 +30,9 @@ type Condition struct {
 	// Resolve: this observation (a trap) resolves the instance at Key.
 	Resolve bool
 	Value   any
-	Vars    map[string]any
+	// Vars is what templates see as .Vars: a trap's varbinds by name, else
+	// the observation's variables.
+	Vars map[string]any
 }
 
 // Evaluate runs every rule of the observation's source that matches the
@@ -62,6 +64,9 @@ func (s *Set) Evaluate(obs Observation) ([]Condition, []error) {
 
 func (r *Rule) evaluate(env map[string]any, obs Observation) (Condition, bool, error) {
 	c := Condition{Rule: r, Device: obs.Device, Time: obs.Time, Vars: obs.Vars}
+	if varbinds, ok := obs.Vars["vars"].(map[string]any); ok {
+		c.Vars = varbinds // templates see a trap's varbinds by name as .Vars (SPEC 4)
+	}
 	if r.value != "" {
 		c.Value = env[r.value]
 	}

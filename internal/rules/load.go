@@ -96,13 +96,24 @@ func Load(globs []string) (*Set, error) {
 		all = append(all, rs...)
 	}
 	seen := map[string]*Rule{}
+	seenSource := map[string]*Rule{}
 	for _, r := range all {
-		if prev, dup := seen[r.EventID]; dup {
+		// One event may come from several sources (a restart seen as a
+		// coldStart trap or as sysUpTime going backwards) when it is a
+		// one-shot kind: event, which keeps no alert state under its id.
+		prev, dup := seen[r.EventID]
+		if same := seenSource[r.EventID+"\x00"+r.Source]; same != nil {
+			prev, dup = same, true
+		} else if dup && prev.Kind == KindEvent && r.Kind == KindEvent {
+			dup = false
+		}
+		if dup {
 			errs = append(errs, config.Error{File: r.File, Line: r.Line,
 				Msg: fmt.Sprintf("event_id %s already defined at %s:%d", r.EventID, prev.File, prev.Line)})
 			continue
 		}
 		seen[r.EventID] = r
+		seenSource[r.EventID+"\x00"+r.Source] = r
 	}
 	if err := errs.Err(); err != nil {
 		return nil, err

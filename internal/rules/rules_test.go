@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,48 @@ rules:
 	}
 	if c, _ = set.Evaluate(obs("SNMPv2-MIB::coldStart", 3)); len(c) != 0 {
 		t.Fatalf("unrelated trap produced %+v", c)
+	}
+}
+
+func TestDuplicateEventIDs(t *testing.T) {
+	rule := func(source, kind string) string {
+		when := map[string]string{SourceTrap: `trap == "SNMPv2-MIB::coldStart"`, SourceSNMP: "uptime_reset", SourceICMP: "loss == 100"}[source]
+		extra := ""
+		if kind != "" {
+			extra = "\n    kind: " + kind
+		} else if source == SourceTrap {
+			extra = "\n    resolve_when: trap == \"SNMPv2-MIB::warmStart\""
+		}
+		return "  - event_id: NETWORK-DEVICES-3-102\n    name: Device restarted\n    source: " + source + extra + "\n    when: " + when + "\n    severity: 3\n"
+	}
+	tests := []struct {
+		name  string
+		rules []string
+		ok    bool
+	}{
+		{"one-shot events from two sources", []string{rule(SourceTrap, KindEvent), rule(SourceSNMP, KindEvent)}, true},
+		{"one-shot events from one source twice", []string{rule(SourceTrap, KindEvent), rule(SourceTrap, KindEvent)}, false},
+		{"a stateful rule shares the id", []string{rule(SourceSNMP, KindEvent), rule(SourceICMP, "")}, false},
+		{"three sources, one repeated", []string{rule(SourceTrap, KindEvent), rule(SourceSNMP, KindEvent), rule(SourceTrap, KindEvent)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, dir+"/r.yaml", "rules:\n"+strings.Join(tt.rules, ""))
+			_, err := Load([]string{dir + "/r.yaml"})
+			if tt.ok && err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !tt.ok && (err == nil || !strings.Contains(err.Error(), "event_id NETWORK-DEVICES-3-102 already defined at")) {
+				t.Fatalf("Load: %v; want a duplicate event_id error", err)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
