@@ -14,10 +14,11 @@ import (
 	"github.com/nocbridge/nocbridge/internal/testutil/netns"
 )
 
-// TestTrapsFromDeviceNamespace sends real net-snmp traps from a device in
-// its own network namespace to the receiver, through the shipped rule
-// catalog: linkDown/linkUp pairs resolve only their own ifIndex, a restart
-// is a one-shot event, and a wrong community is a counted drop, not an alert.
+// TestTrapsFromDeviceNamespace sends real net-snmp traps (v1, v2c, v3
+// authPriv, a v3 inform) from a device in its own network namespace to the
+// receiver, through the shipped rule catalog: linkDown/linkUp pairs resolve
+// only their own ifIndex, a restart is a one-shot event, and a wrong
+// community or v3 key is a counted drop, not an alert.
 func TestTrapsFromDeviceNamespace(t *testing.T) {
 	dev := netns.New(t)
 	if _, err := exec.LookPath("snmptrap"); err != nil {
@@ -37,9 +38,18 @@ func TestTrapsFromDeviceNamespace(t *testing.T) {
 http:
   listen: 127.0.0.1:0
 rules: [%s/*.yaml]
+snmp:
+  profiles:
+    trap-v3:
+      version: 3
+      user: noc
+      auth: {protocol: SHA256, passphrase: auth-pass-123}
+      priv: {protocol: AES, passphrase: priv-pass-123}
 traps:
   listen: %s:%d
   communities: [public]
+  users: [trap-v3]
+  engine_id: "0x80001f8880c0ffee01"
   unknown_sources: drop
 devices:
   - name: edge-sw1
@@ -64,12 +74,18 @@ subscriptions:
 	a, _ := startApp(t, path)
 
 	target := fmt.Sprintf("%s:%d", dev.MonitorAddr, port)
+	netsnmp := func(tool string, args ...string) {
+		t.Helper()
+		if out, err := dev.Exec(t, tool, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", tool, args, err, out)
+		}
+	}
 	send := func(community, trapOID string, varbinds ...string) {
 		t.Helper()
-		args := append([]string{"-v", "2c", "-c", community, target, "", trapOID}, varbinds...)
-		if out, err := dev.Exec(t, "snmptrap", args...).CombinedOutput(); err != nil {
-			t.Fatalf("snmptrap %v: %v\n%s", args, err, out)
-		}
+		netsnmp("snmptrap", append([]string{"-v", "2c", "-c", community, target, "", trapOID}, varbinds...)...)
+	}
+	v3 := func(authPass string) []string {
+		return []string{"-v", "3", "-u", "noc", "-l", "authPriv", "-a", "SHA-256", "-A", authPass, "-x", "AES", "-X", "priv-pass-123"}
 	}
 	const (
 		linkDown  = ".1.3.6.1.6.3.1.1.5.3"
@@ -106,15 +122,50 @@ subscriptions:
 	if got[3].EventID != "NETWORK-DEVICES-3-102" || got[3].Status != "active" {
 		t.Fatalf("fourth delivery %+v; want the NETWORK-DEVICES-3-102 event", got[3])
 	}
+
+	// v1 (generic trap 2 = linkDown, RFC 3584) and v3 authPriv raise alerts
+	// too; a v3 trap with a wrong key does not; a v3 inform (discovering our
+	// engine ID first) is acknowledged and resolves.
+	netsnmp("snmptrap", "-v", "1", "-c", "public", target, ".1.3.6.1.4.1.9.1.1", dev.Addr.String(), "2", "0", "", ifIndex+"5", "i", "5")
+	netsnmp("snmptrap", append(v3("auth-pass-123"), "-e", "0x8000000001020304", target, "", linkDown, ifIndex+"6", "i", "6")...)
+	netsnmp("snmptrap", append(v3("not-the-key"), "-e", "0x8000000001020304", target, "", linkDown, ifIndex+"8", "i", "8")...)
+	got = rcv.waitFor(10*time.Second, "v1 and v3 Interface down alerts", func(ds []delivery) bool { return len(ds) >= 6 })
+	var if6 delivery
+	for _, d := range got[4:6] {
+		if d.EventID != "NETWORK-INTERFACES-2-301" || d.Status != "active" {
+			t.Fatalf("delivery %+v; want Interface down for ifIndex 5 (v1) and 6 (v3)", d)
+		}
+		if strings.Contains(d.Description, "ifIndex 6 ") {
+			if6 = d
+		}
+	}
+	if if6.InstanceID == "" {
+		t.Fatalf("no alert for ifIndex 6 (the v3 trap): %+v", got[4:6])
+	}
+	netsnmp("snmpinform", append(v3("auth-pass-123"), "-r", "1", "-t", "3", target, "", linkUp, ifIndex+"6", "i", "6")...)
+	got = rcv.waitFor(10*time.Second, "the resolve of ifIndex 6 by a v3 inform", func(ds []delivery) bool { return len(ds) >= 7 })
+	if got[6].Status != "resolved" || got[6].InstanceID != if6.InstanceID {
+		t.Fatalf("seventh delivery %+v; want the resolve of %s (ifIndex 6)", got[6], if6.InstanceID)
+	}
+
 	time.Sleep(500 * time.Millisecond)
-	if n := len(rcv.deliveries()); n != 4 {
-		t.Fatalf("%d deliveries; a wrong-community linkUp must not resolve Gi0/3: %+v", n, rcv.deliveries())
+	if n := len(rcv.deliveries()); n != 7 {
+		t.Fatalf("%d deliveries, want 7 (a wrong community or v3 key must not alert or resolve): %+v", n, rcv.deliveries())
 	}
-	if v := counterValue(t, a, "nocbridge_traps_dropped_total", "reason", "community"); v != 1 {
-		t.Errorf("community drops %v, want 1", v)
-	}
-	if v := counterValue(t, a, "nocbridge_traps_received_total", "version", "2c"); v != 4 {
-		t.Errorf("v2c traps received %v, want 4", v)
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"nocbridge_traps_dropped_total", "reason", "community", 1},
+		{"nocbridge_traps_dropped_total", "reason", "auth", 1},
+		{"nocbridge_traps_dropped_total", "reason", "discovery", 1},
+		{"nocbridge_traps_received_total", "version", "1", 1},
+		{"nocbridge_traps_received_total", "version", "2c", 4},
+		{"nocbridge_traps_received_total", "version", "3", 2},
+	} {
+		if v := counterValue(t, a, c.name, c.label, c.value); v != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, v, c.want)
+		}
 	}
 	var alerts []struct {
 		EventID string `json:"event_id"`
@@ -122,8 +173,9 @@ subscriptions:
 		State   string `json:"state"`
 	}
 	getJSON(t, "http://"+a.HTTPAddr()+"/api/v1/alerts", &alerts)
-	if len(alerts) != 1 || alerts[0].Key != "3" || alerts[0].State != "firing" {
-		t.Fatalf("alerts %+v; want only Gi0/3 (ifIndex 3) still firing", alerts)
+	if len(alerts) != 2 || alerts[0].State != "firing" || alerts[1].State != "firing" ||
+		!((alerts[0].Key == "3" && alerts[1].Key == "5") || (alerts[0].Key == "5" && alerts[1].Key == "3")) {
+		t.Fatalf("alerts %+v; want ifIndex 3 and 5 still firing", alerts)
 	}
 }
 

@@ -20,19 +20,22 @@ const (
 	ReasonUnknownSource = "unknown_source"
 	ReasonRateLimit     = "rate_limit"
 	ReasonPanic         = "panic"
+	// ReasonDiscovery counts answered SNMPv3 engine discovery probes (sent
+	// before v3 informs): not traps, and not failures either.
+	ReasonDiscovery = "discovery"
 )
 
 var (
-	versions = []string{Version1, Version2c, Version3}
-	reasons  = []string{ReasonMalformed, ReasonCommunity, ReasonAuth, ReasonUnknownSource, ReasonRateLimit, ReasonPanic}
+	versions = [...]string{Version1, Version2c, Version3}
+	reasons  = [...]string{ReasonMalformed, ReasonCommunity, ReasonAuth, ReasonUnknownSource, ReasonRateLimit, ReasonPanic, ReasonDiscovery}
 )
 
 // counters count every datagram exactly once: as received (by version) or
 // dropped (by reason). Plain atomics keep the hot path free of label
 // lookups; the collector exposes them to Prometheus.
 type counters struct {
-	received [3]atomic.Uint64
-	dropped  [6]atomic.Uint64
+	received [len(versions)]atomic.Uint64
+	dropped  [len(reasons)]atomic.Uint64
 }
 
 func versionIndex(v string) int {

@@ -268,10 +268,10 @@ func TestNetSNMPInform(t *testing.T) {
 			}
 		})
 	}
-	// The v3 discovery probes are answered and counted as auth drops.
+	// The v3 discovery probes are answered and counted as such, not as auth failures.
 	s := h.r.Stats()
-	if s.Dropped[ReasonAuth] != 2 {
-		t.Errorf("discovery probes counted %d, want 2: %+v", s.Dropped[ReasonAuth], s)
+	if s.Dropped[ReasonDiscovery] != 2 || s.Dropped[ReasonAuth] != 0 {
+		t.Errorf("discovery probes counted %d (auth drops %d), want 2 (0): %+v", s.Dropped[ReasonDiscovery], s.Dropped[ReasonAuth], s)
 	}
 }
 

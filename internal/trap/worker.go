@@ -152,8 +152,9 @@ func (w *worker) decodeV3(pol *policy, d datagram, h header) (Trap, []byte, *dro
 
 // discovery answers an RFC 3414 section 4 engine discovery probe with a
 // Report carrying the local engine ID, so senders can then send informs.
-// The probe is not a trap: it counts as an auth drop, as USM counts it in
-// usmStatsUnknownEngineIDs.
+// The probe is not a trap: it is counted under its own drop reason,
+// "discovery", so that received + dropped still adds up to every datagram
+// without raising the auth-failure count an operator watches.
 func (w *worker) discovery(d datagram) (Trap, []byte, *drop) {
 	if len(w.r.engineID) == 0 {
 		return Trap{}, nil, &drop{reason: ReasonAuth, msg: "SNMPv3 engine discovery received but traps.engine_id is not set"}
@@ -169,7 +170,7 @@ func (w *worker) discovery(d datagram) (Trap, []byte, *drop) {
 	if err != nil {
 		return Trap{}, nil, &drop{reason: ReasonAuth, msg: "building engine discovery report failed", args: []any{"err", err}}
 	}
-	return Trap{}, reply, &drop{reason: ReasonAuth}
+	return Trap{}, reply, &drop{reason: ReasonDiscovery}
 }
 
 func (w *worker) acceptV3(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, u *usmUser, engineID string) (Trap, []byte, *drop) {
