@@ -680,8 +680,9 @@ func TestShippedDevConfig(t *testing.T) {
 		t.Errorf("destinations = %+v", cfg.Destinations)
 	case len(cfg.Subscriptions) != 1 || cfg.Subscriptions[0].Name != "everything-to-log" || !slices.Equal(cfg.Subscriptions[0].Destinations, []string{"noc-log"}):
 		t.Errorf("subscriptions = %+v", cfg.Subscriptions)
-	case cfg.Traps.Listen != "" || len(cfg.SNMP.Profiles) != 0:
-		t.Errorf("traps %+v, snmp profiles %v: the dev default has neither yet", cfg.Traps, cfg.SNMP.Profiles)
+	case cfg.Traps.Listen != "127.0.0.1:9162" || len(cfg.Traps.Communities) != 1 || cfg.Traps.Communities[0].Reveal() != "public":
+		// An unprivileged loopback port, so `go run` works without CAP_NET_BIND_SERVICE.
+		t.Errorf("traps %+v: want 127.0.0.1:9162 accepting community public", cfg.Traps)
 	}
 	if rules, _ := filepath.Glob(cfg.Rules[0]); len(rules) == 0 {
 		t.Errorf("rules glob %s matches no file", cfg.Rules[0])
