@@ -135,11 +135,18 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	a.icmp, err = icmp.New(icmp.Options{Privileged: icmp.Mode(gen.cfg.ICMP.Privileged), Logger: a.log.With("component", "icmp")})
-	if err != nil {
+	// ICMP sockets need privileges (SPEC 3); a deployment where no device is
+	// pinged (traps and polling only) must not need them.
+	icmpEngine, err := icmp.New(icmp.Options{Privileged: icmp.Mode(gen.cfg.ICMP.Privileged), Logger: a.log.With("component", "icmp")})
+	switch {
+	case err == nil:
+		a.icmp = icmpEngine
+		a.icmp.SetTargets(icmpTargets(gen.cfg))
+	case len(icmpTargets(gen.cfg)) > 0:
 		return err
+	default:
+		a.log.Warn("running without ICMP: no device is pinged and ICMP sockets cannot be opened", "err", err)
 	}
-	a.icmp.SetTargets(icmpTargets(gen.cfg))
 	a.snmp = snmp.New(snmp.Options{Logger: a.log.With("component", "snmp"), Registerer: a.reg})
 	a.snmp.SetTargets(snmpTargets(gen.cfg))
 
@@ -186,7 +193,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	defer stopSources()
 	var sources sync.WaitGroup
 	observations := make(chan rules.Observation, 4096)
-	goRun(&sources, pipeErr, "icmp", func() error { return a.icmp.Run(srcCtx, a.icmpResult(srcCtx, observations)) })
+	if a.icmp != nil {
+		goRun(&sources, pipeErr, "icmp", func() error { return a.icmp.Run(srcCtx, a.icmpResult(srcCtx, observations)) })
+	}
 	goRun(&sources, pipeErr, "snmp", func() error { return a.snmp.Run(srcCtx, a.snmpResult(srcCtx, observations)) })
 	if a.traps != nil {
 		goRun(&sources, pipeErr, "traps", func() error { return a.traps.Run(srcCtx, a.trapHandler(srcCtx, observations)) })
@@ -208,7 +217,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	go systemd.Watchdog(pipeCtx, a.Ready)
 	a.log.Info("nocbridge started", "version", a.opts.Version, "http", srv.Addr(), "devices", len(gen.devices),
-		"rules", len(gen.rules.Rules), "destinations", len(gen.destinations), "icmp_privileged", a.icmp.Privileged())
+		"rules", len(gen.rules.Rules), "destinations", len(gen.destinations), "icmp_privileged", a.icmp != nil && a.icmp.Privileged())
 
 	var runErr error
 	select {
@@ -237,6 +246,10 @@ func (a *App) Reload(ctx context.Context) error {
 	_, _ = systemd.Reloading()
 	defer func() { _, _ = systemd.Notify("READY=1") }()
 	gen, err := load(a.opts.ConfigPath, a.opts.Version, a.log, a.stateFor(ctx))
+	if err == nil && a.icmp == nil && len(icmpTargets(gen.cfg)) > 0 {
+		gen.close(a.log)
+		err = fmt.Errorf("%s: devices now need ICMP, but nocbridge started without ICMP sockets: allow ping sockets (net.ipv4.ping_group_range) or grant CAP_NET_RAW, then restart", a.opts.ConfigPath)
+	}
 	if err != nil {
 		a.reloadOK.Set(0)
 		a.log.Error("config reload rejected; the running config stays", "file", a.opts.ConfigPath, "errors", err.Error())
@@ -255,7 +268,9 @@ func (a *App) Reload(ctx context.Context) error {
 	if old != nil {
 		old.close(a.log)
 	}
-	a.icmp.SetTargets(icmpTargets(gen.cfg))
+	if a.icmp != nil {
+		a.icmp.SetTargets(icmpTargets(gen.cfg))
+	}
 	a.snmp.SetTargets(snmpTargets(gen.cfg))
 	a.reloadTraps(old, gen)
 	if err := a.alerts.SetRules(ctx, gen.rules, gen.devices); err != nil {

@@ -91,8 +91,6 @@ const (
 // one. Nothing is dead-lettered and no configured secret reaches the log or
 // the API.
 func TestEveryDestinationTypeClosesTheLoop(t *testing.T) {
-	// The daemon opens its ICMP sockets even when no device is probed.
-	requireICMP(t)
 	if _, err := exec.LookPath("snmptrap"); err != nil {
 		skipOrFail(t, "needs net-snmp's snmptrap: %v", err)
 	}
@@ -947,47 +945,6 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// startAppWithLogger is startApp with the caller's logger, so the test can
-// search what the daemon logged.
-func startAppWithLogger(t *testing.T, path string, logger *slog.Logger) (a *App, stop func()) {
-	t.Helper()
-	a, err := New(Options{ConfigPath: path, Version: "test", Logger: logger})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("Run did not stop within 30s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(20 * time.Second)
-	for !a.Ready() {
-		select {
-		case err := <-done:
-			t.Fatalf("Run ended before ready: %v", err)
-		case <-deadline:
-			t.Fatal("app not ready after 20s")
-		case <-tick.C:
-		}
-	}
-	return a, stop
 }
 
 // getBody returns the body of a 200 answer.

@@ -250,10 +250,17 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startApp runs the app until the test ends or stop is called.
+// startApp runs the app until the test ends or stop is called, logging
+// through t.Log.
 func startApp(t *testing.T, path string) (a *App, stop func()) {
 	t.Helper()
-	a, err := New(Options{ConfigPath: path, Version: "test", Logger: testLogger(t)})
+	return startAppWithLogger(t, path, testLogger(t))
+}
+
+// startAppWithLogger is startApp with the caller's logger (to inspect logs).
+func startAppWithLogger(t *testing.T, path string, logger *slog.Logger) (a *App, stop func()) {
+	t.Helper()
+	a, err := New(Options{ConfigPath: path, Version: "test", Logger: logger})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -275,15 +282,16 @@ func startApp(t *testing.T, path string) (a *App, stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
 	for !a.Ready() {
 		select {
 		case err := <-done:
 			t.Fatalf("Run ended before ready: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
+		case <-deadline:
 			t.Fatal("app not ready after 20s")
+		case <-tick.C:
 		}
 	}
 	return a, stop

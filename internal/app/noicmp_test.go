@@ -1,0 +1,59 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/nocbridge/nocbridge/internal/probe/icmp"
+)
+
+// TestRunsWithoutICMPWhenNoDeviceIsPinged: a traps/polling-only deployment
+// starts without ICMP privileges, and a reload that would need them is
+// rejected with the two fixes named, keeping the running config.
+func TestRunsWithoutICMPWhenNoDeviceIsPinged(t *testing.T) {
+	// privileged: false asks for ping sockets only; they are refused where
+	// net.ipv4.ping_group_range excludes our group (the kernel default "1 0").
+	if e, err := icmp.New(icmp.Options{Privileged: icmp.ModePing, Logger: slog.New(slog.DiscardHandler)}); err == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = e.Run(ctx, func(icmp.Result) {})
+		t.Skip("ping sockets are allowed for this process here (net.ipv4.ping_group_range), so ICMP cannot be made to fail")
+	}
+	rcv := newReceiver(t, always(http.StatusOK))
+	c := upRule(testConfig{ReceiverURL: rcv.srv.URL})
+	path := writeConfig(t, t.TempDir(), c)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withICMP := strings.Replace(string(b), "  timeout: 500ms\n", "  timeout: 500ms\n  privileged: false\n", 1)
+	noICMP := strings.Replace(withICMP, "    role: access\n", "    role: access\n    icmp: {disabled: true}\n", 1)
+	if withICMP == string(b) || noICMP == withICMP {
+		t.Fatal("test bug: config layout changed")
+	}
+	if err := os.WriteFile(path, []byte(noICMP), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := startApp(t, path)
+
+	if err := os.WriteFile(path, []byte(withICMP), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = a.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "net.ipv4.ping_group_range") || !strings.Contains(err.Error(), "CAP_NET_RAW") {
+		t.Fatalf("Reload adding a pinged device without ICMP sockets: %v; want a rejection naming both fixes", err)
+	}
+	if v := gaugeValue(t, a, "nocbridge_config_last_reload_successful"); v != 0 {
+		t.Errorf("reload gauge %v, want 0", v)
+	}
+	var devs []struct{ State string }
+	getJSON(t, fmt.Sprintf("http://%s/api/v1/devices", a.HTTPAddr()), &devs)
+	if len(devs) != 1 || devs[0].State != "unknown" {
+		t.Errorf("devices %+v; the running config (no ICMP) must stay", devs)
+	}
+}
