@@ -7,14 +7,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -47,6 +43,7 @@ type Notifier struct {
 	userAgent   string
 	s           *settings
 	target      string // scheme and host only: the path holds the token
+	redactor    notify.Redactor
 	client      *http.Client
 	log         *slog.Logger
 }
@@ -62,36 +59,20 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	client := env.HTTPClient
-	if client == nil {
-		c, err := notify.NewHTTPClient(d, env.BaseDir)
-		if err != nil {
-			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
-		}
-		client = c
-	}
-	ua := env.UserAgent
-	if ua == "" {
-		ua = "nocbridge"
-	}
-	lg := env.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
+	deps, err := env.Deps(d)
+	if err != nil {
+		return nil, err
 	}
 	return &Notifier{
 		externalURL: env.ExternalURL,
-		userAgent:   ua,
+		userAgent:   deps.UserAgent,
 		s:           s,
 		target:      "discord webhook " + s.url.Scheme + "://" + s.url.Host,
-		client:      client,
-		log:         lg.With("host", s.url.Host),
+		client:      deps.Client,
+		redactor:    notify.NewRedactor(2, s.url.String(), s.url.RawQuery, s.url.EscapedPath(), s.url.Path),
+		log:         deps.Logger.With("host", s.url.Host),
 	}, nil
 }
-
-const (
-	maxErrorBody = 4 << 10
-	drainLimit   = 256 << 10
-)
 
 // Send makes one attempt. The outbox retries; this only classifies.
 func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
@@ -106,23 +87,20 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.url.String(), bytes.NewReader(payload))
 	if err != nil {
-		return &notify.Error{Reason: n.target + ": building request", Err: n.scrub(err)}
+		return &notify.Error{Reason: n.target + ": building request", Err: n.redactor.Error(err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", n.userAgent)
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return n.networkError(err)
+		return notify.NetworkError(n.target, err, n.redactor)
 	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-		_ = resp.Body.Close()
-	}()
+	defer notify.DrainAndClose(resp.Body)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		n.log.Debug("discord embed posted", "status", resp.StatusCode, "event_status", nt.Event.Status)
 		return nil
 	}
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	excerpt := notify.ReadErrorBody(resp)
 	text, retryAfter := parseError(excerpt)
 	if retryAfter == 0 {
 		retryAfter = notify.RetryAfterHeader(resp.Header, time.Now())
@@ -204,45 +182,6 @@ func fieldErrors(raw json.RawMessage) []string {
 	return out
 }
 
-// networkError classifies a failure without a response. *url.Error prints
-// the URL, whose path holds the token: only its cause is kept, scrubbed.
-func (n *Notifier) networkError(err error) error {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err
-	}
-	what := "request failed"
-	var ne net.Error
-	switch {
-	case errors.Is(cause, context.Canceled):
-		what = "canceled"
-	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
-		what = "timeout"
-	}
-	return &notify.Error{Retryable: true, Reason: n.target + ": " + what, Err: n.scrub(cause)}
-}
-
-// scrubbed hides the URL from an error's text while keeping the chain for
-// errors.Is (timeouts, cancellation).
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
-
-func (n *Notifier) scrub(err error) error {
-	msg := err.Error()
-	for _, v := range []string{n.s.url.String(), n.s.url.RawQuery, n.s.url.EscapedPath(), n.s.url.Path} {
-		if len(v) > 1 {
-			msg = strings.ReplaceAll(msg, v, "<redacted>")
-		}
-	}
-	return &scrubbed{msg: msg, err: err}
-}
-
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
 func (n *Notifier) Close() error {
@@ -260,11 +199,7 @@ func (n *Notifier) description(nt notify.Notification) (string, error) {
 	if n.s.tmpl == nil {
 		return esc(nt.Event.Description), nil
 	}
-	b, err := notify.RenderTemplate(n.s.tmpl, notify.NewTemplateData(escapedEvent(nt.Event), nt.ID, n.externalURL))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
+	return notify.RenderText(n.s.tmpl, notify.EscapeEvent(nt.Event, esc), nt.ID, n.externalURL)
 }
 
 // escaper backslash-escapes Discord's markdown characters. Hyphens are left
@@ -276,28 +211,6 @@ var escaper = strings.NewReplacer(
 )
 
 func esc(s string) string { return escaper.Replace(s) }
-
-// escapedEvent is ev with every text value markdown-escaped, for templates.
-func escapedEvent(ev event.Event) event.Event {
-	for _, p := range []*string{&ev.InstanceID, &ev.EventID, &ev.Name, &ev.Description, &ev.Category, &ev.Domain,
-		&ev.SubDomain, &ev.Source, &ev.Kind, &ev.Key, &ev.Device.Name, &ev.Device.Address, &ev.Device.Site, &ev.Device.Role} {
-		*p = esc(*p)
-	}
-	ev.Device.Labels = escapedMap(ev.Device.Labels)
-	ev.Details = escapedMap(ev.Details)
-	return ev
-}
-
-func escapedMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[esc(k)] = esc(v)
-	}
-	return out
-}
 
 // message is the webhook body. allowed_mentions with an empty parse list
 // turns every @everyone, @here, user and role mention into plain text.
@@ -352,17 +265,14 @@ func render(ev event.Event, externalURL, desc string) message {
 	if ev.Status == event.StatusResolved {
 		color, title = resolvedColor, "✅ RESOLVED: "+ev.Name
 	}
-	dev := ev.Device.Name
-	if ev.Device.Address != "" && ev.Device.Address != ev.Device.Name {
-		dev += " (" + ev.Device.Address + ")"
-	}
+	dev := notify.DeviceLabel(ev.Device)
 	fields := []field{
 		{Name: "Device", Value: esc(dev), Inline: true},
-		{Name: "Site", Value: esc(orDash(ev.Device.Site)), Inline: true},
+		{Name: "Site", Value: esc(notify.OrDash(ev.Device.Site)), Inline: true},
 		{Name: "Severity", Value: fmt.Sprintf("%s (severity %d)", ev.Priority(), ev.Severity), Inline: true},
 		{Name: "Status", Value: string(ev.Status), Inline: true},
 		{Name: "Event ID", Value: esc(ev.EventID), Inline: true},
-		{Name: "Source", Value: esc(orDash(ev.Source)), Inline: true},
+		{Name: "Source", Value: esc(notify.OrDash(ev.Source)), Inline: true},
 	}
 	if ev.Key != "" {
 		fields = append(fields, field{Name: "Instance", Value: esc(ev.Key), Inline: true})
@@ -388,13 +298,6 @@ func render(ev event.Event, externalURL, desc string) message {
 		e.Description = truncate(desc, room)
 	}
 	return message{Embeds: []embed{e}, AllowedMentions: allowedMentions{Parse: []string{}}}
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "—"
-	}
-	return s
 }
 
 const truncatedMark = "…"

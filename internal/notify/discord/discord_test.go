@@ -5,29 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	externalURL = "http://127.0.0.1:9720"
@@ -35,32 +25,6 @@ const (
 	// id/token, as in https://discord.com/api/webhooks/<id>/<token>.
 	hookPath = "/api/webhooks/1234567890123456789/d1sc0rdT0k3n-s3cr3t_VALUE"
 )
-
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i].Value, n.Content[i+1]
-		switch k {
-		case "name":
-			d.Name = v.Value
-		case "type":
-			d.Type = v.Value
-		case "timeout":
-			dur, err := time.ParseDuration(v.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Timeout = config.Duration(dur)
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -90,90 +54,27 @@ func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("noc-discord"), Event: ev, Attempt: 1}
 }
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-type request struct {
-	method, path, contentType, userAgent string
-	body                                 []byte
-}
-
-type reply struct {
-	status int
-	header map[string]string
-	body   string
-}
-
-// fakeDiscord answers like a channel webhook: 204 for the right id and
+// newFakeDiscord answers like a channel webhook: 204 for the right id and
 // token, 401 Invalid Webhook Token otherwise; queued replies override that.
-type fakeDiscord struct {
-	*httptest.Server
-	mu      sync.Mutex
-	reqs    []request
-	replies []reply
-}
-
-func newFakeDiscord(t *testing.T) *fakeDiscord {
-	f := &fakeDiscord{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		f.reqs = append(f.reqs, request{r.Method, r.URL.Path, r.Header.Get("Content-Type"), r.Header.Get("User-Agent"), body})
-		var rep reply
-		switch {
-		case len(f.replies) > 0:
-			rep, f.replies = f.replies[0], f.replies[1:]
-		case r.URL.Path == hookPath:
-			rep = reply{status: http.StatusNoContent}
-		default:
-			rep = reply{status: 401, body: `{"message": "Invalid Webhook Token", "code": 50027}`}
+func newFakeDiscord(t *testing.T) *notifytest.Server {
+	return notifytest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == hookPath {
+			notifytest.Reply{Status: http.StatusNoContent}.Write(w)
+			return
 		}
-		f.mu.Unlock()
-		for k, v := range rep.header {
-			w.Header().Set(k, v)
-		}
-		w.WriteHeader(rep.status)
-		_, _ = io.WriteString(w, rep.body)
+		notifytest.Reply{Status: 401, Body: `{"message": "Invalid Webhook Token", "code": 50027}`}.Write(w)
 	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeDiscord) queue(r reply) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.replies = append(f.replies, r)
-}
-
-func (f *fakeDiscord) all() []request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]request(nil), f.reqs...)
 }
 
 func hookYAML(base string) string {
 	return "name: noc-discord\ntype: discord\nurl: " + base + hookPath + "\n"
 }
 
-func newNotifier(t *testing.T, d config.Destination, dir string, logs *logBuffer) *Notifier {
+func newNotifier(t *testing.T, d config.Destination, dir string, logs *notifytest.Logs) *Notifier {
 	t.Helper()
 	env := notify.Env{ExternalURL: externalURL, UserAgent: userAgent, ConfigFile: "nocbridge.yaml", BaseDir: dir}
 	if logs != nil {
-		env.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		env.Logger = logs.TextLogger()
 	}
 	nf, err := New(d, env)
 	if err != nil {
@@ -184,66 +85,34 @@ func newNotifier(t *testing.T, d config.Destination, dir string, logs *logBuffer
 	return n
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	var g any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("body is not JSON: %v\n%s", err, got)
-	}
-	if *update {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(g); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	var w any
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden %s is not JSON: %v", path, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("body differs from %s:\n%s", path, got)
-	}
-}
-
 // TestGolden: the firing embed, then the resolve as a new green embed.
 func TestGolden(t *testing.T) {
 	f := newFakeDiscord(t)
-	n := newNotifier(t, destination(t, hookYAML(f.URL)), t.TempDir(), nil)
+	n := newNotifier(t, notifytest.Destination(t, hookYAML(f.URL)), t.TempDir(), nil)
 	for _, ev := range []event.Event{activeEvent(), resolvedEvent()} {
 		if err := n.Send(context.Background(), notification(ev)); err != nil {
 			t.Fatalf("Send %s: %v", ev.Status, err)
 		}
 	}
-	reqs := f.all()
+	reqs := f.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
 	for i, r := range reqs {
-		if r.method != http.MethodPost || r.path != hookPath || r.contentType != "application/json" || r.userAgent != userAgent {
-			t.Errorf("request %d: %s %s Content-Type=%q User-Agent=%q", i, r.method, r.path, r.contentType, r.userAgent)
+		if r.Method != http.MethodPost || r.Path != hookPath || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+			t.Errorf("request %d: %s %s Content-Type=%q User-Agent=%q", i, r.Method, r.Path, r.Header.Get("Content-Type"), r.Header.Get("User-Agent"))
 		}
 	}
-	golden(t, "active.json", reqs[0].body)
-	golden(t, "resolved.json", reqs[1].body)
+	notifytest.GoldenJSON(t, "active.json", reqs[0].Body)
+	notifytest.GoldenJSON(t, "resolved.json", reqs[1].Body)
 
 	for _, r := range reqs {
 		var m message
-		if err := json.Unmarshal(r.body, &m); err != nil {
+		if err := json.Unmarshal(r.Body, &m); err != nil {
 			t.Fatal(err)
 		}
-		if m.AllowedMentions.Parse == nil || len(m.AllowedMentions.Parse) != 0 || !bytes.Contains(r.body, []byte(`"allowed_mentions":{"parse":[]}`)) {
-			t.Errorf("allowed_mentions must be an explicitly empty parse list: %s", r.body)
+		if m.AllowedMentions.Parse == nil || len(m.AllowedMentions.Parse) != 0 || !bytes.Contains(r.Body, []byte(`"allowed_mentions":{"parse":[]}`)) {
+			t.Errorf("allowed_mentions must be an explicitly empty parse list: %s", r.Body)
 		}
 	}
 }
@@ -254,12 +123,12 @@ func TestTemplateFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFakeDiscord(t)
-	n := newNotifier(t, destination(t, hookYAML(f.URL)+"template_file: discord.tmpl\n"), dir, nil)
+	n := newNotifier(t, notifytest.Destination(t, hookYAML(f.URL)+"template_file: discord.tmpl\n"), dir, nil)
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
-	body := f.all()[0].body
-	golden(t, "template.json", body)
+	body := f.Requests()[0].Body
+	notifytest.GoldenJSON(t, "template.json", body)
 	if bytes.Contains(body, []byte("[phish](")) {
 		t.Errorf("event text became a masked link")
 	}
@@ -312,18 +181,18 @@ func TestTruncate(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	tests := []struct {
 		name  string
-		reply reply
+		reply notifytest.Reply
 		want  time.Duration
 	}{
-		{"body retry_after wins over the header", reply{status: 429, header: map[string]string{"Retry-After": "2"}, body: `{"message": "You are being rate limited.", "retry_after": 1.337, "global": false}`}, 1337 * time.Millisecond},
-		{"header only", reply{status: 429, header: map[string]string{"Retry-After": "3"}, body: "<html>cloudflare</html>"}, 3 * time.Second},
-		{"global", reply{status: 429, body: `{"message": "You are being rate limited.", "retry_after": 64.57, "global": true}`}, 64570 * time.Millisecond},
+		{"body retry_after wins over the header", notifytest.Reply{Status: 429, Header: map[string]string{"Retry-After": "2"}, Body: `{"message": "You are being rate limited.", "retry_after": 1.337, "global": false}`}, 1337 * time.Millisecond},
+		{"header only", notifytest.Reply{Status: 429, Header: map[string]string{"Retry-After": "3"}, Body: "<html>cloudflare</html>"}, 3 * time.Second},
+		{"global", notifytest.Reply{Status: 429, Body: `{"message": "You are being rate limited.", "retry_after": 64.57, "global": true}`}, 64570 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeDiscord(t)
-			f.queue(tt.reply)
-			n := newNotifier(t, destination(t, hookYAML(f.URL)), t.TempDir(), nil)
+			f.Queue(tt.reply)
+			n := newNotifier(t, notifytest.Destination(t, hookYAML(f.URL)), t.TempDir(), nil)
 			err := n.Send(context.Background(), notification(activeEvent()))
 			var ne *notify.Error
 			if !errors.As(err, &ne) || !ne.Retryable || ne.Status != 429 {
@@ -339,27 +208,27 @@ func TestRateLimit(t *testing.T) {
 func TestErrorClassification(t *testing.T) {
 	tests := []struct {
 		name       string
-		reply      reply
+		reply      notifytest.Reply
 		retryable  bool
 		wantReason string
 	}{
-		{"200 with wait=true", reply{status: 200, body: `{"id":"1"}`}, false, ""},
-		{"404 unknown webhook", reply{status: 404, body: `{"message": "Unknown Webhook", "code": 10015}`}, false, "HTTP 404: Unknown Webhook (code 10015)"},
-		{"401 bad token", reply{status: 401, body: `{"message": "Invalid Webhook Token", "code": 50027}`}, false, "HTTP 401: Invalid Webhook Token (code 50027)"},
-		{"400 form body", reply{status: 400, body: `{"message": "Invalid Form Body", "code": 50035, "errors": {"embeds": {"0": {"description": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 4096 or fewer in length."}]}, "title": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 256 or fewer in length."}]}}}}}`}, false,
+		{"200 with wait=true", notifytest.Reply{Status: 200, Body: `{"id":"1"}`}, false, ""},
+		{"404 unknown webhook", notifytest.Reply{Status: 404, Body: `{"message": "Unknown Webhook", "code": 10015}`}, false, "HTTP 404: Unknown Webhook (code 10015)"},
+		{"401 bad token", notifytest.Reply{Status: 401, Body: `{"message": "Invalid Webhook Token", "code": 50027}`}, false, "HTTP 401: Invalid Webhook Token (code 50027)"},
+		{"400 form body", notifytest.Reply{Status: 400, Body: `{"message": "Invalid Form Body", "code": 50035, "errors": {"embeds": {"0": {"description": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 4096 or fewer in length."}]}, "title": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 256 or fewer in length."}]}}}}}`}, false,
 			"HTTP 400: Invalid Form Body (code 50035): embeds.0.description: Must be 4096 or fewer in length.; embeds.0.title: Must be 256 or fewer in length."},
-		{"500", reply{status: 500, body: `{"message": "500: Internal Server Error", "code": 0}`}, true, "HTTP 500: 500: Internal Server Error"},
-		{"502 html", reply{status: 502, body: "<html>bad gateway</html>"}, true, "HTTP 502: <html>bad gateway</html>"},
+		{"500", notifytest.Reply{Status: 500, Body: `{"message": "500: Internal Server Error", "code": 0}`}, true, "HTTP 500: 500: Internal Server Error"},
+		{"502 html", notifytest.Reply{Status: 502, Body: "<html>bad gateway</html>"}, true, "HTTP 502: <html>bad gateway</html>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeDiscord(t)
-			f.queue(tt.reply)
-			n := newNotifier(t, destination(t, hookYAML(f.URL)), t.TempDir(), nil)
+			f.Queue(tt.reply)
+			n := newNotifier(t, notifytest.Destination(t, hookYAML(f.URL)), t.TempDir(), nil)
 			err := n.Send(context.Background(), notification(activeEvent()))
 			if tt.wantReason == "" {
 				if err != nil {
-					t.Fatalf("%d must be success: %v", tt.reply.status, err)
+					t.Fatalf("%d must be success: %v", tt.reply.Status, err)
 				}
 				return
 			}
@@ -367,8 +236,8 @@ func TestErrorClassification(t *testing.T) {
 			if !errors.As(err, &ne) {
 				t.Fatalf("got %v, want *notify.Error", err)
 			}
-			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.status {
-				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.status, tt.wantReason)
+			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.Status {
+				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.Status, tt.wantReason)
 			}
 			if !strings.HasPrefix(ne.Reason, "discord webhook "+f.URL+": ") {
 				t.Errorf("reason %q does not name the host (and only the host)", ne.Reason)
@@ -382,28 +251,14 @@ func TestErrorClassification(t *testing.T) {
 func TestSecretsNeverLeak(t *testing.T) {
 	dir := t.TempDir()
 	secrets := []string{"d1sc0rdT0k3n-s3cr3t_VALUE", "1234567890123456789/"}
-	check := func(t *testing.T, err error, logs *logBuffer) {
+	check := func(t *testing.T, err error, logs *notifytest.Logs) {
 		t.Helper()
-		texts := []string{logs.String()}
-		if err != nil {
-			texts = append(texts, err.Error())
-			var ne *notify.Error
-			if errors.As(err, &ne) {
-				texts = append(texts, ne.Reason)
-			}
-		}
-		for _, txt := range texts {
-			for _, s := range secrets {
-				if strings.Contains(txt, s) {
-					t.Fatalf("error or log text leaks a secret") // deliberately not printing it
-				}
-			}
-		}
+		notifytest.NoSecrets(t, secrets, err, logs.String())
 	}
 	t.Run("success", func(t *testing.T) {
 		f := newFakeDiscord(t)
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, hookYAML(f.URL)), dir, logs)
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, hookYAML(f.URL)), dir, logs)
 		if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 			t.Fatal(err)
 		}
@@ -414,9 +269,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	})
 	t.Run("status error", func(t *testing.T) {
 		f := newFakeDiscord(t)
-		f.queue(reply{status: 500, body: "boom"})
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, hookYAML(f.URL)), dir, logs)
+		f.Queue(notifytest.Reply{Status: 500, Body: "boom"})
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, hookYAML(f.URL)), dir, logs)
 		err := n.Send(context.Background(), notification(activeEvent()))
 		if err == nil {
 			t.Fatal("expected an error")
@@ -424,32 +279,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 		check(t, err, logs)
 	})
 	t.Run("connection refused", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := "http://" + ln.Addr().String()
-		_ = ln.Close()
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, hookYAML(base)), dir, logs)
-		err = n.Send(context.Background(), notification(activeEvent()))
+		base := notifytest.RefusedURL(t)
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, hookYAML(base)), dir, logs)
+		err := n.Send(context.Background(), notification(activeEvent()))
 		if !notify.Retryable(err) {
 			t.Fatalf("got %v, want retryable", err)
 		}
 		check(t, err, logs)
 	})
 	t.Run("timeout", func(t *testing.T) {
-		done := make(chan struct{})
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-done:
-			case <-r.Context().Done():
-			}
-		}))
-		defer srv.Close()
-		defer close(done)
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, hookYAML(srv.URL)+"timeout: 200ms\n"), dir, logs)
+		srv := notifytest.HangingServer(t)
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, hookYAML(srv.URL)+"timeout: 200ms\n"), dir, logs)
 		err := n.Send(context.Background(), notification(activeEvent()))
 		var ne *notify.Error
 		if !errors.As(err, &ne) || !ne.Retryable || !strings.Contains(ne.Reason, "timeout") {
@@ -462,11 +304,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 			"url: ftp://discord.com" + hookPath + "\n",
 			"url: \"https://discord.com" + hookPath + "\\x7f\"\n",
 		} {
-			_, err := New(destination(t, "name: d\ntype: discord\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: d\ntype: discord\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			if err == nil {
 				t.Fatalf("%q: expected an error", y)
 			}
-			check(t, err, &logBuffer{})
+			check(t, err, &notifytest.Logs{})
 		}
 	})
 }
@@ -497,7 +339,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: d\ntype: discord\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: d\ntype: discord\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)
@@ -515,30 +357,15 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	closed := make(chan struct{}, 1)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, closed := notifytest.ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			select {
-			case closed <- struct{}{}:
-			default:
-			}
-		}
-	}
-	srv.Start()
-	defer srv.Close()
-	n := newNotifier(t, destination(t, hookYAML(srv.URL)), t.TempDir(), nil)
+	n := newNotifier(t, notifytest.Destination(t, hookYAML(srv.URL)), t.TempDir(), nil)
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("keep-alive connection still open after Close")
-	}
+	notifytest.WaitClosed(t, closed)
 }

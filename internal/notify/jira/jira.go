@@ -6,21 +6,15 @@
 package jira
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
@@ -36,10 +30,8 @@ var (
 type Notifier struct {
 	s           *settings
 	externalURL string
-	userAgent   string
-	client      *http.Client
+	api         *notify.JSONAPI
 	log         *slog.Logger
-	now         func() time.Time
 }
 
 // New validates the destination's keys (all problems at once, each at its
@@ -53,37 +45,28 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	client := env.HTTPClient
-	if client == nil {
-		c, err := notify.NewHTTPClient(d, env.BaseDir)
-		if err != nil {
-			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
-		}
-		client = c
-	}
-	ua := env.UserAgent
-	if ua == "" {
-		ua = "nocbridge"
-	}
-	lg := env.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
+	deps, err := env.Deps(d)
+	if err != nil {
+		return nil, err
 	}
 	return &Notifier{
 		s:           s,
 		externalURL: env.ExternalURL,
-		userAgent:   ua,
-		client:      client,
-		log:         lg.With("project", s.project), // env.Logger already names the destination
-		now:         time.Now,
+		api: &notify.JSONAPI{
+			Client:         deps.Client,
+			UserAgent:      deps.UserAgent,
+			Authorization:  s.auth,
+			Redactor:       notify.NewRedactor(4, s.secrets...),
+			ServiceMessage: serviceMessage,
+			AnswerName:     "Jira REST JSON",
+			Now:            time.Now,
+		},
+		log: deps.Logger.With("project", s.project),
 	}, nil
 }
 
 const (
-	maxSummary   = 255
-	maxErrorBody = 4 << 10
-	maxAnswer    = 1 << 20
-	drainLimit   = 256 << 10
+	maxSummary = 255
 	// labelPrefix + instance id is the label that finds an alert's issue.
 	labelPrefix = "nocbridge-"
 	// statusCategoryDone is the key of Jira's "Done" status category,
@@ -148,14 +131,14 @@ func (n *Notifier) open(ctx context.Context, nt notify.Notification) error {
 	body := map[string]any{"fields": map[string]any{
 		"project":     map[string]string{"key": n.s.project},
 		"issuetype":   map[string]string{"name": n.s.issueType},
-		"summary":     truncate(title(ev), maxSummary),
+		"summary":     notify.Truncate(notify.Title(ev), maxSummary),
 		"description": desc,
 		"labels":      []string{"nocbridge", labelPrefix + ev.InstanceID},
 	}}
 	var created struct {
 		Key string `json:"key"`
 	}
-	if err := n.call(ctx, http.MethodPost, n.apiURL("issue"), body, &created); err != nil {
+	if err := n.api.Call(ctx, http.MethodPost, n.apiURL("issue"), body, &created); err != nil {
 		return err
 	}
 	n.log.Info("jira issue created", "issue", created.Key, "instance_id", ev.InstanceID)
@@ -184,7 +167,7 @@ func (n *Notifier) resolve(ctx context.Context, nt notify.Notification) error {
 	var avail struct {
 		Transitions []transition `json:"transitions"`
 	}
-	if err := n.call(ctx, http.MethodGet, n.apiURL(issuePath+"/transitions"), nil, &avail); err != nil {
+	if err := n.api.Call(ctx, http.MethodGet, n.apiURL(issuePath+"/transitions"), nil, &avail); err != nil {
 		return err
 	}
 	tr, ok := pickTransition(avail.Transitions, n.s.resolveTransition)
@@ -200,11 +183,11 @@ func (n *Notifier) resolve(ctx context.Context, nt notify.Notification) error {
 	if err != nil {
 		return &notify.Error{Reason: "jira: rendering comment", Err: err}
 	}
-	if err := n.call(ctx, http.MethodPost, n.apiURL(issuePath+"/comment"), map[string]any{"body": comment}, nil); err != nil {
+	if err := n.api.Call(ctx, http.MethodPost, n.apiURL(issuePath+"/comment"), map[string]any{"body": comment}, nil); err != nil {
 		return err
 	}
 	body := map[string]any{"transition": map[string]string{"id": tr.ID}}
-	if err := n.call(ctx, http.MethodPost, n.apiURL(issuePath+"/transitions"), body, nil); err != nil {
+	if err := n.api.Call(ctx, http.MethodPost, n.apiURL(issuePath+"/transitions"), body, nil); err != nil {
 		return err
 	}
 	n.log.Info("jira issue resolved", "issue", is.Key, "transition", tr.Name, "instance_id", id)
@@ -218,7 +201,7 @@ func (n *Notifier) find(ctx context.Context, instanceID string) (*issue, error) 
 	var res struct {
 		Issues []issue `json:"issues"`
 	}
-	if err := n.call(ctx, http.MethodPost, n.apiURL("search/jql"), req, &res); err != nil {
+	if err := n.api.Call(ctx, http.MethodPost, n.apiURL("search/jql"), req, &res); err != nil {
 		return nil, err
 	}
 	if len(res.Issues) == 0 {
@@ -251,14 +234,11 @@ func jqlString(s string) string {
 // doc is the issue description (firing) or the resolve comment: the
 // template's output when set, else the default text, as an ADF document.
 func (n *Notifier) doc(nt notify.Notification) (adfNode, error) {
-	if n.s.tmpl != nil {
-		out, err := notify.RenderTemplate(n.s.tmpl, notify.NewTemplateData(nt.Event, nt.ID, n.externalURL))
-		if err != nil {
-			return adfNode{}, err
-		}
-		return adfFromText(string(out)), nil
+	text, err := notify.PlainText(n.s.tmpl, nt, n.externalURL)
+	if err != nil {
+		return adfNode{}, err
 	}
-	return adfFromText(describe(nt.Event, nt.Event.AlertURL(n.externalURL))), nil
+	return adfFromText(text), nil
 }
 
 // adfNode is a node of the Atlassian Document Format, the rich-text JSON
@@ -327,84 +307,6 @@ func textNodes(line string) []adfNode {
 	return out
 }
 
-// describe is the default plain-text rendering of an event.
-func describe(ev event.Event, alertURL string) string {
-	var b strings.Builder
-	if ev.Status == event.StatusResolved {
-		b.WriteString("RESOLVED: ")
-	}
-	if ev.Description != "" {
-		b.WriteString(ev.Description)
-	} else {
-		b.WriteString(ev.Name + " on " + deviceLabel(ev.Device))
-	}
-	b.WriteString("\n\n")
-	line := func(k, v string) {
-		if v != "" {
-			fmt.Fprintf(&b, "%s: %s\n", k, v)
-		}
-	}
-	line("Status", string(ev.Status))
-	line("Severity", fmt.Sprintf("%d (%s)", ev.Severity, ev.Priority()))
-	line("Event", ev.Name+" ("+ev.EventID+")")
-	line("Device", deviceLabel(ev.Device))
-	line("Site", ev.Device.Site)
-	line("Role", ev.Device.Role)
-	line("Instance", ev.Key)
-	line("Source", ev.Source)
-	ts := ev.Timestamp.UTC().Format(time.RFC3339)
-	switch {
-	case ev.Status == event.StatusResolved:
-		line("Resolved at", ts)
-	case ev.Kind == "event":
-		line("Time", ts)
-	default:
-		line("Since", ts)
-	}
-	keys := make([]string, 0, len(ev.Details))
-	for k := range ev.Details {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		line(k, ev.Details[k])
-	}
-	if alertURL != "" && !strings.HasPrefix(alertURL, "/") {
-		line("Alert", alertURL)
-	}
-	return strings.TrimRight(b.String(), "\n")
-}
-
-// title is the issue summary: one line, "[P1] Device unreachable: core-sw1
-// (10.0.0.1) is unreachable".
-func title(ev event.Event) string {
-	what := ev.Description
-	if what == "" {
-		what = deviceLabel(ev.Device)
-	}
-	return strings.Join(strings.Fields(fmt.Sprintf("[%s] %s: %s", ev.Priority(), ev.Name, what)), " ")
-}
-
-func deviceLabel(d event.Device) string {
-	switch {
-	case d.Name == "":
-		return d.Address
-	case d.Address == "" || d.Address == d.Name:
-		return d.Name
-	default:
-		return d.Name + " (" + d.Address + ")"
-	}
-}
-
-// truncate shortens s to max characters, marking the cut with an ellipsis.
-func truncate(s string, max int) string {
-	if utf8.RuneCountInString(s) <= max {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:max-1]) + "…"
-}
-
 // apiURL is <site>/rest/api/3/<path>.
 func (n *Notifier) apiURL(path string) *url.URL {
 	u := *n.s.base
@@ -413,127 +315,19 @@ func (n *Notifier) apiURL(path string) *url.URL {
 	return &u
 }
 
-// call makes one request and decodes a 2xx JSON answer into out (when not
-// nil). Anything else is a classified *notify.Error.
-func (n *Notifier) call(ctx context.Context, method string, u *url.URL, body, out any) error {
-	target := method + " " + notify.RedactURL(u)
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return &notify.Error{Reason: target + ": encoding request", Err: err}
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return &notify.Error{Reason: target + ": building request", Err: err}
-	}
-	req.Header.Set("Authorization", n.s.auth)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", n.userAgent)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return n.networkError(target, err)
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-		_ = resp.Body.Close()
-	}()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		reason := fmt.Sprintf("%s: HTTP %d", target, resp.StatusCode)
-		if msg := serviceMessage(excerpt); msg != "" {
-			reason += ": " + msg
-		}
-		return &notify.Error{
-			Retryable:  notify.RetryableStatus(resp.StatusCode),
-			RetryAfter: notify.RetryAfterHeader(resp.Header, n.now()),
-			Status:     resp.StatusCode,
-			Reason:     n.redact(reason),
-		}
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(out); err != nil {
-		// Never act on an answer not understood (creating blindly could
-		// duplicate); a login page or proxy hiccup may be gone next time.
-		return &notify.Error{
-			Retryable: true,
-			Status:    resp.StatusCode,
-			Reason:    fmt.Sprintf("%s: HTTP %d: the answer is not Jira REST JSON", target, resp.StatusCode),
-			Err:       err,
-		}
-	}
-	return nil
-}
-
 // serviceMessage joins Jira's errorMessages and field errors, or returns a
 // trimmed excerpt of a body that is not its JSON.
 func serviceMessage(body []byte) string {
 	var ea errorAnswer
 	if err := json.Unmarshal(body, &ea); err == nil && (len(ea.ErrorMessages) > 0 || len(ea.Errors) > 0) {
-		parts := append([]string(nil), ea.ErrorMessages...)
-		fields := make([]string, 0, len(ea.Errors))
-		for k := range ea.Errors {
-			fields = append(fields, k)
-		}
-		sort.Strings(fields)
-		for _, k := range fields {
-			parts = append(parts, k+": "+ea.Errors[k])
-		}
-		return strings.Join(parts, "; ")
+		return notify.JoinFieldErrors(ea.ErrorMessages, ea.Errors)
 	}
-	return truncate(strings.TrimSpace(string(body)), 512)
+	return notify.Excerpt(body)
 }
-
-// redact removes the API token and the encoded credentials from text bound
-// for a dead letter or log: a proxy echoing the request must not leak them.
-func (n *Notifier) redact(s string) string {
-	for _, v := range n.s.secrets {
-		if len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, "<redacted>")
-		}
-	}
-	return s
-}
-
-// networkError classifies a failure without a response: retryable. Only the
-// cause of a *url.Error is kept (the target is already in the reason).
-func (n *Notifier) networkError(target string, err error) error {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err
-	}
-	what := "request failed"
-	var ne net.Error
-	switch {
-	case errors.Is(cause, context.Canceled):
-		what = "canceled"
-	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
-		what = "timeout"
-	}
-	return &notify.Error{Retryable: true, Reason: target + ": " + what, Err: &scrubbed{msg: n.redact(cause.Error()), err: cause}}
-}
-
-// scrubbed is an error whose text was redacted, keeping the chain for
-// errors.Is (timeouts, cancellation).
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
 
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
 func (n *Notifier) Close() error {
-	n.client.CloseIdleConnections()
+	n.api.Client.CloseIdleConnections()
 	return nil
 }

@@ -1,17 +1,14 @@
 package jira
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -20,14 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	jiraUser    = "noc-bot@acme.example"
@@ -37,26 +31,6 @@ const (
 )
 
 var attemptTime = time.Unix(1763840005, 0)
-
-// destination parses one destination mapping as the config loader would.
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch n.Content[i].Value {
-		case "name":
-			d.Name = n.Content[i+1].Value
-		case "type":
-			d.Type = n.Content[i+1].Value
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -88,24 +62,6 @@ func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("jira"), Event: ev, Attempt: 1}
 }
 
-// logBuffer collects what the notifier logs, at every level.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testEnv(dir string, logs io.Writer) notify.Env {
 	if logs == nil {
 		logs = io.Discard
@@ -125,21 +81,14 @@ func jiraConfig(siteURL, extra string) string {
 
 func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
 	t.Helper()
-	nf, err := New(destination(t, yamlSrc), env)
+	nf, err := New(notifytest.Destination(t, yamlSrc), env)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	n := nf.(*Notifier)
-	n.now = func() time.Time { return attemptTime }
+	n.api.Now = func() time.Time { return attemptTime }
 	t.Cleanup(func() { _ = n.Close() })
 	return n
-}
-
-func writeFile(t *testing.T, dir, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // fakeJira is a Jira Cloud site with one project (NOC) and a simple
@@ -432,35 +381,6 @@ func (f *fakeJira) reset() {
 	f.requests = nil
 }
 
-func checkGolden(t *testing.T, name string, body []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, body, "", "  "); err != nil {
-			t.Fatal(err)
-		}
-		buf.WriteByte('\n')
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	var g, w any
-	if err := json.Unmarshal(body, &g); err != nil {
-		t.Fatalf("body is not JSON: %v", err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden %s is not JSON: %v", path, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("body differs from %s:\n%s", path, body)
-	}
-}
-
 func checkRequests(t *testing.T, got []seen, want ...string) {
 	t.Helper()
 	var have []string
@@ -474,7 +394,7 @@ func checkRequests(t *testing.T, got []seen, want ...string) {
 
 func TestFiringThenResolved(t *testing.T) {
 	jf := newFakeJira(t)
-	var logs logBuffer
+	var logs notifytest.Logs
 	n := newNotifier(t, jiraConfig(jf.URL+"/", ""), testEnv(t.TempDir(), &logs))
 
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
@@ -482,8 +402,8 @@ func TestFiringThenResolved(t *testing.T) {
 	}
 	reqs := jf.snapshot()
 	checkRequests(t, reqs, "POST /rest/api/3/search/jql", "POST /rest/api/3/issue")
-	checkGolden(t, "search.json", reqs[0].body)
-	checkGolden(t, "create.json", reqs[1].body)
+	notifytest.GoldenJSON(t, "search.json", reqs[0].body)
+	notifytest.GoldenJSON(t, "create.json", reqs[1].body)
 	if !strings.Contains(logs.String(), `"issue":"NOC-1"`) {
 		t.Errorf("the created issue key should be logged:\n%s", logs.String())
 	}
@@ -498,8 +418,8 @@ func TestFiringThenResolved(t *testing.T) {
 		"GET /rest/api/3/issue/NOC-1/transitions",
 		"POST /rest/api/3/issue/NOC-1/comment",
 		"POST /rest/api/3/issue/NOC-1/transitions")
-	checkGolden(t, "comment.json", reqs[2].body)
-	checkGolden(t, "transition.json", reqs[3].body)
+	notifytest.GoldenJSON(t, "comment.json", reqs[2].body)
+	notifytest.GoldenJSON(t, "transition.json", reqs[3].body)
 	jf.mu.Lock()
 	defer jf.mu.Unlock()
 	if is := jf.issues[0]; is.status.Name != "Done" || len(is.comments) != 1 {
@@ -566,7 +486,7 @@ func TestResolveCases(t *testing.T) {
 			if tt.transition != "" {
 				extra = "resolve_transition: " + tt.transition + "\n"
 			}
-			var logs logBuffer
+			var logs notifytest.Logs
 			n := newNotifier(t, jiraConfig(jf.URL, extra), testEnv(t.TempDir(), &logs))
 			if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
 				t.Fatalf("resolve: %v", err)
@@ -600,7 +520,7 @@ func TestNoSuchTransition(t *testing.T) {
 
 func TestTemplate(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "jira.tmpl", `{{ if eq (print .Status) "resolved" }}Cleared.{{ else }}*{{ .Name }}* on {{ .Device.Name }}
+	notifytest.WriteFile(t, dir, "jira.tmpl", `{{ if eq (print .Status) "resolved" }}Cleared.{{ else }}*{{ .Name }}* on {{ .Device.Name }}
 Site {{ .Device.Site }}{{ end }}
 
 Details: {{ .AlertURL }}.
@@ -760,8 +680,8 @@ func TestNetworkErrorsAreRetryable(t *testing.T) {
 
 func TestSecretNeverLeaks(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "token", jiraToken+"\n")
-	var logs logBuffer
+	notifytest.WriteFile(t, dir, "token", jiraToken+"\n")
+	var logs notifytest.Logs
 	var texts []string
 	collect := func(err error) {
 		if err == nil {
@@ -793,7 +713,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	if notify.Retryable(err) {
 		t.Errorf("a wrong token must be permanent")
 	}
-	_, err = New(destination(t, jiraConfig("https://"+jiraUser+":"+jiraToken+"@acme.atlassian.net", "api_token_file: token\n")), testEnv(dir, &logs))
+	_, err = New(notifytest.Destination(t, jiraConfig("https://"+jiraUser+":"+jiraToken+"@acme.atlassian.net", "api_token_file: token\n")), testEnv(dir, &logs))
 	collect(err)
 	texts = append(texts, logs.String())
 	r := http.Request{Header: http.Header{}}
@@ -809,9 +729,9 @@ func TestSecretNeverLeaks(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "token", "x\n")
-	writeFile(t, dir, "broken.tmpl", "{{ range .Device.Labels }}\n")
-	writeFile(t, dir, "missing.tmpl", "{{ .Device.Nmae }}")
+	notifytest.WriteFile(t, dir, "token", "x\n")
+	notifytest.WriteFile(t, dir, "broken.tmpl", "{{ range .Device.Labels }}\n")
+	notifytest.WriteFile(t, dir, "missing.tmpl", "{{ .Device.Nmae }}")
 	base := "url: https://acme.atlassian.net\nuser: a@b.c\napi_token: t\nproject: NOC\n"
 	tests := []struct {
 		name string
@@ -840,7 +760,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: jira\ntype: jira\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: jira\ntype: jira\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,35 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// destination parses one destination mapping as the config loader would.
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	var d config.Destination
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch n.Content[i].Value {
-		case "name":
-			d.Name = n.Content[i+1].Value
-		case "type":
-			d.Type = n.Content[i+1].Value
-		}
-	}
-	d.Node, d.Line = n, n.Line
-	return d
-}
 
 func fixedEvent() event.Event {
 	return event.Event{
@@ -63,7 +38,7 @@ func fixedEvent() event.Event {
 
 func newFileNotifier(t *testing.T, dir string) *Notifier {
 	t.Helper()
-	d := destination(t, "name: noc-log\ntype: log\npath: alerts.jsonl\n")
+	d := notifytest.Destination(t, "name: noc-log\ntype: log\npath: alerts.jsonl\n")
 	nf, err := New(d, notify.Env{ExternalURL: "http://127.0.0.1:9720", BaseDir: dir, ConfigFile: filepath.Join(dir, "nocbridge.yaml")})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -84,19 +59,7 @@ func TestGoldenLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "active.jsonl")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("log line differs from %s\n got: %s\nwant: %s", golden, got, want)
-	}
+	notifytest.Golden(t, "active.jsonl", got)
 	if bytes.Count(got, []byte("\n")) != 1 || !bytes.HasSuffix(got, []byte("\n")) {
 		t.Fatalf("want exactly one newline-terminated line, got %q", got)
 	}
@@ -195,7 +158,7 @@ func TestWriteErrorIsRetryable(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skip("no /dev/full on this system")
 	}
-	d := destination(t, "name: full\ntype: log\npath: /dev/full\n")
+	d := notifytest.Destination(t, "name: full\ntype: log\npath: /dev/full\n")
 	nf, err := New(d, notify.Env{BaseDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +175,7 @@ func TestWriteErrorIsRetryable(t *testing.T) {
 }
 
 func TestStdoutDefault(t *testing.T) {
-	d := destination(t, "name: noc-log\ntype: log\n")
+	d := notifytest.Destination(t, "name: noc-log\ntype: log\n")
 	nf, err := New(d, notify.Env{})
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +197,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, tt.yaml), notify.Env{ConfigFile: "nocbridge.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, tt.yaml), notify.Env{ConfigFile: "nocbridge.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)

@@ -5,28 +5,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	apiKey      = "3f9d1c0e-5b7a-4e21-9c3d-7a8b6c5d4e3f"
@@ -35,26 +28,6 @@ const (
 )
 
 var attemptTime = time.Unix(1763840005, 0)
-
-// destination parses one destination mapping as the config loader would.
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch n.Content[i].Value {
-		case "name":
-			d.Name = n.Content[i+1].Value
-		case "type":
-			d.Type = n.Content[i+1].Value
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -86,24 +59,6 @@ func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("og"), Event: ev, Attempt: 1}
 }
 
-// logBuffer collects what the notifier logs, at every level.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testEnv(dir string, logs io.Writer) notify.Env {
 	if logs == nil {
 		logs = io.Discard
@@ -123,21 +78,14 @@ func ogConfig(apiURL, extra string) string {
 
 func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
 	t.Helper()
-	nf, err := New(destination(t, yamlSrc), env)
+	nf, err := New(notifytest.Destination(t, yamlSrc), env)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	n := nf.(*Notifier)
-	n.now = func() time.Time { return attemptTime }
+	n.api.Now = func() time.Time { return attemptTime }
 	t.Cleanup(func() { _ = n.Close() })
 	return n
-}
-
-func writeFile(t *testing.T, dir, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // fakeOpsgenie is the Alert API: GenieKey auth, validation with 422 and the
@@ -270,35 +218,6 @@ func (f *fakeOpsgenie) snapshot() ([]seen, []fakeAlert) {
 	return append([]seen(nil), f.requests...), alerts
 }
 
-func checkGolden(t *testing.T, name string, body []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, body, "", "  "); err != nil {
-			t.Fatal(err)
-		}
-		buf.WriteByte('\n')
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	var g, w any
-	if err := json.Unmarshal(body, &g); err != nil {
-		t.Fatalf("body is not JSON: %v", err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden %s is not JSON: %v", path, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("body differs from %s:\n%s", path, body)
-	}
-}
-
 func TestFiringThenResolved(t *testing.T) {
 	og := newFakeOpsgenie(t)
 	n := newNotifier(t, ogConfig(og.URL+"/", ""), testEnv(t.TempDir(), nil))
@@ -315,11 +234,11 @@ func TestFiringThenResolved(t *testing.T) {
 	if r := reqs[0]; r.method != http.MethodPost || r.path != "/v2/alerts" || r.query != "" {
 		t.Errorf("create sent as %s %s?%s", r.method, r.path, r.query)
 	}
-	checkGolden(t, "create.json", reqs[0].body)
+	notifytest.GoldenJSON(t, "create.json", reqs[0].body)
 	if r := reqs[1]; r.path != "/v2/alerts/5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f/close" || r.query != "identifierType=alias" {
 		t.Errorf("close sent as %s %s?%s", r.method, r.path, r.query)
 	}
-	checkGolden(t, "close.json", reqs[1].body)
+	notifytest.GoldenJSON(t, "close.json", reqs[1].body)
 	if len(alerts) != 1 || alerts[0].open {
 		t.Fatalf("want one closed alert, got %+v", alerts)
 	}
@@ -347,7 +266,7 @@ func TestDedupAcrossRestart(t *testing.T) {
 
 func TestCloseUnknownIsSuccess(t *testing.T) {
 	og := newFakeOpsgenie(t)
-	var logs logBuffer
+	var logs notifytest.Logs
 	n := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), &logs))
 	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
 		t.Fatalf("closing an alert that is not open: %v", err)
@@ -385,7 +304,7 @@ func TestPriorityTagsLimits(t *testing.T) {
 
 func TestTemplate(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "og.tmpl", "{{ .Status }} on {{ .Device.Name }} ({{ .Device.Site }}): {{ .Description }}\n")
+	notifytest.WriteFile(t, dir, "og.tmpl", "{{ .Status }} on {{ .Device.Name }} ({{ .Device.Site }}): {{ .Description }}\n")
 	og := newFakeOpsgenie(t)
 	n := newNotifier(t, ogConfig(og.URL, "template_file: og.tmpl\n"), testEnv(dir, nil))
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
@@ -492,8 +411,8 @@ func TestNetworkErrorsAreRetryable(t *testing.T) {
 
 func TestSecretNeverLeaks(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "key", apiKey+"\n")
-	var logs logBuffer
+	notifytest.WriteFile(t, dir, "key", apiKey+"\n")
+	var logs notifytest.Logs
 	var texts []string
 	collect := func(err error) {
 		if err == nil {
@@ -521,7 +440,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	}))
 	defer echo.Close()
 	collect(newNotifier(t, ogConfig(echo.URL, ""), testEnv(dir, &logs)).Send(context.Background(), notification(activeEvent())))
-	_, err := New(destination(t, "name: og\ntype: opsgenie\napi_key: "+apiKey+"\napi_key_file: key\napi_url: https://x:"+apiKey+"@api.opsgenie.com\n"), testEnv(dir, &logs))
+	_, err := New(notifytest.Destination(t, "name: og\ntype: opsgenie\napi_key: "+apiKey+"\napi_key_file: key\napi_url: https://x:"+apiKey+"@api.opsgenie.com\n"), testEnv(dir, &logs))
 	collect(err)
 	texts = append(texts, logs.String())
 	for _, txt := range texts {
@@ -533,8 +452,8 @@ func TestSecretNeverLeaks(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "key", apiKey+"\n")
-	writeFile(t, dir, "broken.tmpl", "ok\n{{ end }}\n")
+	notifytest.WriteFile(t, dir, "key", apiKey+"\n")
+	notifytest.WriteFile(t, dir, "broken.tmpl", "ok\n{{ end }}\n")
 	tests := []struct {
 		name string
 		yaml string
@@ -550,7 +469,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: og\ntype: opsgenie\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: og\ntype: opsgenie\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)

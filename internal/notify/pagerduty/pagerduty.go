@@ -5,20 +5,13 @@
 package pagerduty
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
@@ -35,10 +28,8 @@ type Notifier struct {
 	s           *settings
 	target      string // method and redacted URL, for reasons and logs
 	externalURL string
-	userAgent   string
-	client      *http.Client
+	api         *notify.JSONAPI
 	log         *slog.Logger
-	now         func() time.Time
 }
 
 // New validates the destination's keys (all problems at once, each at its
@@ -52,39 +43,27 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	client := env.HTTPClient
-	if client == nil {
-		c, err := notify.NewHTTPClient(d, env.BaseDir)
-		if err != nil {
-			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
-		}
-		client = c
-	}
-	ua := env.UserAgent
-	if ua == "" {
-		ua = "nocbridge"
-	}
-	lg := env.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
+	deps, err := env.Deps(d)
+	if err != nil {
+		return nil, err
 	}
 	return &Notifier{
 		s:           s,
 		target:      http.MethodPost + " " + notify.RedactURL(s.url),
 		externalURL: env.ExternalURL,
-		userAgent:   ua,
-		client:      client,
-		log:         lg, // env.Logger already names the destination
-		now:         time.Now,
+		api: &notify.JSONAPI{
+			Client:         deps.Client,
+			UserAgent:      deps.UserAgent,
+			Redactor:       notify.NewRedactor(4, s.routingKey.Reveal()),
+			ServiceMessage: serviceMessage,
+			Now:            time.Now,
+		},
+		log: deps.Logger,
 	}, nil
 }
 
-// Limits of the Events API v2.
-const (
-	maxSummary   = 1024
-	maxErrorBody = 4 << 10
-	drainLimit   = 256 << 10
-)
+// maxSummary is the Events API v2 limit on payload.summary.
+const maxSummary = 1024
 
 // eventRequest is an Events API v2 request body.
 type eventRequest struct {
@@ -128,41 +107,11 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 		// A template that fails on this event fails on every retry too.
 		return &notify.Error{Reason: n.target + ": rendering summary", Err: err}
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return &notify.Error{Reason: n.target + ": encoding event", Err: err}
+	if err := n.api.Call(ctx, http.MethodPost, n.s.url, req, nil); err != nil {
+		return err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.url.String(), bytes.NewReader(body))
-	if err != nil {
-		return &notify.Error{Reason: n.target + ": building request", Err: err}
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "application/json")
-	hreq.Header.Set("User-Agent", n.userAgent)
-
-	resp, err := n.client.Do(hreq)
-	if err != nil {
-		return n.networkError(err)
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-		_ = resp.Body.Close()
-	}()
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		n.log.Debug("pagerduty event accepted", "event_action", req.EventAction, "dedup_key", req.DedupKey, "status", resp.StatusCode)
-		return nil
-	}
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	reason := fmt.Sprintf("%s: HTTP %d", n.target, resp.StatusCode)
-	if msg := serviceMessage(excerpt); msg != "" {
-		reason += ": " + msg
-	}
-	return &notify.Error{
-		Retryable:  notify.RetryableStatus(resp.StatusCode),
-		RetryAfter: notify.RetryAfterHeader(resp.Header, n.now()),
-		Status:     resp.StatusCode,
-		Reason:     n.redact(reason),
-	}
+	n.log.Debug("pagerduty event accepted", "event_action", req.EventAction, "dedup_key", req.DedupKey)
+	return nil
 }
 
 // request maps a notification to an Events API v2 event.
@@ -192,7 +141,7 @@ func (n *Notifier) request(nt notify.Notification) (eventRequest, error) {
 	r.EventAction = "trigger"
 	r.Payload = &payload{
 		Summary:       summary,
-		Source:        deviceLabel(ev.Device),
+		Source:        notify.DeviceLabel(ev.Device),
 		Severity:      severity(ev.Severity),
 		Timestamp:     ev.Timestamp.UTC().Format(time.RFC3339),
 		Component:     component,
@@ -216,17 +165,10 @@ func (n *Notifier) summary(nt notify.Notification) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return truncate(strings.Join(strings.Fields(string(out)), " "), maxSummary), nil
+		return notify.Truncate(notify.OneLine(string(out)), maxSummary), nil
 	}
-	return truncate(title(nt.Event), maxSummary), nil
-}
-
-func title(ev event.Event) string {
-	what := ev.Description
-	if what == "" {
-		what = deviceLabel(ev.Device)
-	}
-	return fmt.Sprintf("[%s] %s: %s", ev.Priority(), ev.Name, what)
+	// Unlike the ticket types, the summary keeps a description's line breaks.
+	return notify.Truncate(notify.Headline(nt.Event), maxSummary), nil
 }
 
 // severity maps nocbridge's 1 (most severe) … 5 to PagerDuty's four levels.
@@ -241,26 +183,6 @@ func severity(s int) string {
 	default:
 		return "info"
 	}
-}
-
-func deviceLabel(d event.Device) string {
-	switch {
-	case d.Name == "":
-		return d.Address
-	case d.Address == "" || d.Address == d.Name:
-		return d.Name
-	default:
-		return d.Name + " (" + d.Address + ")"
-	}
-}
-
-// truncate shortens s to max characters, marking the cut with an ellipsis.
-func truncate(s string, max int) string {
-	if utf8.RuneCountInString(s) <= max {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:max-1]) + "…"
 }
 
 // serviceMessage extracts PagerDuty's own error text ("Event object is
@@ -280,50 +202,12 @@ func serviceMessage(body []byte) string {
 		}
 		return strings.Join(parts, ": ")
 	}
-	return truncate(strings.TrimSpace(string(body)), 512)
+	return notify.Excerpt(body)
 }
-
-// redact removes the routing key from text bound for a dead letter or log:
-// a service or proxy echoing the request must not leak it.
-func (n *Notifier) redact(s string) string {
-	if k := n.s.routingKey.Reveal(); len(k) >= 4 {
-		s = strings.ReplaceAll(s, k, "<redacted>")
-	}
-	return s
-}
-
-// networkError classifies a failure without a response: retryable. Only the
-// cause of a *url.Error is kept (the target is already in the reason).
-func (n *Notifier) networkError(err error) error {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err
-	}
-	what := "request failed"
-	var ne net.Error
-	switch {
-	case errors.Is(cause, context.Canceled):
-		what = "canceled"
-	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
-		what = "timeout"
-	}
-	return &notify.Error{Retryable: true, Reason: n.target + ": " + what, Err: &scrubbed{msg: n.redact(cause.Error()), err: cause}}
-}
-
-// scrubbed is an error whose text was redacted, keeping the chain for
-// errors.Is (timeouts, cancellation).
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
 
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
 func (n *Notifier) Close() error {
-	n.client.CloseIdleConnections()
+	n.api.Client.CloseIdleConnections()
 	return nil
 }

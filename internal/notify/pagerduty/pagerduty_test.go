@@ -1,16 +1,13 @@
 package pagerduty
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -18,14 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	routingKey  = "R0uTiNgKeY0123456789abcdefABCDEF" // 32 characters, like a real one
@@ -34,26 +28,6 @@ const (
 )
 
 var attemptTime = time.Unix(1763840005, 0)
-
-// destination parses one destination mapping as the config loader would.
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch n.Content[i].Value {
-		case "name":
-			d.Name = n.Content[i+1].Value
-		case "type":
-			d.Type = n.Content[i+1].Value
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -85,24 +59,6 @@ func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("pd"), Event: ev, Attempt: 1}
 }
 
-// logBuffer collects what the notifier logs, at every level.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testEnv(dir string, logs io.Writer) notify.Env {
 	if logs == nil {
 		logs = io.Discard
@@ -118,21 +74,14 @@ func testEnv(dir string, logs io.Writer) notify.Env {
 
 func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
 	t.Helper()
-	nf, err := New(destination(t, yamlSrc), env)
+	nf, err := New(notifytest.Destination(t, yamlSrc), env)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	n := nf.(*Notifier)
-	n.now = func() time.Time { return attemptTime }
+	n.api.Now = func() time.Time { return attemptTime }
 	t.Cleanup(func() { _ = n.Close() })
 	return n
-}
-
-func writeFile(t *testing.T, dir, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // fakePagerDuty is an Events API v2 endpoint: it checks each request the way
@@ -247,35 +196,6 @@ func (f *fakePagerDuty) lastBody(t *testing.T) []byte {
 	return f.bodies[len(f.bodies)-1]
 }
 
-func checkGolden(t *testing.T, name string, body []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, body, "", "  "); err != nil {
-			t.Fatal(err)
-		}
-		buf.WriteByte('\n')
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	var g, w any
-	if err := json.Unmarshal(body, &g); err != nil {
-		t.Fatalf("body is not JSON: %v", err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden %s is not JSON: %v", path, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("body differs from %s:\n%s", path, body)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	pd := newFakePagerDuty(t)
 	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", testEnv(t.TempDir(), nil))
@@ -290,7 +210,7 @@ func TestGolden(t *testing.T) {
 			if err := n.Send(context.Background(), notification(tt.ev)); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			checkGolden(t, tt.golden, pd.lastBody(t))
+			notifytest.GoldenJSON(t, tt.golden, pd.lastBody(t))
 		})
 	}
 	pd.mu.Lock()
@@ -390,7 +310,7 @@ func TestSummaryLimitAndNoExternalURL(t *testing.T) {
 
 func TestTemplateSummary(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "summary.tmpl", "{{ .Device.Site }}/{{ .Device.Name }}\n  {{ upper .Name }} ({{ .Priority }})\n")
+	notifytest.WriteFile(t, dir, "summary.tmpl", "{{ .Device.Site }}/{{ .Device.Name }}\n  {{ upper .Name }} ({{ .Priority }})\n")
 	pd := newFakePagerDuty(t)
 	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\ntemplate_file: summary.tmpl\n", testEnv(dir, nil))
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
@@ -480,8 +400,8 @@ func TestNetworkErrorsAreRetryable(t *testing.T) {
 // service that echoes the request, and checks errors and every log line.
 func TestSecretNeverLeaks(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "pd-key", routingKey+"\n")
-	var logs logBuffer
+	notifytest.WriteFile(t, dir, "pd-key", routingKey+"\n")
+	var logs notifytest.Logs
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		w.WriteHeader(http.StatusBadRequest)
@@ -506,7 +426,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 		t.Fatal("echoing 400 should fail")
 	}
 	collect(err)
-	_, err = New(destination(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nrouting_key_file: pd-key\nurl: ftp://x/\n"), testEnv(dir, &logs))
+	_, err = New(notifytest.Destination(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nrouting_key_file: pd-key\nurl: ftp://x/\n"), testEnv(dir, &logs))
 	collect(err)
 	texts = append(texts, logs.String())
 	if !strings.Contains(logs.String(), "pagerduty event accepted") {
@@ -521,10 +441,10 @@ func TestSecretNeverLeaks(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "key", routingKey+"\n")
-	writeFile(t, dir, "empty", "\n")
-	writeFile(t, dir, "broken.tmpl", "[{{ .Priority }]\n")
-	writeFile(t, dir, "missing.tmpl", "{{ .NoSuchField }}")
+	notifytest.WriteFile(t, dir, "key", routingKey+"\n")
+	notifytest.WriteFile(t, dir, "empty", "\n")
+	notifytest.WriteFile(t, dir, "broken.tmpl", "[{{ .Priority }]\n")
+	notifytest.WriteFile(t, dir, "missing.tmpl", "{{ .NoSuchField }}")
 	tests := []struct {
 		name string
 		yaml string
@@ -547,7 +467,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: pd\ntype: pagerduty\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: pd\ntype: pagerduty\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)

@@ -1,18 +1,14 @@
 package servicenow
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -20,14 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	snUser      = "svc.nocbridge"
@@ -37,26 +30,6 @@ const (
 )
 
 var attemptTime = time.Unix(1763840005, 0)
-
-// destination parses one destination mapping as the config loader would.
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch n.Content[i].Value {
-		case "name":
-			d.Name = n.Content[i+1].Value
-		case "type":
-			d.Type = n.Content[i+1].Value
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -88,24 +61,6 @@ func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("snow"), Event: ev, Attempt: 1}
 }
 
-// logBuffer collects what the notifier logs, at every level.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testEnv(dir string, logs io.Writer) notify.Env {
 	if logs == nil {
 		logs = io.Discard
@@ -125,21 +80,14 @@ func snConfig(instanceURL, extra string) string {
 
 func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
 	t.Helper()
-	nf, err := New(destination(t, yamlSrc), env)
+	nf, err := New(notifytest.Destination(t, yamlSrc), env)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	n := nf.(*Notifier)
-	n.now = func() time.Time { return attemptTime }
+	n.api.Now = func() time.Time { return attemptTime }
 	t.Cleanup(func() { _ = n.Close() })
 	return n
-}
-
-func writeFile(t *testing.T, dir, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // fakeServiceNow is a Table API for one table: Basic auth, encoded queries
@@ -332,35 +280,6 @@ func (f *fakeServiceNow) reset() {
 	f.requests = nil
 }
 
-func checkGolden(t *testing.T, name string, body []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, body, "", "  "); err != nil {
-			t.Fatal(err)
-		}
-		buf.WriteByte('\n')
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	var g, w any
-	if err := json.Unmarshal(body, &g); err != nil {
-		t.Fatalf("body is not JSON: %v", err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden %s is not JSON: %v", path, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("body differs from %s:\n%s", path, body)
-	}
-}
-
 func checkRequest(t *testing.T, got seen, method, path string, query map[string]string) {
 	t.Helper()
 	if got.method != method || got.path != path {
@@ -386,7 +305,7 @@ var (
 
 func TestFiringThenResolved(t *testing.T) {
 	sn := newFakeServiceNow(t)
-	var logs logBuffer
+	var logs notifytest.Logs
 	n := newNotifier(t, snConfig(sn.URL+"/", "assignment_group: Network Operations\n"), testEnv(t.TempDir(), &logs))
 
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
@@ -398,7 +317,7 @@ func TestFiringThenResolved(t *testing.T) {
 	}
 	checkRequest(t, reqs[0], http.MethodGet, "/api/now/table/incident", openLookup)
 	checkRequest(t, reqs[1], http.MethodPost, "/api/now/table/incident", map[string]string{"sysparm_fields": "sys_id,number"})
-	checkGolden(t, "create.json", reqs[1].body)
+	notifytest.GoldenJSON(t, "create.json", reqs[1].body)
 	if !strings.Contains(logs.String(), `"number":"INC0010001"`) {
 		t.Errorf("the created record's number should be logged:\n%s", logs.String())
 	}
@@ -413,7 +332,7 @@ func TestFiringThenResolved(t *testing.T) {
 	}
 	checkRequest(t, reqs[0], http.MethodGet, "/api/now/table/incident", resolveLookup)
 	checkRequest(t, reqs[1], http.MethodPatch, "/api/now/table/incident/"+recs[0]["sys_id"], map[string]string{"sysparm_fields": "sys_id,number,state"})
-	checkGolden(t, "resolve.json", reqs[1].body)
+	notifytest.GoldenJSON(t, "resolve.json", reqs[1].body)
 	if recs[0]["state"] != "6" || recs[0]["close_code"] != DefaultCloseCode {
 		t.Errorf("record after resolve: state %q close_code %q", recs[0]["state"], recs[0]["close_code"])
 	}
@@ -478,7 +397,7 @@ func TestResolveCases(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			sn := newFakeServiceNow(t)
 			sn.records = tt.records
-			var logs logBuffer
+			var logs notifytest.Logs
 			n := newNotifier(t, snConfig(sn.URL, ""), testEnv(t.TempDir(), &logs))
 			if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
 				t.Fatalf("resolve: %v", err)
@@ -540,7 +459,7 @@ func TestFieldsOverrideDefaults(t *testing.T) {
 
 func TestTemplate(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "snow.tmpl", "{{ if eq (print .Status) \"resolved\" }}Cleared{{ else }}Down{{ end }}: {{ .Device.Name }} at {{ .Device.Site }}\nSee {{ .AlertURL }}\n")
+	notifytest.WriteFile(t, dir, "snow.tmpl", "{{ if eq (print .Status) \"resolved\" }}Cleared{{ else }}Down{{ end }}: {{ .Device.Name }} at {{ .Device.Site }}\nSee {{ .AlertURL }}\n")
 	sn := newFakeServiceNow(t)
 	n := newNotifier(t, snConfig(sn.URL, "template_file: snow.tmpl\n"), testEnv(dir, nil))
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
@@ -644,8 +563,8 @@ func TestNetworkErrorsAreRetryable(t *testing.T) {
 // the encoded credentials.
 func TestSecretNeverLeaks(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "pw", snPassword+"\n")
-	var logs logBuffer
+	notifytest.WriteFile(t, dir, "pw", snPassword+"\n")
+	var logs notifytest.Logs
 	var texts []string
 	collect := func(err error) {
 		if err == nil {
@@ -681,7 +600,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 		t.Errorf("wrong credentials must be permanent")
 	}
 
-	_, err = New(destination(t, snConfig("https://u:"+snPassword+"@acme.service-now.com", "password_file: pw\n")), testEnv(dir, &logs))
+	_, err = New(notifytest.Destination(t, snConfig("https://u:"+snPassword+"@acme.service-now.com", "password_file: pw\n")), testEnv(dir, &logs))
 	collect(err)
 
 	texts = append(texts, logs.String())
@@ -702,8 +621,8 @@ func basicAuth(user, pw string) string {
 
 func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "pw", "x\n")
-	writeFile(t, dir, "broken.tmpl", "line one\n{{ .Device.Name \n")
+	notifytest.WriteFile(t, dir, "pw", "x\n")
+	notifytest.WriteFile(t, dir, "broken.tmpl", "line one\n{{ .Device.Name \n")
 	tests := []struct {
 		name string
 		yaml string
@@ -738,7 +657,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: snow\ntype: servicenow\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: snow\ntype: servicenow\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)

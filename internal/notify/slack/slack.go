@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -55,6 +54,7 @@ type Notifier struct {
 	state       notify.StateStore
 	log         *slog.Logger
 	target      string // webhook mode: scheme and host only, for errors
+	redactor    notify.Redactor
 	noStateOnce sync.Once
 }
 
@@ -69,24 +69,13 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	base := env.HTTPClient
-	if base == nil {
-		c, err := notify.NewHTTPClient(d, env.BaseDir)
-		if err != nil {
-			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
-		}
-		base = c
+	deps, err := env.Deps(d)
+	if err != nil {
+		return nil, err
 	}
-	ua := env.UserAgent
-	if ua == "" {
-		ua = "nocbridge"
-	}
-	lg := env.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
-	}
+	base, lg := deps.Client, deps.Logger
 	n := &Notifier{externalURL: env.ExternalURL, s: s, state: env.State}
-	tr := &transport{next: base.Transport, userAgent: ua}
+	tr := &transport{next: base.Transport, userAgent: deps.UserAgent}
 	if tr.next == nil {
 		tr.next = http.DefaultTransport
 	}
@@ -98,6 +87,7 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 		n.target = "slack webhook " + origin(s.webhookURL)
 		n.log = lg.With("mode", "webhook", "host", s.webhookURL.Host)
 	}
+	n.redactor = redactor(s)
 	n.client = &http.Client{Transport: tr, Timeout: base.Timeout, CheckRedirect: base.CheckRedirect}
 	if s.botMode() {
 		// The token travels as a Bearer header set by the transport (only
@@ -312,9 +302,9 @@ func (n *Notifier) classify(op string, err error, x *exchange) error {
 	}
 	if status == http.StatusOK {
 		// Answered, but not with Slack's JSON: a proxy page or a wrong api_url.
-		return &notify.Error{Retryable: true, Status: status, Reason: op + ": unexpected response", Err: n.scrub(err)}
+		return &notify.Error{Retryable: true, Status: status, Reason: op + ": unexpected response", Err: n.redactor.Error(err)}
 	}
-	return n.networkError(op, err)
+	return notify.NetworkError(op, err, n.redactor)
 }
 
 func withBody(reason string, body []byte) string {
@@ -330,54 +320,17 @@ func isAPIError(err error, code string) bool {
 	return errors.As(err, &apiErr) && apiErr.Err == code
 }
 
-// networkError classifies a failure without a response. *url.Error prints
-// the URL, which in webhook mode is the credential: only its cause is kept,
-// scrubbed too.
-func (n *Notifier) networkError(op string, err error) error {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err
-	}
-	what := "request failed"
-	var ne net.Error
-	switch {
-	case errors.Is(cause, context.Canceled):
-		what = "canceled"
-	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
-		what = "timeout"
-	}
-	return &notify.Error{Retryable: true, Reason: op + ": " + what, Err: n.scrub(cause)}
-}
-
-// scrubbed hides secrets from an error's text while keeping the chain for
-// errors.Is (timeouts, cancellation).
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
-
-func (n *Notifier) scrub(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
+// redactor hides the webhook URL (its path is the credential) and the bot
+// token, raw and form-encoded.
+func redactor(s *settings) notify.Redactor {
 	var secrets []string
-	if u := n.s.webhookURL; u != nil {
+	if u := s.webhookURL; u != nil {
 		secrets = append(secrets, u.String(), u.EscapedPath(), u.Path, u.RawQuery)
 	}
-	if n.s.token != "" {
-		secrets = append(secrets, n.s.token, url.QueryEscape(n.s.token))
+	if s.token != "" {
+		secrets = append(secrets, s.token, url.QueryEscape(s.token))
 	}
-	for _, v := range secrets {
-		if len(v) > 1 { // "/" alone would mangle unrelated text
-			msg = strings.ReplaceAll(msg, v, "<redacted>")
-		}
-	}
-	return &scrubbed{msg: msg, err: err}
+	return notify.NewRedactor(2, secrets...) // "/" alone would mangle unrelated text
 }
 
 // origin is scheme://host: everything after it may be a credential.
@@ -529,49 +482,16 @@ func (n *Notifier) bodyText(nt notify.Notification) (string, error) {
 	if n.s.tmpl == nil {
 		return esc(nt.Event.Description), nil
 	}
-	b, err := notify.RenderTemplate(n.s.tmpl, notify.NewTemplateData(escapedEvent(nt.Event), nt.ID, n.externalURL))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
+	return notify.RenderText(n.s.tmpl, notify.EscapeEvent(nt.Event, esc), nt.ID, n.externalURL)
 }
 
 func esc(s string) string { return slackutilsx.EscapeMessage(s) }
-
-// escapedEvent is ev with every text value mrkdwn-escaped, for templates.
-func escapedEvent(ev event.Event) event.Event {
-	for _, p := range []*string{&ev.InstanceID, &ev.EventID, &ev.Name, &ev.Description, &ev.Category, &ev.Domain,
-		&ev.SubDomain, &ev.Source, &ev.Kind, &ev.Key, &ev.Device.Name, &ev.Device.Address, &ev.Device.Site, &ev.Device.Role} {
-		*p = esc(*p)
-	}
-	ev.Device.Labels = escapedMap(ev.Device.Labels)
-	ev.Details = escapedMap(ev.Details)
-	return ev
-}
-
-func escapedMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[esc(k)] = esc(v)
-	}
-	return out
-}
 
 func title(ev event.Event) string {
 	if ev.Status == event.StatusResolved {
 		return "RESOLVED: " + ev.Name
 	}
 	return ev.Priority() + " " + ev.Name
-}
-
-func device(ev event.Event) string {
-	if ev.Device.Address == "" || ev.Device.Address == ev.Device.Name {
-		return ev.Device.Name
-	}
-	return ev.Device.Name + " (" + ev.Device.Address + ")"
 }
 
 // render builds the alert's message: header, body sections, fields and the
@@ -588,12 +508,12 @@ func render(ev event.Event, externalURL, body string) message {
 		truncate(emoji+" "+title(ev), maxHeaderText), true, false))
 
 	fields := []*slackapi.TextBlockObject{
-		mrkdwnField("Device", esc(device(ev))),
-		mrkdwnField("Site", esc(orDash(ev.Device.Site))),
+		mrkdwnField("Device", esc(notify.DeviceLabel(ev.Device))),
+		mrkdwnField("Site", esc(notify.OrDash(ev.Device.Site))),
 		mrkdwnField("Severity", fmt.Sprintf("%s (severity %d)", ev.Priority(), ev.Severity)),
 		mrkdwnField("Status", string(ev.Status)),
 		mrkdwnField("Event ID", esc(ev.EventID)),
-		mrkdwnField("Source", esc(orDash(ev.Source))),
+		mrkdwnField("Source", esc(notify.OrDash(ev.Source))),
 	}
 	if ev.Key != "" {
 		fields = append(fields, mrkdwnField("Instance", esc(ev.Key)))
@@ -606,7 +526,7 @@ func render(ev event.Event, externalURL, body string) message {
 	detail := sections(body, maxBlocks-fixed)
 	detail = append(detail, slackapi.NewSectionBlock(nil, fields, nil), linkBlock)
 
-	text := emoji + " " + esc(title(ev)+" — "+device(ev))
+	text := emoji + " " + esc(title(ev)+" — "+notify.DeviceLabel(ev.Device))
 	if body != "" {
 		text += ": " + body
 	}
@@ -615,7 +535,7 @@ func render(ev event.Event, externalURL, body string) message {
 		blocks: []slackapi.Block{header},
 		attachment: &slackapi.Attachment{
 			Color:    colorOf(ev),
-			Fallback: truncate(esc(title(ev)+" — "+device(ev)), maxFallbackText),
+			Fallback: truncate(esc(title(ev)+" — "+notify.DeviceLabel(ev.Device)), maxFallbackText),
 			Blocks:   slackapi.Blocks{BlockSet: detail},
 		},
 	}
@@ -624,27 +544,20 @@ func render(ev event.Event, externalURL, body string) message {
 // renderReply is the resolve's threaded reply: how long the alert lasted,
 // then the body.
 func renderReply(ev event.Event, externalURL, body string, firedAt time.Time) message {
-	summary := fmt.Sprintf(":white_check_mark: *Resolved*: <%s|%s> on %s", ev.AlertURL(externalURL), esc(ev.Name), esc(device(ev)))
+	summary := fmt.Sprintf(":white_check_mark: *Resolved*: <%s|%s> on %s", ev.AlertURL(externalURL), esc(ev.Name), esc(notify.DeviceLabel(ev.Device)))
 	if !firedAt.IsZero() && ev.Timestamp.After(firedAt) {
 		summary += " after " + ev.Timestamp.Sub(firedAt).Round(time.Second).String()
 	}
 	blocks := []slackapi.Block{slackapi.NewSectionBlock(slackapi.NewTextBlockObject(slackapi.MarkdownType, summary, false, false), nil, nil)}
 	blocks = append(blocks, sections(body, maxBlocks-1)...)
 	return message{
-		text:   truncate(":white_check_mark: "+esc(title(ev)+" — "+device(ev)), maxFallbackText),
+		text:   truncate(":white_check_mark: "+esc(title(ev)+" — "+notify.DeviceLabel(ev.Device)), maxFallbackText),
 		blocks: blocks,
 	}
 }
 
 func mrkdwnField(name, value string) *slackapi.TextBlockObject {
 	return slackapi.NewTextBlockObject(slackapi.MarkdownType, truncate("*"+name+"*\n"+value, maxFieldText), false, false)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "—"
-	}
-	return s
 }
 
 // slackDate renders a time in each reader's own time zone, with UTC as the

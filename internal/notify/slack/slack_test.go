@@ -1,15 +1,12 @@
 package slack
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -22,15 +19,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	externalURL = "http://127.0.0.1:9720"
@@ -39,33 +33,6 @@ const (
 	hookPath    = "/services/T0NOC/B0NOC/w3bh00kS3cr3t"
 	channelID   = "C0NOC12345"
 )
-
-// destination parses one destination mapping as the config loader would.
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i].Value, n.Content[i+1]
-		switch k {
-		case "name":
-			d.Name = v.Value
-		case "type":
-			d.Type = v.Value
-		case "timeout":
-			dur, err := time.ParseDuration(v.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Timeout = config.Duration(dur)
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -139,24 +106,6 @@ func (s *memState) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.m)
-}
-
-// logBuffer captures a notifier's log output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // call is one request the fake Slack saw.
@@ -257,7 +206,7 @@ func (f *fakeSlack) count(path string) int {
 
 type setup struct {
 	state  notify.StateStore
-	logs   *logBuffer
+	logs   *notifytest.Logs
 	dir    string
 	client *http.Client
 }
@@ -310,41 +259,6 @@ func formJSON(t *testing.T, form url.Values) []byte {
 	return b
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		var v any
-		if err := json.Unmarshal(got, &v); err != nil {
-			t.Fatalf("body is not JSON: %v\n%s", err, got)
-		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false) // keep <, > and & readable in the golden files
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("body is not JSON: %v\n%s", err, got)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden %s is not JSON: %v", path, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("body differs from %s:\n%s", path, got)
-	}
-}
-
 func checkAPICall(t *testing.T, c call, path string) {
 	t.Helper()
 	if c.method != http.MethodPost || c.path != path {
@@ -366,7 +280,7 @@ func checkAPICall(t *testing.T, c call, path string) {
 
 func TestWebhookGolden(t *testing.T) {
 	f := newFakeSlack(t)
-	n := newNotifier(t, destination(t, hookYAML(f)), setup{dir: t.TempDir()})
+	n := newNotifier(t, notifytest.Destination(t, hookYAML(f)), setup{dir: t.TempDir()})
 	for _, tt := range []struct {
 		golden string
 		ev     event.Event
@@ -386,7 +300,7 @@ func TestWebhookGolden(t *testing.T) {
 			if c.auth != "" {
 				t.Errorf("webhook request carries Authorization")
 			}
-			golden(t, tt.golden, c.body)
+			notifytest.GoldenJSON(t, tt.golden, c.body)
 		})
 	}
 	if got := len(f.all()); got != 2 {
@@ -397,7 +311,7 @@ func TestWebhookGolden(t *testing.T) {
 func TestBotFlow(t *testing.T) {
 	f := newFakeSlack(t)
 	st := newMemState()
-	n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
+	n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
 
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatalf("active: %v", err)
@@ -407,7 +321,7 @@ func TestBotFlow(t *testing.T) {
 		t.Fatalf("%d requests for the active, want 1", len(calls))
 	}
 	checkAPICall(t, calls[0], "/api/chat.postMessage")
-	golden(t, "bot-active-post.json", formJSON(t, calls[0].form))
+	notifytest.GoldenJSON(t, "bot-active-post.json", formJSON(t, calls[0].form))
 	raw, ok, _ := st.Get(context.Background(), "ts."+activeEvent().InstanceID)
 	if !ok {
 		t.Fatal("the message ts was not stored")
@@ -428,12 +342,12 @@ func TestBotFlow(t *testing.T) {
 	if calls[0].form.Get("thread_ts") != "1763840000.000001" || calls[0].form.Get("channel") != channelID {
 		t.Errorf("resolve reply not threaded under the active message: %v", calls[0].form)
 	}
-	golden(t, "bot-resolve-reply.json", formJSON(t, calls[0].form))
+	notifytest.GoldenJSON(t, "bot-resolve-reply.json", formJSON(t, calls[0].form))
 	checkAPICall(t, calls[1], "/api/chat.update")
 	if calls[1].form.Get("ts") != "1763840000.000001" || calls[1].form.Get("channel") != channelID {
 		t.Errorf("update does not target the active message: %v", calls[1].form)
 	}
-	golden(t, "bot-resolve-update.json", formJSON(t, calls[1].form))
+	notifytest.GoldenJSON(t, "bot-resolve-update.json", formJSON(t, calls[1].form))
 	if st.len() != 0 {
 		t.Errorf("state not deleted after the resolve")
 	}
@@ -445,7 +359,7 @@ func TestBotFlow(t *testing.T) {
 func TestBotDedupAfterRestart(t *testing.T) {
 	f := newFakeSlack(t)
 	st := newMemState()
-	d := destination(t, botYAML(f))
+	d := notifytest.Destination(t, botYAML(f))
 	first := newNotifier(t, d, setup{dir: t.TempDir(), state: st})
 	nt := notification(activeEvent())
 	if err := first.Send(context.Background(), nt); err != nil {
@@ -483,7 +397,7 @@ func TestBotDedupAfterRestart(t *testing.T) {
 func TestBotDedupAcrossStoreRestart(t *testing.T) {
 	f := newFakeSlack(t)
 	dir := t.TempDir()
-	d := destination(t, botYAML(f))
+	d := notifytest.Destination(t, botYAML(f))
 	openState := func() (*store.Store, notify.StateStore) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -541,7 +455,7 @@ func TestBotDedupAcrossStoreRestart(t *testing.T) {
 func TestResolveRetryDoesNotRepeatReply(t *testing.T) {
 	f := newFakeSlack(t)
 	st := newMemState()
-	n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
+	n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +485,7 @@ func TestResolveRetryDoesNotRepeatReply(t *testing.T) {
 func TestBotDeletedMessage(t *testing.T) {
 	f := newFakeSlack(t)
 	st := newMemState()
-	n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
+	n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
 	nt := notification(activeEvent())
 	if err := n.Send(context.Background(), nt); err != nil {
 		t.Fatal(err)
@@ -597,8 +511,8 @@ func TestBotDeletedMessage(t *testing.T) {
 
 func TestBotWithoutState(t *testing.T) {
 	f := newFakeSlack(t)
-	logs := &logBuffer{}
-	n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), logs: logs})
+	logs := &notifytest.Logs{}
+	n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), logs: logs})
 	for _, ev := range []event.Event{activeEvent(), resolvedEvent()} {
 		if err := n.Send(context.Background(), notification(ev)); err != nil {
 			t.Fatal(err)
@@ -616,7 +530,7 @@ func TestBotWithoutState(t *testing.T) {
 func TestOneShotEventNotRemembered(t *testing.T) {
 	f := newFakeSlack(t)
 	st := newMemState()
-	n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
+	n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
 	ev := activeEvent()
 	ev.Kind = "event"
 	if err := n.Send(context.Background(), notification(ev)); err != nil {
@@ -632,7 +546,7 @@ func TestStateStoreFailures(t *testing.T) {
 		f := newFakeSlack(t)
 		st := newMemState()
 		st.getErr = errors.New("store unavailable")
-		n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
+		n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
 		err := n.Send(context.Background(), notification(activeEvent()))
 		if !notify.Retryable(err) || len(f.all()) != 0 {
 			t.Fatalf("got %v after %d requests, want retryable before any request", err, len(f.all()))
@@ -642,8 +556,8 @@ func TestStateStoreFailures(t *testing.T) {
 		f := newFakeSlack(t)
 		st := newMemState()
 		st.putErr = errors.New("store full")
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st, logs: logs})
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st, logs: logs})
 		if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 			t.Fatalf("a posted message must count as delivered: %v", err)
 		}
@@ -654,7 +568,7 @@ func TestStateStoreFailures(t *testing.T) {
 	t.Run("delete fails: retryable", func(t *testing.T) {
 		f := newFakeSlack(t)
 		st := newMemState()
-		n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
+		n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
 		if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 			t.Fatal(err)
 		}
@@ -695,7 +609,7 @@ func TestRateLimit(t *testing.T) {
 			if tt.bot {
 				y = botYAML(f)
 			}
-			n := newNotifier(t, destination(t, y), setup{dir: t.TempDir(), state: newMemState()})
+			n := newNotifier(t, notifytest.Destination(t, y), setup{dir: t.TempDir(), state: newMemState()})
 			err := n.Send(context.Background(), notification(activeEvent()))
 			var ne *notify.Error
 			if !errors.As(err, &ne) || !ne.Retryable {
@@ -742,7 +656,7 @@ func TestErrorClassification(t *testing.T) {
 				endpoint, y = "chat.postMessage", botYAML(f)
 			}
 			f.queue(endpoint, tt.reply)
-			n := newNotifier(t, destination(t, y), setup{dir: t.TempDir(), state: newMemState()})
+			n := newNotifier(t, notifytest.Destination(t, y), setup{dir: t.TempDir(), state: newMemState()})
 			err := n.Send(context.Background(), notification(activeEvent()))
 			var ne *notify.Error
 			if !errors.As(err, &ne) {
@@ -761,17 +675,17 @@ func TestTemplateFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFakeSlack(t)
-	n := newNotifier(t, destination(t, hookYAML(f)+"template_file: slack.tmpl\n"), setup{dir: dir})
+	n := newNotifier(t, notifytest.Destination(t, hookYAML(f)+"template_file: slack.tmpl\n"), setup{dir: dir})
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
 	calls := f.all()
-	golden(t, "webhook-template.json", calls[0].body)
+	notifytest.GoldenJSON(t, "webhook-template.json", calls[0].body)
 }
 
 func TestLimits(t *testing.T) {
 	f := newFakeSlack(t)
-	n := newNotifier(t, destination(t, botYAML(f)), setup{dir: t.TempDir(), state: newMemState()})
+	n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: newMemState()})
 	ev := activeEvent()
 	ev.Name = strings.Repeat("Very long rule name ", 20)
 	// Long enough to need more sections than a message may hold; & and <
@@ -830,23 +744,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	dir := t.TempDir()
 	secrets := []string{"w3bh00kS3cr3t", "s3cr3tT0k3n", "T0NOC/B0NOC"}
 	// check fails if err (may be nil) or the log output holds a secret.
-	check := func(t *testing.T, err error, logs *logBuffer) {
+	check := func(t *testing.T, err error, logs *notifytest.Logs) {
 		t.Helper()
-		texts := []string{logs.String()}
-		if err != nil {
-			texts = append(texts, err.Error())
-			var ne *notify.Error
-			if errors.As(err, &ne) {
-				texts = append(texts, ne.Reason)
-			}
-		}
-		for _, txt := range texts {
-			for _, s := range secrets {
-				if strings.Contains(txt, s) {
-					t.Fatalf("error or log text leaks a secret") // deliberately not printing it
-				}
-			}
-		}
+		notifytest.NoSecrets(t, secrets, err, logs.String())
 	}
 	for _, bot := range []bool{false, true} {
 		mode := map[bool]string{false: "webhook", true: "bot"}[bot]
@@ -860,8 +760,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 			f := newFakeSlack(t)
 			f.queue("webhook", reply{status: 500, body: "boom"})
 			f.queue("chat.postMessage", reply{status: 500, body: "boom"})
-			logs := &logBuffer{}
-			n := newNotifier(t, destination(t, yamlFor(f.URL)), setup{dir: dir, logs: logs, state: newMemState()})
+			logs := &notifytest.Logs{}
+			n := newNotifier(t, notifytest.Destination(t, yamlFor(f.URL)), setup{dir: dir, logs: logs, state: newMemState()})
 			err := n.Send(context.Background(), notification(activeEvent()))
 			if err == nil {
 				t.Fatal("expected an error")
@@ -869,32 +769,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 			check(t, err, logs)
 		})
 		t.Run(mode+" connection refused", func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			base := "http://" + ln.Addr().String()
-			_ = ln.Close()
-			logs := &logBuffer{}
-			n := newNotifier(t, destination(t, yamlFor(base)), setup{dir: dir, logs: logs, state: newMemState()})
-			err = n.Send(context.Background(), notification(activeEvent()))
+			base := notifytest.RefusedURL(t)
+			logs := &notifytest.Logs{}
+			n := newNotifier(t, notifytest.Destination(t, yamlFor(base)), setup{dir: dir, logs: logs, state: newMemState()})
+			err := n.Send(context.Background(), notification(activeEvent()))
 			check(t, err, logs)
 			if !notify.Retryable(err) {
 				t.Errorf("connection refused must be retryable")
 			}
 		})
 		t.Run(mode+" timeout", func(t *testing.T) {
-			done := make(chan struct{})
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				select {
-				case <-done:
-				case <-r.Context().Done():
-				}
-			}))
-			defer srv.Close()
-			defer close(done)
-			logs := &logBuffer{}
-			n := newNotifier(t, destination(t, yamlFor(srv.URL)), setup{dir: dir, logs: logs, state: newMemState()})
+			srv := notifytest.HangingServer(t)
+			logs := &notifytest.Logs{}
+			n := newNotifier(t, notifytest.Destination(t, yamlFor(srv.URL)), setup{dir: dir, logs: logs, state: newMemState()})
 			err := n.Send(context.Background(), notification(activeEvent()))
 			check(t, err, logs)
 			var ne *notify.Error
@@ -905,8 +792,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	t.Run("successful bot flow logs", func(t *testing.T) {
 		f := newFakeSlack(t)
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, botYAML(f)), setup{dir: dir, logs: logs, state: newMemState()})
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: dir, logs: logs, state: newMemState()})
 		for _, ev := range []event.Event{activeEvent(), resolvedEvent()} {
 			if err := n.Send(context.Background(), notification(ev)); err != nil {
 				t.Fatal(err)
@@ -924,11 +811,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 			"url: http://h" + hookPath + "\ntoken: " + botToken + "\n",
 			"token: \"xoxb-s3cr3tT0k3n with space\"\nchannel: C1\n",
 		} {
-			_, err := New(destination(t, "name: s\ntype: slack\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: s\ntype: slack\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			if err == nil {
 				t.Fatalf("%q: expected an error", y)
 			}
-			check(t, err, &logBuffer{})
+			check(t, err, &notifytest.Logs{})
 		}
 	})
 }
@@ -976,7 +863,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: s\ntype: slack\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: s\ntype: slack\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)
@@ -1004,7 +891,7 @@ func TestValidConfigs(t *testing.T) {
 		"token: xoxb-1\nchannel: C0123456789\n",
 		"token: xoxb-1\nchannel: \"#noc\"\napi_url: https://slack.example.com/api/\n",
 	} {
-		nf, err := New(destination(t, "name: s\ntype: slack\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+		nf, err := New(notifytest.Destination(t, "name: s\ntype: slack\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 		if err != nil {
 			t.Errorf("%q: %v", y, err)
 			continue
@@ -1014,7 +901,7 @@ func TestValidConfigs(t *testing.T) {
 			t.Errorf("api_url %s lacks its trailing slash", n.s.apiURL)
 		}
 	}
-	n, _ := New(destination(t, "name: s\ntype: slack\ntoken: xoxb-1\nchannel: C1\n"), notify.Env{})
+	n, _ := New(notifytest.Destination(t, "name: s\ntype: slack\ntoken: xoxb-1\nchannel: C1\n"), notify.Env{})
 	if got := n.(*Notifier).s.apiURL.String(); got != DefaultAPIURL {
 		t.Errorf("default api_url = %s", got)
 	}
@@ -1039,7 +926,7 @@ func TestTokenNotSentToRedirectTarget(t *testing.T) {
 		http.Redirect(w, r, otherURL+r.URL.Path, http.StatusTemporaryRedirect)
 	}))
 	defer api.Close()
-	n := newNotifier(t, destination(t, "name: s\ntype: slack\ntoken: "+botToken+"\nchannel: C1\napi_url: "+api.URL+"/api/\n"), setup{dir: t.TempDir()})
+	n := newNotifier(t, notifytest.Destination(t, "name: s\ntype: slack\ntoken: "+botToken+"\nchannel: C1\napi_url: "+api.URL+"/api/\n"), setup{dir: t.TempDir()})
 	_ = n.Send(context.Background(), notification(activeEvent()))
 	mu.Lock()
 	defer mu.Unlock()
@@ -1052,30 +939,15 @@ func TestTokenNotSentToRedirectTarget(t *testing.T) {
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	closed := make(chan struct{}, 1)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, closed := notifytest.ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			select {
-			case closed <- struct{}{}:
-			default:
-			}
-		}
-	}
-	srv.Start()
-	defer srv.Close()
-	n := newNotifier(t, destination(t, "name: s\ntype: slack\nurl: "+srv.URL+hookPath+"\n"), setup{dir: t.TempDir()})
+	n := newNotifier(t, notifytest.Destination(t, "name: s\ntype: slack\nurl: "+srv.URL+hookPath+"\n"), setup{dir: t.TempDir()})
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("keep-alive connection still open after Close")
-	}
+	notifytest.WaitClosed(t, closed)
 }

@@ -8,14 +8,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -39,6 +34,7 @@ type Notifier struct {
 	userAgent   string
 	s           *settings
 	target      string // scheme and host only: the query is the credential
+	redactor    notify.Redactor
 	client      *http.Client
 	log         *slog.Logger
 }
@@ -54,36 +50,20 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	client := env.HTTPClient
-	if client == nil {
-		c, err := notify.NewHTTPClient(d, env.BaseDir)
-		if err != nil {
-			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
-		}
-		client = c
-	}
-	ua := env.UserAgent
-	if ua == "" {
-		ua = "nocbridge"
-	}
-	lg := env.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
+	deps, err := env.Deps(d)
+	if err != nil {
+		return nil, err
 	}
 	return &Notifier{
 		externalURL: env.ExternalURL,
-		userAgent:   ua,
+		userAgent:   deps.UserAgent,
 		s:           s,
 		target:      "teams workflow " + s.url.Scheme + "://" + s.url.Host,
-		client:      client,
-		log:         lg.With("host", s.url.Host),
+		client:      deps.Client,
+		redactor:    notify.NewRedactor(2, s.url.String(), s.url.RawQuery, s.url.EscapedPath(), s.url.Path),
+		log:         deps.Logger.With("host", s.url.Host),
 	}, nil
 }
-
-const (
-	maxErrorBody = 4 << 10
-	drainLimit   = 256 << 10
-)
 
 // Send makes one attempt. The outbox retries; this only classifies.
 func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
@@ -98,24 +78,21 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.url.String(), bytes.NewReader(payload))
 	if err != nil {
-		return &notify.Error{Reason: n.target + ": building request", Err: n.scrub(err)}
+		return &notify.Error{Reason: n.target + ": building request", Err: n.redactor.Error(err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", n.userAgent)
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return n.networkError(err)
+		return notify.NetworkError(n.target, err, n.redactor)
 	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-		_ = resp.Body.Close()
-	}()
+	defer notify.DrainAndClose(resp.Body)
 	// Workflows answer 202 Accepted: the run is queued, not yet posted.
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		n.log.Debug("teams card accepted", "status", resp.StatusCode, "event_status", nt.Event.Status)
 		return nil
 	}
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	excerpt := notify.ReadErrorBody(resp)
 	e := notify.StatusError(resp.StatusCode, []byte(errorText(excerpt)), notify.RetryAfterHeader(resp.Header, time.Now()))
 	e.Reason = n.target + ": " + e.Reason
 	return e
@@ -139,45 +116,6 @@ func errorText(body []byte) string {
 	return we.Error.Code + ": " + we.Error.Message
 }
 
-// networkError classifies a failure without a response. *url.Error prints
-// the URL, whose query is the credential: only its cause is kept, scrubbed.
-func (n *Notifier) networkError(err error) error {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err
-	}
-	what := "request failed"
-	var ne net.Error
-	switch {
-	case errors.Is(cause, context.Canceled):
-		what = "canceled"
-	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
-		what = "timeout"
-	}
-	return &notify.Error{Retryable: true, Reason: n.target + ": " + what, Err: n.scrub(cause)}
-}
-
-// scrubbed hides the URL from an error's text while keeping the chain for
-// errors.Is (timeouts, cancellation).
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
-
-func (n *Notifier) scrub(err error) error {
-	msg := err.Error()
-	for _, v := range []string{n.s.url.String(), n.s.url.RawQuery, n.s.url.EscapedPath(), n.s.url.Path} {
-		if len(v) > 1 {
-			msg = strings.ReplaceAll(msg, v, "<redacted>")
-		}
-	}
-	return &scrubbed{msg: msg, err: err}
-}
-
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
 func (n *Notifier) Close() error {
@@ -193,11 +131,7 @@ func (n *Notifier) bodyText(nt notify.Notification) (string, error) {
 	if n.s.tmpl == nil {
 		return nt.Event.Description, nil
 	}
-	b, err := notify.RenderTemplate(n.s.tmpl, notify.NewTemplateData(nt.Event, nt.ID, n.externalURL))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
+	return notify.RenderText(n.s.tmpl, nt.Event, nt.ID, n.externalURL)
 }
 
 // message is the body a Workflow's "When a Teams webhook request is
@@ -279,17 +213,14 @@ func render(ev event.Event, externalURL, text string) message {
 		title = "RESOLVED: " + ev.Name
 	}
 	style := severityStyle(ev)
-	dev := ev.Device.Name
-	if ev.Device.Address != "" && ev.Device.Address != ev.Device.Name {
-		dev += " (" + ev.Device.Address + ")"
-	}
+	dev := notify.DeviceLabel(ev.Device)
 	facts := []fact{
 		{"Device", dev},
-		{"Site", orDash(ev.Device.Site)},
+		{"Site", notify.OrDash(ev.Device.Site)},
 		{"Severity", fmt.Sprintf("%s (severity %d)", ev.Priority(), ev.Severity)},
 		{"Status", string(ev.Status)},
 		{"Event ID", ev.EventID},
-		{"Source", orDash(ev.Source)},
+		{"Source", notify.OrDash(ev.Source)},
 		{"Time", ev.Timestamp.UTC().Format("2006-01-02 15:04:05 UTC")},
 	}
 	if ev.Key != "" {
@@ -318,13 +249,6 @@ func render(ev event.Event, externalURL, text string) message {
 			},
 		}},
 	}
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "—"
-	}
-	return s
 }
 
 const truncatedMark = "…(truncated)"

@@ -1,33 +1,22 @@
 package teams
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	externalURL = "http://127.0.0.1:9720"
@@ -36,32 +25,6 @@ const (
 	flowPath  = "/workflows/0b4c7e1d9a2f4e6b8c3d5a7f9e1b2c4d/triggers/manual/paths/invoke"
 	flowQuery = "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=Wf51gS3cr3tS1gn4tur3"
 )
-
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i].Value, n.Content[i+1]
-		switch k {
-		case "name":
-			d.Name = v.Value
-		case "type":
-			d.Type = v.Value
-		case "timeout":
-			dur, err := time.ParseDuration(v.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Timeout = config.Duration(dur)
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -92,90 +55,27 @@ func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("noc-teams"), Event: ev, Attempt: 1}
 }
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-type request struct {
-	method, path, query, contentType, userAgent string
-	body                                        []byte
-}
-
-type reply struct {
-	status int
-	header map[string]string
-	body   string
-}
-
-// fakeWorkflow answers like a Workflows trigger: 202 Accepted for the right
-// path and signature, 401 otherwise; queued replies override that.
-type fakeWorkflow struct {
-	*httptest.Server
-	mu      sync.Mutex
-	reqs    []request
-	replies []reply
-}
-
-func newFakeWorkflow(t *testing.T) *fakeWorkflow {
-	f := &fakeWorkflow{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		f.reqs = append(f.reqs, request{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Content-Type"), r.Header.Get("User-Agent"), body})
-		var rep reply
-		switch {
-		case len(f.replies) > 0:
-			rep, f.replies = f.replies[0], f.replies[1:]
-		case r.URL.Path == flowPath && r.URL.Query().Get("sig") == "Wf51gS3cr3tS1gn4tur3":
-			rep = reply{status: http.StatusAccepted}
-		default:
-			rep = reply{status: 401, body: `{"error":{"code":"DirectApiAuthorizationRequired","message":"The request must be authenticated only by Shared Access scheme."}}`}
+// newFakeWorkflow answers like a Workflows trigger: 202 Accepted for the
+// right path and signature, 401 otherwise; queued replies override that.
+func newFakeWorkflow(t *testing.T) *notifytest.Server {
+	return notifytest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == flowPath && r.URL.Query().Get("sig") == "Wf51gS3cr3tS1gn4tur3" {
+			notifytest.Reply{Status: http.StatusAccepted}.Write(w)
+			return
 		}
-		f.mu.Unlock()
-		for k, v := range rep.header {
-			w.Header().Set(k, v)
-		}
-		w.WriteHeader(rep.status)
-		_, _ = io.WriteString(w, rep.body)
+		notifytest.Reply{Status: 401, Body: `{"error":{"code":"DirectApiAuthorizationRequired","message":"The request must be authenticated only by Shared Access scheme."}}`}.Write(w)
 	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeWorkflow) queue(r reply) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.replies = append(f.replies, r)
-}
-
-func (f *fakeWorkflow) all() []request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]request(nil), f.reqs...)
 }
 
 func flowYAML(base string) string {
 	return "name: noc-teams\ntype: teams\nurl: \"" + base + flowPath + "?" + flowQuery + "\"\n"
 }
 
-func newNotifier(t *testing.T, d config.Destination, dir string, logs *logBuffer) *Notifier {
+func newNotifier(t *testing.T, d config.Destination, dir string, logs *notifytest.Logs) *Notifier {
 	t.Helper()
 	env := notify.Env{ExternalURL: externalURL, UserAgent: userAgent, ConfigFile: "nocbridge.yaml", BaseDir: dir}
 	if logs != nil {
-		env.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		env.Logger = logs.TextLogger()
 	}
 	nf, err := New(d, env)
 	if err != nil {
@@ -186,62 +86,30 @@ func newNotifier(t *testing.T, d config.Destination, dir string, logs *logBuffer
 	return n
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	var g any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("body is not JSON: %v\n%s", err, got)
-	}
-	if *update {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(g); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	var w any
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden %s is not JSON: %v", path, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("body differs from %s:\n%s", path, got)
-	}
-}
-
 // TestGolden: the firing card, then the resolve as a card marked resolved.
 func TestGolden(t *testing.T) {
 	f := newFakeWorkflow(t)
-	n := newNotifier(t, destination(t, flowYAML(f.URL)), t.TempDir(), nil)
+	n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)), t.TempDir(), nil)
 	for _, ev := range []event.Event{activeEvent(), resolvedEvent()} {
 		if err := n.Send(context.Background(), notification(ev)); err != nil {
 			t.Fatalf("Send %s: %v", ev.Status, err)
 		}
 	}
-	reqs := f.all()
+	reqs := f.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
 	for i, r := range reqs {
-		if r.method != http.MethodPost || r.path != flowPath || r.query != flowQuery ||
-			r.contentType != "application/json" || r.userAgent != userAgent {
-			t.Errorf("request %d: %s %s Content-Type=%q User-Agent=%q", i, r.method, r.path, r.contentType, r.userAgent)
+		if r.Method != http.MethodPost || r.Path != flowPath || r.RawQuery != flowQuery ||
+			r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+			t.Errorf("request %d: %s %s Content-Type=%q User-Agent=%q", i, r.Method, r.Path, r.Header.Get("Content-Type"), r.Header.Get("User-Agent"))
 		}
 	}
-	golden(t, "active.json", reqs[0].body)
-	golden(t, "resolved.json", reqs[1].body)
+	notifytest.GoldenJSON(t, "active.json", reqs[0].Body)
+	notifytest.GoldenJSON(t, "resolved.json", reqs[1].Body)
 
 	var m message
-	if err := json.Unmarshal(reqs[1].body, &m); err != nil {
+	if err := json.Unmarshal(reqs[1].Body, &m); err != nil {
 		t.Fatal(err)
 	}
 	band := m.Attachments[0].Content.Body[0].(map[string]any)
@@ -267,23 +135,23 @@ func TestTemplateFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFakeWorkflow(t)
-	n := newNotifier(t, destination(t, flowYAML(f.URL)+"template_file: teams.tmpl\n"), dir, nil)
+	n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)+"template_file: teams.tmpl\n"), dir, nil)
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "template.json", f.all()[0].body)
+	notifytest.GoldenJSON(t, "template.json", f.Requests()[0].Body)
 }
 
 func TestLongTextTruncated(t *testing.T) {
 	f := newFakeWorkflow(t)
-	n := newNotifier(t, destination(t, flowYAML(f.URL)), t.TempDir(), nil)
+	n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)), t.TempDir(), nil)
 	ev := activeEvent()
 	ev.Description = strings.Repeat("Schnittstelle ausgefallen — ü ", 2000)
 	if err := n.Send(context.Background(), notification(ev)); err != nil {
 		t.Fatal(err)
 	}
 	var m message
-	body := f.all()[0].body
+	body := f.Requests()[0].Body
 	if err := json.Unmarshal(body, &m); err != nil {
 		t.Fatal(err)
 	}
@@ -298,8 +166,8 @@ func TestLongTextTruncated(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	f := newFakeWorkflow(t)
-	f.queue(reply{status: 429, header: map[string]string{"Retry-After": "30"}, body: `{"error":{"code":"WorkflowRequestsThrottled","message":"Number of workflow requests exceeded the limit."}}`})
-	n := newNotifier(t, destination(t, flowYAML(f.URL)), t.TempDir(), nil)
+	f.Queue(notifytest.Reply{Status: 429, Header: map[string]string{"Retry-After": "30"}, Body: `{"error":{"code":"WorkflowRequestsThrottled","message":"Number of workflow requests exceeded the limit."}}`})
+	n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)), t.TempDir(), nil)
 	err := n.Send(context.Background(), notification(activeEvent()))
 	var ne *notify.Error
 	if !errors.As(err, &ne) || !ne.Retryable || ne.RetryAfter != 30*time.Second || ne.Status != 429 {
@@ -313,27 +181,27 @@ func TestRateLimit(t *testing.T) {
 func TestErrorClassification(t *testing.T) {
 	tests := []struct {
 		name       string
-		reply      reply
+		reply      notifytest.Reply
 		retryable  bool
 		wantReason string
 	}{
-		{"200 ok", reply{status: 200}, false, ""},
-		{"202 accepted", reply{status: 202}, false, ""},
-		{"400 schema", reply{status: 400, body: `{"error":{"code":"TriggerInputSchemaMismatch","message":"The input body for trigger 'manual' of type 'Request' did not match its schema definition."}}`}, false, "HTTP 400: TriggerInputSchemaMismatch: The input body for trigger"},
-		{"401 bad signature", reply{status: 401, body: `{"error":{"code":"DirectApiInvalidAuthorizationSignature","message":"The provided SAS signature is invalid."}}`}, false, "HTTP 401: DirectApiInvalidAuthorizationSignature"},
-		{"404 deleted flow", reply{status: 404, body: `{"error":{"code":"WorkflowNotFound","message":"The workflow was not found."}}`}, false, "HTTP 404: WorkflowNotFound"},
-		{"500", reply{status: 500, body: `{"error":{"message":"Internal error"}}`}, true, "HTTP 500: Internal error"},
-		{"502 text", reply{status: 502, body: "Bad Gateway"}, true, "HTTP 502: Bad Gateway"},
+		{"200 ok", notifytest.Reply{Status: 200}, false, ""},
+		{"202 accepted", notifytest.Reply{Status: 202}, false, ""},
+		{"400 schema", notifytest.Reply{Status: 400, Body: `{"error":{"code":"TriggerInputSchemaMismatch","message":"The input body for trigger 'manual' of type 'Request' did not match its schema definition."}}`}, false, "HTTP 400: TriggerInputSchemaMismatch: The input body for trigger"},
+		{"401 bad signature", notifytest.Reply{Status: 401, Body: `{"error":{"code":"DirectApiInvalidAuthorizationSignature","message":"The provided SAS signature is invalid."}}`}, false, "HTTP 401: DirectApiInvalidAuthorizationSignature"},
+		{"404 deleted flow", notifytest.Reply{Status: 404, Body: `{"error":{"code":"WorkflowNotFound","message":"The workflow was not found."}}`}, false, "HTTP 404: WorkflowNotFound"},
+		{"500", notifytest.Reply{Status: 500, Body: `{"error":{"message":"Internal error"}}`}, true, "HTTP 500: Internal error"},
+		{"502 text", notifytest.Reply{Status: 502, Body: "Bad Gateway"}, true, "HTTP 502: Bad Gateway"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeWorkflow(t)
-			f.queue(tt.reply)
-			n := newNotifier(t, destination(t, flowYAML(f.URL)), t.TempDir(), nil)
+			f.Queue(tt.reply)
+			n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)), t.TempDir(), nil)
 			err := n.Send(context.Background(), notification(activeEvent()))
 			if tt.wantReason == "" {
 				if err != nil {
-					t.Fatalf("%d must be success: %v", tt.reply.status, err)
+					t.Fatalf("%d must be success: %v", tt.reply.Status, err)
 				}
 				return
 			}
@@ -341,8 +209,8 @@ func TestErrorClassification(t *testing.T) {
 			if !errors.As(err, &ne) {
 				t.Fatalf("got %v, want *notify.Error", err)
 			}
-			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.status {
-				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.status, tt.wantReason)
+			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.Status {
+				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.Status, tt.wantReason)
 			}
 			if !strings.HasPrefix(ne.Reason, "teams workflow "+f.URL+": ") {
 				t.Errorf("reason %q does not name the host (and only the host)", ne.Reason)
@@ -356,28 +224,14 @@ func TestErrorClassification(t *testing.T) {
 func TestSecretsNeverLeak(t *testing.T) {
 	dir := t.TempDir()
 	secrets := []string{"Wf51gS3cr3tS1gn4tur3", "0b4c7e1d9a2f4e6b8c3d5a7f9e1b2c4d"}
-	check := func(t *testing.T, err error, logs *logBuffer) {
+	check := func(t *testing.T, err error, logs *notifytest.Logs) {
 		t.Helper()
-		texts := []string{logs.String()}
-		if err != nil {
-			texts = append(texts, err.Error())
-			var ne *notify.Error
-			if errors.As(err, &ne) {
-				texts = append(texts, ne.Reason)
-			}
-		}
-		for _, txt := range texts {
-			for _, s := range secrets {
-				if strings.Contains(txt, s) {
-					t.Fatalf("error or log text leaks a secret") // deliberately not printing it
-				}
-			}
-		}
+		notifytest.NoSecrets(t, secrets, err, logs.String())
 	}
 	t.Run("success", func(t *testing.T) {
 		f := newFakeWorkflow(t)
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, flowYAML(f.URL)), dir, logs)
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)), dir, logs)
 		if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 			t.Fatal(err)
 		}
@@ -388,9 +242,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	})
 	t.Run("status error", func(t *testing.T) {
 		f := newFakeWorkflow(t)
-		f.queue(reply{status: 500, body: "boom"})
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, flowYAML(f.URL)), dir, logs)
+		f.Queue(notifytest.Reply{Status: 500, Body: "boom"})
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)), dir, logs)
 		err := n.Send(context.Background(), notification(activeEvent()))
 		if err == nil {
 			t.Fatal("expected an error")
@@ -398,32 +252,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 		check(t, err, logs)
 	})
 	t.Run("connection refused", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := "http://" + ln.Addr().String()
-		_ = ln.Close()
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, flowYAML(base)), dir, logs)
-		err = n.Send(context.Background(), notification(activeEvent()))
+		base := notifytest.RefusedURL(t)
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, flowYAML(base)), dir, logs)
+		err := n.Send(context.Background(), notification(activeEvent()))
 		if !notify.Retryable(err) {
 			t.Fatalf("got %v, want retryable", err)
 		}
 		check(t, err, logs)
 	})
 	t.Run("timeout", func(t *testing.T) {
-		done := make(chan struct{})
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-done:
-			case <-r.Context().Done():
-			}
-		}))
-		defer srv.Close()
-		defer close(done)
-		logs := &logBuffer{}
-		n := newNotifier(t, destination(t, flowYAML(srv.URL)+"timeout: 200ms\n"), dir, logs)
+		srv := notifytest.HangingServer(t)
+		logs := &notifytest.Logs{}
+		n := newNotifier(t, notifytest.Destination(t, flowYAML(srv.URL)+"timeout: 200ms\n"), dir, logs)
 		err := n.Send(context.Background(), notification(activeEvent()))
 		var ne *notify.Error
 		if !errors.As(err, &ne) || !ne.Retryable || !strings.Contains(ne.Reason, "timeout") {
@@ -436,11 +277,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 			"url: \"ftp://h" + flowPath + "?" + flowQuery + "\"\n",
 			"url: \"http://h" + flowPath + "?" + flowQuery + "%zz\\x7f\"\n",
 		} {
-			_, err := New(destination(t, "name: t\ntype: teams\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: t\ntype: teams\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			if err == nil {
 				t.Fatalf("%q: expected an error", y)
 			}
-			check(t, err, &logBuffer{})
+			check(t, err, &notifytest.Logs{})
 		}
 	})
 }
@@ -470,7 +311,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: t\ntype: teams\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: t\ntype: teams\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)
@@ -488,30 +329,15 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	closed := make(chan struct{}, 1)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, closed := notifytest.ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			select {
-			case closed <- struct{}{}:
-			default:
-			}
-		}
-	}
-	srv.Start()
-	defer srv.Close()
-	n := newNotifier(t, destination(t, flowYAML(srv.URL)), t.TempDir(), nil)
+	n := newNotifier(t, notifytest.Destination(t, flowYAML(srv.URL)), t.TempDir(), nil)
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("keep-alive connection still open after Close")
-	}
+	notifytest.WaitClosed(t, closed)
 }

@@ -7,13 +7,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -37,6 +33,7 @@ type Notifier struct {
 	userAgent   string
 	s           *settings
 	target      string // for errors: never the webhook URL's path
+	redactor    notify.Redactor
 	client      *http.Client
 	log         *slog.Logger
 }
@@ -52,30 +49,23 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	client := env.HTTPClient
-	if client == nil {
-		c, err := notify.NewHTTPClient(d, env.BaseDir)
-		if err != nil {
-			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
-		}
-		client = c
+	deps, err := env.Deps(d)
+	if err != nil {
+		return nil, err
 	}
-	ua := env.UserAgent
-	if ua == "" {
-		ua = "nocbridge"
-	}
-	lg := env.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
-	}
-	n := &Notifier{externalURL: env.ExternalURL, userAgent: ua, s: s, client: client}
+	n := &Notifier{externalURL: env.ExternalURL, userAgent: deps.UserAgent, s: s, client: deps.Client}
+	secrets := []string{s.endpoint.String(), s.endpoint.RawQuery}
 	if s.auth != "" {
 		n.target = "webex POST " + notify.RedactURL(s.endpoint)
-		n.log = lg.With("mode", "bot", "room_id", s.roomID)
+		n.log = deps.Logger.With("mode", "bot", "room_id", s.roomID)
+		secrets = append(secrets, strings.TrimPrefix(s.auth, "Bearer "))
 	} else {
 		n.target = "webex webhook " + s.endpoint.Scheme + "://" + s.endpoint.Host
-		n.log = lg.With("mode", "webhook", "host", s.endpoint.Host)
+		n.log = deps.Logger.With("mode", "webhook", "host", s.endpoint.Host)
+		// A webhook's path is its credential.
+		secrets = append(secrets, s.endpoint.EscapedPath(), s.endpoint.Path)
 	}
+	n.redactor = notify.NewRedactor(2, secrets...)
 	return n, nil
 }
 
@@ -84,11 +74,6 @@ type message struct {
 	RoomID   string `json:"roomId,omitempty"`
 	Markdown string `json:"markdown"`
 }
-
-const (
-	maxErrorBody = 4 << 10
-	drainLimit   = 256 << 10
-)
 
 // Send makes one attempt. The outbox retries; this only classifies.
 func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
@@ -103,7 +88,7 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.endpoint.String(), bytes.NewReader(payload))
 	if err != nil {
-		return &notify.Error{Reason: n.target + ": building request", Err: n.scrub(err)}
+		return &notify.Error{Reason: n.target + ": building request", Err: n.redactor.Error(err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", n.userAgent)
@@ -112,17 +97,14 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	}
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return n.networkError(err)
+		return notify.NetworkError(n.target, err, n.redactor)
 	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-		_ = resp.Body.Close()
-	}()
+	defer notify.DrainAndClose(resp.Body)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		n.log.Debug("webex message posted", "status", resp.StatusCode, "event_status", nt.Event.Status)
 		return nil
 	}
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	excerpt := notify.ReadErrorBody(resp)
 	e := notify.StatusError(resp.StatusCode, []byte(errorText(excerpt)), notify.RetryAfterHeader(resp.Header, time.Now()))
 	e.Reason = n.target + ": " + e.Reason
 	return e
@@ -159,52 +141,6 @@ func errorText(body []byte) string {
 	return txt
 }
 
-// networkError classifies a failure without a response. *url.Error prints
-// the URL, which for a webhook is the credential: only its cause is kept,
-// scrubbed too.
-func (n *Notifier) networkError(err error) error {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err
-	}
-	what := "request failed"
-	var ne net.Error
-	switch {
-	case errors.Is(cause, context.Canceled):
-		what = "canceled"
-	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
-		what = "timeout"
-	}
-	return &notify.Error{Retryable: true, Reason: n.target + ": " + what, Err: n.scrub(cause)}
-}
-
-// scrubbed hides secrets from an error's text while keeping the chain for
-// errors.Is (timeouts, cancellation).
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
-
-func (n *Notifier) scrub(err error) error {
-	msg := err.Error()
-	secrets := []string{n.s.endpoint.String(), n.s.endpoint.RawQuery}
-	if n.s.auth == "" { // a webhook's path is its credential
-		secrets = append(secrets, n.s.endpoint.EscapedPath(), n.s.endpoint.Path)
-	} else {
-		secrets = append(secrets, strings.TrimPrefix(n.s.auth, "Bearer "))
-	}
-	for _, v := range secrets {
-		if len(v) > 1 {
-			msg = strings.ReplaceAll(msg, v, "<redacted>")
-		}
-	}
-	return &scrubbed{msg: msg, err: err}
-}
-
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
 func (n *Notifier) Close() error {
@@ -222,11 +158,7 @@ func (n *Notifier) bodyText(nt notify.Notification) (string, error) {
 	if n.s.tmpl == nil {
 		return esc(nt.Event.Description), nil
 	}
-	b, err := notify.RenderTemplate(n.s.tmpl, notify.NewTemplateData(escapedEvent(nt.Event), nt.ID, n.externalURL))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
+	return notify.RenderText(n.s.tmpl, notify.EscapeEvent(nt.Event, esc), nt.ID, n.externalURL)
 }
 
 // escaper backslash-escapes markdown punctuation (CommonMark escapes any
@@ -237,28 +169,6 @@ var escaper = strings.NewReplacer(
 )
 
 func esc(s string) string { return escaper.Replace(s) }
-
-// escapedEvent is ev with every text value markdown-escaped, for templates.
-func escapedEvent(ev event.Event) event.Event {
-	for _, p := range []*string{&ev.InstanceID, &ev.EventID, &ev.Name, &ev.Description, &ev.Category, &ev.Domain,
-		&ev.SubDomain, &ev.Source, &ev.Kind, &ev.Key, &ev.Device.Name, &ev.Device.Address, &ev.Device.Site, &ev.Device.Role} {
-		*p = esc(*p)
-	}
-	ev.Device.Labels = escapedMap(ev.Device.Labels)
-	ev.Details = escapedMap(ev.Details)
-	return ev
-}
-
-func escapedMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[esc(k)] = esc(v)
-	}
-	return out
-}
 
 var severityEmoji = map[int]string{1: "🔴", 2: "🟠", 3: "🟡", 4: "🔵", 5: "⚪"}
 
@@ -273,13 +183,10 @@ func render(ev event.Event, externalURL, body string) string {
 	if ev.Status == event.StatusResolved {
 		emoji, title = "✅", "RESOLVED: "+ev.Name
 	}
-	dev := ev.Device.Name
-	if ev.Device.Address != "" && ev.Device.Address != ev.Device.Name {
-		dev += " (" + ev.Device.Address + ")"
-	}
+	dev := notify.DeviceLabel(ev.Device)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s **%s**\n", emoji, esc(title))
-	fmt.Fprintf(&b, "**Device:** %s · **Site:** %s", esc(dev), esc(orDash(ev.Device.Site)))
+	fmt.Fprintf(&b, "**Device:** %s · **Site:** %s", esc(dev), esc(notify.OrDash(ev.Device.Site)))
 	if ev.Key != "" {
 		fmt.Fprintf(&b, " · **Instance:** %s", esc(ev.Key))
 	}
@@ -294,13 +201,6 @@ func render(ev event.Event, externalURL, body string) string {
 		return head + sep + truncate(body, room)
 	}
 	return truncate(head, MaxMarkdownBytes)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "—"
-	}
-	return s
 }
 
 const truncatedMark = "\n…(truncated)"

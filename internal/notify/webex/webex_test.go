@@ -5,29 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	externalURL = "http://127.0.0.1:9720"
@@ -36,32 +26,6 @@ const (
 	hookPath    = "/v1/webhooks/incoming/Y2lzY29zcGFyazovL3VzL1dFQkhPT0svaDAwa1MzY3IzdA"
 	roomID      = "Y2lzY29zcGFyazovL3VzL1JPT00vbm9j"
 )
-
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i].Value, n.Content[i+1]
-		switch k {
-		case "name":
-			d.Name = v.Value
-		case "type":
-			d.Type = v.Value
-		case "timeout":
-			dur, err := time.ParseDuration(v.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Timeout = config.Duration(dur)
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -91,97 +55,35 @@ func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("noc-webex"), Event: ev, Attempt: 1}
 }
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-type request struct {
-	method, path, auth, contentType, userAgent string
-	body                                       []byte
-}
-
-type reply struct {
-	status int
-	header map[string]string
-	body   string
-}
-
-// fakeWebex answers POST /v1/messages like the REST API (200 with the
+// newFakeWebex answers POST /v1/messages like the REST API (200 with the
 // message) and the incoming webhook at hookPath (204); queued replies
 // override that.
-type fakeWebex struct {
-	*httptest.Server
-	mu      sync.Mutex
-	reqs    []request
-	replies []reply
-}
-
-func newFakeWebex(t *testing.T) *fakeWebex {
-	f := &fakeWebex{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		f.reqs = append(f.reqs, request{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), r.Header.Get("User-Agent"), body})
-		var rep reply
-		switch {
-		case len(f.replies) > 0:
-			rep, f.replies = f.replies[0], f.replies[1:]
-		case r.URL.Path == "/v1/messages":
-			rep = reply{status: 200, body: `{"id":"Y2lzY29zcGFyazovL3VzL01FU1NBR0UvMQ","roomId":"` + roomID + `","roomType":"group"}`}
-		case r.URL.Path == hookPath:
-			rep = reply{status: 204}
+func newFakeWebex(t *testing.T) *notifytest.Server {
+	return notifytest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/messages":
+			notifytest.Reply{Status: 200, Body: `{"id":"Y2lzY29zcGFyazovL3VzL01FU1NBR0UvMQ","roomId":"` + roomID + `","roomType":"group"}`}.Write(w)
+		case hookPath:
+			notifytest.Reply{Status: 204}.Write(w)
 		default:
-			rep = reply{status: 404, body: `{"message":"The requested resource could not be found.","errors":[{"description":"The requested resource could not be found."}],"trackingId":"ROUTER_TEST"}`}
+			notifytest.Reply{Status: 404, Body: `{"message":"The requested resource could not be found.","errors":[{"description":"The requested resource could not be found."}],"trackingId":"ROUTER_TEST"}`}.Write(w)
 		}
-		f.mu.Unlock()
-		for k, v := range rep.header {
-			w.Header().Set(k, v)
-		}
-		w.WriteHeader(rep.status)
-		_, _ = io.WriteString(w, rep.body)
 	}))
-	t.Cleanup(f.Close)
-	return f
 }
 
-func (f *fakeWebex) queue(r reply) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.replies = append(f.replies, r)
-}
-
-func (f *fakeWebex) all() []request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]request(nil), f.reqs...)
-}
-
-func botYAML(f *fakeWebex) string {
+func botYAML(f *notifytest.Server) string {
 	return "name: noc-webex\ntype: webex\ntoken: " + botToken + "\nroom_id: " + roomID + "\napi_url: " + f.URL + "/v1\n"
 }
 
-func hookYAML(f *fakeWebex) string {
+func hookYAML(f *notifytest.Server) string {
 	return "name: noc-webex\ntype: webex\nurl: " + f.URL + hookPath + "\n"
 }
 
-func newNotifier(t *testing.T, d config.Destination, dir string, logs *logBuffer) *Notifier {
+func newNotifier(t *testing.T, d config.Destination, dir string, logs *notifytest.Logs) *Notifier {
 	t.Helper()
 	env := notify.Env{ExternalURL: externalURL, UserAgent: userAgent, ConfigFile: "nocbridge.yaml", BaseDir: dir}
 	if logs != nil {
-		env.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		env.Logger = logs.TextLogger()
 	}
 	nf, err := New(d, env)
 	if err != nil {
@@ -190,38 +92,6 @@ func newNotifier(t *testing.T, d config.Destination, dir string, logs *logBuffer
 	n := nf.(*Notifier)
 	t.Cleanup(func() { _ = n.Close() })
 	return n
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	var g any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("body is not JSON: %v\n%s", err, got)
-	}
-	if *update {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(g); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden (run with -update to create): %v", err)
-	}
-	var w any
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden %s is not JSON: %v", path, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("body differs from %s:\n%s", path, got)
-	}
 }
 
 // TestGolden covers both modes, firing then resolve (a new message each).
@@ -233,24 +103,24 @@ func TestGolden(t *testing.T) {
 			if mode == "bot" {
 				y, path, auth = botYAML(f), "/v1/messages", "Bearer "+botToken
 			}
-			n := newNotifier(t, destination(t, y), t.TempDir(), nil)
+			n := newNotifier(t, notifytest.Destination(t, y), t.TempDir(), nil)
 			for _, ev := range []event.Event{activeEvent(), resolvedEvent()} {
 				if err := n.Send(context.Background(), notification(ev)); err != nil {
 					t.Fatalf("Send %s: %v", ev.Status, err)
 				}
 			}
-			reqs := f.all()
+			reqs := f.Requests()
 			if len(reqs) != 2 {
 				t.Fatalf("%d requests, want 2 (the resolve is a new message)", len(reqs))
 			}
 			for i, r := range reqs {
-				if r.method != http.MethodPost || r.path != path || r.auth != auth ||
-					r.contentType != "application/json" || r.userAgent != userAgent {
-					t.Errorf("request %d: %s %s auth=%v Content-Type=%q User-Agent=%q", i, r.method, r.path, r.auth != "", r.contentType, r.userAgent)
+				if r.Method != http.MethodPost || r.Path != path || r.Header.Get("Authorization") != auth ||
+					r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+					t.Errorf("request %d: %s %s auth=%v Content-Type=%q User-Agent=%q", i, r.Method, r.Path, r.Header.Get("Authorization") != "", r.Header.Get("Content-Type"), r.Header.Get("User-Agent"))
 				}
 			}
-			golden(t, mode+"-active.json", reqs[0].body)
-			golden(t, mode+"-resolved.json", reqs[1].body)
+			notifytest.GoldenJSON(t, mode+"-active.json", reqs[0].Body)
+			notifytest.GoldenJSON(t, mode+"-resolved.json", reqs[1].Body)
 		})
 	}
 }
@@ -261,12 +131,12 @@ func TestTemplateFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFakeWebex(t)
-	n := newNotifier(t, destination(t, hookYAML(f)+"template_file: webex.tmpl\n"), dir, nil)
+	n := newNotifier(t, notifytest.Destination(t, hookYAML(f)+"template_file: webex.tmpl\n"), dir, nil)
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
-	body := f.all()[0].body
-	golden(t, "webhook-template.json", body)
+	body := f.Requests()[0].Body
+	notifytest.GoldenJSON(t, "webhook-template.json", body)
 	if bytes.Contains(body, []byte("<@all>")) {
 		t.Errorf("event text reached the message unescaped: a device could mention everyone")
 	}
@@ -276,12 +146,12 @@ func TestRateLimit(t *testing.T) {
 	for _, mode := range []string{"webhook", "bot"} {
 		t.Run(mode, func(t *testing.T) {
 			f := newFakeWebex(t)
-			f.queue(reply{status: 429, header: map[string]string{"Retry-After": "15"}, body: `{"message":"Too Many Requests","trackingId":"ROUTER_429"}`})
+			f.Queue(notifytest.Reply{Status: 429, Header: map[string]string{"Retry-After": "15"}, Body: `{"message":"Too Many Requests","trackingId":"ROUTER_429"}`})
 			y := hookYAML(f)
 			if mode == "bot" {
 				y = botYAML(f)
 			}
-			n := newNotifier(t, destination(t, y), t.TempDir(), nil)
+			n := newNotifier(t, notifytest.Destination(t, y), t.TempDir(), nil)
 			err := n.Send(context.Background(), notification(activeEvent()))
 			var ne *notify.Error
 			if !errors.As(err, &ne) || !ne.Retryable || ne.RetryAfter != 15*time.Second || ne.Status != 429 {
@@ -297,29 +167,29 @@ func TestRateLimit(t *testing.T) {
 func TestErrorClassification(t *testing.T) {
 	tests := []struct {
 		name       string
-		reply      reply
+		reply      notifytest.Reply
 		retryable  bool
 		wantReason string
 	}{
-		{"404 unknown room", reply{status: 404, body: `{"message":"Could not find a room with provided ID.","errors":[{"description":"Could not find a room with provided ID."}],"trackingId":"ROUTER_1"}`}, false, "HTTP 404: Could not find a room with provided ID. (trackingId ROUTER_1)"},
-		{"401 bad token", reply{status: 401, body: `{"message":"The request requires a valid access token set in the Authorization request header.","errors":[{"description":"The request requires a valid access token set in the Authorization request header."}],"trackingId":"ROUTER_2"}`}, false, "HTTP 401: The request requires a valid access token"},
-		{"400 two reasons", reply{status: 400, body: `{"message":"Invalid request","errors":[{"description":"markdown is too long"}]}`}, false, "HTTP 400: Invalid request; markdown is too long"},
-		{"500", reply{status: 500, body: `{"message":"Internal Server Error","trackingId":"ROUTER_3"}`}, true, "HTTP 500: Internal Server Error (trackingId ROUTER_3)"},
-		{"502 html", reply{status: 502, body: "<html>bad gateway</html>"}, true, "HTTP 502: <html>bad gateway</html>"},
-		{"503 Retry-After", reply{status: 503, header: map[string]string{"Retry-After": "2"}}, true, "HTTP 503"},
+		{"404 unknown room", notifytest.Reply{Status: 404, Body: `{"message":"Could not find a room with provided ID.","errors":[{"description":"Could not find a room with provided ID."}],"trackingId":"ROUTER_1"}`}, false, "HTTP 404: Could not find a room with provided ID. (trackingId ROUTER_1)"},
+		{"401 bad token", notifytest.Reply{Status: 401, Body: `{"message":"The request requires a valid access token set in the Authorization request header.","errors":[{"description":"The request requires a valid access token set in the Authorization request header."}],"trackingId":"ROUTER_2"}`}, false, "HTTP 401: The request requires a valid access token"},
+		{"400 two reasons", notifytest.Reply{Status: 400, Body: `{"message":"Invalid request","errors":[{"description":"markdown is too long"}]}`}, false, "HTTP 400: Invalid request; markdown is too long"},
+		{"500", notifytest.Reply{Status: 500, Body: `{"message":"Internal Server Error","trackingId":"ROUTER_3"}`}, true, "HTTP 500: Internal Server Error (trackingId ROUTER_3)"},
+		{"502 html", notifytest.Reply{Status: 502, Body: "<html>bad gateway</html>"}, true, "HTTP 502: <html>bad gateway</html>"},
+		{"503 Retry-After", notifytest.Reply{Status: 503, Header: map[string]string{"Retry-After": "2"}}, true, "HTTP 503"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeWebex(t)
-			f.queue(tt.reply)
-			n := newNotifier(t, destination(t, botYAML(f)), t.TempDir(), nil)
+			f.Queue(tt.reply)
+			n := newNotifier(t, notifytest.Destination(t, botYAML(f)), t.TempDir(), nil)
 			err := n.Send(context.Background(), notification(activeEvent()))
 			var ne *notify.Error
 			if !errors.As(err, &ne) {
 				t.Fatalf("got %v, want *notify.Error", err)
 			}
-			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.status {
-				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.status, tt.wantReason)
+			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.Status {
+				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.Status, tt.wantReason)
 			}
 			if !strings.HasPrefix(ne.Reason, "webex POST "+f.URL+"/v1/messages: ") {
 				t.Errorf("reason %q does not name the endpoint", ne.Reason)
@@ -330,14 +200,14 @@ func TestErrorClassification(t *testing.T) {
 
 func TestLongMessageTruncated(t *testing.T) {
 	f := newFakeWebex(t)
-	n := newNotifier(t, destination(t, botYAML(f)), t.TempDir(), nil)
+	n := newNotifier(t, notifytest.Destination(t, botYAML(f)), t.TempDir(), nil)
 	ev := activeEvent()
 	ev.Description = strings.Repeat("Schnittstelle Gi1/0/1 ausgefallen — ünd *flapping* ", 400)
 	if err := n.Send(context.Background(), notification(ev)); err != nil {
 		t.Fatal(err)
 	}
 	var m message
-	if err := json.Unmarshal(f.all()[0].body, &m); err != nil {
+	if err := json.Unmarshal(f.Requests()[0].Body, &m); err != nil {
 		t.Fatal(err)
 	}
 	if len(m.Markdown) > MaxMarkdownBytes || !utf8.ValidString(m.Markdown) {
@@ -380,23 +250,9 @@ func TestTruncate(t *testing.T) {
 func TestSecretsNeverLeak(t *testing.T) {
 	dir := t.TempDir()
 	secrets := []string{"aDAwa1MzY3IzdA", botToken}
-	check := func(t *testing.T, err error, logs *logBuffer) {
+	check := func(t *testing.T, err error, logs *notifytest.Logs) {
 		t.Helper()
-		texts := []string{logs.String()}
-		if err != nil {
-			texts = append(texts, err.Error())
-			var ne *notify.Error
-			if errors.As(err, &ne) {
-				texts = append(texts, ne.Reason)
-			}
-		}
-		for _, txt := range texts {
-			for _, s := range secrets {
-				if strings.Contains(txt, s) {
-					t.Fatalf("error or log text leaks a secret") // deliberately not printing it
-				}
-			}
-		}
+		notifytest.NoSecrets(t, secrets, err, logs.String())
 	}
 	yamlFor := func(mode, base string) string {
 		if mode == "bot" {
@@ -407,8 +263,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	for _, mode := range []string{"webhook", "bot"} {
 		t.Run(mode+" success", func(t *testing.T) {
 			f := newFakeWebex(t)
-			logs := &logBuffer{}
-			n := newNotifier(t, destination(t, yamlFor(mode, f.URL)), dir, logs)
+			logs := &notifytest.Logs{}
+			n := newNotifier(t, notifytest.Destination(t, yamlFor(mode, f.URL)), dir, logs)
 			if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 				t.Fatal(err)
 			}
@@ -419,9 +275,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		})
 		t.Run(mode+" status error", func(t *testing.T) {
 			f := newFakeWebex(t)
-			f.queue(reply{status: 500, body: "boom"})
-			logs := &logBuffer{}
-			n := newNotifier(t, destination(t, yamlFor(mode, f.URL)), dir, logs)
+			f.Queue(notifytest.Reply{Status: 500, Body: "boom"})
+			logs := &notifytest.Logs{}
+			n := newNotifier(t, notifytest.Destination(t, yamlFor(mode, f.URL)), dir, logs)
 			err := n.Send(context.Background(), notification(activeEvent()))
 			if err == nil {
 				t.Fatal("expected an error")
@@ -429,32 +285,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 			check(t, err, logs)
 		})
 		t.Run(mode+" connection refused", func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			base := "http://" + ln.Addr().String()
-			_ = ln.Close()
-			logs := &logBuffer{}
-			n := newNotifier(t, destination(t, yamlFor(mode, base)), dir, logs)
-			err = n.Send(context.Background(), notification(activeEvent()))
+			base := notifytest.RefusedURL(t)
+			logs := &notifytest.Logs{}
+			n := newNotifier(t, notifytest.Destination(t, yamlFor(mode, base)), dir, logs)
+			err := n.Send(context.Background(), notification(activeEvent()))
 			if !notify.Retryable(err) {
 				t.Fatalf("got %v, want retryable", err)
 			}
 			check(t, err, logs)
 		})
 		t.Run(mode+" timeout", func(t *testing.T) {
-			done := make(chan struct{})
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				select {
-				case <-done:
-				case <-r.Context().Done():
-				}
-			}))
-			defer srv.Close()
-			defer close(done)
-			logs := &logBuffer{}
-			n := newNotifier(t, destination(t, yamlFor(mode, srv.URL)), dir, logs)
+			srv := notifytest.HangingServer(t)
+			logs := &notifytest.Logs{}
+			n := newNotifier(t, notifytest.Destination(t, yamlFor(mode, srv.URL)), dir, logs)
 			err := n.Send(context.Background(), notification(activeEvent()))
 			var ne *notify.Error
 			if !errors.As(err, &ne) || !ne.Retryable || !strings.Contains(ne.Reason, "timeout") {
@@ -470,11 +313,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 			"url: http://h" + hookPath + "\ntoken: " + botToken + "\n",
 			"token: \"" + botToken + " x\"\nroom_id: R\n",
 		} {
-			_, err := New(destination(t, "name: w\ntype: webex\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: w\ntype: webex\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			if err == nil {
 				t.Fatalf("%q: expected an error", y)
 			}
-			check(t, err, &logBuffer{})
+			check(t, err, &notifytest.Logs{})
 		}
 	})
 }
@@ -512,7 +355,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: w\ntype: webex\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: w\ntype: webex\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)
@@ -530,7 +373,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestDefaultAPIURL(t *testing.T) {
-	nf, err := New(destination(t, "name: w\ntype: webex\ntoken: t\nroom_id: R\n"), notify.Env{})
+	nf, err := New(notifytest.Destination(t, "name: w\ntype: webex\ntoken: t\nroom_id: R\n"), notify.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,30 +383,15 @@ func TestDefaultAPIURL(t *testing.T) {
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	closed := make(chan struct{}, 1)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, closed := notifytest.ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			select {
-			case closed <- struct{}{}:
-			default:
-			}
-		}
-	}
-	srv.Start()
-	defer srv.Close()
-	n := newNotifier(t, destination(t, "name: w\ntype: webex\nurl: "+srv.URL+hookPath+"\n"), t.TempDir(), nil)
+	n := newNotifier(t, notifytest.Destination(t, "name: w\ntype: webex\nurl: "+srv.URL+hookPath+"\n"), t.TempDir(), nil)
 	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("keep-alive connection still open after Close")
-	}
+	notifytest.WaitClosed(t, closed)
 }

@@ -7,15 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -32,6 +28,7 @@ type Notifier struct {
 	userAgent   string
 	s           *settings
 	target      string // method and redacted URL, for errors and logs
+	redactor    notify.Redactor
 	client      *http.Client
 	log         *slog.Logger
 	now         func() time.Time
@@ -48,41 +45,23 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	client := env.HTTPClient
-	if client == nil {
-		c, err := notify.NewHTTPClient(d, env.BaseDir)
-		if err != nil {
-			return nil, config.Errors{{File: env.ConfigFile, Line: d.Line, Msg: err.Error()}}
-		}
-		client = c
-	}
-	ua := env.UserAgent
-	if ua == "" {
-		ua = "nocbridge"
-	}
-	lg := env.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
+	deps, err := env.Deps(d)
+	if err != nil {
+		return nil, err
 	}
 	target := s.method + " " + notify.RedactURL(s.url)
 	return &Notifier{
 		name:        d.Name,
 		externalURL: env.ExternalURL,
-		userAgent:   ua,
+		userAgent:   deps.UserAgent,
 		s:           s,
 		target:      target,
-		client:      client,
-		log:         lg.With("url", notify.RedactURL(s.url)), // env.Logger already names the destination,
+		redactor:    notify.NewRedactor(3, urlSecrets(s.url)...), // very short strings would mangle unrelated text
+		client:      deps.Client,
+		log:         deps.Logger.With("url", notify.RedactURL(s.url)),
 		now:         time.Now,
 	}, nil
 }
-
-// maxErrorBody bounds how much of a failed response is read for the reason;
-// drainLimit how much more is read so the connection can be reused.
-const (
-	maxErrorBody = 4 << 10
-	drainLimit   = 256 << 10
-)
 
 // Send makes one attempt. The outbox retries; this only classifies.
 func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
@@ -94,7 +73,7 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	now := n.now()
 	req, err := http.NewRequestWithContext(ctx, n.s.method, n.s.url.String(), bytes.NewReader(body))
 	if err != nil {
-		return &notify.Error{Reason: fmt.Sprintf("%s: building request", n.target), Err: n.scrubErr(err)}
+		return &notify.Error{Reason: fmt.Sprintf("%s: building request", n.target), Err: n.redactor.Error(err)}
 	}
 	h := req.Header
 	for k, v := range n.s.headers {
@@ -116,59 +95,21 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	start := time.Now()
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return n.networkError(err)
+		return notify.NetworkError(n.target, err, n.redactor)
 	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-		_ = resp.Body.Close()
-	}()
+	defer notify.DrainAndClose(resp.Body)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		n.log.Debug("webhook delivered", "webhook_id", nt.ID, "status", resp.StatusCode, "duration", time.Since(start))
 		return nil
 	}
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	e := notify.StatusError(resp.StatusCode, bytes.TrimSpace(excerpt), notify.RetryAfterHeader(resp.Header, n.now()))
+	e := notify.StatusError(resp.StatusCode, bytes.TrimSpace(notify.ReadErrorBody(resp)), notify.RetryAfterHeader(resp.Header, n.now()))
 	e.Reason = n.target + ": " + e.Reason
 	return e
 }
 
-// networkError classifies a failure without a response. *url.Error prints
-// the full URL, which may hold a token, so only its cause is kept, and that
-// is scrubbed too.
-func (n *Notifier) networkError(err error) error {
-	cause := err
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		cause = ue.Err
-	}
-	what := "request failed"
-	var ne net.Error
-	switch {
-	case errors.Is(cause, context.Canceled):
-		what = "canceled"
-	case errors.Is(cause, context.DeadlineExceeded) || (errors.As(cause, &ne) && ne.Timeout()):
-		what = "timeout"
-	}
-	return &notify.Error{Retryable: true, Reason: fmt.Sprintf("%s: %s", n.target, what), Err: n.scrubErr(cause)}
-}
-
-// scrubbed hides URL secrets from an error's text while keeping the chain
-// for errors.Is (timeouts, cancellation).
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s *scrubbed) Error() string { return s.msg }
-func (s *scrubbed) Unwrap() error { return s.err }
-
-func (n *Notifier) scrubErr(err error) error {
-	return &scrubbed{msg: scrubURL(err.Error(), n.s.url), err: err}
-}
-
-// scrubURL replaces the parts of u that may be secret (userinfo, query,
-// fragment) wherever they appear in s.
-func scrubURL(s string, u *url.URL) string {
+// urlSecrets are the parts of u that may be secret: userinfo, query,
+// fragment.
+func urlSecrets(u *url.URL) []string {
 	var secrets []string
 	if u.User != nil {
 		secrets = append(secrets, u.User.String())
@@ -182,12 +123,7 @@ func scrubURL(s string, u *url.URL) string {
 	if u.Fragment != "" {
 		secrets = append(secrets, u.EscapedFragment())
 	}
-	for _, v := range secrets {
-		if len(v) >= 3 { // very short strings would mangle unrelated text
-			s = strings.ReplaceAll(s, v, "<redacted>")
-		}
-	}
-	return s
+	return secrets
 }
 
 func (n *Notifier) body(nt notify.Notification) ([]byte, error) {

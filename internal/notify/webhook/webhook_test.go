@@ -6,28 +6,22 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 	"github.com/nocbridge/nocbridge/internal/webhooksig"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	testSecret  = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -37,40 +31,6 @@ const (
 
 // attemptTime is the fixed clock of every attempt in these tests.
 var attemptTime = time.Unix(1763840005, 0)
-
-// destination parses one destination mapping as the config loader would,
-// filling the common keys the tests use.
-func destination(t *testing.T, src string) config.Destination {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatalf("parsing test YAML: %v", err)
-	}
-	n := doc.Content[0]
-	d := config.Destination{Node: n, Line: n.Line}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i].Value, n.Content[i+1]
-		switch k {
-		case "name":
-			d.Name = v.Value
-		case "type":
-			d.Type = v.Value
-		case "timeout":
-			dur, err := time.ParseDuration(v.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Timeout = config.Duration(dur)
-		case "proxy_url":
-			d.ProxyURL = v.Value
-		case "tls":
-			if err := v.Decode(&d.TLS); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return d
-}
 
 func activeEvent() event.Event {
 	return event.Event{
@@ -111,15 +71,6 @@ func newNotifier(t *testing.T, d config.Destination, dir string) *Notifier {
 	n := nf.(*Notifier)
 	n.now = func() time.Time { return attemptTime }
 	return n
-}
-
-func writeFile(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // recorder is an httptest server that keeps every request and answers with
@@ -165,23 +116,9 @@ func (r *recorder) last(t *testing.T) (*http.Request, []byte) {
 	return r.reqs[len(r.reqs)-1], r.bodies[len(r.bodies)-1]
 }
 
-// jsonEqual compares semantically: the golden files are indented, the wire
-// body compact.
-func jsonEqual(t *testing.T, got, want []byte) bool {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("body is not JSON: %v\n%s", err, got)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("golden is not JSON: %v", err)
-	}
-	return reflect.DeepEqual(g, w)
-}
-
 func TestGoldenDNAC(t *testing.T) {
 	srv := newRecorder(t, http.StatusNoContent)
-	n := newNotifier(t, destination(t, "name: itsm-hook\ntype: webhook\nurl: "+srv.URL+"/hooks/dnac\n"), t.TempDir())
+	n := newNotifier(t, notifytest.Destination(t, "name: itsm-hook\ntype: webhook\nurl: "+srv.URL+"/hooks/dnac\n"), t.TempDir())
 	for _, tt := range []struct {
 		golden string
 		ev     event.Event
@@ -197,24 +134,7 @@ func TestGoldenDNAC(t *testing.T) {
 			if bytes.Contains(body, []byte("\n")) {
 				t.Errorf("wire body should be compact JSON")
 			}
-			path := filepath.Join("testdata", tt.golden)
-			if *update {
-				var buf bytes.Buffer
-				if err := json.Indent(&buf, body, "", "  "); err != nil {
-					t.Fatal(err)
-				}
-				buf.WriteByte('\n')
-				if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("reading golden (run with -update to create): %v", err)
-			}
-			if !jsonEqual(t, body, want) {
-				t.Fatalf("body differs from %s:\n%s", path, body)
-			}
+			notifytest.GoldenJSON(t, tt.golden, body)
 		})
 	}
 }
@@ -223,7 +143,7 @@ func TestGoldenDNAC(t *testing.T) {
 // a typed receiver breaks if tags becomes an array or severity a string.
 func TestPayloadJSONTypes(t *testing.T) {
 	srv := newRecorder(t, http.StatusOK)
-	n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
+	n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
 	ev := activeEvent()
 	ev.Key = "GigabitEthernet1/0/1"
 	if err := n.Send(context.Background(), notification(ev, "h")); err != nil {
@@ -290,9 +210,9 @@ func jsonType(v any) string {
 
 func TestSendRequest(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "itsm-password", "s3cret-pw\n")
-	writeFile(t, dir, "signing", testSecret+"\n")
-	writeFile(t, dir, "token", "tok-123\n")
+	notifytest.WriteFile(t, dir, "itsm-password", "s3cret-pw\n")
+	notifytest.WriteFile(t, dir, "signing", testSecret+"\n")
+	notifytest.WriteFile(t, dir, "token", "tok-123\n")
 	tests := []struct {
 		name       string
 		yaml       string // after url
@@ -331,7 +251,7 @@ func TestSendRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newRecorder(t, http.StatusAccepted)
-			d := destination(t, "name: itsm-hook\ntype: webhook\nurl: "+srv.URL+"/hooks/dnac?tenant=7\n"+tt.yaml)
+			d := notifytest.Destination(t, "name: itsm-hook\ntype: webhook\nurl: "+srv.URL+"/hooks/dnac?tenant=7\n"+tt.yaml)
 			n := newNotifier(t, d, dir)
 			ev := activeEvent()
 			nt := notification(ev, "itsm-hook")
@@ -378,7 +298,7 @@ func TestSendRequest(t *testing.T) {
 
 func TestWebhookIDStableAcrossAttempts(t *testing.T) {
 	srv := newRecorder(t, http.StatusServiceUnavailable)
-	n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\nsecret: "+testSecret+"\n"), t.TempDir())
+	n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\nsecret: "+testSecret+"\n"), t.TempDir())
 	nt := notification(activeEvent(), "h")
 	for i := 1; i <= 2; i++ {
 		nt.Attempt = i
@@ -401,9 +321,9 @@ func TestWebhookIDStableAcrossAttempts(t *testing.T) {
 
 func TestTemplateFormat(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "itsm.tmpl", `{"summary": {{ json .Description }}, "severity": "{{ .Priority }}", "host": {{ json .Device.Name }}, "state": "{{ upper (print .Status) }}", "id": "{{ .WebhookID }}", "link": "{{ .AlertURL }}", "event": "{{ .DNAC.EventID }}"}`)
+	notifytest.WriteFile(t, dir, "itsm.tmpl", `{"summary": {{ json .Description }}, "severity": "{{ .Priority }}", "host": {{ json .Device.Name }}, "state": "{{ upper (print .Status) }}", "id": "{{ .WebhookID }}", "link": "{{ .AlertURL }}", "event": "{{ .DNAC.EventID }}"}`)
 	srv := newRecorder(t, http.StatusOK)
-	n := newNotifier(t, destination(t, "name: tpl\ntype: webhook\nurl: "+srv.URL+"\nformat: template\ntemplate_file: itsm.tmpl\n"), dir)
+	n := newNotifier(t, notifytest.Destination(t, "name: tpl\ntype: webhook\nurl: "+srv.URL+"\nformat: template\ntemplate_file: itsm.tmpl\n"), dir)
 	ev := activeEvent()
 	ev.Description = `core-sw1 "quoted"`
 	nt := notification(ev, "tpl")
@@ -428,7 +348,7 @@ func TestTLS(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	writeFile(t, dir, "ca.pem", string(ca))
+	notifytest.WriteFile(t, dir, "ca.pem", string(ca))
 
 	tests := []struct {
 		name    string
@@ -441,7 +361,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := newNotifier(t, destination(t, "name: tls\ntype: webhook\nurl: "+srv.URL+"/x\n"+tt.tls), dir)
+			n := newNotifier(t, notifytest.Destination(t, "name: tls\ntype: webhook\nurl: "+srv.URL+"/x\n"+tt.tls), dir)
 			err := n.Send(context.Background(), notification(activeEvent(), "tls"))
 			if tt.wantErr == "" {
 				if err != nil {
@@ -476,7 +396,7 @@ func TestProxy(t *testing.T) {
 	}))
 	defer proxy.Close()
 	proxyURL := strings.Replace(proxy.URL, "http://", "http://squid:pr0xy-pw@", 1)
-	d := destination(t, "name: via-proxy\ntype: webhook\nurl: http://itsm.example.com/hooks/dnac\nproxy_url: "+proxyURL+"\n")
+	d := notifytest.Destination(t, "name: via-proxy\ntype: webhook\nurl: http://itsm.example.com/hooks/dnac\nproxy_url: "+proxyURL+"\n")
 	n := newNotifier(t, d, t.TempDir())
 	if err := n.Send(context.Background(), notification(activeEvent(), "via-proxy")); err != nil {
 		t.Fatalf("Send through proxy: %v", err)
@@ -514,7 +434,7 @@ func TestEnvironmentProxyIgnored(t *testing.T) {
 	t.Setenv("http_proxy", proxy.URL)
 	t.Setenv("NO_PROXY", "")
 	srv := newRecorder(t, http.StatusNoContent)
-	n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
+	n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
 	if err := n.Send(context.Background(), notification(activeEvent(), "h")); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -535,7 +455,7 @@ func TestTimeoutIsRetryable(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	n := newNotifier(t, destination(t, "name: slow\ntype: webhook\nurl: "+srv.URL+"\ntimeout: 150ms\n"), t.TempDir())
+	n := newNotifier(t, notifytest.Destination(t, "name: slow\ntype: webhook\nurl: "+srv.URL+"\ntimeout: 150ms\n"), t.TempDir())
 	start := time.Now()
 	err := n.Send(context.Background(), notification(activeEvent(), "slow"))
 	var ne *notify.Error
@@ -552,7 +472,7 @@ func TestTimeoutIsRetryable(t *testing.T) {
 
 func TestCanceledContextIsRetryable(t *testing.T) {
 	srv := newRecorder(t, http.StatusOK)
-	n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
+	n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := n.Send(ctx, notification(activeEvent(), "h"))
@@ -590,7 +510,7 @@ func TestStatusClassification(t *testing.T) {
 			if tt.retryAfter != "" {
 				srv.header.Set("Retry-After", tt.retryAfter)
 			}
-			n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"/hook\n"), t.TempDir())
+			n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"/hook\n"), t.TempDir())
 			err := n.Send(context.Background(), notification(activeEvent(), "h"))
 			if tt.status < 300 {
 				if err != nil {
@@ -643,14 +563,14 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	t.Run("status error", func(t *testing.T) {
 		srv := newRecorder(t, 500)
 		srv.body = "internal"
-		n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+withSecrets(srv.URL)+"\n"+extra), dir)
+		n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+withSecrets(srv.URL)+"\n"+extra), dir)
 		check(t, n.Send(context.Background(), notification(activeEvent(), "h")))
 	})
 	t.Run("connection refused", func(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		u := srv.URL
 		srv.Close()
-		n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+withSecrets(u)+"\n"+extra), dir)
+		n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+withSecrets(u)+"\n"+extra), dir)
 		err := n.Send(context.Background(), notification(activeEvent(), "h"))
 		check(t, err)
 		if !notify.Retryable(err) {
@@ -658,29 +578,21 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		done := make(chan struct{})
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-done:
-			case <-r.Context().Done():
-			}
-		}))
-		defer srv.Close()
-		defer close(done)
-		n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+withSecrets(srv.URL)+"\ntimeout: 100ms\n"+extra), dir)
+		srv := notifytest.HangingServer(t)
+		n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+withSecrets(srv.URL)+"\ntimeout: 100ms\n"+extra), dir)
 		check(t, n.Send(context.Background(), notification(activeEvent(), "h")))
 	})
 	t.Run("config error", func(t *testing.T) {
-		_, err := New(destination(t, "name: h\ntype: webhook\nurl: ftp://user:urlpass99@host/x?token=qtoken77\nbearer_token: bearer-xyz-55\nsecret: MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+		_, err := New(notifytest.Destination(t, "name: h\ntype: webhook\nurl: ftp://user:urlpass99@host/x?token=qtoken77\nbearer_token: bearer-xyz-55\nsecret: MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 		check(t, err)
 	})
 }
 
 func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "broken.tmpl", "{\n  \"a\": {{ .Name }\n}\n")
-	writeFile(t, dir, "missing-field.tmpl", `{"a": "{{ .NoSuchField }}"}`)
-	writeFile(t, dir, "plain-secret", "not-a-whsec\n")
+	notifytest.WriteFile(t, dir, "broken.tmpl", "{\n  \"a\": {{ .Name }\n}\n")
+	notifytest.WriteFile(t, dir, "missing-field.tmpl", `{"a": "{{ .NoSuchField }}"}`)
+	notifytest.WriteFile(t, dir, "plain-secret", "not-a-whsec\n")
 	tests := []struct {
 		name string
 		yaml string
@@ -716,7 +628,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(destination(t, "name: h\ntype: webhook\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			_, err := New(notifytest.Destination(t, "name: h\ntype: webhook\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("got %v (%T), want config.Errors", err, err)
@@ -735,13 +647,13 @@ func TestConfigErrors(t *testing.T) {
 
 func TestValidConfigs(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "ok.tmpl", `{"text": {{ json .Description }}}`)
+	notifytest.WriteFile(t, dir, "ok.tmpl", `{"text": {{ json .Description }}}`)
 	for _, y := range []string{
 		"url: https://itsm.example.com/hooks/dnac\n",
 		"url: http://h/\ntimeout: 5s\nretry: {initial: 1s}\nrate_limit: 2\nformat: dnac\n",
 		"url: http://h/\nformat: template\ntemplate_file: ok.tmpl\nheaders: {Authorization: Token abc}\n",
 	} {
-		if _, err := New(destination(t, "name: h\ntype: webhook\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir}); err != nil {
+		if _, err := New(notifytest.Destination(t, "name: h\ntype: webhook\n"+y), notify.Env{ConfigFile: "c.yaml", BaseDir: dir}); err != nil {
 			t.Errorf("%q: %v", y, err)
 		}
 	}
@@ -759,16 +671,12 @@ func TestCloseDropsIdleConnections(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	n := newNotifier(t, destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
+	n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
 	if err := n.Send(context.Background(), notification(activeEvent(), "h")); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("keep-alive connection still open after Close")
-	}
+	notifytest.WaitClosed(t, closed)
 }
