@@ -93,7 +93,8 @@ func (o *Outbox) scheduleLocked(l *lane, due time.Time) {
 }
 
 // Run delivers until ctx is done and returns nil then. Attempts under way
-// are abandoned (their items stay queued) and waited for.
+// get stopGrace to finish, then are abandoned (their items stay queued),
+// and are waited for.
 func (o *Outbox) Run(ctx context.Context) error {
 	o.mu.Lock()
 	if o.running {
@@ -128,6 +129,21 @@ func (o *Outbox) Run(ctx context.Context) error {
 		case <-o.wake:
 		case <-due:
 		}
+	}
+}
+
+// stopGrace is how long an attempt under way when Run stops may still
+// take. Its request may already have reached the receiver: cutting it short
+// would deliver the notification again after a restart.
+const stopGrace = time.Second
+
+// withStopGrace returns a context that ends grace after parent does.
+func withStopGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() { time.AfterFunc(grace, cancel) })
+	return ctx, func() {
+		stop()
+		cancel()
 	}
 }
 
@@ -198,11 +214,13 @@ func (o *Outbox) attempt(ctx context.Context, j job) {
 			return
 		}
 	}
-	actx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
+	sendCtx, endGrace := withStopGrace(ctx, stopGrace)
+	actx, cancel := context.WithTimeout(sendCtx, j.cfg.Timeout)
 	start := time.Now()
 	err := j.cfg.Notifier.Send(actx, notify.Notification{ID: it.id, Event: it.ev, Attempt: j.n})
 	took := time.Since(start)
 	cancel()
+	endGrace()
 	if err != nil && ctx.Err() != nil {
 		o.abandon(j) // stopping: not the receiver's failure
 		return

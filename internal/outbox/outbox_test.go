@@ -712,3 +712,52 @@ func TestDeliveryOfReenqueuedNotificationClearsItsDeadLetter(t *testing.T) {
 		t.Fatalf("dead letters after the same notification was delivered: %+v %v", dls, err)
 	}
 }
+
+// answerLate answers its first Send only once release is closed.
+type answerLate struct {
+	sending chan struct{} // closed when the first Send starts
+	release chan struct{}
+	once    sync.Once
+	fake    *fakeNotifier
+}
+
+func (a *answerLate) Send(ctx context.Context, n notify.Notification) error {
+	first := false
+	a.once.Do(func() { first = true; close(a.sending) })
+	if first {
+		select {
+		case <-a.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return a.fake.Send(ctx, n)
+}
+
+// TestStopLetsAnAttemptUnderWayFinish: a request on the wire when Run stops
+// is answered within stopGrace; its delivery is recorded, so a restart does
+// not send the notification again.
+func TestStopLetsAnAttemptUnderWayFinish(t *testing.T) {
+	f := newFixture(t)
+	late := &answerLate{sending: make(chan struct{}), release: make(chan struct{}), fake: newFake(nil)}
+	f.ob.SetDestinations([]Destination{dest("hook", late)})
+	e := ev("inst-1", event.StatusActive, 0)
+	f.enqueue(Item{Destination: "hook", Event: e})
+	f.run()
+	<-late.sending
+	go func() {
+		time.Sleep(stopGrace / 4)
+		close(late.release)
+	}()
+	f.stopRun()
+	if p := f.ob.Pending()["hook"]; p != 0 {
+		t.Fatalf("pending %d after stopping; the answered attempt must count as delivered", p)
+	}
+	if r := f.ob.Recent("hook"); len(r) != 1 || r[0].Result != ResultDelivered {
+		t.Errorf("attempts %+v; want one delivered", r)
+	}
+	f.restart()
+	if p := f.ob.Pending()["hook"]; p != 0 {
+		t.Errorf("%d pending after the restart; the delivered notification would go again", p)
+	}
+}
