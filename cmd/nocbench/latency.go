@@ -48,7 +48,7 @@ func runLatency(ctx context.Context, args []string) error {
 	maxP99 := fs.Duration("max-p99", 10*time.Millisecond, "fail when the 99th percentile latency is above this")
 	rulesFile := fs.String("rules", "rules/network-interfaces.yaml", "rule file holding "+latencyEventID+" (relative to the working directory)")
 	drain := fs.Duration("drain", 30*time.Second, "after the last trap, how long to wait for missing alerts")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sending phase to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (sending and waiting for the last alerts) to this file")
 	logFile := fs.String("log", "", "write the daemon's log (info and up, JSON) to this file; warnings always go to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -119,16 +119,16 @@ func runLatency(ctx context.Context, args []string) error {
 
 	fmt.Printf("latency: %d linkDown traps (one new alert each) at %d/s for %v → daemon (fsync on every write) → webhook on a loopback receiver (204); GOMAXPROCS %d\n",
 		count, *rate, *duration, runtime.GOMAXPROCS(0))
+	stopProfile := func() {}
 	if *cpuProfile != "" {
-		stopProfile, err := latencyStartProfile(*cpuProfile)
-		if err != nil {
+		if stopProfile, err = latencyStartProfile(*cpuProfile); err != nil {
 			return err
 		}
-		defer stopProfile()
 	}
 	cpu0, wall0 := trapSelfCPU(), time.Now()
 	sentAt, err := latencySend(ctx, fmt.Sprintf("127.0.0.1:%d", trapPort), pkts, *rate)
 	if err != nil {
+		stopProfile()
 		return err
 	}
 	sendTook := time.Since(wall0)
@@ -137,6 +137,7 @@ func runLatency(ctx context.Context, args []string) error {
 		fmt.Printf("  waited %v after the last trap; alerts still missing\n", *drain)
 	}
 	cpu, wall := trapSelfCPU()-cpu0, time.Since(wall0)
+	stopProfile()
 
 	res := rcv.results(sentAt)
 	received, dropped := latencyTrapCounts(d)

@@ -8,6 +8,15 @@
 // unsent event is dispatched again at start; it carries the same instance id
 // and timestamp, so its webhook-id is the same and the outbox (and receivers)
 // drop the duplicate.
+//
+// Throughput: while Run runs, observations queue and are applied in batches.
+// A batch's transitions are stored in one journal write (journal.go), then
+// dispatched concurrently, so that the outbox stores them in one group
+// commit: an alert waits for two fsyncs shared by its batch, where it used
+// to wait for three of its own plus those of every alert queued before it.
+// The "sent" marks are written behind (behind.go). A batch holds at most one transition per
+// instance, and the next batch starts only once the previous one is
+// dispatched, which keeps each alert's notifications in order.
 package alert
 
 import (
@@ -15,6 +24,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -87,8 +97,51 @@ type Manager struct {
 	set       *rules.Set
 	devices   map[string]rules.Device
 	wake      chan struct{}
+	// staged are the transitions applied in memory and not yet committed.
+	staged []*transition
+	// rev numbers the committed batches; stored records carry it.
+	rev uint64
 
-	active *prometheus.GaugeVec
+	// While Run runs, Observe hands observations to it through inbox;
+	// senders counts the Observe calls doing so, which Run waits out
+	// (senderLeft) before it returns. Run holds drainMu while it applies
+	// what was queued before it stopped, and an Observe applying its
+	// observation itself takes it too, so it cannot overtake them.
+	qmu        sync.Mutex
+	running    bool
+	senders    int
+	inbox      chan rules.Observation
+	senderLeft chan struct{}
+	drainMu    sync.Mutex
+
+	behind *writeBehind
+
+	activeDesc *prometheus.Desc
+}
+
+const (
+	// storeTimeout bounds a written-behind store write, which no caller's
+	// context covers, and the work Run finishes after it is stopped.
+	storeTimeout = 30 * time.Second
+	// maxBatch bounds the observations applied in one batch, and the inbox.
+	maxBatch = 1024
+	// maxConcurrentDispatches bounds the transitions dispatched at once,
+	// so a restart with many unsent transitions does not flood the outbox.
+	maxConcurrentDispatches = 256
+)
+
+// transition is a state change applied in memory, waiting to be stored
+// with its event as unsent and handed to the dispatcher.
+type transition struct {
+	k  string
+	in *Instance // nil for a one-shot event, which is not stored
+	ev event.Event
+	// resolveTo is where a resolve goes: the active's destinations.
+	resolveTo []string
+
+	record  []byte   // the instance as journaled
+	targets []string // the dispatcher's answer
+	err     error
 }
 
 // New loads the persisted instances.
@@ -102,12 +155,13 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 	m := &Manager{
 		store: store, dispatcher: d, log: opts.Logger, now: opts.Now,
 		instances: map[string]*Instance{}, wake: make(chan struct{}, 1),
-		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "nocbridge_alerts_active", Help: "Alert instances currently firing, by event id.",
-		}, []string{"event_id"}),
+		inbox: make(chan rules.Observation, maxBatch), senderLeft: make(chan struct{}, 1),
+		activeDesc: prometheus.NewDesc("nocbridge_alerts_active",
+			"Alert instances currently firing, by event id.", []string{"event_id"}, nil),
 	}
+	m.behind = newWriteBehind(store, m.log)
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(m.active); err != nil {
+		if err := opts.Registerer.Register(activeCollector{m}); err != nil {
 			return nil, fmt.Errorf("alert metrics: %w", err)
 		}
 	}
@@ -115,16 +169,24 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 	if err != nil {
 		return nil, fmt.Errorf("loading alert state: %w", err)
 	}
-	for k, v := range stored {
-		var in Instance
-		if err := json.Unmarshal(v, &in); err != nil {
-			// A corrupt record must not stop the daemon; it is dropped loudly.
-			m.log.Error("dropping unreadable alert state record", "key", k, "err", err)
-			continue
-		}
-		m.instances[k] = &in
+	st := mergeStored(stored)
+	for _, err := range st.bad {
+		// A corrupt record must not stop the daemon; it is dropped loudly.
+		m.log.Error("dropping unreadable alert state", "err", err)
 	}
-	m.updateGauge()
+	m.instances, m.rev = st.instances, st.rev
+	// Move what only the journal holds to the instances' own keys, then
+	// retire the journal entries, in that order.
+	for k, r := range st.fromJournal {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("encoding alert state: %w", err)
+		}
+		m.behind.put(k, b, r.EventID, r.Device.Name)
+	}
+	for _, k := range st.journals {
+		m.behind.put(k, nil, "", "")
+	}
 	return m, nil
 }
 
@@ -146,13 +208,11 @@ func (m *Manager) SetRules(ctx context.Context, set *rules.Set, devices []rules.
 	for _, d := range devices {
 		m.devices[d.Name] = d
 	}
-	var firstErr error
+	var errs []error
 	for _, k := range m.sortedKeys() {
 		in := m.instances[k]
 		if in.Unsent != nil {
-			if err := m.dispatch(ctx, k, in, *in.Unsent); err != nil && firstErr == nil {
-				firstErr = err
-			}
+			m.stage(k, in, *in.Unsent)
 			continue
 		}
 		r := set.ByEventID(in.EventID)
@@ -161,16 +221,17 @@ func (m *Manager) SetRules(ctx context.Context, set *rules.Set, devices []rules.
 			continue
 		}
 		if in.State == StatePending {
-			m.forget(ctx, k)
+			m.forget(k)
 			continue
 		}
 		m.log.Info("resolving alert whose rule or device was removed", "event_id", in.EventID, "device", in.Device.Name, "key", in.Key)
-		if err := m.resolve(ctx, k, in, m.now()); err != nil && firstErr == nil {
-			firstErr = err
+		if err := m.resolve(k, in, m.now()); err != nil {
+			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, m.commit(ctx))
 	m.poke()
-	return firstErr
+	return errors.Join(errs...)
 }
 
 func (m *Manager) sortedKeys() []string {
@@ -183,28 +244,81 @@ func (m *Manager) sortedKeys() []string {
 }
 
 // Observe evaluates an observation and applies the resulting transitions.
+// While Run runs, it queues the observation for Run (waiting while the
+// queue is full) and returns; Run logs what fails, and a transition that
+// could not be dispatched stays unsent in the store. Otherwise Observe
+// applies it at once and returns the failure.
 func (m *Manager) Observe(ctx context.Context, obs rules.Observation) error {
+	m.qmu.Lock()
+	if !m.running {
+		m.qmu.Unlock()
+		m.drainMu.Lock()
+		defer m.drainMu.Unlock()
+		_, err := m.observe(ctx, []rules.Observation{obs})
+		return err
+	}
+	m.senders++
+	m.qmu.Unlock()
+	defer func() {
+		m.qmu.Lock()
+		m.senders--
+		m.qmu.Unlock()
+		select {
+		case m.senderLeft <- struct{}{}:
+		default:
+		}
+	}()
+	select {
+	case m.inbox <- obs:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// observe applies observations in order and commits their transitions as
+// one batch. It stops before an observation that concerns an instance
+// already changed in this batch and returns it and the rest: their turn
+// comes once this batch is dispatched. The first observation is always
+// applied, so every call makes progress.
+func (m *Manager) observe(ctx context.Context, batch []rules.Observation) (rest []rules.Observation, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	conds, errs := m.set.Evaluate(obs)
-	for _, err := range errs {
-		m.log.Warn("rule evaluation failed", "err", err)
-	}
-	var firstErr error
-	for _, c := range conds {
-		if err := m.apply(ctx, c); err != nil {
-			m.log.Error("alert transition failed", "event_id", c.Rule.EventID, "device", c.Device.Name, "err", err)
-			if firstErr == nil {
-				firstErr = err
+	changed := map[string]bool{}
+	var errs []error
+	for i, obs := range batch {
+		conds, evalErrs := m.set.Evaluate(obs)
+		keys := make([]string, len(conds))
+		for j, c := range conds {
+			keys[j] = instanceKey(c.Rule.EventID, c.Device.Name, c.Key)
+			if i > 0 && changed[keys[j]] {
+				rest = batch[i:]
+				break
+			}
+		}
+		if rest != nil {
+			break // evaluated again, and its failures logged, in the next batch
+		}
+		for _, err := range evalErrs {
+			m.log.Warn("rule evaluation failed", "err", err)
+		}
+		for j, c := range conds {
+			staged := len(m.staged)
+			if err := m.apply(keys[j], c); err != nil {
+				m.log.Error("alert transition failed", "event_id", c.Rule.EventID, "device", c.Device.Name, "err", err)
+				errs = append(errs, err)
+			}
+			if len(m.staged) > staged {
+				changed[keys[j]] = true
 			}
 		}
 	}
-	return firstErr
+	errs = append(errs, m.commit(ctx))
+	return rest, errors.Join(errs...)
 }
 
-func (m *Manager) apply(ctx context.Context, c rules.Condition) error {
+func (m *Manager) apply(k string, c rules.Condition) error {
 	r := c.Rule
-	k := instanceKey(r.EventID, c.Device.Name, c.Key)
 	in := m.instances[k]
 	switch {
 	case r.Kind == rules.KindEvent:
@@ -215,17 +329,17 @@ func (m *Manager) apply(ctx context.Context, c rules.Condition) error {
 		if err != nil {
 			return err
 		}
-		_, err = m.dispatcher.Dispatch(ctx, ev, nil)
-		return err
+		m.staged = append(m.staged, &transition{k: k, ev: ev})
+		return nil
 	case r.Source == rules.SourceTrap:
 		// Trap rules fire on the raising trap and resolve on the matching one.
 		if c.Resolve && in != nil && in.State == StateFiring {
-			return m.resolve(ctx, k, in, c.Time)
+			return m.resolve(k, in, c.Time)
 		}
 		if c.Firing && in == nil {
 			in = &Instance{EventID: r.EventID, Device: c.Device, Key: c.Key, State: StatePending, Since: c.Time}
 			m.instances[k] = in
-			return m.fire(ctx, k, in, c, c.Time)
+			return m.fire(k, in, c, c.Time)
 		}
 		return nil
 	}
@@ -245,7 +359,7 @@ func (m *Manager) apply(ctx context.Context, c rules.Condition) error {
 			return nil
 		}
 		if c.Time.Sub(in.Since) >= r.For {
-			return m.fire(ctx, k, in, c, c.Time)
+			return m.fire(k, in, c, c.Time)
 		}
 		m.poke()
 	case StateFiring:
@@ -253,11 +367,11 @@ func (m *Manager) apply(ctx context.Context, c rules.Condition) error {
 		case c.Clear && in.Clearing.IsZero():
 			in.Clearing = c.Time
 			if r.ClearFor == 0 {
-				return m.resolve(ctx, k, in, c.Time)
+				return m.resolve(k, in, c.Time)
 			}
 			m.poke()
 		case c.Clear && c.Time.Sub(in.Clearing) >= r.ClearFor:
-			return m.resolve(ctx, k, in, c.Time)
+			return m.resolve(k, in, c.Time)
 		case !c.Clear:
 			in.Clearing = time.Time{}
 		}
@@ -279,7 +393,7 @@ func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, 
 	}, nil
 }
 
-func (m *Manager) fire(ctx context.Context, k string, in *Instance, c rules.Condition, at time.Time) error {
+func (m *Manager) fire(k string, in *Instance, c rules.Condition, at time.Time) error {
 	ev, err := m.newEvent(c.Rule, c, uuid.NewString(), at)
 	if err != nil {
 		return err
@@ -289,73 +403,202 @@ func (m *Manager) fire(ctx context.Context, k string, in *Instance, c rules.Cond
 	in.Clearing = time.Time{}
 	in.Event = &ev
 	m.log.Info("alert firing", "event_id", ev.EventID, "device", ev.Device.Name, "key", ev.Key, "instance_id", ev.InstanceID)
-	return m.dispatch(ctx, k, in, ev)
+	m.stage(k, in, ev)
+	return nil
 }
 
-func (m *Manager) resolve(ctx context.Context, k string, in *Instance, at time.Time) error {
+func (m *Manager) resolve(k string, in *Instance, at time.Time) error {
 	if in.Event == nil {
-		m.forget(ctx, k)
+		m.forget(k)
 		return nil
 	}
 	ev := *in.Event
 	ev.Status = event.StatusResolved
 	ev.Timestamp = at.UTC()
 	m.log.Info("alert resolved", "event_id", ev.EventID, "device", ev.Device.Name, "key", ev.Key, "instance_id", ev.InstanceID)
-	return m.dispatch(ctx, k, in, ev)
-}
-
-// dispatch persists the transition, hands it to the dispatcher, then records
-// that it was handed over (or forgets the instance after its resolve).
-func (m *Manager) dispatch(ctx context.Context, k string, in *Instance, ev event.Event) error {
-	in.Unsent = &ev
-	if err := m.persist(ctx, k, in); err != nil {
-		return err
-	}
-	var resolveTo []string
-	if ev.Status == event.StatusResolved {
-		resolveTo = in.ResolveTo
-	}
-	targets, err := m.dispatcher.Dispatch(ctx, ev, resolveTo)
-	if err != nil {
-		// Stays unsent in the store: dispatched again at the next start or reload.
-		return fmt.Errorf("dispatching %s for %s: %w", ev.EventID, ev.Device.Name, err)
-	}
-	in.Unsent = nil
-	if ev.Status == event.StatusResolved {
-		m.forget(ctx, k)
-		return nil
-	}
-	in.ResolveTo = targets
-	err = m.persist(ctx, k, in)
-	m.updateGauge()
-	return err
-}
-
-func (m *Manager) persist(ctx context.Context, k string, in *Instance) error {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return fmt.Errorf("encoding alert state: %w", err)
-	}
-	if err := m.store.Put(ctx, k, b); err != nil {
-		return fmt.Errorf("storing alert state for %s on %s: %w", in.EventID, in.Device.Name, err)
-	}
+	m.stage(k, in, ev)
 	return nil
 }
 
-func (m *Manager) forget(ctx context.Context, k string) {
-	delete(m.instances, k)
-	if err := m.store.Delete(ctx, k); err != nil {
-		m.log.Error("deleting alert state", "key", k, "err", err)
+// stage records ev as the instance's unsent transition, to be stored and
+// dispatched by the next commit.
+func (m *Manager) stage(k string, in *Instance, ev event.Event) {
+	in.Unsent = &ev
+	t := &transition{k: k, in: in, ev: ev}
+	if ev.Status == event.StatusResolved {
+		t.resolveTo = in.ResolveTo
 	}
-	m.updateGauge()
+	m.staged = append(m.staged, t)
 }
 
-func (m *Manager) updateGauge() {
-	m.active.Reset()
+// commit stores the staged transitions in one journal write, dispatches
+// them concurrently, then queues the instances' own records and the
+// journal's deletion behind. A transition that fails stays unsent, in the
+// store if it got there: dispatched again at the next start or reload.
+func (m *Manager) commit(ctx context.Context) error {
+	ts := m.staged
+	m.staged = nil
+	if len(ts) == 0 {
+		return nil
+	}
+	m.rev++
+	rev := m.rev
+	journal, err := m.save(ctx, rev, ts)
+	for _, t := range ts {
+		if t.in != nil && t.err == nil && err != nil {
+			t.err = err
+		}
+	}
+	m.dispatchAll(ctx, ts)
+
+	var errs []error
+	for _, t := range ts {
+		if t.err != nil {
+			m.log.Error("alert transition failed", "event_id", t.ev.EventID, "device", t.ev.Device.Name,
+				"key", t.ev.Key, "status", t.ev.Status, "err", t.err)
+			errs = append(errs, t.err)
+			if t.record != nil && journal != nil {
+				// Journaled, not dispatched: keep it unsent past the
+				// journal entry's deletion.
+				m.behind.put(t.k, t.record, t.in.EventID, t.in.Device.Name)
+			}
+			continue
+		}
+		if t.in == nil {
+			continue // a one-shot event leaves no state
+		}
+		t.in.Unsent = nil
+		if t.ev.Status == event.StatusResolved {
+			if m.instances[t.k] == t.in {
+				m.forget(t.k)
+			}
+			continue
+		}
+		t.in.ResolveTo = t.targets
+		if err := m.persistBehind(t.k, t.in, rev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, k := range journal {
+		m.behind.put(k, nil, "", "")
+	}
+	return errors.Join(errs...)
+}
+
+// save stores the transitions' instances, with their events unsent, in one
+// store write: a journal entry (more if large), whose keys it returns. A
+// lone transition goes straight to its instance's key instead, which spares
+// the journal entry's deletion, unless a write of that key is still queued
+// behind and could land after it. A transition whose instance cannot be
+// encoded fails alone.
+func (m *Manager) save(ctx context.Context, rev uint64, ts []*transition) ([]string, error) {
+	records := map[string][]byte{}
+	var lone *transition
+	for _, t := range ts {
+		if t.in == nil {
+			continue
+		}
+		b, err := json.Marshal(record{Instance: *t.in, Rev: rev})
+		if err != nil {
+			t.err = fmt.Errorf("encoding alert state for %s on %s: %w", t.ev.EventID, t.ev.Device.Name, err)
+			continue
+		}
+		t.record = b
+		records[t.k] = b
+		lone = t
+	}
+	switch {
+	case len(records) == 0:
+		return nil, nil
+	case len(records) == 1 && !m.behind.queued(lone.k):
+		if err := m.store.Put(ctx, lone.k, lone.record); err != nil {
+			return nil, fmt.Errorf("storing alert state for %s on %s: %w", lone.ev.EventID, lone.ev.Device.Name, err)
+		}
+		return nil, nil
+	}
+	entries := journalEntries(rev, records)
+	keys := make([]string, 0, len(entries))
+	for k, v := range entries {
+		if err := m.store.Put(ctx, k, v); err != nil {
+			// The keys written so far are retired too: their batch is
+			// not dispatched.
+			for _, done := range keys {
+				m.behind.put(done, nil, "", "")
+			}
+			return nil, fmt.Errorf("storing %d alert transition(s): %w", len(records), err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// dispatchAll hands the transitions that are stored (or need no storing)
+// to the dispatcher, concurrently.
+func (m *Manager) dispatchAll(ctx context.Context, ts []*transition) {
+	if len(ts) == 1 {
+		m.dispatch(ctx, ts[0]) // the common case at low rates needs no goroutine
+		return
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxConcurrentDispatches)
+	for _, t := range ts {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			m.dispatch(ctx, t)
+		})
+	}
+	wg.Wait()
+}
+
+func (m *Manager) dispatch(ctx context.Context, t *transition) {
+	if t.err != nil {
+		return
+	}
+	targets, err := m.dispatcher.Dispatch(ctx, t.ev, t.resolveTo)
+	if err != nil {
+		t.err = fmt.Errorf("dispatching %s for %s: %w", t.ev.EventID, t.ev.Device.Name, err)
+		return
+	}
+	t.targets = targets
+}
+
+// persistBehind stores the instance's current state, written behind.
+func (m *Manager) persistBehind(k string, in *Instance, rev uint64) error {
+	b, err := json.Marshal(record{Instance: *in, Rev: rev})
+	if err != nil {
+		return fmt.Errorf("encoding alert state: %w", err)
+	}
+	m.behind.put(k, b, in.EventID, in.Device.Name)
+	return nil
+}
+
+// forget drops the instance; the deletion is written behind.
+func (m *Manager) forget(k string) {
+	if in := m.instances[k]; in != nil {
+		delete(m.instances, k)
+		m.behind.put(k, nil, in.EventID, in.Device.Name)
+	}
+}
+
+// activeCollector counts firing instances at scrape time, so the gauge costs
+// nothing per transition and never drifts from the state.
+type activeCollector struct{ m *Manager }
+
+func (c activeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.activeDesc }
+
+func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	m.mu.Lock()
+	firing := map[string]int{}
 	for _, in := range m.instances {
 		if in.State == StateFiring {
-			m.active.WithLabelValues(in.EventID).Inc()
+			firing[in.EventID]++
 		}
+	}
+	m.mu.Unlock()
+	for id, n := range firing {
+		ch <- prometheus.MustNewConstMetric(m.activeDesc, prometheus.GaugeValue, float64(n), id)
 	}
 }
 
@@ -366,11 +609,23 @@ func (m *Manager) poke() {
 	}
 }
 
-// Run fires pending alerts whose `for` has elapsed and resolves clearing
-// ones whose `clear_for` has, at the moment they elapse rather than at the
-// next observation, so notification latency does not depend on the probe
-// interval.
+// Run applies queued observations in batches, and fires pending alerts
+// whose `for` has elapsed and resolves clearing ones whose `clear_for` has,
+// at the moment they elapse rather than at the next observation, so
+// notification latency does not depend on the probe interval. When ctx ends
+// it applies what was queued, waits for the written-behind store writes and
+// returns nil.
 func (m *Manager) Run(ctx context.Context) error {
+	m.qmu.Lock()
+	if m.running {
+		m.qmu.Unlock()
+		return errors.New("alert manager: already running")
+	}
+	m.running = true
+	m.qmu.Unlock()
+	defer m.behind.drain()
+	defer m.stopQueue(ctx)
+
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -380,11 +635,69 @@ func (m *Manager) Run(ctx context.Context) error {
 			d = max(next.Sub(m.now()), 0)
 		}
 		timer.Reset(d)
+		if !m.serve(ctx, timer) {
+			return nil
+		}
+	}
+}
+
+// serve applies queued observations until a deadline may be due (true) or
+// ctx ends (false).
+func (m *Manager) serve(ctx context.Context, timer *time.Timer) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
+		case obs := <-m.inbox:
+			m.applyQueued(ctx, obs)
 		case <-m.wake:
+			return true
 		case <-timer.C:
+			return true
+		}
+	}
+}
+
+// applyQueued applies first and whatever else is queued by now, in as few
+// batches as per-instance order allows. Failures are logged by observe.
+func (m *Manager) applyQueued(ctx context.Context, first rules.Observation) {
+	batch := []rules.Observation{first}
+more:
+	for len(batch) < maxBatch {
+		select {
+		case obs := <-m.inbox:
+			batch = append(batch, obs)
+		default:
+			break more
+		}
+	}
+	for len(batch) > 0 {
+		batch, _ = m.observe(ctx, batch)
+	}
+}
+
+// stopQueue makes Observe apply observations itself again, then applies
+// those queued before, including any an Observe call is still handing over.
+// They were accepted, so they are applied even though ctx has ended.
+func (m *Manager) stopQueue(ctx context.Context) {
+	m.drainMu.Lock()
+	defer m.drainMu.Unlock()
+	m.qmu.Lock()
+	m.running = false
+	m.qmu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	for {
+		m.qmu.Lock()
+		idle := m.senders == 0
+		m.qmu.Unlock()
+		if idle && len(m.inbox) == 0 {
+			return
+		}
+		select {
+		case obs := <-m.inbox:
+			m.applyQueued(ctx, obs)
+		case <-m.senderLeft:
 		}
 	}
 }
@@ -414,7 +727,7 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 				continue
 			}
 			c := rules.Condition{Rule: r, Device: in.Device, Key: in.Key, Time: due, Firing: true, Value: in.Value}
-			if err := m.fire(ctx, k, in, c, due); err != nil {
+			if err := m.fire(k, in, c, due); err != nil {
 				m.log.Error("firing alert", "event_id", in.EventID, "device", in.Device.Name, "err", err)
 			}
 		case in.State == StateFiring && !in.Clearing.IsZero():
@@ -423,11 +736,12 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 				consider(due)
 				continue
 			}
-			if err := m.resolve(ctx, k, in, due); err != nil {
+			if err := m.resolve(k, in, due); err != nil {
 				m.log.Error("resolving alert", "event_id", in.EventID, "device", in.Device.Name, "err", err)
 			}
 		}
 	}
+	_ = m.commit(ctx) // failures are logged; they stay unsent in the store
 	return next
 }
 
