@@ -12,9 +12,10 @@ import (
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 )
 
-// TestHighCPUFromSnmpdFiresAndResolves drives the shipped High CPU rule's
-// logic (shorter hold times) with a real snmpd reporting a Cisco CPU of 95,
-// then 20 after a restart: active, then resolved with the same instanceId.
+// TestHighCPUFromSnmpdFiresAndResolves drives the shipped High CPU and
+// restart rules' logic (shorter hold times) with a real snmpd reporting a
+// Cisco CPU of 95, then 20 after a restart: active, then a restart event
+// (sysUpTime went backwards) and the resolve with the same instanceId.
 func TestHighCPUFromSnmpdFiresAndResolves(t *testing.T) {
 	if _, err := netsnmp.Path(); err != nil {
 		skipOrFail(t, "needs net-snmp's snmpd: %v", err)
@@ -78,6 +79,13 @@ subscriptions:
     clear_for: 1s
     severity: 2
     description: "{{ .Device.Name }} CPU at {{ .Value }}%"
+  - event_id: NETWORK-DEVICES-3-102
+    name: Device restarted
+    source: snmp
+    kind: event
+    when: uptime_reset
+    severity: 3
+    description: "{{ .Device.Name }} restarted"
 `
 	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o755); err != nil {
 		t.Fatal(err)
@@ -117,9 +125,22 @@ subscriptions:
 		t.Fatalf("deliveries while the agent was silent: %+v; missing data must not resolve", got)
 	}
 
+	// The new snmpd's sysUpTime starts again from zero: a restart event, and
+	// CPU 20 resolves the alert.
 	startAgent(20)
-	got := rcv.waitFor(20*time.Second, "the resolve", func(ds []delivery) bool { return len(ds) >= 2 })
-	if got[1].Status != "resolved" || got[1].InstanceID != active.InstanceID {
-		t.Fatalf("second delivery %+v; want resolved for %s", got[1], active.InstanceID)
+	got := rcv.waitFor(20*time.Second, "the restart event and the resolve", func(ds []delivery) bool { return len(ds) >= 3 })
+	var restarted, resolved int
+	for _, d := range got[1:] {
+		switch {
+		case d.EventID == "NETWORK-DEVICES-3-102" && d.Status == "active":
+			restarted++
+		case d.EventID == "NETWORK-DEVICES-2-201" && d.Status == "resolved" && d.InstanceID == active.InstanceID:
+			resolved++
+		default:
+			t.Errorf("unexpected delivery %+v", d)
+		}
+	}
+	if restarted != 1 || resolved != 1 {
+		t.Fatalf("after the agent restart: %d restart events, %d resolves of %s; want one each: %+v", restarted, resolved, active.InstanceID, got)
 	}
 }

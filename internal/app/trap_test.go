@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 )
 
 // TestTrapsFromDeviceNamespace sends real net-snmp traps (v1, v2c, v3
-// authPriv, a v3 inform) from a device in its own network namespace to the
+// authNoPriv and authPriv, a v3 inform) from a device in its own network namespace to the
 // receiver, through the shipped rule catalog: linkDown/linkUp pairs resolve
 // only their own ifIndex, a restart is a one-shot event, and a wrong
 // community or v3 key is a counted drop, not an alert.
@@ -45,10 +46,14 @@ snmp:
       user: noc
       auth: {protocol: SHA256, passphrase: auth-pass-123}
       priv: {protocol: AES, passphrase: priv-pass-123}
+    trap-v3-auth:
+      version: 3
+      user: noc-auth
+      auth: {protocol: SHA256, passphrase: auth-only-123}
 traps:
   listen: %s:%d
   communities: [public]
-  users: [trap-v3]
+  users: [trap-v3, trap-v3-auth]
   engine_id: "0x80001f8880c0ffee01"
   unknown_sources: drop
 devices:
@@ -129,28 +134,30 @@ subscriptions:
 	netsnmp("snmptrap", "-v", "1", "-c", "public", target, ".1.3.6.1.4.1.9.1.1", dev.Addr.String(), "2", "0", "", ifIndex+"5", "i", "5")
 	netsnmp("snmptrap", append(v3("auth-pass-123"), "-e", "0x8000000001020304", target, "", linkDown, ifIndex+"6", "i", "6")...)
 	netsnmp("snmptrap", append(v3("not-the-key"), "-e", "0x8000000001020304", target, "", linkDown, ifIndex+"8", "i", "8")...)
-	got = rcv.waitFor(10*time.Second, "v1 and v3 Interface down alerts", func(ds []delivery) bool { return len(ds) >= 6 })
+	netsnmp("snmptrap", "-v", "3", "-u", "noc-auth", "-l", "authNoPriv", "-a", "SHA-256", "-A", "auth-only-123",
+		"-e", "0x8000000001020304", target, "", linkDown, ifIndex+"9", "i", "9")
+	got = rcv.waitFor(10*time.Second, "v1 and v3 Interface down alerts", func(ds []delivery) bool { return len(ds) >= 7 })
 	var if6 delivery
-	for _, d := range got[4:6] {
+	for _, d := range got[4:7] {
 		if d.EventID != "NETWORK-INTERFACES-2-301" || d.Status != "active" {
-			t.Fatalf("delivery %+v; want Interface down for ifIndex 5 (v1) and 6 (v3)", d)
+			t.Fatalf("delivery %+v; want Interface down for ifIndex 5 (v1), 6 (v3 authPriv) and 9 (v3 authNoPriv)", d)
 		}
 		if strings.Contains(d.Description, "ifIndex 6 ") {
 			if6 = d
 		}
 	}
 	if if6.InstanceID == "" {
-		t.Fatalf("no alert for ifIndex 6 (the v3 trap): %+v", got[4:6])
+		t.Fatalf("no alert for ifIndex 6 (the v3 authPriv trap): %+v", got[4:7])
 	}
 	netsnmp("snmpinform", append(v3("auth-pass-123"), "-r", "1", "-t", "3", target, "", linkUp, ifIndex+"6", "i", "6")...)
-	got = rcv.waitFor(10*time.Second, "the resolve of ifIndex 6 by a v3 inform", func(ds []delivery) bool { return len(ds) >= 7 })
-	if got[6].Status != "resolved" || got[6].InstanceID != if6.InstanceID {
-		t.Fatalf("seventh delivery %+v; want the resolve of %s (ifIndex 6)", got[6], if6.InstanceID)
+	got = rcv.waitFor(10*time.Second, "the resolve of ifIndex 6 by a v3 inform", func(ds []delivery) bool { return len(ds) >= 8 })
+	if got[7].Status != "resolved" || got[7].InstanceID != if6.InstanceID {
+		t.Fatalf("eighth delivery %+v; want the resolve of %s (ifIndex 6)", got[7], if6.InstanceID)
 	}
 
 	time.Sleep(500 * time.Millisecond)
-	if n := len(rcv.deliveries()); n != 7 {
-		t.Fatalf("%d deliveries, want 7 (a wrong community or v3 key must not alert or resolve): %+v", n, rcv.deliveries())
+	if n := len(rcv.deliveries()); n != 8 {
+		t.Fatalf("%d deliveries, want 8 (a wrong community or v3 key must not alert or resolve): %+v", n, rcv.deliveries())
 	}
 	for _, c := range []struct {
 		name, label, value string
@@ -161,7 +168,7 @@ subscriptions:
 		{"nocbridge_traps_dropped_total", "reason", "discovery", 1},
 		{"nocbridge_traps_received_total", "version", "1", 1},
 		{"nocbridge_traps_received_total", "version", "2c", 4},
-		{"nocbridge_traps_received_total", "version", "3", 2},
+		{"nocbridge_traps_received_total", "version", "3", 3},
 	} {
 		if v := counterValue(t, a, c.name, c.label, c.value); v != c.want {
 			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, v, c.want)
@@ -173,9 +180,16 @@ subscriptions:
 		State   string `json:"state"`
 	}
 	getJSON(t, "http://"+a.HTTPAddr()+"/api/v1/alerts", &alerts)
-	if len(alerts) != 2 || alerts[0].State != "firing" || alerts[1].State != "firing" ||
-		!((alerts[0].Key == "3" && alerts[1].Key == "5") || (alerts[0].Key == "5" && alerts[1].Key == "3")) {
-		t.Fatalf("alerts %+v; want ifIndex 3 and 5 still firing", alerts)
+	var keys []string
+	for _, al := range alerts {
+		if al.State != "firing" {
+			t.Errorf("alert %+v is not firing", al)
+		}
+		keys = append(keys, al.Key)
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"3", "5", "9"}) {
+		t.Fatalf("alerts %+v; want ifIndex 3, 5 and 9 still firing", alerts)
 	}
 }
 
