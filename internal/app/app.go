@@ -135,6 +135,23 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	// Sockets opened below belong to their Run; if the start fails before
+	// the sources run, release them here.
+	sourcesStarted := false
+	defer func() {
+		if sourcesStarted {
+			return
+		}
+		if a.icmp != nil {
+			cancelled, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = a.icmp.Run(cancelled, func(icmp.Result) {}) // closes its sockets
+		}
+		if a.traps != nil {
+			_ = a.traps.Close()
+		}
+	}()
+
 	// ICMP sockets need privileges (SPEC 3); a deployment where no device is
 	// pinged (traps and polling only) must not need them.
 	icmpEngine, err := icmp.New(icmp.Options{Privileged: icmp.Mode(gen.cfg.ICMP.Privileged), Logger: a.log.With("component", "icmp")})
@@ -169,7 +186,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	pipeCtx, stopPipe := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPipe()
 	var pipe sync.WaitGroup
-	pipeErr := make(chan error, 4)
+	// Room for every component's error, so none blocks after the first.
+	pipeErr := make(chan error, 8)
 	goRun := func(wg *sync.WaitGroup, errc chan error, name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -189,6 +207,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	goRun(&pipe, pipeErr, "alerts", func() error { return a.alerts.Run(pipeCtx) })
 
+	sourcesStarted = true
 	srcCtx, stopSources := context.WithCancel(ctx)
 	defer stopSources()
 	var sources sync.WaitGroup

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/nocbridge/nocbridge/internal/probe/icmp"
+	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 )
 
 // TestRunsWithoutICMPWhenNoDeviceIsPinged: a traps/polling-only deployment
@@ -56,4 +58,41 @@ func TestRunsWithoutICMPWhenNoDeviceIsPinged(t *testing.T) {
 	if len(devs) != 1 || devs[0].State != "unknown" {
 		t.Errorf("devices %+v; the running config (no ICMP) must stay", devs)
 	}
+}
+
+// TestFailedStartReleasesSockets: when the start fails late (the HTTP port
+// is taken), the trap socket opened before is released, so a fixed config
+// can start in the same process.
+func TestFailedStartReleasesSockets(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	trapPort, err := netsnmp.FreeUDPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, t.TempDir(), upRule(testConfig{ReceiverURL: "http://127.0.0.1:1", Listen: taken.Addr().String()}))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTraps := strings.Replace(string(b), "devices:\n", fmt.Sprintf("traps:\n  listen: 127.0.0.1:%d\n  communities: [public]\ndevices:\n", trapPort), 1)
+	if err := os.WriteFile(path, []byte(withTraps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{ConfigPath: path, Version: "test", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "http listen") {
+		t.Fatalf("Run with a taken HTTP port: %v; want an http listen error", err)
+	}
+	conn, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", trapPort))
+	if err != nil {
+		t.Fatalf("the trap port is still held after the failed start: %v", err)
+	}
+	conn.Close()
 }
