@@ -38,3 +38,24 @@ func (env Env) Deps(d config.Destination) (Deps, error) {
 	}
 	return deps, nil
 }
+
+// Prepare is how every type's New starts: decode d's own keys into a C,
+// check them with validate (all problems at once, sorted, each at its line)
+// into settings S, and take the Deps. validate is usually the method
+// expression (*Config).validate.
+func Prepare[C, S any](d config.Destination, env Env, validate func(*C, Env, config.Destination) (S, config.Errors)) (S, Deps, error) {
+	var cfg C
+	var none S
+	if err := DecodeConfig(env, d, &cfg); err != nil {
+		return none, Deps{}, err
+	}
+	s, errs := validate(&cfg, env, d)
+	if len(errs) > 0 {
+		return none, Deps{}, errs.Sorted()
+	}
+	deps, err := env.Deps(d)
+	if err != nil {
+		return none, Deps{}, err
+	}
+	return s, deps, nil
+}

@@ -80,3 +80,10 @@ func (a *JSONAPI) Call(ctx context.Context, method string, u *url.URL, body, out
 	}
 	return nil
 }
+
+// Close drops idle keep-alive connections, so a notifier replaced by a
+// config reload leaves no sockets behind.
+func (a *JSONAPI) Close() error {
+	a.Client.CloseIdleConnections()
+	return nil
+}

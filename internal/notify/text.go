@@ -167,3 +167,15 @@ func escapeMap(m map[string]string, esc func(string) string) map[string]string {
 	}
 	return out
 }
+
+// ChatText is a chat message's main text: the template's output when t is
+// set, else the event's description. Event values are data, not markup:
+// esc escapes them (the description, and every value a template sees), so
+// text from a device can never format the message or mention a channel. A
+// template's own text is markup and stays as written.
+func ChatText(t *template.Template, nt Notification, externalURL string, esc func(string) string) (string, error) {
+	if t == nil {
+		return esc(nt.Event.Description), nil
+	}
+	return RenderText(t, EscapeEvent(nt.Event, esc), nt.ID, externalURL)
+}

@@ -1,6 +1,8 @@
 package notify
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"text/template"
@@ -155,5 +157,32 @@ func TestEscapeEvent(t *testing.T) {
 	}
 	if got := EscapeEvent(event.Event{}, strings.ToUpper); got.Details != nil || got.Device.Labels != nil {
 		t.Error("nil maps must stay nil")
+	}
+}
+
+func TestChatText(t *testing.T) {
+	dir := t.TempDir()
+	tmplPath := filepath.Join(dir, "t.tmpl")
+	if err := os.WriteFile(tmplPath, []byte("*{{ .Device.Name }}*: {{ .Description }}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := LoadTemplate(tmplPath, Env{BaseDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	esc := strings.NewReplacer("*", `\*`, "@", "@\u200b").Replace
+	ev := event.Event{Name: "Down", Description: "core *down* @here", Device: event.Device{Name: "sw*1"}}
+	for _, tc := range []struct {
+		name string
+		tmpl *template.Template
+		want string
+	}{
+		{name: "description, escaped", want: `core \*down\* @` + "\u200b" + `here`},
+		{name: "template markup kept, values escaped", tmpl: tmpl, want: `*sw\*1*: core \*down\* @` + "\u200b" + `here`},
+	} {
+		got, err := ChatText(tc.tmpl, Notification{ID: "msg_1", Event: ev}, "http://127.0.0.1:9720", esc)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: ChatText = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
 	}
 }

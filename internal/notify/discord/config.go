@@ -24,43 +24,22 @@ type settings struct {
 }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
-	var errs config.Errors
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, notify.ConfigError(env, d, path, format, args...))
-	}
+	check := notify.NewConfigCheck(env, d)
+	bad := check.Bad
 	s := &settings{}
 
-	key := "url"
-	if c.URLFile != "" {
-		key = "url_file"
-	}
-	switch raw, err := config.ResolveSecret(c.URL, c.URLFile, env.BaseDir); {
-	case err != nil:
-		bad(key, "url: %v", err)
+	switch raw, key, ok := check.Secret("url", c.URL, c.URLFile); {
+	case !ok: // check.Secret reported it
 	case raw == "":
 		bad("url", "url is required (the channel's webhook URL; set url or url_file)")
 	default:
-		u, err := url.Parse(raw.Reveal())
-		switch {
-		case err != nil:
-			// url.Parse quotes the URL; its path holds the token.
-			bad(key, "url is not a valid URL")
-		case u.Scheme != "http" && u.Scheme != "https":
-			bad(key, "url must be an http or https URL")
-		case u.Host == "":
-			bad(key, "url is missing a host")
-		default:
+		if u, msg := notify.CheckWebhookURL(raw.Reveal()); msg != "" {
+			bad(key, "url %s", msg)
+		} else {
 			s.url = u
 		}
 	}
 
-	if c.TemplateFile != "" {
-		t, err := notify.LoadTemplate(c.TemplateFile, env)
-		if err != nil {
-			bad("template_file", "template_file: %v", err)
-		} else {
-			s.tmpl = t
-		}
-	}
-	return s, errs
+	s.tmpl = check.Template(c.TemplateFile)
+	return s, check.Errors()
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -40,36 +39,22 @@ const (
 // Notifier posts one embed per notification.
 type Notifier struct {
 	externalURL string
-	userAgent   string
 	s           *settings
-	target      string // scheme and host only: the path holds the token
-	redactor    notify.Redactor
-	client      *http.Client
+	post        *notify.ChatPoster
 	log         *slog.Logger
 }
 
 // New validates the destination's keys (all problems at once, each at its
 // line) and builds the notifier.
 func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
-	var cfg Config
-	if err := notify.DecodeConfig(env, d, &cfg); err != nil {
-		return nil, err
-	}
-	s, errs := cfg.validate(env, d)
-	if len(errs) > 0 {
-		return nil, errs.Sorted()
-	}
-	deps, err := env.Deps(d)
+	s, deps, err := notify.Prepare(d, env, (*Config).validate)
 	if err != nil {
 		return nil, err
 	}
 	return &Notifier{
 		externalURL: env.ExternalURL,
-		userAgent:   deps.UserAgent,
 		s:           s,
-		target:      "discord webhook " + s.url.Scheme + "://" + s.url.Host,
-		client:      deps.Client,
-		redactor:    notify.NewRedactor(2, s.url.String(), s.url.RawQuery, s.url.EscapedPath(), s.url.Path),
+		post:        notify.NewWebhookPoster("discord webhook", s.url, deps, parseError),
 		log:         deps.Logger.With("host", s.url.Host),
 	}, nil
 }
@@ -85,29 +70,12 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	if err != nil {
 		return &notify.Error{Reason: "discord: encoding message", Err: err}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.url.String(), bytes.NewReader(payload))
+	status, err := n.post.Post(ctx, payload)
 	if err != nil {
-		return &notify.Error{Reason: n.target + ": building request", Err: n.redactor.Error(err)}
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", n.userAgent)
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return notify.NetworkError(n.target, err, n.redactor)
-	}
-	defer notify.DrainAndClose(resp.Body)
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		n.log.Debug("discord embed posted", "status", resp.StatusCode, "event_status", nt.Event.Status)
-		return nil
-	}
-	excerpt := notify.ReadErrorBody(resp)
-	text, retryAfter := parseError(excerpt)
-	if retryAfter == 0 {
-		retryAfter = notify.RetryAfterHeader(resp.Header, time.Now())
-	}
-	e := notify.StatusError(resp.StatusCode, []byte(text), retryAfter)
-	e.Reason = n.target + ": " + e.Reason
-	return e
+	n.log.Debug("discord embed posted", "status", status, "event_status", nt.Event.Status)
+	return nil
 }
 
 // parseError reads Discord's error body: {"message", "code", "errors"} for
@@ -184,10 +152,7 @@ func fieldErrors(raw json.RawMessage) []string {
 
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
-func (n *Notifier) Close() error {
-	n.client.CloseIdleConnections()
-	return nil
-}
+func (n *Notifier) Close() error { return n.post.Close() }
 
 // --- rendering ---
 
@@ -196,10 +161,7 @@ func (n *Notifier) Close() error {
 // device text cannot format the embed or hide a masked link. A template's
 // own text is markdown and stays as written.
 func (n *Notifier) description(nt notify.Notification) (string, error) {
-	if n.s.tmpl == nil {
-		return esc(nt.Event.Description), nil
-	}
-	return notify.RenderText(n.s.tmpl, notify.EscapeEvent(nt.Event, esc), nt.ID, n.externalURL)
+	return notify.ChatText(n.s.tmpl, nt, n.externalURL, esc)
 }
 
 // escaper backslash-escapes Discord's markdown characters. Hyphens are left

@@ -20,8 +20,6 @@ import (
 )
 
 const (
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
 	// id/token, as in https://discord.com/api/webhooks/<id>/<token>.
 	hookPath = "/api/webhooks/1234567890123456789/d1sc0rdT0k3n-s3cr3t_VALUE"
 )
@@ -72,17 +70,7 @@ func hookYAML(base string) string {
 
 func newNotifier(t *testing.T, d config.Destination, dir string, logs *notifytest.Logs) *Notifier {
 	t.Helper()
-	env := notify.Env{ExternalURL: externalURL, UserAgent: userAgent, ConfigFile: "nocbridge.yaml", BaseDir: dir}
-	if logs != nil {
-		env.Logger = logs.TextLogger()
-	}
-	nf, err := New(d, env)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	t.Cleanup(func() { _ = n.Close() })
-	return n
+	return notifytest.New[*Notifier](t, New, d, notifytest.TextEnv(dir, logs))
 }
 
 // TestGolden: the firing embed, then the resolve as a new green embed.
@@ -99,7 +87,7 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
 	for i, r := range reqs {
-		if r.Method != http.MethodPost || r.Path != hookPath || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+		if r.Method != http.MethodPost || r.Path != hookPath || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != notifytest.UserAgent {
 			t.Errorf("request %d: %s %s Content-Type=%q User-Agent=%q", i, r.Method, r.Path, r.Header.Get("Content-Type"), r.Header.Get("User-Agent"))
 		}
 	}
@@ -139,7 +127,7 @@ func TestEmbedLimits(t *testing.T) {
 	ev.Name = strings.Repeat("N", 400)
 	ev.Key = strings.Repeat("k", 2000)
 	ev.Device.Site = strings.Repeat("ß", 1500)
-	m := render(ev, externalURL, strings.Repeat("ü", 9000))
+	m := render(ev, notifytest.ExternalURL, strings.Repeat("ü", 9000))
 	e := m.Embeds[0]
 	count := utf8.RuneCountInString
 	total := count(e.Title) + count(e.Description) + count(e.Footer.Text)
@@ -206,42 +194,20 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestErrorClassification(t *testing.T) {
-	tests := []struct {
-		name       string
-		reply      notifytest.Reply
-		retryable  bool
-		wantReason string
-	}{
-		{"200 with wait=true", notifytest.Reply{Status: 200, Body: `{"id":"1"}`}, false, ""},
-		{"404 unknown webhook", notifytest.Reply{Status: 404, Body: `{"message": "Unknown Webhook", "code": 10015}`}, false, "HTTP 404: Unknown Webhook (code 10015)"},
-		{"401 bad token", notifytest.Reply{Status: 401, Body: `{"message": "Invalid Webhook Token", "code": 50027}`}, false, "HTTP 401: Invalid Webhook Token (code 50027)"},
-		{"400 form body", notifytest.Reply{Status: 400, Body: `{"message": "Invalid Form Body", "code": 50035, "errors": {"embeds": {"0": {"description": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 4096 or fewer in length."}]}, "title": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 256 or fewer in length."}]}}}}}`}, false,
-			"HTTP 400: Invalid Form Body (code 50035): embeds.0.description: Must be 4096 or fewer in length.; embeds.0.title: Must be 256 or fewer in length."},
-		{"500", notifytest.Reply{Status: 500, Body: `{"message": "500: Internal Server Error", "code": 0}`}, true, "HTTP 500: 500: Internal Server Error"},
-		{"502 html", notifytest.Reply{Status: 502, Body: "<html>bad gateway</html>"}, true, "HTTP 502: <html>bad gateway</html>"},
+	tests := []notifytest.StatusCase{
+		{Name: "200 with wait=true", Reply: notifytest.Reply{Status: 200, Body: `{"id":"1"}`}},
+		{Name: "404 unknown webhook", Reply: notifytest.Reply{Status: 404, Body: `{"message": "Unknown Webhook", "code": 10015}`}, WantReason: "HTTP 404: Unknown Webhook (code 10015)"},
+		{Name: "401 bad token", Reply: notifytest.Reply{Status: 401, Body: `{"message": "Invalid Webhook Token", "code": 50027}`}, WantReason: "HTTP 401: Invalid Webhook Token (code 50027)"},
+		{Name: "400 form body", Reply: notifytest.Reply{Status: 400, Body: `{"message": "Invalid Form Body", "code": 50035, "errors": {"embeds": {"0": {"description": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 4096 or fewer in length."}]}, "title": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 256 or fewer in length."}]}}}}}`}, WantReason: "HTTP 400: Invalid Form Body (code 50035): embeds.0.description: Must be 4096 or fewer in length.; embeds.0.title: Must be 256 or fewer in length."},
+		{Name: "500", Reply: notifytest.Reply{Status: 500, Body: `{"message": "500: Internal Server Error", "code": 0}`}, Retryable: true, WantReason: "HTTP 500: 500: Internal Server Error"},
+		{Name: "502 html", Reply: notifytest.Reply{Status: 502, Body: "<html>bad gateway</html>"}, Retryable: true, WantReason: "HTTP 502: <html>bad gateway</html>"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			f := newFakeDiscord(t)
-			f.Queue(tt.reply)
+			f.Queue(tt.Reply)
 			n := newNotifier(t, notifytest.Destination(t, hookYAML(f.URL)), t.TempDir(), nil)
-			err := n.Send(context.Background(), notification(activeEvent()))
-			if tt.wantReason == "" {
-				if err != nil {
-					t.Fatalf("%d must be success: %v", tt.reply.Status, err)
-				}
-				return
-			}
-			var ne *notify.Error
-			if !errors.As(err, &ne) {
-				t.Fatalf("got %v, want *notify.Error", err)
-			}
-			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.Status {
-				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.Status, tt.wantReason)
-			}
-			if !strings.HasPrefix(ne.Reason, "discord webhook "+f.URL+": ") {
-				t.Errorf("reason %q does not name the host (and only the host)", ne.Reason)
-			}
+			tt.Check(t, n.Send(context.Background(), notification(activeEvent())), "discord webhook "+f.URL)
 		})
 	}
 }
@@ -278,26 +244,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		check(t, err, logs)
 	})
-	t.Run("connection refused", func(t *testing.T) {
-		base := notifytest.RefusedURL(t)
-		logs := &notifytest.Logs{}
-		n := newNotifier(t, notifytest.Destination(t, hookYAML(base)), dir, logs)
-		err := n.Send(context.Background(), notification(activeEvent()))
-		if !notify.Retryable(err) {
-			t.Fatalf("got %v, want retryable", err)
-		}
-		check(t, err, logs)
-	})
-	t.Run("timeout", func(t *testing.T) {
-		srv := notifytest.HangingServer(t)
-		logs := &notifytest.Logs{}
-		n := newNotifier(t, notifytest.Destination(t, hookYAML(srv.URL)+"timeout: 200ms\n"), dir, logs)
-		err := n.Send(context.Background(), notification(activeEvent()))
-		var ne *notify.Error
-		if !errors.As(err, &ne) || !ne.Retryable || !strings.Contains(ne.Reason, "timeout") {
-			t.Fatalf("got %v, want a retryable timeout", err)
-		}
-		check(t, err, logs)
+	notifytest.NetworkFailures(t, secrets, func(t *testing.T, base, extra string, logs *notifytest.Logs) error {
+		n := newNotifier(t, notifytest.Destination(t, hookYAML(base)+extra), dir, logs)
+		return n.Send(context.Background(), notification(activeEvent()))
 	})
 	t.Run("config errors", func(t *testing.T) {
 		for _, y := range []string{
@@ -340,18 +289,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: d\ntype: discord\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }

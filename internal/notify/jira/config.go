@@ -1,7 +1,6 @@
 package jira
 
 import (
-	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -53,10 +52,8 @@ type settings struct {
 var projectKeyRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
-	var errs config.Errors
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, notify.ConfigError(env, d, path, format, args...))
-	}
+	check := notify.NewConfigCheck(env, d)
+	bad := check.Bad
 	s := &settings{
 		project:           c.Project,
 		issueType:         strings.TrimSpace(c.IssueType),
@@ -65,21 +62,14 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 
 	if c.URL == "" {
 		bad("url", "url is required: the Jira Cloud site, e.g. https://acme.atlassian.net")
-	} else if u, msg := parseEndpoint(c.URL); msg != "" {
+	} else if u, msg := notify.CheckServiceBase(c.URL, "use user and api_token"); msg != "" {
 		bad("url", "url %s", msg)
 	} else {
 		s.base = u
 	}
 
-	tokPath := "api_token"
-	if c.APITokenFile != "" {
-		tokPath = "api_token_file"
-	}
-	tok, err := config.ResolveSecret(c.APIToken, c.APITokenFile, env.BaseDir)
-	switch {
-	case err != nil:
-		bad(tokPath, "api_token: %v", err)
-	case tok == "":
+	tok, tokPath, ok := check.Secret("api_token", c.APIToken, c.APITokenFile)
+	if ok && tok == "" {
 		bad(tokPath, "api_token (or api_token_file) is required: an Atlassian API token of user")
 	}
 	switch {
@@ -87,11 +77,8 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		bad("user", "user is required: the e-mail of the Atlassian account the API token belongs to")
 	case strings.Contains(c.User, ":"):
 		bad("user", "user must not contain ':'")
-	case err == nil && tok != "":
-		r := http.Request{Header: http.Header{}}
-		r.SetBasicAuth(c.User, tok.Reveal())
-		s.auth = r.Header.Get("Authorization")
-		s.secrets = []string{tok.Reveal(), strings.TrimPrefix(s.auth, "Basic ")}
+	case ok && tok != "":
+		s.auth, s.secrets = notify.BasicAuth(c.User, tok.Reveal())
 	}
 
 	switch {
@@ -107,34 +94,6 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		s.resolveTransition = DefaultResolveTransition
 	}
 
-	if c.TemplateFile != "" {
-		t, err := notify.LoadTemplate(c.TemplateFile, env)
-		if err != nil {
-			bad("template_file", "template_file: %v", err)
-		} else {
-			s.tmpl = t
-		}
-	}
-	return s, errs
-}
-
-// parseEndpoint checks a service URL; the message (empty when valid) never
-// quotes the raw value, which may carry credentials.
-func parseEndpoint(raw string) (*url.URL, string) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return nil, "is not a valid URL"
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, notify.RedactURL(u) + ": scheme must be http or https"
-	case u.Host == "":
-		return nil, notify.RedactURL(u) + ": missing host"
-	case u.User != nil:
-		return nil, notify.RedactURL(u) + ": must not hold credentials (use user and api_token)"
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, notify.RedactURL(u) + ": must not have a query or fragment"
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, ""
+	s.tmpl = check.Template(c.TemplateFile)
+	return s, check.Errors()
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -17,62 +16,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
 
 const (
-	jiraUser    = "noc-bot@acme.example"
-	jiraToken   = "ATATT3xFfGF0-test-token-5521"
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
+	jiraUser  = "noc-bot@acme.example"
+	jiraToken = "ATATT3xFfGF0-test-token-5521"
 )
-
-var attemptTime = time.Unix(1763840005, 0)
-
-func activeEvent() event.Event {
-	return event.Event{
-		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
-		EventID:     "NETWORK-DEVICES-1-101",
-		Name:        "Device unreachable",
-		Description: "core-sw1 (10.0.0.1) is unreachable",
-		Category:    "ALERT",
-		Domain:      "Connectivity",
-		SubDomain:   "Devices",
-		Severity:    1,
-		Source:      "icmp",
-		Timestamp:   time.UnixMilli(1763840000000),
-		Status:      event.StatusActive,
-		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
-		Details:     map[string]string{"Loss Percent": "100"},
-	}
-}
-
-func resolvedEvent() event.Event {
-	e := activeEvent()
-	e.Status = event.StatusResolved
-	e.Timestamp = e.Timestamp.Add(90 * time.Second)
-	e.Details = map[string]string{"Loss Percent": "0"}
-	return e
-}
 
 func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("jira"), Event: ev, Attempt: 1}
-}
-
-func testEnv(dir string, logs io.Writer) notify.Env {
-	if logs == nil {
-		logs = io.Discard
-	}
-	return notify.Env{
-		ExternalURL: externalURL,
-		UserAgent:   userAgent,
-		ConfigFile:  "nocbridge.yaml",
-		BaseDir:     dir,
-		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
 }
 
 func jiraConfig(siteURL, extra string) string {
@@ -81,13 +36,8 @@ func jiraConfig(siteURL, extra string) string {
 
 func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
 	t.Helper()
-	nf, err := New(notifytest.Destination(t, yamlSrc), env)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	n.api.Now = func() time.Time { return attemptTime }
-	t.Cleanup(func() { _ = n.Close() })
+	n := notifytest.New[*Notifier](t, New, notifytest.Destination(t, yamlSrc), env)
+	n.api.Now = func() time.Time { return notifytest.AttemptTime }
 	return n
 }
 
@@ -171,7 +121,7 @@ func (f *fakeJira) handle(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "Client must be authenticated to access this resource.")
 		return
 	}
-	if r.Header.Get("Accept") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+	if r.Header.Get("Accept") != "application/json" || r.Header.Get("User-Agent") != notifytest.UserAgent {
 		f.t.Errorf("%s %s: Accept %q, User-Agent %q", r.Method, r.URL.Path, r.Header.Get("Accept"), r.Header.Get("User-Agent"))
 	}
 	if r.Method == http.MethodPost && r.Header.Get("Content-Type") != "application/json" {
@@ -395,9 +345,9 @@ func checkRequests(t *testing.T, got []seen, want ...string) {
 func TestFiringThenResolved(t *testing.T) {
 	jf := newFakeJira(t)
 	var logs notifytest.Logs
-	n := newNotifier(t, jiraConfig(jf.URL+"/", ""), testEnv(t.TempDir(), &logs))
+	n := newNotifier(t, jiraConfig(jf.URL+"/", ""), notifytest.Env(t.TempDir(), &logs))
 
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatalf("firing: %v", err)
 	}
 	reqs := jf.snapshot()
@@ -409,7 +359,7 @@ func TestFiringThenResolved(t *testing.T) {
 	}
 
 	jf.reset()
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatalf("resolve: %v", err)
 	}
 	reqs = jf.snapshot()
@@ -432,16 +382,16 @@ func TestFiringThenResolved(t *testing.T) {
 func TestNoDuplicateIssue(t *testing.T) {
 	jf := newFakeJira(t)
 	cfg := jiraConfig(jf.URL, "")
-	nt := notification(activeEvent())
+	nt := notification(notifytest.DeviceDown())
 	jf.mu.Lock()
 	jf.dropCreateResponse = true
 	jf.mu.Unlock()
-	if err := newNotifier(t, cfg, testEnv(t.TempDir(), nil)).Send(context.Background(), nt); !notify.Retryable(err) {
+	if err := newNotifier(t, cfg, notifytest.Env(t.TempDir(), nil)).Send(context.Background(), nt); !notify.Retryable(err) {
 		t.Fatalf("lost response: got %v, want a retryable error", err)
 	}
 	for attempt := 2; attempt <= 3; attempt++ {
 		nt.Attempt = attempt
-		if err := newNotifier(t, cfg, testEnv(t.TempDir(), nil)).Send(context.Background(), nt); err != nil {
+		if err := newNotifier(t, cfg, notifytest.Env(t.TempDir(), nil)).Send(context.Background(), nt); err != nil {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
 	}
@@ -453,7 +403,7 @@ func TestNoDuplicateIssue(t *testing.T) {
 }
 
 func TestResolveCases(t *testing.T) {
-	label := labelPrefix + activeEvent().InstanceID
+	label := labelPrefix + notifytest.DeviceDown().InstanceID
 	tests := []struct {
 		name       string
 		issue      *fakeIssue
@@ -487,8 +437,8 @@ func TestResolveCases(t *testing.T) {
 				extra = "resolve_transition: " + tt.transition + "\n"
 			}
 			var logs notifytest.Logs
-			n := newNotifier(t, jiraConfig(jf.URL, extra), testEnv(t.TempDir(), &logs))
-			if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+			n := newNotifier(t, jiraConfig(jf.URL, extra), notifytest.Env(t.TempDir(), &logs))
+			if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 				t.Fatalf("resolve: %v", err)
 			}
 			checkRequests(t, jf.snapshot(), tt.wantReqs...)
@@ -504,9 +454,9 @@ func TestResolveCases(t *testing.T) {
 
 func TestNoSuchTransition(t *testing.T) {
 	jf := newFakeJira(t)
-	jf.issues = []*fakeIssue{{key: "NOC-7", labels: []string{labelPrefix + activeEvent().InstanceID}, status: statusOf("To Do", "new")}}
-	n := newNotifier(t, jiraConfig(jf.URL, "resolve_transition: Close\n"), testEnv(t.TempDir(), nil))
-	err := n.Send(context.Background(), notification(resolvedEvent()))
+	jf.issues = []*fakeIssue{{key: "NOC-7", labels: []string{labelPrefix + notifytest.DeviceDown().InstanceID}, status: statusOf("To Do", "new")}}
+	n := newNotifier(t, jiraConfig(jf.URL, "resolve_transition: Close\n"), notifytest.Env(t.TempDir(), nil))
+	err := n.Send(context.Background(), notification(notifytest.DeviceUp()))
 	var ne *notify.Error
 	if !errors.As(err, &ne) || ne.Retryable {
 		t.Fatalf("got %v, want a permanent *notify.Error", err)
@@ -526,17 +476,17 @@ Site {{ .Device.Site }}{{ end }}
 Details: {{ .AlertURL }}.
 `)
 	jf := newFakeJira(t)
-	n := newNotifier(t, jiraConfig(jf.URL, "template_file: jira.tmpl\nissue_type: Incident\n"), testEnv(dir, nil))
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+	n := newNotifier(t, jiraConfig(jf.URL, "template_file: jira.tmpl\nissue_type: Incident\n"), notifytest.Env(dir, nil))
+	if err := n.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatal(err)
 	}
 	jf.mu.Lock()
 	defer jf.mu.Unlock()
 	is := jf.issues[0]
-	link := externalURL + "/alerts/" + activeEvent().InstanceID
+	link := notifytest.ExternalURL + "/alerts/" + notifytest.DeviceDown().InstanceID
 	linkNode := adfNode{Type: "text", Text: link, Marks: []adfMark{{Type: "link", Attrs: map[string]string{"href": link}}}}
 	wantDesc := adfNode{Type: "doc", Version: 1, Content: []adfNode{
 		{Type: "paragraph", Content: []adfNode{{Type: "text", Text: "*Device unreachable* on core-sw1"}, {Type: "hardBreak"}, {Type: "text", Text: "Site HQ"}}},
@@ -589,10 +539,10 @@ func TestADF(t *testing.T) {
 }
 
 func TestSummaryRules(t *testing.T) {
-	ev := activeEvent()
+	ev := notifytest.DeviceDown()
 	ev.Description = "line one\nline two " + strings.Repeat("x", 400)
 	jf := newFakeJira(t)
-	n := newNotifier(t, jiraConfig(jf.URL, ""), testEnv(t.TempDir(), nil))
+	n := newNotifier(t, jiraConfig(jf.URL, ""), notifytest.Env(t.TempDir(), nil))
 	if err := n.Send(context.Background(), notification(ev)); err != nil {
 		t.Fatalf("a long, multi-line description must still make a valid summary: %v", err)
 	}
@@ -641,64 +591,31 @@ func TestStatusClassification(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			jf := newFakeJira(t)
 			jf.fail = tt.answer
-			n := newNotifier(t, jiraConfig(jf.URL, ""), testEnv(t.TempDir(), nil))
-			err := n.Send(context.Background(), notification(activeEvent()))
-			var ne *notify.Error
-			if !errors.As(err, &ne) {
-				t.Fatalf("got %v, want *notify.Error", err)
-			}
-			if ne.Status != tt.status || ne.Retryable != tt.retryable || ne.RetryAfter != tt.retryAfter {
-				t.Errorf("status=%d retryable=%v retryAfter=%s, want %d %v %s", ne.Status, ne.Retryable, ne.RetryAfter, tt.status, tt.retryable, tt.retryAfter)
-			}
-			want := tt.reason
-			if strings.Contains(want, "%s") {
-				want = fmt.Sprintf(want, jf.URL)
-			}
-			if !strings.Contains(ne.Reason, want) {
-				t.Errorf("reason %q lacks %q", ne.Reason, want)
-			}
+			n := newNotifier(t, jiraConfig(jf.URL, ""), notifytest.Env(t.TempDir(), nil))
+			err := n.Send(context.Background(), notification(notifytest.DeviceDown()))
+			notifytest.Classified{Status: tt.status, Retryable: tt.retryable, RetryAfter: tt.retryAfter,
+				Reason: strings.ReplaceAll(tt.reason, "%s", jf.URL)}.Check(t, err)
 		})
 	}
 }
 
 func TestNetworkErrorsAreRetryable(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	u := srv.URL
-	srv.Close()
-	n := newNotifier(t, jiraConfig(u, ""), testEnv(t.TempDir(), nil))
-	err := n.Send(context.Background(), notification(activeEvent()))
-	var ne *notify.Error
-	if !errors.As(err, &ne) || !ne.Retryable || ne.Status != 0 {
-		t.Fatalf("connection refused: got %v, want retryable without status", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := n.Send(ctx, notification(resolvedEvent())); !notify.Retryable(err) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("canceled: got %v, want retryable wrapping context.Canceled", err)
-	}
+	u := notifytest.RefusedURL(t)
+	n := newNotifier(t, jiraConfig(u, ""), notifytest.Env(t.TempDir(), nil))
+	notifytest.Unreachable(t, n, notification(notifytest.DeviceDown()), notification(notifytest.DeviceUp()))
 }
 
 func TestSecretNeverLeaks(t *testing.T) {
 	dir := t.TempDir()
 	notifytest.WriteFile(t, dir, "token", jiraToken+"\n")
 	var logs notifytest.Logs
-	var texts []string
-	collect := func(err error) {
-		if err == nil {
-			t.Fatal("expected an error")
-		}
-		texts = append(texts, err.Error())
-		var ne *notify.Error
-		if errors.As(err, &ne) {
-			texts = append(texts, ne.Reason)
-		}
-	}
+	var texts notifytest.Failures
 	jf := newFakeJira(t)
-	ok := newNotifier(t, "name: jira\ntype: jira\nurl: "+jf.URL+"\nuser: "+jiraUser+"\napi_token_file: token\nproject: NOC\n", testEnv(dir, &logs))
-	if err := ok.Send(context.Background(), notification(activeEvent())); err != nil {
+	ok := newNotifier(t, "name: jira\ntype: jira\nurl: "+jf.URL+"\nuser: "+jiraUser+"\napi_token_file: token\nproject: NOC\n", notifytest.Env(dir, &logs))
+	if err := ok.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatal(err)
 	}
-	if err := ok.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := ok.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatal(err)
 	}
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -706,25 +623,18 @@ func TestSecretNeverLeaks(t *testing.T) {
 		_, _ = fmt.Fprintf(w, `{"errorMessages":["denied %s with token %s"]}`, r.Header.Get("Authorization"), jiraToken)
 	}))
 	defer echo.Close()
-	collect(newNotifier(t, jiraConfig(echo.URL, ""), testEnv(dir, &logs)).Send(context.Background(), notification(activeEvent())))
-	wrong := newNotifier(t, "name: jira\ntype: jira\nurl: "+jf.URL+"\nuser: "+jiraUser+"\napi_token: "+jiraToken+"x\nproject: NOC\n", testEnv(dir, &logs))
-	err := wrong.Send(context.Background(), notification(activeEvent()))
-	collect(err)
+	texts.Add(t, newNotifier(t, jiraConfig(echo.URL, ""), notifytest.Env(dir, &logs)).Send(context.Background(), notification(notifytest.DeviceDown())))
+	wrong := newNotifier(t, "name: jira\ntype: jira\nurl: "+jf.URL+"\nuser: "+jiraUser+"\napi_token: "+jiraToken+"x\nproject: NOC\n", notifytest.Env(dir, &logs))
+	err := wrong.Send(context.Background(), notification(notifytest.DeviceDown()))
+	texts.Add(t, err)
 	if notify.Retryable(err) {
 		t.Errorf("a wrong token must be permanent")
 	}
-	_, err = New(notifytest.Destination(t, jiraConfig("https://"+jiraUser+":"+jiraToken+"@acme.atlassian.net", "api_token_file: token\n")), testEnv(dir, &logs))
-	collect(err)
-	texts = append(texts, logs.String())
+	_, err = New(notifytest.Destination(t, jiraConfig("https://"+jiraUser+":"+jiraToken+"@acme.atlassian.net", "api_token_file: token\n")), notifytest.Env(dir, &logs))
+	texts.Add(t, err)
 	r := http.Request{Header: http.Header{}}
 	r.SetBasicAuth(jiraUser, jiraToken)
-	for _, s := range []string{jiraToken, strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")} {
-		for _, txt := range texts {
-			if strings.Contains(txt, s) {
-				t.Fatalf("a credential leaked into an error or log line") // not printing it
-			}
-		}
-	}
+	notifytest.NoSecretsIn(t, []string{jiraToken, strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")}, append(texts, logs.String()))
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -761,24 +671,13 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: jira\ntype: jira\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }
 
 func TestDefaults(t *testing.T) {
-	n := newNotifier(t, jiraConfig("https://acme.atlassian.net/", ""), testEnv(t.TempDir(), nil))
+	n := newNotifier(t, jiraConfig("https://acme.atlassian.net/", ""), notifytest.Env(t.TempDir(), nil))
 	if n.s.issueType != "Task" || n.s.resolveTransition != "Done" {
 		t.Errorf("defaults: issue_type %q resolve_transition %q", n.s.issueType, n.s.resolveTransition)
 	}

@@ -19,33 +19,19 @@ import (
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
 
+// fixedEvent is the shared fixture without details, in UTC as the golden
+// line shows it.
 func fixedEvent() event.Event {
-	return event.Event{
-		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
-		EventID:     "NETWORK-DEVICES-1-101",
-		Name:        "Device unreachable",
-		Description: "core-sw1 (10.0.0.1) is unreachable",
-		Category:    "ALERT",
-		Domain:      "Connectivity",
-		SubDomain:   "Devices",
-		Severity:    1,
-		Source:      "icmp",
-		Timestamp:   time.UnixMilli(1763840000000).UTC(),
-		Status:      event.StatusActive,
-		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
-	}
+	ev := notifytest.DeviceDown()
+	ev.Timestamp = ev.Timestamp.UTC()
+	ev.Details = nil
+	return ev
 }
 
 func newFileNotifier(t *testing.T, dir string) *Notifier {
 	t.Helper()
 	d := notifytest.Destination(t, "name: noc-log\ntype: log\npath: alerts.jsonl\n")
-	nf, err := New(d, notify.Env{ExternalURL: "http://127.0.0.1:9720", BaseDir: dir, ConfigFile: filepath.Join(dir, "nocbridge.yaml")})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	t.Cleanup(func() { _ = n.Close() })
-	return n
+	return notifytest.New[*Notifier](t, New, d, notify.Env{ExternalURL: notifytest.ExternalURL, BaseDir: dir, ConfigFile: filepath.Join(dir, "nocbridge.yaml")})
 }
 
 func TestGoldenLine(t *testing.T) {

@@ -33,19 +33,12 @@ type settings struct {
 }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
-	var errs config.Errors
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, notify.ConfigError(env, d, path, format, args...))
-	}
+	check := notify.NewConfigCheck(env, d)
+	bad := check.Bad
 	s := &settings{}
 
-	keyPath := "api_key"
-	if c.APIKeyFile != "" {
-		keyPath = "api_key_file"
-	}
-	switch key, err := config.ResolveSecret(c.APIKey, c.APIKeyFile, env.BaseDir); {
-	case err != nil:
-		bad(keyPath, "api_key: %v", err)
+	switch key, keyPath, ok := check.Secret("api_key", c.APIKey, c.APIKeyFile); {
+	case !ok: // check.Secret reported it
 	case key == "":
 		bad(keyPath, "api_key (or api_key_file) is required: the key of an API integration")
 	case strings.ContainsAny(key.Reveal(), " \t\r\n"):
@@ -58,40 +51,12 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 	if raw == "" {
 		raw = DefaultAPIURL
 	}
-	if u, msg := parseEndpoint(raw); msg != "" {
+	if u, msg := notify.CheckServiceBase(raw, "the key goes in api_key"); msg != "" {
 		bad("api_url", "api_url %s", msg)
 	} else {
 		s.base = u
 	}
 
-	if c.TemplateFile != "" {
-		t, err := notify.LoadTemplate(c.TemplateFile, env)
-		if err != nil {
-			bad("template_file", "template_file: %v", err)
-		} else {
-			s.tmpl = t
-		}
-	}
-	return s, errs
-}
-
-// parseEndpoint checks a service URL; the message (empty when valid) never
-// quotes the raw value, which may carry credentials.
-func parseEndpoint(raw string) (*url.URL, string) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return nil, "is not a valid URL"
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, notify.RedactURL(u) + ": scheme must be http or https"
-	case u.Host == "":
-		return nil, notify.RedactURL(u) + ": missing host"
-	case u.User != nil:
-		return nil, notify.RedactURL(u) + ": must not hold credentials (the key goes in api_key)"
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, notify.RedactURL(u) + ": must not have a query or fragment"
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, ""
+	s.tmpl = check.Template(c.TemplateFile)
+	return s, check.Errors()
 }

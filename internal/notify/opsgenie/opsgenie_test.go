@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,61 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
 
-const (
-	apiKey      = "3f9d1c0e-5b7a-4e21-9c3d-7a8b6c5d4e3f"
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
-)
-
-var attemptTime = time.Unix(1763840005, 0)
-
-func activeEvent() event.Event {
-	return event.Event{
-		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
-		EventID:     "NETWORK-DEVICES-1-101",
-		Name:        "Device unreachable",
-		Description: "core-sw1 (10.0.0.1) is unreachable",
-		Category:    "ALERT",
-		Domain:      "Connectivity",
-		SubDomain:   "Devices",
-		Severity:    1,
-		Source:      "icmp",
-		Timestamp:   time.UnixMilli(1763840000000),
-		Status:      event.StatusActive,
-		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
-		Details:     map[string]string{"Loss Percent": "100"},
-	}
-}
-
-func resolvedEvent() event.Event {
-	e := activeEvent()
-	e.Status = event.StatusResolved
-	e.Timestamp = e.Timestamp.Add(90 * time.Second)
-	e.Details = map[string]string{"Loss Percent": "0"}
-	return e
-}
+const apiKey = "3f9d1c0e-5b7a-4e21-9c3d-7a8b6c5d4e3f"
 
 func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("og"), Event: ev, Attempt: 1}
-}
-
-func testEnv(dir string, logs io.Writer) notify.Env {
-	if logs == nil {
-		logs = io.Discard
-	}
-	return notify.Env{
-		ExternalURL: externalURL,
-		UserAgent:   userAgent,
-		ConfigFile:  "nocbridge.yaml",
-		BaseDir:     dir,
-		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
 }
 
 func ogConfig(apiURL, extra string) string {
@@ -78,13 +29,8 @@ func ogConfig(apiURL, extra string) string {
 
 func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
 	t.Helper()
-	nf, err := New(notifytest.Destination(t, yamlSrc), env)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	n.api.Now = func() time.Time { return attemptTime }
-	t.Cleanup(func() { _ = n.Close() })
+	n := notifytest.New[*Notifier](t, New, notifytest.Destination(t, yamlSrc), env)
+	n.api.Now = func() time.Time { return notifytest.AttemptTime }
 	return n
 }
 
@@ -141,7 +87,7 @@ func (f *fakeOpsgenie) handle(w http.ResponseWriter, r *http.Request) {
 		ogAnswer(w, http.StatusUnauthorized, map[string]any{"message": "Could not authenticate"})
 		return
 	}
-	if r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+	if r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != notifytest.UserAgent {
 		f.t.Errorf("Content-Type %q, User-Agent %q", r.Header.Get("Content-Type"), r.Header.Get("User-Agent"))
 	}
 	if r.Method != http.MethodPost {
@@ -220,11 +166,11 @@ func (f *fakeOpsgenie) snapshot() ([]seen, []fakeAlert) {
 
 func TestFiringThenResolved(t *testing.T) {
 	og := newFakeOpsgenie(t)
-	n := newNotifier(t, ogConfig(og.URL+"/", ""), testEnv(t.TempDir(), nil))
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+	n := newNotifier(t, ogConfig(og.URL+"/", ""), notifytest.Env(t.TempDir(), nil))
+	if err := n.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatalf("firing: %v", err)
 	}
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatalf("resolve: %v", err)
 	}
 	reqs, alerts := og.snapshot()
@@ -248,10 +194,10 @@ func TestFiringThenResolved(t *testing.T) {
 // nocbridge carries the same alias, so Opsgenie folds it into the open alert.
 func TestDedupAcrossRestart(t *testing.T) {
 	og := newFakeOpsgenie(t)
-	nt := notification(activeEvent())
+	nt := notification(notifytest.DeviceDown())
 	for attempt := 1; attempt <= 2; attempt++ {
 		nt.Attempt = attempt
-		if err := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), nil)).Send(context.Background(), nt); err != nil {
+		if err := newNotifier(t, ogConfig(og.URL, ""), notifytest.Env(t.TempDir(), nil)).Send(context.Background(), nt); err != nil {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
 	}
@@ -267,8 +213,8 @@ func TestDedupAcrossRestart(t *testing.T) {
 func TestCloseUnknownIsSuccess(t *testing.T) {
 	og := newFakeOpsgenie(t)
 	var logs notifytest.Logs
-	n := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), &logs))
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	n := newNotifier(t, ogConfig(og.URL, ""), notifytest.Env(t.TempDir(), &logs))
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatalf("closing an alert that is not open: %v", err)
 	}
 	if !strings.Contains(logs.String(), "opsgenie alert already closed or unknown") {
@@ -283,8 +229,8 @@ func TestPriorityTagsLimits(t *testing.T) {
 		}
 	}
 	og := newFakeOpsgenie(t)
-	n := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), nil))
-	ev := activeEvent()
+	n := newNotifier(t, ogConfig(og.URL, ""), notifytest.Env(t.TempDir(), nil))
+	ev := notifytest.DeviceDown()
 	ev.Severity = 4
 	ev.Description = strings.Repeat("d", 20000)
 	ev.Device.Site = strings.Repeat("s", 80)
@@ -306,11 +252,11 @@ func TestTemplate(t *testing.T) {
 	dir := t.TempDir()
 	notifytest.WriteFile(t, dir, "og.tmpl", "{{ .Status }} on {{ .Device.Name }} ({{ .Device.Site }}): {{ .Description }}\n")
 	og := newFakeOpsgenie(t)
-	n := newNotifier(t, ogConfig(og.URL, "template_file: og.tmpl\n"), testEnv(dir, nil))
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+	n := newNotifier(t, ogConfig(og.URL, "template_file: og.tmpl\n"), notifytest.Env(dir, nil))
+	if err := n.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatal(err)
 	}
 	_, alerts := og.snapshot()
@@ -327,7 +273,7 @@ func TestTemplate(t *testing.T) {
 }
 
 func TestStatusClassification(t *testing.T) {
-	httpDate := attemptTime.Add(42 * time.Second).UTC().Format(http.TimeFormat)
+	httpDate := notifytest.AttemptTime.Add(42 * time.Second).UTC().Format(http.TimeFormat)
 	tests := []struct {
 		name       string
 		answer     func(w http.ResponseWriter)
@@ -362,22 +308,10 @@ func TestStatusClassification(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			og := newFakeOpsgenie(t)
 			og.fail = func(w http.ResponseWriter, r *http.Request) bool { tt.answer(w); return true }
-			n := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), nil))
-			err := n.Send(context.Background(), notification(activeEvent()))
-			var ne *notify.Error
-			if !errors.As(err, &ne) {
-				t.Fatalf("got %v, want *notify.Error", err)
-			}
-			if ne.Status != tt.status || ne.Retryable != tt.retryable || ne.RetryAfter != tt.retryAfter {
-				t.Errorf("status=%d retryable=%v retryAfter=%s, want %d %v %s", ne.Status, ne.Retryable, ne.RetryAfter, tt.status, tt.retryable, tt.retryAfter)
-			}
-			want := tt.reason
-			if strings.Contains(want, "%s") {
-				want = fmt.Sprintf(want, og.URL)
-			}
-			if !strings.Contains(ne.Reason, want) {
-				t.Errorf("reason %q lacks %q", ne.Reason, want)
-			}
+			n := newNotifier(t, ogConfig(og.URL, ""), notifytest.Env(t.TempDir(), nil))
+			err := n.Send(context.Background(), notification(notifytest.DeviceDown()))
+			notifytest.Classified{Status: tt.status, Retryable: tt.retryable, RetryAfter: tt.retryAfter,
+				Reason: strings.ReplaceAll(tt.reason, "%s", og.URL)}.Check(t, err)
 		})
 	}
 	// Only a 404 on close means "nothing open"; other close failures stay
@@ -387,67 +321,41 @@ func TestStatusClassification(t *testing.T) {
 		ogAnswer(w, 503, map[string]any{"message": "Service Unavailable"})
 		return true
 	}
-	if err := newNotifier(t, ogConfig(og.URL, ""), testEnv(t.TempDir(), nil)).Send(context.Background(), notification(resolvedEvent())); !notify.Retryable(err) {
+	if err := newNotifier(t, ogConfig(og.URL, ""), notifytest.Env(t.TempDir(), nil)).Send(context.Background(), notification(notifytest.DeviceUp())); !notify.Retryable(err) {
 		t.Errorf("close answered 503: got %v, want retryable", err)
 	}
 }
 
 func TestNetworkErrorsAreRetryable(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	u := srv.URL
-	srv.Close()
-	n := newNotifier(t, ogConfig(u, ""), testEnv(t.TempDir(), nil))
-	err := n.Send(context.Background(), notification(activeEvent()))
-	var ne *notify.Error
-	if !errors.As(err, &ne) || !ne.Retryable || ne.Status != 0 {
-		t.Fatalf("connection refused: got %v, want retryable without status", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := n.Send(ctx, notification(resolvedEvent())); !notify.Retryable(err) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("canceled: got %v, want retryable wrapping context.Canceled", err)
-	}
+	u := notifytest.RefusedURL(t)
+	n := newNotifier(t, ogConfig(u, ""), notifytest.Env(t.TempDir(), nil))
+	notifytest.Unreachable(t, n, notification(notifytest.DeviceDown()), notification(notifytest.DeviceUp()))
 }
 
 func TestSecretNeverLeaks(t *testing.T) {
 	dir := t.TempDir()
 	notifytest.WriteFile(t, dir, "key", apiKey+"\n")
 	var logs notifytest.Logs
-	var texts []string
-	collect := func(err error) {
-		if err == nil {
-			t.Fatal("expected an error")
-		}
-		texts = append(texts, err.Error())
-		var ne *notify.Error
-		if errors.As(err, &ne) {
-			texts = append(texts, ne.Reason)
-		}
-	}
+	var texts notifytest.Failures
 	og := newFakeOpsgenie(t)
-	ok := newNotifier(t, "name: og\ntype: opsgenie\napi_key_file: key\napi_url: "+og.URL+"\n", testEnv(dir, &logs))
-	if err := ok.Send(context.Background(), notification(activeEvent())); err != nil {
+	ok := newNotifier(t, "name: og\ntype: opsgenie\napi_key_file: key\napi_url: "+og.URL+"\n", notifytest.Env(dir, &logs))
+	if err := ok.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatal(err)
 	}
-	if err := ok.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := ok.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatal(err)
 	}
-	if err := ok.Send(context.Background(), notification(resolvedEvent())); err != nil { // 404: already closed
+	if err := ok.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil { // 404: already closed
 		t.Fatal(err)
 	}
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ogAnswer(w, http.StatusUnprocessableEntity, map[string]any{"message": "bad header " + r.Header.Get("Authorization")})
 	}))
 	defer echo.Close()
-	collect(newNotifier(t, ogConfig(echo.URL, ""), testEnv(dir, &logs)).Send(context.Background(), notification(activeEvent())))
-	_, err := New(notifytest.Destination(t, "name: og\ntype: opsgenie\napi_key: "+apiKey+"\napi_key_file: key\napi_url: https://x:"+apiKey+"@api.opsgenie.com\n"), testEnv(dir, &logs))
-	collect(err)
-	texts = append(texts, logs.String())
-	for _, txt := range texts {
-		if strings.Contains(txt, apiKey) {
-			t.Fatalf("the API key leaked into an error or log line") // not printing it
-		}
-	}
+	texts.Add(t, newNotifier(t, ogConfig(echo.URL, ""), notifytest.Env(dir, &logs)).Send(context.Background(), notification(notifytest.DeviceDown())))
+	_, err := New(notifytest.Destination(t, "name: og\ntype: opsgenie\napi_key: "+apiKey+"\napi_key_file: key\napi_url: https://x:"+apiKey+"@api.opsgenie.com\n"), notifytest.Env(dir, &logs))
+	texts.Add(t, err)
+	notifytest.NoSecretsIn(t, []string{apiKey}, append(texts, logs.String()))
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -470,28 +378,17 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: og\ntype: opsgenie\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }
 
 func TestDefaultAndEUURL(t *testing.T) {
-	n := newNotifier(t, "name: og\ntype: opsgenie\napi_key: k\n", testEnv(t.TempDir(), nil))
+	n := newNotifier(t, "name: og\ntype: opsgenie\napi_key: k\n", notifytest.Env(t.TempDir(), nil))
 	if got := n.apiURL("/v2/alerts", nil).String(); got != "https://api.opsgenie.com/v2/alerts" {
 		t.Errorf("default = %s", got)
 	}
-	n = newNotifier(t, ogConfig("https://api.eu.opsgenie.com/", ""), testEnv(t.TempDir(), nil))
+	n = newNotifier(t, ogConfig("https://api.eu.opsgenie.com/", ""), notifytest.Env(t.TempDir(), nil))
 	if got := n.apiURL("/v2/alerts", nil).String(); got != "https://api.eu.opsgenie.com/v2/alerts" {
 		t.Errorf("EU = %s", got)
 	}

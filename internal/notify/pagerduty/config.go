@@ -31,19 +31,12 @@ type settings struct {
 }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
-	var errs config.Errors
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, notify.ConfigError(env, d, path, format, args...))
-	}
+	check := notify.NewConfigCheck(env, d)
+	bad := check.Bad
 	s := &settings{}
 
-	keyPath := "routing_key"
-	if c.RoutingKeyFile != "" {
-		keyPath = "routing_key_file"
-	}
-	switch key, err := config.ResolveSecret(c.RoutingKey, c.RoutingKeyFile, env.BaseDir); {
-	case err != nil:
-		bad(keyPath, "routing_key: %v", err)
+	switch key, keyPath, ok := check.Secret("routing_key", c.RoutingKey, c.RoutingKeyFile); {
+	case !ok: // check.Secret reported it
 	case key == "":
 		bad(keyPath, "routing_key (or routing_key_file) is required: the integration key of an Events API v2 integration")
 	default:
@@ -54,36 +47,12 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 	if raw == "" {
 		raw = DefaultURL
 	}
-	if u, msg := parseEndpoint(raw); msg != "" {
+	if u, msg := notify.CheckServiceURL(raw, "the routing key goes in routing_key"); msg != "" {
 		bad("url", "url %s", msg)
 	} else {
 		s.url = u
 	}
 
-	if c.TemplateFile != "" {
-		t, err := notify.LoadTemplate(c.TemplateFile, env)
-		if err != nil {
-			bad("template_file", "template_file: %v", err)
-		} else {
-			s.tmpl = t
-		}
-	}
-	return s, errs
-}
-
-// parseEndpoint checks a service URL; the message (empty when valid) never
-// quotes the raw value, which may carry credentials.
-func parseEndpoint(raw string) (*url.URL, string) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return nil, "is not a valid URL"
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, notify.RedactURL(u) + ": scheme must be http or https"
-	case u.Host == "":
-		return nil, notify.RedactURL(u) + ": missing host"
-	case u.User != nil:
-		return nil, notify.RedactURL(u) + ": must not hold credentials (the routing key goes in routing_key)"
-	}
-	return u, ""
+	s.tmpl = check.Template(c.TemplateFile)
+	return s, check.Errors()
 }

@@ -35,15 +35,7 @@ type Notifier struct {
 // New validates the destination's keys (all problems at once, each at its
 // line) and builds the notifier.
 func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
-	var cfg Config
-	if err := notify.DecodeConfig(env, d, &cfg); err != nil {
-		return nil, err
-	}
-	s, errs := cfg.validate(env, d)
-	if len(errs) > 0 {
-		return nil, errs.Sorted()
-	}
-	deps, err := env.Deps(d)
+	s, deps, err := notify.Prepare(d, env, (*Config).validate)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +199,4 @@ func serviceMessage(body []byte) string {
 
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
-func (n *Notifier) Close() error {
-	n.api.Client.CloseIdleConnections()
-	return nil
-}
+func (n *Notifier) Close() error { return n.api.Close() }

@@ -3,9 +3,7 @@ package pagerduty
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,72 +13,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
 
-const (
-	routingKey  = "R0uTiNgKeY0123456789abcdefABCDEF" // 32 characters, like a real one
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
-)
-
-var attemptTime = time.Unix(1763840005, 0)
-
-func activeEvent() event.Event {
-	return event.Event{
-		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
-		EventID:     "NETWORK-DEVICES-1-101",
-		Name:        "Device unreachable",
-		Description: "core-sw1 (10.0.0.1) is unreachable",
-		Category:    "ALERT",
-		Domain:      "Connectivity",
-		SubDomain:   "Devices",
-		Severity:    1,
-		Source:      "icmp",
-		Timestamp:   time.UnixMilli(1763840000000),
-		Status:      event.StatusActive,
-		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
-		Details:     map[string]string{"Loss Percent": "100"},
-	}
-}
-
-func resolvedEvent() event.Event {
-	e := activeEvent()
-	e.Status = event.StatusResolved
-	e.Timestamp = e.Timestamp.Add(90 * time.Second)
-	e.Details = map[string]string{"Loss Percent": "0"}
-	return e
-}
+const routingKey = "R0uTiNgKeY0123456789abcdefABCDEF" // 32 characters, like a real one
 
 func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("pd"), Event: ev, Attempt: 1}
 }
 
-func testEnv(dir string, logs io.Writer) notify.Env {
-	if logs == nil {
-		logs = io.Discard
-	}
-	return notify.Env{
-		ExternalURL: externalURL,
-		UserAgent:   userAgent,
-		ConfigFile:  "nocbridge.yaml",
-		BaseDir:     dir,
-		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-}
-
 func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
 	t.Helper()
-	nf, err := New(notifytest.Destination(t, yamlSrc), env)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	n.api.Now = func() time.Time { return attemptTime }
-	t.Cleanup(func() { _ = n.Close() })
+	n := notifytest.New[*Notifier](t, New, notifytest.Destination(t, yamlSrc), env)
+	n.api.Now = func() time.Time { return notifytest.AttemptTime }
 	return n
 }
 
@@ -129,7 +76,7 @@ func (f *fakePagerDuty) handle(w http.ResponseWriter, r *http.Request) {
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		f.t.Errorf("Content-Type = %q", ct)
 	}
-	if ua := r.Header.Get("User-Agent"); ua != userAgent {
+	if ua := r.Header.Get("User-Agent"); ua != notifytest.UserAgent {
 		f.t.Errorf("User-Agent = %q", ua)
 	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
@@ -198,13 +145,13 @@ func (f *fakePagerDuty) lastBody(t *testing.T) []byte {
 
 func TestGolden(t *testing.T) {
 	pd := newFakePagerDuty(t)
-	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", testEnv(t.TempDir(), nil))
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", notifytest.Env(t.TempDir(), nil))
 	for _, tt := range []struct {
 		golden string
 		ev     event.Event
 	}{
-		{"trigger.json", activeEvent()},
-		{"resolve.json", resolvedEvent()},
+		{"trigger.json", notifytest.DeviceDown()},
+		{"resolve.json", notifytest.DeviceUp()},
 	} {
 		t.Run(tt.golden, func(t *testing.T) {
 			if err := n.Send(context.Background(), notification(tt.ev)); err != nil {
@@ -215,7 +162,7 @@ func TestGolden(t *testing.T) {
 	}
 	pd.mu.Lock()
 	defer pd.mu.Unlock()
-	if inc := pd.incidents[activeEvent().InstanceID]; inc == nil || inc.open {
+	if inc := pd.incidents[notifytest.DeviceDown().InstanceID]; inc == nil || inc.open {
 		t.Fatalf("after trigger and resolve the incident should exist and be resolved: %+v", inc)
 	}
 }
@@ -226,9 +173,9 @@ func TestGolden(t *testing.T) {
 func TestDedupAcrossRestart(t *testing.T) {
 	pd := newFakePagerDuty(t)
 	cfg := "name: pd\ntype: pagerduty\nrouting_key: " + routingKey + "\nurl: " + pd.url() + "\n"
-	nt := notification(activeEvent())
+	nt := notification(notifytest.DeviceDown())
 	for i := 0; i < 2; i++ {
-		n := newNotifier(t, cfg, testEnv(t.TempDir(), nil))
+		n := newNotifier(t, cfg, notifytest.Env(t.TempDir(), nil))
 		nt.Attempt = i + 1
 		if err := n.Send(context.Background(), nt); err != nil {
 			t.Fatalf("Send #%d: %v", i+1, err)
@@ -247,8 +194,8 @@ func TestDedupAcrossRestart(t *testing.T) {
 		t.Errorf("a retry must send the identical event:\n%+v\n%+v", a, b)
 	}
 
-	n := newNotifier(t, cfg, testEnv(t.TempDir(), nil))
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	n := newNotifier(t, cfg, notifytest.Env(t.TempDir(), nil))
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatal(err)
 	}
 	pd.mu.Lock()
@@ -265,8 +212,8 @@ func TestSeverity(t *testing.T) {
 		}
 	}
 	pd := newFakePagerDuty(t)
-	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", testEnv(t.TempDir(), nil))
-	ev := activeEvent()
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", notifytest.Env(t.TempDir(), nil))
+	ev := notifytest.DeviceDown()
 	ev.Severity = 3
 	ev.Key = "GigabitEthernet1/0/3"
 	ev.Device = event.Device{Name: "edge-rtr", Address: "edge-rtr"}
@@ -288,10 +235,10 @@ func TestSeverity(t *testing.T) {
 
 func TestSummaryLimitAndNoExternalURL(t *testing.T) {
 	pd := newFakePagerDuty(t)
-	env := testEnv(t.TempDir(), nil)
+	env := notifytest.Env(t.TempDir(), nil)
 	env.ExternalURL = ""
 	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", env)
-	ev := activeEvent()
+	ev := notifytest.DeviceDown()
 	ev.Description = strings.Repeat("é", 2000)
 	if err := n.Send(context.Background(), notification(ev)); err != nil {
 		t.Fatal(err)
@@ -312,8 +259,8 @@ func TestTemplateSummary(t *testing.T) {
 	dir := t.TempDir()
 	notifytest.WriteFile(t, dir, "summary.tmpl", "{{ .Device.Site }}/{{ .Device.Name }}\n  {{ upper .Name }} ({{ .Priority }})\n")
 	pd := newFakePagerDuty(t)
-	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\ntemplate_file: summary.tmpl\n", testEnv(dir, nil))
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\ntemplate_file: summary.tmpl\n", notifytest.Env(dir, nil))
+	if err := n.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatal(err)
 	}
 	var got eventRequest
@@ -324,13 +271,13 @@ func TestTemplateSummary(t *testing.T) {
 		t.Errorf("summary = %q, want %q (one line)", got.Payload.Summary, want)
 	}
 	// The rest of the event is unchanged by a template.
-	if got.Payload.Severity != "critical" || got.DedupKey != activeEvent().InstanceID {
+	if got.Payload.Severity != "critical" || got.DedupKey != notifytest.DeviceDown().InstanceID {
 		t.Errorf("payload = %+v", got.Payload)
 	}
 }
 
 func TestStatusClassification(t *testing.T) {
-	httpDate := attemptTime.Add(42 * time.Second).UTC().Format(http.TimeFormat)
+	httpDate := notifytest.AttemptTime.Add(42 * time.Second).UTC().Format(http.TimeFormat)
 	tests := []struct {
 		name       string
 		status     int
@@ -361,39 +308,20 @@ func TestStatusClassification(t *testing.T) {
 				_, _ = io.WriteString(w, tt.body)
 				return true
 			}
-			n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", testEnv(t.TempDir(), nil))
-			err := n.Send(context.Background(), notification(activeEvent()))
-			var ne *notify.Error
-			if !errors.As(err, &ne) {
-				t.Fatalf("got %v, want *notify.Error", err)
-			}
-			if ne.Status != tt.status || ne.Retryable != tt.retryable || ne.RetryAfter != tt.retryAfter {
-				t.Errorf("status=%d retryable=%v retryAfter=%s, want %d %v %s", ne.Status, ne.Retryable, ne.RetryAfter, tt.status, tt.retryable, tt.retryAfter)
-			}
-			if !strings.Contains(ne.Reason, tt.reason) || !strings.HasPrefix(ne.Reason, "POST "+pd.url()+": ") {
-				t.Errorf("reason %q lacks %q or the endpoint", ne.Reason, tt.reason)
+			n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\n", notifytest.Env(t.TempDir(), nil))
+			err := n.Send(context.Background(), notification(notifytest.DeviceDown()))
+			ne := notifytest.Classified{Status: tt.status, Retryable: tt.retryable, RetryAfter: tt.retryAfter, Reason: tt.reason}.Check(t, err)
+			if !strings.HasPrefix(ne.Reason, "POST "+pd.url()+": ") {
+				t.Errorf("reason %q does not start with the endpoint", ne.Reason)
 			}
 		})
 	}
 }
 
 func TestNetworkErrorsAreRetryable(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	u := srv.URL
-	srv.Close()
-	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+u+"/v2/enqueue\n", testEnv(t.TempDir(), nil))
-	err := n.Send(context.Background(), notification(activeEvent()))
-	var ne *notify.Error
-	if !errors.As(err, &ne) || !ne.Retryable || ne.Status != 0 {
-		t.Fatalf("connection refused: got %v, want retryable without status", err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err = n.Send(ctx, notification(activeEvent()))
-	if !notify.Retryable(err) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("canceled: got %v, want retryable wrapping context.Canceled", err)
-	}
+	u := notifytest.RefusedURL(t)
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+u+"/v2/enqueue\n", notifytest.Env(t.TempDir(), nil))
+	notifytest.Unreachable(t, n, notification(notifytest.DeviceDown()), notification(notifytest.DeviceDown()))
 }
 
 // TestSecretNeverLeaks drives success and failure paths, including a
@@ -416,27 +344,22 @@ func TestSecretNeverLeaks(t *testing.T) {
 			texts = append(texts, err.Error(), strings.ReplaceAll(err.Error(), "%", ""))
 		}
 	}
-	ok := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key_file: pd-key\nurl: "+pd.url()+"\n", testEnv(dir, &logs))
-	if err := ok.Send(context.Background(), notification(activeEvent())); err != nil {
+	ok := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key_file: pd-key\nurl: "+pd.url()+"\n", notifytest.Env(dir, &logs))
+	if err := ok.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatal(err)
 	}
-	bad := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+echo.URL+"\n", testEnv(dir, &logs))
-	err := bad.Send(context.Background(), notification(activeEvent()))
+	bad := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+echo.URL+"\n", notifytest.Env(dir, &logs))
+	err := bad.Send(context.Background(), notification(notifytest.DeviceDown()))
 	if err == nil {
 		t.Fatal("echoing 400 should fail")
 	}
 	collect(err)
-	_, err = New(notifytest.Destination(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nrouting_key_file: pd-key\nurl: ftp://x/\n"), testEnv(dir, &logs))
+	_, err = New(notifytest.Destination(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nrouting_key_file: pd-key\nurl: ftp://x/\n"), notifytest.Env(dir, &logs))
 	collect(err)
-	texts = append(texts, logs.String())
 	if !strings.Contains(logs.String(), "pagerduty event accepted") {
 		t.Errorf("expected a debug line for the accepted event")
 	}
-	for _, txt := range texts {
-		if strings.Contains(txt, routingKey) {
-			t.Fatalf("routing key leaked into an error or log line") // not printing it
-		}
-	}
+	notifytest.NoSecretsIn(t, []string{routingKey}, append(texts, logs.String()))
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -468,24 +391,13 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: pd\ntype: pagerduty\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }
 
 func TestDefaultURL(t *testing.T) {
-	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\n", testEnv(t.TempDir(), nil))
+	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\n", notifytest.Env(t.TempDir(), nil))
 	if n.s.url.String() != DefaultURL || n.target != "POST "+DefaultURL {
 		t.Fatalf("url = %s, want %s", n.s.url, DefaultURL)
 	}

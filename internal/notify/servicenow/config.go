@@ -1,7 +1,6 @@
 package servicenow
 
 import (
-	"net/http"
 	"net/url"
 	"regexp"
 	"sort"
@@ -75,10 +74,8 @@ var reservedFields = map[string]string{
 }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
-	var errs config.Errors
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, notify.ConfigError(env, d, path, format, args...))
-	}
+	check := notify.NewConfigCheck(env, d)
+	bad := check.Bad
 	s := &settings{
 		table:           c.Table,
 		assignmentGroup: c.AssignmentGroup,
@@ -89,21 +86,14 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 
 	if c.InstanceURL == "" {
 		bad("instance_url", "instance_url is required, e.g. https://acme.service-now.com")
-	} else if u, msg := parseEndpoint(c.InstanceURL); msg != "" {
+	} else if u, msg := notify.CheckServiceBase(c.InstanceURL, "use username and password"); msg != "" {
 		bad("instance_url", "instance_url %s", msg)
 	} else {
 		s.base = u
 	}
 
-	pwPath := "password"
-	if c.PasswordFile != "" {
-		pwPath = "password_file"
-	}
-	pw, err := config.ResolveSecret(c.Password, c.PasswordFile, env.BaseDir)
-	switch {
-	case err != nil:
-		bad(pwPath, "password: %v", err)
-	case pw == "":
+	pw, pwPath, ok := check.Secret("password", c.Password, c.PasswordFile)
+	if ok && pw == "" {
 		bad(pwPath, "password (or password_file) is required")
 	}
 	switch {
@@ -111,11 +101,8 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		bad("username", "username is required: a ServiceNow user with the itil role (or table rights)")
 	case strings.Contains(c.Username, ":"):
 		bad("username", "username must not contain ':'")
-	case err == nil && pw != "":
-		r := http.Request{Header: http.Header{}}
-		r.SetBasicAuth(c.Username, pw.Reveal())
-		s.auth = r.Header.Get("Authorization")
-		s.secrets = []string{pw.Reveal(), strings.TrimPrefix(s.auth, "Basic ")}
+	case ok && pw != "":
+		s.auth, s.secrets = notify.BasicAuth(c.Username, pw.Reveal())
 	}
 
 	if s.table == "" {
@@ -146,34 +133,6 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		}
 	}
 
-	if c.TemplateFile != "" {
-		t, err := notify.LoadTemplate(c.TemplateFile, env)
-		if err != nil {
-			bad("template_file", "template_file: %v", err)
-		} else {
-			s.tmpl = t
-		}
-	}
-	return s, errs
-}
-
-// parseEndpoint checks a service URL; the message (empty when valid) never
-// quotes the raw value, which may carry credentials.
-func parseEndpoint(raw string) (*url.URL, string) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return nil, "is not a valid URL"
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, notify.RedactURL(u) + ": scheme must be http or https"
-	case u.Host == "":
-		return nil, notify.RedactURL(u) + ": missing host"
-	case u.User != nil:
-		return nil, notify.RedactURL(u) + ": must not hold credentials (use username and password)"
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, notify.RedactURL(u) + ": must not have a query or fragment"
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, ""
+	s.tmpl = check.Template(c.TemplateFile)
+	return s, check.Errors()
 }

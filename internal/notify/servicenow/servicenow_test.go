@@ -3,10 +3,8 @@ package servicenow
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -16,62 +14,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
 
 const (
-	snUser      = "svc.nocbridge"
-	snPassword  = "Sn0w-P4ss!word-7731"
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
+	snUser     = "svc.nocbridge"
+	snPassword = "Sn0w-P4ss!word-7731"
 )
-
-var attemptTime = time.Unix(1763840005, 0)
-
-func activeEvent() event.Event {
-	return event.Event{
-		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
-		EventID:     "NETWORK-DEVICES-1-101",
-		Name:        "Device unreachable",
-		Description: "core-sw1 (10.0.0.1) is unreachable",
-		Category:    "ALERT",
-		Domain:      "Connectivity",
-		SubDomain:   "Devices",
-		Severity:    1,
-		Source:      "icmp",
-		Timestamp:   time.UnixMilli(1763840000000),
-		Status:      event.StatusActive,
-		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
-		Details:     map[string]string{"Loss Percent": "100"},
-	}
-}
-
-func resolvedEvent() event.Event {
-	e := activeEvent()
-	e.Status = event.StatusResolved
-	e.Timestamp = e.Timestamp.Add(90 * time.Second)
-	e.Details = map[string]string{"Loss Percent": "0"}
-	return e
-}
 
 func notification(ev event.Event) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID("snow"), Event: ev, Attempt: 1}
-}
-
-func testEnv(dir string, logs io.Writer) notify.Env {
-	if logs == nil {
-		logs = io.Discard
-	}
-	return notify.Env{
-		ExternalURL: externalURL,
-		UserAgent:   userAgent,
-		ConfigFile:  "nocbridge.yaml",
-		BaseDir:     dir,
-		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
 }
 
 func snConfig(instanceURL, extra string) string {
@@ -80,13 +34,8 @@ func snConfig(instanceURL, extra string) string {
 
 func newNotifier(t *testing.T, yamlSrc string, env notify.Env) *Notifier {
 	t.Helper()
-	nf, err := New(notifytest.Destination(t, yamlSrc), env)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	n.api.Now = func() time.Time { return attemptTime }
-	t.Cleanup(func() { _ = n.Close() })
+	n := notifytest.New[*Notifier](t, New, notifytest.Destination(t, yamlSrc), env)
+	n.api.Now = func() time.Time { return notifytest.AttemptTime }
 	return n
 }
 
@@ -161,7 +110,7 @@ func (f *fakeServiceNow) handle(w http.ResponseWriter, r *http.Request) {
 		snError(w, http.StatusUnauthorized, "User Not Authenticated", "Required to provide Auth information")
 		return
 	}
-	if r.Header.Get("Accept") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+	if r.Header.Get("Accept") != "application/json" || r.Header.Get("User-Agent") != notifytest.UserAgent {
 		f.t.Errorf("%s %s: Accept %q, User-Agent %q", r.Method, r.URL.Path, r.Header.Get("Accept"), r.Header.Get("User-Agent"))
 	}
 	if (r.Method == http.MethodPost || r.Method == http.MethodPatch) && r.Header.Get("Content-Type") != "application/json" {
@@ -306,9 +255,9 @@ var (
 func TestFiringThenResolved(t *testing.T) {
 	sn := newFakeServiceNow(t)
 	var logs notifytest.Logs
-	n := newNotifier(t, snConfig(sn.URL+"/", "assignment_group: Network Operations\n"), testEnv(t.TempDir(), &logs))
+	n := newNotifier(t, snConfig(sn.URL+"/", "assignment_group: Network Operations\n"), notifytest.Env(t.TempDir(), &logs))
 
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatalf("firing: %v", err)
 	}
 	reqs, recs := sn.snapshot()
@@ -323,7 +272,7 @@ func TestFiringThenResolved(t *testing.T) {
 	}
 
 	sn.reset()
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatalf("resolve: %v", err)
 	}
 	reqs, recs = sn.snapshot()
@@ -344,18 +293,18 @@ func TestFiringThenResolved(t *testing.T) {
 func TestNoDuplicateIncident(t *testing.T) {
 	sn := newFakeServiceNow(t)
 	cfg := snConfig(sn.URL, "")
-	nt := notification(activeEvent())
+	nt := notification(notifytest.DeviceDown())
 
 	sn.mu.Lock()
 	sn.dropCreateResponse = true
 	sn.mu.Unlock()
-	err := newNotifier(t, cfg, testEnv(t.TempDir(), nil)).Send(context.Background(), nt)
+	err := newNotifier(t, cfg, notifytest.Env(t.TempDir(), nil)).Send(context.Background(), nt)
 	if !notify.Retryable(err) {
 		t.Fatalf("lost response: got %v, want a retryable error", err)
 	}
 	for attempt := 2; attempt <= 3; attempt++ {
 		nt.Attempt = attempt
-		n := newNotifier(t, cfg, testEnv(t.TempDir(), nil)) // as after a restart
+		n := newNotifier(t, cfg, notifytest.Env(t.TempDir(), nil)) // as after a restart
 		if err := n.Send(context.Background(), nt); err != nil {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
@@ -376,7 +325,7 @@ func TestNoDuplicateIncident(t *testing.T) {
 }
 
 func TestResolveCases(t *testing.T) {
-	id := activeEvent().InstanceID
+	id := notifytest.DeviceDown().InstanceID
 	tests := []struct {
 		name    string
 		records []map[string]string
@@ -398,8 +347,8 @@ func TestResolveCases(t *testing.T) {
 			sn := newFakeServiceNow(t)
 			sn.records = tt.records
 			var logs notifytest.Logs
-			n := newNotifier(t, snConfig(sn.URL, ""), testEnv(t.TempDir(), &logs))
-			if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+			n := newNotifier(t, snConfig(sn.URL, ""), notifytest.Env(t.TempDir(), &logs))
+			if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 				t.Fatalf("resolve: %v", err)
 			}
 			reqs, _ := sn.snapshot()
@@ -431,8 +380,8 @@ func TestImpactUrgency(t *testing.T) {
 
 func TestFieldsOverrideDefaults(t *testing.T) {
 	sn := newFakeServiceNow(t)
-	n := newNotifier(t, snConfig(sn.URL, "fields:\n  category: hardware\n  caller_id: svc.nocbridge\n  contact_type: monitoring\nclose_code: Solution provided\n"), testEnv(t.TempDir(), nil))
-	ev := activeEvent()
+	n := newNotifier(t, snConfig(sn.URL, "fields:\n  category: hardware\n  caller_id: svc.nocbridge\n  contact_type: monitoring\nclose_code: Solution provided\n"), notifytest.Env(t.TempDir(), nil))
+	ev := notifytest.DeviceDown()
 	ev.Severity = 4
 	if err := n.Send(context.Background(), notification(ev)); err != nil {
 		t.Fatal(err)
@@ -448,7 +397,7 @@ func TestFieldsOverrideDefaults(t *testing.T) {
 	if _, ok := r["assignment_group"]; ok {
 		t.Errorf("assignment_group sent though not configured")
 	}
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatal(err)
 	}
 	_, recs = sn.snapshot()
@@ -461,15 +410,15 @@ func TestTemplate(t *testing.T) {
 	dir := t.TempDir()
 	notifytest.WriteFile(t, dir, "snow.tmpl", "{{ if eq (print .Status) \"resolved\" }}Cleared{{ else }}Down{{ end }}: {{ .Device.Name }} at {{ .Device.Site }}\nSee {{ .AlertURL }}\n")
 	sn := newFakeServiceNow(t)
-	n := newNotifier(t, snConfig(sn.URL, "template_file: snow.tmpl\n"), testEnv(dir, nil))
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
+	n := newNotifier(t, snConfig(sn.URL, "template_file: snow.tmpl\n"), notifytest.Env(dir, nil))
+	if err := n.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := n.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatal(err)
 	}
 	_, recs := sn.snapshot()
-	link := "See " + externalURL + "/alerts/" + activeEvent().InstanceID
+	link := "See " + notifytest.ExternalURL + "/alerts/" + notifytest.DeviceDown().InstanceID
 	if got := recs[0]["description"]; got != "Down: core-sw1 at HQ\n"+link {
 		t.Errorf("description = %q", got)
 	}
@@ -517,22 +466,10 @@ func TestStatusClassification(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			sn := newFakeServiceNow(t)
 			sn.fail = func(w http.ResponseWriter, r *http.Request) bool { tt.answer(w); return true }
-			n := newNotifier(t, snConfig(sn.URL, ""), testEnv(t.TempDir(), nil))
-			err := n.Send(context.Background(), notification(activeEvent()))
-			var ne *notify.Error
-			if !errors.As(err, &ne) {
-				t.Fatalf("got %v, want *notify.Error", err)
-			}
-			if ne.Status != tt.status || ne.Retryable != tt.retryable || ne.RetryAfter != tt.retryAfter {
-				t.Errorf("status=%d retryable=%v retryAfter=%s, want %d %v %s", ne.Status, ne.Retryable, ne.RetryAfter, tt.status, tt.retryable, tt.retryAfter)
-			}
-			want := tt.reason
-			if strings.Contains(want, "%s") {
-				want = fmt.Sprintf(want, sn.URL)
-			}
-			if !strings.Contains(ne.Reason, want) {
-				t.Errorf("reason %q lacks %q", ne.Reason, want)
-			}
+			n := newNotifier(t, snConfig(sn.URL, ""), notifytest.Env(t.TempDir(), nil))
+			err := n.Send(context.Background(), notification(notifytest.DeviceDown()))
+			notifytest.Classified{Status: tt.status, Retryable: tt.retryable, RetryAfter: tt.retryAfter,
+				Reason: strings.ReplaceAll(tt.reason, "%s", sn.URL)}.Check(t, err)
 			reqs, _ := sn.snapshot()
 			if len(reqs) != 1 {
 				t.Errorf("a failed lookup must stop there, but %d requests were made", len(reqs))
@@ -542,19 +479,11 @@ func TestStatusClassification(t *testing.T) {
 }
 
 func TestNetworkErrorsAreRetryable(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	u := srv.URL
-	srv.Close()
-	n := newNotifier(t, snConfig(u, ""), testEnv(t.TempDir(), nil))
-	err := n.Send(context.Background(), notification(activeEvent()))
-	var ne *notify.Error
-	if !errors.As(err, &ne) || !ne.Retryable || ne.Status != 0 || !strings.HasPrefix(ne.Reason, "GET "+u+"/api/now/table/incident: ") {
-		t.Fatalf("connection refused: got %v, want retryable without status", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := n.Send(ctx, notification(resolvedEvent())); !notify.Retryable(err) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("canceled: got %v, want retryable wrapping context.Canceled", err)
+	u := notifytest.RefusedURL(t)
+	n := newNotifier(t, snConfig(u, ""), notifytest.Env(t.TempDir(), nil))
+	ne := notifytest.Unreachable(t, n, notification(notifytest.DeviceDown()), notification(notifytest.DeviceUp()))
+	if !strings.HasPrefix(ne.Reason, "GET "+u+"/api/now/table/incident: ") {
+		t.Errorf("reason %q does not name the request", ne.Reason)
 	}
 }
 
@@ -565,24 +494,14 @@ func TestSecretNeverLeaks(t *testing.T) {
 	dir := t.TempDir()
 	notifytest.WriteFile(t, dir, "pw", snPassword+"\n")
 	var logs notifytest.Logs
-	var texts []string
-	collect := func(err error) {
-		if err == nil {
-			t.Fatal("expected an error")
-		}
-		texts = append(texts, err.Error())
-		var ne *notify.Error
-		if errors.As(err, &ne) {
-			texts = append(texts, ne.Reason)
-		}
-	}
+	var texts notifytest.Failures
 
 	sn := newFakeServiceNow(t)
-	ok := newNotifier(t, "name: snow\ntype: servicenow\ninstance_url: "+sn.URL+"\nusername: "+snUser+"\npassword_file: pw\n", testEnv(dir, &logs))
-	if err := ok.Send(context.Background(), notification(activeEvent())); err != nil {
+	ok := newNotifier(t, "name: snow\ntype: servicenow\ninstance_url: "+sn.URL+"\nusername: "+snUser+"\npassword_file: pw\n", notifytest.Env(dir, &logs))
+	if err := ok.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {
 		t.Fatal(err)
 	}
-	if err := ok.Send(context.Background(), notification(resolvedEvent())); err != nil {
+	if err := ok.Send(context.Background(), notification(notifytest.DeviceUp())); err != nil {
 		t.Fatal(err)
 	}
 
@@ -591,26 +510,19 @@ func TestSecretNeverLeaks(t *testing.T) {
 		_, _ = fmt.Fprintf(w, "denied for %s (password %s)", r.Header.Get("Authorization"), snPassword)
 	}))
 	defer echo.Close()
-	collect(newNotifier(t, snConfig(echo.URL, ""), testEnv(dir, &logs)).Send(context.Background(), notification(activeEvent())))
+	texts.Add(t, newNotifier(t, snConfig(echo.URL, ""), notifytest.Env(dir, &logs)).Send(context.Background(), notification(notifytest.DeviceDown())))
 
-	wrong := newNotifier(t, "name: snow\ntype: servicenow\ninstance_url: "+sn.URL+"\nusername: "+snUser+"\npassword: "+snPassword+"-old\n", testEnv(dir, &logs))
-	err := wrong.Send(context.Background(), notification(activeEvent()))
-	collect(err)
+	wrong := newNotifier(t, "name: snow\ntype: servicenow\ninstance_url: "+sn.URL+"\nusername: "+snUser+"\npassword: "+snPassword+"-old\n", notifytest.Env(dir, &logs))
+	err := wrong.Send(context.Background(), notification(notifytest.DeviceDown()))
+	texts.Add(t, err)
 	if notify.Retryable(err) {
 		t.Errorf("wrong credentials must be permanent")
 	}
 
-	_, err = New(notifytest.Destination(t, snConfig("https://u:"+snPassword+"@acme.service-now.com", "password_file: pw\n")), testEnv(dir, &logs))
-	collect(err)
+	_, err = New(notifytest.Destination(t, snConfig("https://u:"+snPassword+"@acme.service-now.com", "password_file: pw\n")), notifytest.Env(dir, &logs))
+	texts.Add(t, err)
 
-	texts = append(texts, logs.String())
-	for _, s := range []string{snPassword, strings.TrimPrefix(basicAuth(snUser, snPassword), "Basic ")} {
-		for _, txt := range texts {
-			if strings.Contains(txt, s) {
-				t.Fatalf("a credential leaked into an error or log line") // not printing it
-			}
-		}
-	}
+	notifytest.NoSecretsIn(t, []string{snPassword, strings.TrimPrefix(basicAuth(snUser, snPassword), "Basic ")}, append(texts, logs.String()))
 }
 
 func basicAuth(user, pw string) string {
@@ -658,24 +570,13 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: snow\ntype: servicenow\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }
 
 func TestDefaults(t *testing.T) {
-	n := newNotifier(t, snConfig("https://acme.service-now.com/", ""), testEnv(t.TempDir(), nil))
+	n := newNotifier(t, snConfig("https://acme.service-now.com/", ""), notifytest.Env(t.TempDir(), nil))
 	if n.s.table != "incident" || n.s.closeCode != "Solved (Permanently)" || n.s.resolveState != "6" {
 		t.Errorf("defaults: table %q close_code %q resolve_state %q", n.s.table, n.s.closeCode, n.s.resolveState)
 	}

@@ -40,27 +40,23 @@ type settings struct {
 func (s *settings) botMode() bool { return s.token != "" }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
-	var errs config.Errors
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, notify.ConfigError(env, d, path, format, args...))
-	}
+	check := notify.NewConfigCheck(env, d)
+	bad := check.Bad
 	s := &settings{}
 
 	hasURL := c.URL != "" || c.URLFile != ""
 	hasToken := c.Token != "" || c.TokenFile != ""
 	switch {
 	case hasURL && hasToken:
-		bad(keyOf(c.TokenFile != "", "token"), "set url (incoming webhook) or token and channel (bot), not both")
+		bad(notify.SecretKey("token", c.TokenFile), "set url (incoming webhook) or token and channel (bot), not both")
 	case !hasURL && !hasToken:
 		bad("url", "set url (incoming webhook) or token and channel (bot)")
 	case hasURL:
-		key := keyOf(c.URLFile != "", "url")
-		raw, err := config.ResolveSecret(c.URL, c.URLFile, env.BaseDir)
-		if err != nil {
-			bad(key, "url: %v", err)
+		raw, key, ok := check.Secret("url", c.URL, c.URLFile)
+		if !ok {
 			break
 		}
-		u, msg := checkURL(raw.Reveal())
+		u, msg := notify.CheckWebhookURL(raw.Reveal())
 		if msg != "" {
 			bad(key, "url %s", msg)
 			break
@@ -73,11 +69,9 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 			bad("api_url", "api_url is for bot mode (token); an incoming webhook needs only url")
 		}
 	default:
-		key := keyOf(c.TokenFile != "", "token")
-		tok, err := config.ResolveSecret(c.Token, c.TokenFile, env.BaseDir)
+		tok, key, ok := check.Secret("token", c.Token, c.TokenFile)
 		switch {
-		case err != nil:
-			bad(key, "token: %v", err)
+		case !ok: // check.Secret reported it
 		case strings.ContainsFunc(tok.Reveal(), func(r rune) bool { return r <= ' ' || r == 0x7f }):
 			bad(key, "token contains whitespace or control characters")
 		default:
@@ -91,7 +85,7 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		if api == "" {
 			api = DefaultAPIURL
 		}
-		u, msg := checkURL(api)
+		u, msg := notify.CheckWebhookURL(api)
 		if msg != "" {
 			bad("api_url", "api_url %s", msg)
 			break
@@ -106,36 +100,6 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		s.apiURL = u
 	}
 
-	if c.TemplateFile != "" {
-		t, err := notify.LoadTemplate(c.TemplateFile, env)
-		if err != nil {
-			bad("template_file", "template_file: %v", err)
-		} else {
-			s.tmpl = t
-		}
-	}
-	return s, errs
-}
-
-// keyOf names the key a secret came from, for the error's line.
-func keyOf(fromFile bool, key string) string {
-	if fromFile {
-		return key + "_file"
-	}
-	return key
-}
-
-// checkURL parses an endpoint URL. Its message never quotes the URL's path
-// or query: for webhooks they are the credential.
-func checkURL(raw string) (*url.URL, string) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return nil, "is not a valid URL"
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, "must be an http or https URL"
-	case u.Host == "":
-		return nil, "is missing a host"
-	}
-	return u, ""
+	s.tmpl = check.Template(c.TemplateFile)
+	return s, check.Errors()
 }

@@ -61,15 +61,7 @@ type Notifier struct {
 // New validates the destination's keys (all problems at once, each at its
 // line) and builds the notifier. env.State may be nil when only validating.
 func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
-	var cfg Config
-	if err := notify.DecodeConfig(env, d, &cfg); err != nil {
-		return nil, err
-	}
-	s, errs := cfg.validate(env, d)
-	if len(errs) > 0 {
-		return nil, errs.Sorted()
-	}
-	deps, err := env.Deps(d)
+	s, deps, err := notify.Prepare(d, env, (*Config).validate)
 	if err != nil {
 		return nil, err
 	}
@@ -479,10 +471,7 @@ func colorOf(ev event.Event) string {
 // text from a device (a trap's ifAlias, say) can never become <!channel>.
 // A template's own text is mrkdwn and stays as written.
 func (n *Notifier) bodyText(nt notify.Notification) (string, error) {
-	if n.s.tmpl == nil {
-		return esc(nt.Event.Description), nil
-	}
-	return notify.RenderText(n.s.tmpl, notify.EscapeEvent(nt.Event, esc), nt.ID, n.externalURL)
+	return notify.ChatText(n.s.tmpl, nt, n.externalURL, esc)
 }
 
 func esc(s string) string { return slackutilsx.EscapeMessage(s) }

@@ -27,11 +27,9 @@ import (
 )
 
 const (
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
-	botToken    = "xoxb-1111-2222-s3cr3tT0k3n"
-	hookPath    = "/services/T0NOC/B0NOC/w3bh00kS3cr3t"
-	channelID   = "C0NOC12345"
+	botToken  = "xoxb-1111-2222-s3cr3tT0k3n"
+	hookPath  = "/services/T0NOC/B0NOC/w3bh00kS3cr3t"
+	channelID = "C0NOC12345"
 )
 
 func activeEvent() event.Event {
@@ -213,17 +211,9 @@ type setup struct {
 
 func newNotifier(t *testing.T, d config.Destination, st setup) *Notifier {
 	t.Helper()
-	env := notify.Env{ExternalURL: externalURL, UserAgent: userAgent, ConfigFile: "nocbridge.yaml", BaseDir: st.dir, State: st.state, HTTPClient: st.client}
-	if st.logs != nil {
-		env.Logger = slog.New(slog.NewTextHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	nf, err := New(d, env)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	t.Cleanup(func() { _ = n.Close() })
-	return n
+	env := notifytest.TextEnv(st.dir, st.logs)
+	env.State, env.HTTPClient = st.state, st.client
+	return notifytest.New[*Notifier](t, New, d, env)
 }
 
 func botYAML(f *fakeSlack) string {
@@ -273,7 +263,7 @@ func checkAPICall(t *testing.T, c call, path string) {
 	if !strings.HasPrefix(c.contentType, "application/x-www-form-urlencoded") {
 		t.Errorf("Content-Type = %q", c.contentType)
 	}
-	if c.userAgent != userAgent {
+	if c.userAgent != notifytest.UserAgent {
 		t.Errorf("User-Agent = %q", c.userAgent)
 	}
 }
@@ -294,7 +284,7 @@ func TestWebhookGolden(t *testing.T) {
 			}
 			calls := f.all()
 			c := calls[len(calls)-1]
-			if c.method != http.MethodPost || c.path != hookPath || c.contentType != "application/json" || c.userAgent != userAgent {
+			if c.method != http.MethodPost || c.path != hookPath || c.contentType != "application/json" || c.userAgent != notifytest.UserAgent {
 				t.Errorf("request %s %s (Content-Type %q, User-Agent %q)", c.method, c.path, c.contentType, c.userAgent)
 			}
 			if c.auth != "" {
@@ -752,9 +742,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		mode := map[bool]string{false: "webhook", true: "bot"}[bot]
 		yamlFor := func(base string) string {
 			if bot {
-				return "name: s\ntype: slack\ntoken: " + botToken + "\nchannel: C1\napi_url: " + base + "/api/\ntimeout: 200ms\n"
+				return "name: s\ntype: slack\ntoken: " + botToken + "\nchannel: C1\napi_url: " + base + "/api/\n"
 			}
-			return "name: s\ntype: slack\nurl: " + base + hookPath + "?token=s3cr3tT0k3n\ntimeout: 200ms\n"
+			return "name: s\ntype: slack\nurl: " + base + hookPath + "?token=s3cr3tT0k3n\n"
 		}
 		t.Run(mode+" status error", func(t *testing.T) {
 			f := newFakeSlack(t)
@@ -768,26 +758,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 			}
 			check(t, err, logs)
 		})
-		t.Run(mode+" connection refused", func(t *testing.T) {
-			base := notifytest.RefusedURL(t)
-			logs := &notifytest.Logs{}
-			n := newNotifier(t, notifytest.Destination(t, yamlFor(base)), setup{dir: dir, logs: logs, state: newMemState()})
-			err := n.Send(context.Background(), notification(activeEvent()))
-			check(t, err, logs)
-			if !notify.Retryable(err) {
-				t.Errorf("connection refused must be retryable")
-			}
-		})
-		t.Run(mode+" timeout", func(t *testing.T) {
-			srv := notifytest.HangingServer(t)
-			logs := &notifytest.Logs{}
-			n := newNotifier(t, notifytest.Destination(t, yamlFor(srv.URL)), setup{dir: dir, logs: logs, state: newMemState()})
-			err := n.Send(context.Background(), notification(activeEvent()))
-			check(t, err, logs)
-			var ne *notify.Error
-			if !errors.As(err, &ne) || !ne.Retryable || !strings.Contains(ne.Reason, "timeout") {
-				t.Errorf("got %v, want a retryable timeout", err)
-			}
+		t.Run(mode, func(t *testing.T) {
+			notifytest.NetworkFailures(t, secrets, func(t *testing.T, base, extra string, logs *notifytest.Logs) error {
+				n := newNotifier(t, notifytest.Destination(t, yamlFor(base)+extra), setup{dir: dir, logs: logs, state: newMemState()})
+				return n.Send(context.Background(), notification(activeEvent()))
+			})
 		})
 	}
 	t.Run("successful bot flow logs", func(t *testing.T) {
@@ -864,18 +839,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: s\ntype: slack\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"time"
 	"unicode/utf8"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -31,36 +29,22 @@ const MaxTextBytes = 20000
 // Notifier posts one Adaptive Card per notification.
 type Notifier struct {
 	externalURL string
-	userAgent   string
 	s           *settings
-	target      string // scheme and host only: the query is the credential
-	redactor    notify.Redactor
-	client      *http.Client
+	post        *notify.ChatPoster
 	log         *slog.Logger
 }
 
 // New validates the destination's keys (all problems at once, each at its
 // line) and builds the notifier.
 func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
-	var cfg Config
-	if err := notify.DecodeConfig(env, d, &cfg); err != nil {
-		return nil, err
-	}
-	s, errs := cfg.validate(env, d)
-	if len(errs) > 0 {
-		return nil, errs.Sorted()
-	}
-	deps, err := env.Deps(d)
+	s, deps, err := notify.Prepare(d, env, (*Config).validate)
 	if err != nil {
 		return nil, err
 	}
 	return &Notifier{
 		externalURL: env.ExternalURL,
-		userAgent:   deps.UserAgent,
 		s:           s,
-		target:      "teams workflow " + s.url.Scheme + "://" + s.url.Host,
-		client:      deps.Client,
-		redactor:    notify.NewRedactor(2, s.url.String(), s.url.RawQuery, s.url.EscapedPath(), s.url.Path),
+		post:        notify.NewWebhookPoster("teams workflow", s.url, deps, notify.TextOnly(errorText)),
 		log:         deps.Logger.With("host", s.url.Host),
 	}, nil
 }
@@ -76,26 +60,13 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	if err != nil {
 		return &notify.Error{Reason: "teams: encoding card", Err: err}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.url.String(), bytes.NewReader(payload))
+	status, err := n.post.Post(ctx, payload)
 	if err != nil {
-		return &notify.Error{Reason: n.target + ": building request", Err: n.redactor.Error(err)}
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", n.userAgent)
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return notify.NetworkError(n.target, err, n.redactor)
-	}
-	defer notify.DrainAndClose(resp.Body)
 	// Workflows answer 202 Accepted: the run is queued, not yet posted.
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		n.log.Debug("teams card accepted", "status", resp.StatusCode, "event_status", nt.Event.Status)
-		return nil
-	}
-	excerpt := notify.ReadErrorBody(resp)
-	e := notify.StatusError(resp.StatusCode, []byte(errorText(excerpt)), notify.RetryAfterHeader(resp.Header, time.Now()))
-	e.Reason = n.target + ": " + e.Reason
-	return e
+	n.log.Debug("teams card accepted", "status", status, "event_status", nt.Event.Status)
+	return nil
 }
 
 // errorText is the Workflow service's own explanation
@@ -118,10 +89,7 @@ func errorText(body []byte) string {
 
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
-func (n *Notifier) Close() error {
-	n.client.CloseIdleConnections()
-	return nil
-}
+func (n *Notifier) Close() error { return n.post.Close() }
 
 // --- rendering ---
 

@@ -19,8 +19,6 @@ import (
 )
 
 const (
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
 	// The shape of a Workflows trigger URL; sig is the credential.
 	flowPath  = "/workflows/0b4c7e1d9a2f4e6b8c3d5a7f9e1b2c4d/triggers/manual/paths/invoke"
 	flowQuery = "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=Wf51gS3cr3tS1gn4tur3"
@@ -73,17 +71,7 @@ func flowYAML(base string) string {
 
 func newNotifier(t *testing.T, d config.Destination, dir string, logs *notifytest.Logs) *Notifier {
 	t.Helper()
-	env := notify.Env{ExternalURL: externalURL, UserAgent: userAgent, ConfigFile: "nocbridge.yaml", BaseDir: dir}
-	if logs != nil {
-		env.Logger = logs.TextLogger()
-	}
-	nf, err := New(d, env)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	t.Cleanup(func() { _ = n.Close() })
-	return n
+	return notifytest.New[*Notifier](t, New, d, notifytest.TextEnv(dir, logs))
 }
 
 // TestGolden: the firing card, then the resolve as a card marked resolved.
@@ -101,7 +89,7 @@ func TestGolden(t *testing.T) {
 	}
 	for i, r := range reqs {
 		if r.Method != http.MethodPost || r.Path != flowPath || r.RawQuery != flowQuery ||
-			r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+			r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != notifytest.UserAgent {
 			t.Errorf("request %d: %s %s Content-Type=%q User-Agent=%q", i, r.Method, r.Path, r.Header.Get("Content-Type"), r.Header.Get("User-Agent"))
 		}
 	}
@@ -179,42 +167,21 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestErrorClassification(t *testing.T) {
-	tests := []struct {
-		name       string
-		reply      notifytest.Reply
-		retryable  bool
-		wantReason string
-	}{
-		{"200 ok", notifytest.Reply{Status: 200}, false, ""},
-		{"202 accepted", notifytest.Reply{Status: 202}, false, ""},
-		{"400 schema", notifytest.Reply{Status: 400, Body: `{"error":{"code":"TriggerInputSchemaMismatch","message":"The input body for trigger 'manual' of type 'Request' did not match its schema definition."}}`}, false, "HTTP 400: TriggerInputSchemaMismatch: The input body for trigger"},
-		{"401 bad signature", notifytest.Reply{Status: 401, Body: `{"error":{"code":"DirectApiInvalidAuthorizationSignature","message":"The provided SAS signature is invalid."}}`}, false, "HTTP 401: DirectApiInvalidAuthorizationSignature"},
-		{"404 deleted flow", notifytest.Reply{Status: 404, Body: `{"error":{"code":"WorkflowNotFound","message":"The workflow was not found."}}`}, false, "HTTP 404: WorkflowNotFound"},
-		{"500", notifytest.Reply{Status: 500, Body: `{"error":{"message":"Internal error"}}`}, true, "HTTP 500: Internal error"},
-		{"502 text", notifytest.Reply{Status: 502, Body: "Bad Gateway"}, true, "HTTP 502: Bad Gateway"},
+	tests := []notifytest.StatusCase{
+		{Name: "200 ok", Reply: notifytest.Reply{Status: 200}},
+		{Name: "202 accepted", Reply: notifytest.Reply{Status: 202}},
+		{Name: "400 schema", Reply: notifytest.Reply{Status: 400, Body: `{"error":{"code":"TriggerInputSchemaMismatch","message":"The input body for trigger 'manual' of type 'Request' did not match its schema definition."}}`}, WantReason: "HTTP 400: TriggerInputSchemaMismatch: The input body for trigger"},
+		{Name: "401 bad signature", Reply: notifytest.Reply{Status: 401, Body: `{"error":{"code":"DirectApiInvalidAuthorizationSignature","message":"The provided SAS signature is invalid."}}`}, WantReason: "HTTP 401: DirectApiInvalidAuthorizationSignature"},
+		{Name: "404 deleted flow", Reply: notifytest.Reply{Status: 404, Body: `{"error":{"code":"WorkflowNotFound","message":"The workflow was not found."}}`}, WantReason: "HTTP 404: WorkflowNotFound"},
+		{Name: "500", Reply: notifytest.Reply{Status: 500, Body: `{"error":{"message":"Internal error"}}`}, Retryable: true, WantReason: "HTTP 500: Internal error"},
+		{Name: "502 text", Reply: notifytest.Reply{Status: 502, Body: "Bad Gateway"}, Retryable: true, WantReason: "HTTP 502: Bad Gateway"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			f := newFakeWorkflow(t)
-			f.Queue(tt.reply)
+			f.Queue(tt.Reply)
 			n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)), t.TempDir(), nil)
-			err := n.Send(context.Background(), notification(activeEvent()))
-			if tt.wantReason == "" {
-				if err != nil {
-					t.Fatalf("%d must be success: %v", tt.reply.Status, err)
-				}
-				return
-			}
-			var ne *notify.Error
-			if !errors.As(err, &ne) {
-				t.Fatalf("got %v, want *notify.Error", err)
-			}
-			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.Status {
-				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.Status, tt.wantReason)
-			}
-			if !strings.HasPrefix(ne.Reason, "teams workflow "+f.URL+": ") {
-				t.Errorf("reason %q does not name the host (and only the host)", ne.Reason)
-			}
+			tt.Check(t, n.Send(context.Background(), notification(activeEvent())), "teams workflow "+f.URL)
 		})
 	}
 }
@@ -251,26 +218,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		check(t, err, logs)
 	})
-	t.Run("connection refused", func(t *testing.T) {
-		base := notifytest.RefusedURL(t)
-		logs := &notifytest.Logs{}
-		n := newNotifier(t, notifytest.Destination(t, flowYAML(base)), dir, logs)
-		err := n.Send(context.Background(), notification(activeEvent()))
-		if !notify.Retryable(err) {
-			t.Fatalf("got %v, want retryable", err)
-		}
-		check(t, err, logs)
-	})
-	t.Run("timeout", func(t *testing.T) {
-		srv := notifytest.HangingServer(t)
-		logs := &notifytest.Logs{}
-		n := newNotifier(t, notifytest.Destination(t, flowYAML(srv.URL)+"timeout: 200ms\n"), dir, logs)
-		err := n.Send(context.Background(), notification(activeEvent()))
-		var ne *notify.Error
-		if !errors.As(err, &ne) || !ne.Retryable || !strings.Contains(ne.Reason, "timeout") {
-			t.Fatalf("got %v, want a retryable timeout", err)
-		}
-		check(t, err, logs)
+	notifytest.NetworkFailures(t, secrets, func(t *testing.T, base, extra string, logs *notifytest.Logs) error {
+		n := newNotifier(t, notifytest.Destination(t, flowYAML(base)+extra), dir, logs)
+		return n.Send(context.Background(), notification(activeEvent()))
 	})
 	t.Run("config errors", func(t *testing.T) {
 		for _, y := range []string{
@@ -312,18 +262,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: t\ntype: teams\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }

@@ -9,9 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -30,42 +28,34 @@ const MaxMarkdownBytes = 7439
 // Notifier posts one Webex message per notification.
 type Notifier struct {
 	externalURL string
-	userAgent   string
 	s           *settings
-	target      string // for errors: never the webhook URL's path
-	redactor    notify.Redactor
-	client      *http.Client
+	post        *notify.ChatPoster
 	log         *slog.Logger
 }
 
 // New validates the destination's keys (all problems at once, each at its
 // line) and builds the notifier.
 func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
-	var cfg Config
-	if err := notify.DecodeConfig(env, d, &cfg); err != nil {
-		return nil, err
-	}
-	s, errs := cfg.validate(env, d)
-	if len(errs) > 0 {
-		return nil, errs.Sorted()
-	}
-	deps, err := env.Deps(d)
+	s, deps, err := notify.Prepare(d, env, (*Config).validate)
 	if err != nil {
 		return nil, err
 	}
-	n := &Notifier{externalURL: env.ExternalURL, userAgent: deps.UserAgent, s: s, client: deps.Client}
-	secrets := []string{s.endpoint.String(), s.endpoint.RawQuery}
-	if s.auth != "" {
-		n.target = "webex POST " + notify.RedactURL(s.endpoint)
-		n.log = deps.Logger.With("mode", "bot", "room_id", s.roomID)
-		secrets = append(secrets, strings.TrimPrefix(s.auth, "Bearer "))
-	} else {
-		n.target = "webex webhook " + s.endpoint.Scheme + "://" + s.endpoint.Host
+	n := &Notifier{externalURL: env.ExternalURL, s: s}
+	if s.auth == "" {
+		n.post = notify.NewWebhookPoster("webex webhook", s.endpoint, deps, notify.TextOnly(errorText))
 		n.log = deps.Logger.With("mode", "webhook", "host", s.endpoint.Host)
-		// A webhook's path is its credential.
-		secrets = append(secrets, s.endpoint.EscapedPath(), s.endpoint.Path)
+		return n, nil
 	}
-	n.redactor = notify.NewRedactor(2, secrets...)
+	n.post = &notify.ChatPoster{
+		URL:           s.endpoint,
+		Target:        "webex POST " + notify.RedactURL(s.endpoint),
+		Client:        deps.Client,
+		UserAgent:     deps.UserAgent,
+		Authorization: s.auth,
+		Redactor:      notify.NewRedactor(2, s.endpoint.String(), s.endpoint.RawQuery, strings.TrimPrefix(s.auth, "Bearer ")),
+		ErrorText:     notify.TextOnly(errorText),
+	}
+	n.log = deps.Logger.With("mode", "bot", "room_id", s.roomID)
 	return n, nil
 }
 
@@ -86,28 +76,12 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	if err != nil {
 		return &notify.Error{Reason: "webex: encoding message", Err: err}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.s.endpoint.String(), bytes.NewReader(payload))
+	status, err := n.post.Post(ctx, payload)
 	if err != nil {
-		return &notify.Error{Reason: n.target + ": building request", Err: n.redactor.Error(err)}
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", n.userAgent)
-	if n.s.auth != "" {
-		req.Header.Set("Authorization", n.s.auth)
-	}
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return notify.NetworkError(n.target, err, n.redactor)
-	}
-	defer notify.DrainAndClose(resp.Body)
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		n.log.Debug("webex message posted", "status", resp.StatusCode, "event_status", nt.Event.Status)
-		return nil
-	}
-	excerpt := notify.ReadErrorBody(resp)
-	e := notify.StatusError(resp.StatusCode, []byte(errorText(excerpt)), notify.RetryAfterHeader(resp.Header, time.Now()))
-	e.Reason = n.target + ": " + e.Reason
-	return e
+	n.log.Debug("webex message posted", "status", status, "event_status", nt.Event.Status)
+	return nil
 }
 
 // errorText is Webex's own explanation from an error body
@@ -143,10 +117,7 @@ func errorText(body []byte) string {
 
 // Close drops idle keep-alive connections, so a notifier replaced by a
 // config reload leaves no sockets behind.
-func (n *Notifier) Close() error {
-	n.client.CloseIdleConnections()
-	return nil
-}
+func (n *Notifier) Close() error { return n.post.Close() }
 
 // --- rendering ---
 
@@ -155,10 +126,7 @@ func (n *Notifier) Close() error {
 // text from a device can never format the message or mention <@all>. A
 // template's own text is markdown and stays as written.
 func (n *Notifier) bodyText(nt notify.Notification) (string, error) {
-	if n.s.tmpl == nil {
-		return esc(nt.Event.Description), nil
-	}
-	return notify.RenderText(n.s.tmpl, notify.EscapeEvent(nt.Event, esc), nt.ID, n.externalURL)
+	return notify.ChatText(n.s.tmpl, nt, n.externalURL, esc)
 }
 
 // escaper backslash-escapes markdown punctuation (CommonMark escapes any

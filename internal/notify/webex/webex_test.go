@@ -20,11 +20,9 @@ import (
 )
 
 const (
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
-	botToken    = "NmZhY2Vib29rLXM3cjNhbS10b2tlbi1zZWNyZXQ"
-	hookPath    = "/v1/webhooks/incoming/Y2lzY29zcGFyazovL3VzL1dFQkhPT0svaDAwa1MzY3IzdA"
-	roomID      = "Y2lzY29zcGFyazovL3VzL1JPT00vbm9j"
+	botToken = "NmZhY2Vib29rLXM3cjNhbS10b2tlbi1zZWNyZXQ"
+	hookPath = "/v1/webhooks/incoming/Y2lzY29zcGFyazovL3VzL1dFQkhPT0svaDAwa1MzY3IzdA"
+	roomID   = "Y2lzY29zcGFyazovL3VzL1JPT00vbm9j"
 )
 
 func activeEvent() event.Event {
@@ -81,17 +79,7 @@ func hookYAML(f *notifytest.Server) string {
 
 func newNotifier(t *testing.T, d config.Destination, dir string, logs *notifytest.Logs) *Notifier {
 	t.Helper()
-	env := notify.Env{ExternalURL: externalURL, UserAgent: userAgent, ConfigFile: "nocbridge.yaml", BaseDir: dir}
-	if logs != nil {
-		env.Logger = logs.TextLogger()
-	}
-	nf, err := New(d, env)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n := nf.(*Notifier)
-	t.Cleanup(func() { _ = n.Close() })
-	return n
+	return notifytest.New[*Notifier](t, New, d, notifytest.TextEnv(dir, logs))
 }
 
 // TestGolden covers both modes, firing then resolve (a new message each).
@@ -115,7 +103,7 @@ func TestGolden(t *testing.T) {
 			}
 			for i, r := range reqs {
 				if r.Method != http.MethodPost || r.Path != path || r.Header.Get("Authorization") != auth ||
-					r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != userAgent {
+					r.Header.Get("Content-Type") != "application/json" || r.Header.Get("User-Agent") != notifytest.UserAgent {
 					t.Errorf("request %d: %s %s auth=%v Content-Type=%q User-Agent=%q", i, r.Method, r.Path, r.Header.Get("Authorization") != "", r.Header.Get("Content-Type"), r.Header.Get("User-Agent"))
 				}
 			}
@@ -165,35 +153,20 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestErrorClassification(t *testing.T) {
-	tests := []struct {
-		name       string
-		reply      notifytest.Reply
-		retryable  bool
-		wantReason string
-	}{
-		{"404 unknown room", notifytest.Reply{Status: 404, Body: `{"message":"Could not find a room with provided ID.","errors":[{"description":"Could not find a room with provided ID."}],"trackingId":"ROUTER_1"}`}, false, "HTTP 404: Could not find a room with provided ID. (trackingId ROUTER_1)"},
-		{"401 bad token", notifytest.Reply{Status: 401, Body: `{"message":"The request requires a valid access token set in the Authorization request header.","errors":[{"description":"The request requires a valid access token set in the Authorization request header."}],"trackingId":"ROUTER_2"}`}, false, "HTTP 401: The request requires a valid access token"},
-		{"400 two reasons", notifytest.Reply{Status: 400, Body: `{"message":"Invalid request","errors":[{"description":"markdown is too long"}]}`}, false, "HTTP 400: Invalid request; markdown is too long"},
-		{"500", notifytest.Reply{Status: 500, Body: `{"message":"Internal Server Error","trackingId":"ROUTER_3"}`}, true, "HTTP 500: Internal Server Error (trackingId ROUTER_3)"},
-		{"502 html", notifytest.Reply{Status: 502, Body: "<html>bad gateway</html>"}, true, "HTTP 502: <html>bad gateway</html>"},
-		{"503 Retry-After", notifytest.Reply{Status: 503, Header: map[string]string{"Retry-After": "2"}}, true, "HTTP 503"},
+	tests := []notifytest.StatusCase{
+		{Name: "404 unknown room", Reply: notifytest.Reply{Status: 404, Body: `{"message":"Could not find a room with provided ID.","errors":[{"description":"Could not find a room with provided ID."}],"trackingId":"ROUTER_1"}`}, WantReason: "HTTP 404: Could not find a room with provided ID. (trackingId ROUTER_1)"},
+		{Name: "401 bad token", Reply: notifytest.Reply{Status: 401, Body: `{"message":"The request requires a valid access token set in the Authorization request header.","errors":[{"description":"The request requires a valid access token set in the Authorization request header."}],"trackingId":"ROUTER_2"}`}, WantReason: "HTTP 401: The request requires a valid access token"},
+		{Name: "400 two reasons", Reply: notifytest.Reply{Status: 400, Body: `{"message":"Invalid request","errors":[{"description":"markdown is too long"}]}`}, WantReason: "HTTP 400: Invalid request; markdown is too long"},
+		{Name: "500", Reply: notifytest.Reply{Status: 500, Body: `{"message":"Internal Server Error","trackingId":"ROUTER_3"}`}, Retryable: true, WantReason: "HTTP 500: Internal Server Error (trackingId ROUTER_3)"},
+		{Name: "502 html", Reply: notifytest.Reply{Status: 502, Body: "<html>bad gateway</html>"}, Retryable: true, WantReason: "HTTP 502: <html>bad gateway</html>"},
+		{Name: "503 Retry-After", Reply: notifytest.Reply{Status: 503, Header: map[string]string{"Retry-After": "2"}}, Retryable: true, WantReason: "HTTP 503"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			f := newFakeWebex(t)
-			f.Queue(tt.reply)
+			f.Queue(tt.Reply)
 			n := newNotifier(t, notifytest.Destination(t, botYAML(f)), t.TempDir(), nil)
-			err := n.Send(context.Background(), notification(activeEvent()))
-			var ne *notify.Error
-			if !errors.As(err, &ne) {
-				t.Fatalf("got %v, want *notify.Error", err)
-			}
-			if ne.Retryable != tt.retryable || !strings.Contains(ne.Reason, tt.wantReason) || ne.Status != tt.reply.Status {
-				t.Errorf("retryable=%v status=%d reason=%q, want %v %d %q", ne.Retryable, ne.Status, ne.Reason, tt.retryable, tt.reply.Status, tt.wantReason)
-			}
-			if !strings.HasPrefix(ne.Reason, "webex POST "+f.URL+"/v1/messages: ") {
-				t.Errorf("reason %q does not name the endpoint", ne.Reason)
-			}
+			tt.Check(t, n.Send(context.Background(), notification(activeEvent())), "webex POST "+f.URL+"/v1/messages")
 		})
 	}
 }
@@ -213,7 +186,7 @@ func TestLongMessageTruncated(t *testing.T) {
 	if len(m.Markdown) > MaxMarkdownBytes || !utf8.ValidString(m.Markdown) {
 		t.Fatalf("markdown of %d bytes (valid UTF-8: %v), limit %d", len(m.Markdown), utf8.ValidString(m.Markdown), MaxMarkdownBytes)
 	}
-	if !strings.HasSuffix(m.Markdown, truncatedMark) || !strings.Contains(m.Markdown, "[Open alert]("+externalURL+"/alerts/") {
+	if !strings.HasSuffix(m.Markdown, truncatedMark) || !strings.Contains(m.Markdown, "[Open alert]("+notifytest.ExternalURL+"/alerts/") {
 		t.Errorf("truncated message lost its mark or its link")
 	}
 }
@@ -256,9 +229,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	yamlFor := func(mode, base string) string {
 		if mode == "bot" {
-			return "name: w\ntype: webex\ntoken: " + botToken + "\nroom_id: R1\napi_url: " + base + "/v1\ntimeout: 200ms\n"
+			return "name: w\ntype: webex\ntoken: " + botToken + "\nroom_id: R1\napi_url: " + base + "/v1\n"
 		}
-		return "name: w\ntype: webex\nurl: " + base + hookPath + "\ntimeout: 200ms\n"
+		return "name: w\ntype: webex\nurl: " + base + hookPath + "\n"
 	}
 	for _, mode := range []string{"webhook", "bot"} {
 		t.Run(mode+" success", func(t *testing.T) {
@@ -284,26 +257,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 			}
 			check(t, err, logs)
 		})
-		t.Run(mode+" connection refused", func(t *testing.T) {
-			base := notifytest.RefusedURL(t)
-			logs := &notifytest.Logs{}
-			n := newNotifier(t, notifytest.Destination(t, yamlFor(mode, base)), dir, logs)
-			err := n.Send(context.Background(), notification(activeEvent()))
-			if !notify.Retryable(err) {
-				t.Fatalf("got %v, want retryable", err)
-			}
-			check(t, err, logs)
-		})
-		t.Run(mode+" timeout", func(t *testing.T) {
-			srv := notifytest.HangingServer(t)
-			logs := &notifytest.Logs{}
-			n := newNotifier(t, notifytest.Destination(t, yamlFor(mode, srv.URL)), dir, logs)
-			err := n.Send(context.Background(), notification(activeEvent()))
-			var ne *notify.Error
-			if !errors.As(err, &ne) || !ne.Retryable || !strings.Contains(ne.Reason, "timeout") {
-				t.Fatalf("got %v, want a retryable timeout", err)
-			}
-			check(t, err, logs)
+		t.Run(mode, func(t *testing.T) {
+			notifytest.NetworkFailures(t, secrets, func(t *testing.T, base, extra string, logs *notifytest.Logs) error {
+				n := newNotifier(t, notifytest.Destination(t, yamlFor(mode, base)+extra), dir, logs)
+				return n.Send(context.Background(), notification(activeEvent()))
+			})
 		})
 	}
 	t.Run("config errors", func(t *testing.T) {
@@ -356,18 +314,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: w\ntype: webex\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }

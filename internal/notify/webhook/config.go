@@ -57,10 +57,8 @@ var reservedHeaders = []string{
 }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
-	var errs config.Errors
-	bad := func(path, format string, args ...any) {
-		errs = append(errs, notify.ConfigError(env, d, path, format, args...))
-	}
+	check := notify.NewConfigCheck(env, d)
+	bad := check.Bad
 	s := &settings{headers: http.Header{}}
 
 	switch {
@@ -101,34 +99,29 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		case strings.Contains(c.BasicAuth.Username, ":"):
 			bad("basic_auth.username", "basic_auth.username must not contain ':'")
 		default:
-			r := http.Request{Header: http.Header{}}
-			r.SetBasicAuth(c.BasicAuth.Username, pw.Reveal())
-			s.auth = r.Header.Get("Authorization")
+			s.auth, _ = notify.BasicAuth(c.BasicAuth.Username, pw.Reveal())
 		}
 	}
 	if c.BearerToken != "" || c.BearerTokenFile != "" {
-		tok, err := config.ResolveSecret(c.BearerToken, c.BearerTokenFile, env.BaseDir)
+		tok, key, ok := check.Secret("bearer_token", c.BearerToken, c.BearerTokenFile)
 		switch {
-		case err != nil:
-			bad(firstSet(c.BearerTokenFile != "", "bearer_token_file", "bearer_token"), "bearer_token: %v", err)
+		case !ok: // check.Secret reported it
 		case c.BasicAuth != nil:
 			bad("bearer_token", "set basic_auth or bearer_token, not both")
 		case !validHeaderValue(tok.Reveal()):
-			bad(firstSet(c.BearerTokenFile != "", "bearer_token_file", "bearer_token"), "bearer_token contains characters not allowed in a header")
+			bad(key, "bearer_token contains characters not allowed in a header")
 		default:
 			s.auth = "Bearer " + tok.Reveal()
 		}
 	}
 
 	if c.Secret != "" || c.SecretFile != "" {
-		key := firstSet(c.SecretFile != "", "secret_file", "secret")
-		sec, err := config.ResolveSecret(c.Secret, c.SecretFile, env.BaseDir)
-		if err != nil {
-			bad(key, "secret: %v", err)
-		} else if k, err := webhooksig.ParseSecret(sec.Reveal()); err != nil {
-			bad(key, "secret: %v", err)
-		} else {
-			s.signingKey = k
+		if sec, key, ok := check.Secret("secret", c.Secret, c.SecretFile); ok {
+			if k, err := webhooksig.ParseSecret(sec.Reveal()); err != nil {
+				bad(key, "secret: %v", err)
+			} else {
+				s.signingKey = k
+			}
 		}
 	}
 
@@ -158,23 +151,11 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 			bad("format", "format template needs template_file")
 			break
 		}
-		t, err := notify.LoadTemplate(c.TemplateFile, env)
-		if err != nil {
-			bad("template_file", "template_file: %v", err)
-			break
-		}
-		s.tmpl = t
+		s.tmpl = check.Template(c.TemplateFile)
 	default:
 		bad("format", "format %q: must be dnac or template", c.Format)
 	}
-	return s, errs
-}
-
-func firstSet(cond bool, a, b string) string {
-	if cond {
-		return a
-	}
-	return b
+	return s, check.Errors()
 }
 
 func containsFold(list []string, s string) bool {

@@ -23,40 +23,16 @@ import (
 	"github.com/nocbridge/nocbridge/internal/webhooksig"
 )
 
-const (
-	testSecret  = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	externalURL = "http://127.0.0.1:9720"
-	userAgent   = "nocbridge/1.2.3"
-)
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-// attemptTime is the fixed clock of every attempt in these tests.
-var attemptTime = time.Unix(1763840005, 0)
-
+// activeEvent carries a label, which the DNAC payload passes on.
 func activeEvent() event.Event {
-	return event.Event{
-		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
-		EventID:     "NETWORK-DEVICES-1-101",
-		Name:        "Device unreachable",
-		Description: "core-sw1 (10.0.0.1) is unreachable",
-		Category:    "ALERT",
-		Domain:      "Connectivity",
-		SubDomain:   "Devices",
-		Severity:    1,
-		Source:      "icmp",
-		Timestamp:   time.UnixMilli(1763840000000),
-		Status:      event.StatusActive,
-		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core", Labels: map[string]string{"vendor": "cisco"}},
-		Details:     map[string]string{"Loss Percent": "100"},
-	}
+	ev := notifytest.DeviceDown()
+	ev.Device.Labels = map[string]string{"vendor": "cisco"}
+	return ev
 }
 
-func resolvedEvent() event.Event {
-	e := activeEvent()
-	e.Status = event.StatusResolved
-	e.Timestamp = e.Timestamp.Add(90 * time.Second)
-	e.Details = map[string]string{"Loss Percent": "0"}
-	return e
-}
+func resolvedEvent() event.Event { return notifytest.Recovered(activeEvent()) }
 
 func notification(ev event.Event, dest string) notify.Notification {
 	return notify.Notification{ID: ev.NotificationID(dest), Event: ev, Attempt: 1}
@@ -64,12 +40,12 @@ func notification(ev event.Event, dest string) notify.Notification {
 
 func newNotifier(t *testing.T, d config.Destination, dir string) *Notifier {
 	t.Helper()
-	nf, err := New(d, notify.Env{ExternalURL: externalURL, UserAgent: userAgent, ConfigFile: "nocbridge.yaml", BaseDir: dir})
+	nf, err := New(d, notifytest.Env(dir, nil))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	n := nf.(*Notifier)
-	n.now = func() time.Time { return attemptTime }
+	n.now = func() time.Time { return notifytest.AttemptTime }
 	return n
 }
 
@@ -267,7 +243,7 @@ func TestSendRequest(t *testing.T) {
 			}
 			want := map[string]string{
 				"Content-Type":      "application/json",
-				"User-Agent":        userAgent,
+				"User-Agent":        notifytest.UserAgent,
 				"Webhook-Id":        nt.ID,
 				"Webhook-Timestamp": "1763840005",
 				"Authorization":     tt.auth,
@@ -282,13 +258,13 @@ func TestSendRequest(t *testing.T) {
 			}
 			sig := req.Header.Get("Webhook-Signature")
 			if tt.signed {
-				if err := webhooksig.Verify(testSecret, req.Header, body, attemptTime, 0); err != nil {
+				if err := webhooksig.Verify(testSecret, req.Header, body, notifytest.AttemptTime, 0); err != nil {
 					t.Errorf("signature %q does not verify: %v", sig, err)
 				}
 			} else if sig != "" {
 				t.Errorf("unsigned destination sent webhook-signature %q", sig)
 			}
-			wantBody, _ := json.Marshal(ev.DNAC(externalURL))
+			wantBody, _ := json.Marshal(ev.DNAC(notifytest.ExternalURL))
 			if !bytes.Equal(body, wantBody) {
 				t.Errorf("body = %s\nwant %s", body, wantBody)
 			}
@@ -302,7 +278,7 @@ func TestWebhookIDStableAcrossAttempts(t *testing.T) {
 	nt := notification(activeEvent(), "h")
 	for i := 1; i <= 2; i++ {
 		nt.Attempt = i
-		n.now = func() time.Time { return attemptTime.Add(time.Duration(i) * time.Minute) }
+		n.now = func() time.Time { return notifytest.AttemptTime.Add(time.Duration(i) * time.Minute) }
 		_ = n.Send(context.Background(), nt)
 	}
 	srv.mu.Lock()
@@ -482,7 +458,7 @@ func TestCanceledContextIsRetryable(t *testing.T) {
 }
 
 func TestStatusClassification(t *testing.T) {
-	httpDate := attemptTime.Add(42 * time.Second).UTC().Format(http.TimeFormat)
+	httpDate := notifytest.AttemptTime.Add(42 * time.Second).UTC().Format(http.TimeFormat)
 	tests := []struct {
 		name       string
 		status     int
@@ -518,15 +494,9 @@ func TestStatusClassification(t *testing.T) {
 				}
 				return
 			}
-			var ne *notify.Error
-			if !errors.As(err, &ne) {
-				t.Fatalf("got %v, want *notify.Error", err)
-			}
-			if ne.Status != tt.status || ne.Retryable != tt.retryable || ne.RetryAfter != tt.wantAfter {
-				t.Errorf("status=%d retryable=%v retryAfter=%s, want %d %v %s", ne.Status, ne.Retryable, ne.RetryAfter, tt.status, tt.retryable, tt.wantAfter)
-			}
-			if !strings.Contains(ne.Reason, tt.wantReason) || !strings.Contains(ne.Reason, "POST "+srv.URL+"/hook") {
-				t.Errorf("reason %q lacks %q or the destination URL", ne.Reason, tt.wantReason)
+			ne := notifytest.Classified{Status: tt.status, Retryable: tt.retryable, RetryAfter: tt.wantAfter, Reason: tt.wantReason}.Check(t, err)
+			if !strings.Contains(ne.Reason, "POST "+srv.URL+"/hook") {
+				t.Errorf("reason %q lacks the destination URL", ne.Reason)
 			}
 		})
 	}
@@ -629,18 +599,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(notifytest.Destination(t, "name: h\ntype: webhook\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("got %v (%T), want config.Errors", err, err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%s", len(es), len(tt.want), err)
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(es[i].Error(), w) {
-					t.Errorf("error %d:\n %s\nwant prefix\n %s", i, es[i], w)
-				}
-			}
+			notifytest.ConfigErrors(t, err, tt.want)
 		})
 	}
 }

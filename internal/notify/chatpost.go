@@ -1,0 +1,86 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// ChatPoster posts one JSON message to a chat service (a webhook whose URL
+// is the credential, or a bot API) and classifies the outcome.
+type ChatPoster struct {
+	URL *url.URL
+	// Target names the endpoint in reasons without its secret parts
+	// ("discord webhook https://discord.com").
+	Target    string
+	Client    *http.Client
+	UserAgent string
+	// Authorization is sent when set (bot modes).
+	Authorization string
+	Redactor      Redactor
+	// ErrorText is the service's explanation in a failed response's body
+	// (or the raw excerpt), and the delay it asks for when the body says so
+	// more precisely than Retry-After; 0 falls back to the header.
+	ErrorText func(body []byte) (text string, retryAfter time.Duration)
+}
+
+// NewWebhookPoster is a ChatPoster for a webhook URL that is itself the
+// credential: the target shows scheme and host only, and every part of the
+// URL that could carry the token is redacted.
+func NewWebhookPoster(service string, u *url.URL, deps Deps, errorText func([]byte) (string, time.Duration)) *ChatPoster {
+	return &ChatPoster{
+		URL:       u,
+		Target:    service + " " + u.Scheme + "://" + u.Host,
+		Client:    deps.Client,
+		UserAgent: deps.UserAgent,
+		Redactor:  NewRedactor(2, u.String(), u.RawQuery, u.EscapedPath(), u.Path),
+		ErrorText: errorText,
+	}
+}
+
+// Post sends payload once and returns the 2xx status. A failure is a *Error
+// with reason "<target>: …": without a response per NetworkError, with one
+// per StatusError over the service's explanation (SPEC 6), redacted.
+func (p *ChatPoster) Post(ctx context.Context, payload []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL.String(), bytes.NewReader(payload))
+	if err != nil {
+		return 0, &Error{Reason: p.Target + ": building request", Err: p.Redactor.Error(err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", p.UserAgent)
+	if p.Authorization != "" {
+		req.Header.Set("Authorization", p.Authorization)
+	}
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		return 0, NetworkError(p.Target, err, p.Redactor)
+	}
+	defer DrainAndClose(resp.Body)
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp.StatusCode, nil
+	}
+	text, retryAfter := p.ErrorText(ReadErrorBody(resp))
+	if retryAfter == 0 {
+		retryAfter = RetryAfterHeader(resp.Header, time.Now())
+	}
+	e := StatusError(resp.StatusCode, []byte(text), retryAfter)
+	// Services may echo the request, webhook path included; the target is
+	// safe as it is.
+	e.Reason = p.Target + ": " + p.Redactor.Redact(e.Reason)
+	return resp.StatusCode, e
+}
+
+// TextOnly adapts an ErrorText for a service whose error body gives no
+// retry delay: Retry-After alone decides.
+func TextOnly(errorText func(body []byte) string) func([]byte) (string, time.Duration) {
+	return func(body []byte) (string, time.Duration) { return errorText(body), 0 }
+}
+
+// Close drops idle keep-alive connections, so a notifier replaced by a
+// config reload leaves no sockets behind.
+func (p *ChatPoster) Close() error {
+	p.Client.CloseIdleConnections()
+	return nil
+}

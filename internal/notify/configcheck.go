@@ -1,0 +1,132 @@
+package notify
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"text/template"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+)
+
+// ConfigCheck collects the problems of one destination's keys, each at its
+// key's line, so New reports them all at once instead of one per reload.
+type ConfigCheck struct {
+	env  Env
+	d    config.Destination
+	errs config.Errors
+}
+
+// NewConfigCheck starts checking d's keys.
+func NewConfigCheck(env Env, d config.Destination) *ConfigCheck {
+	return &ConfigCheck{env: env, d: d}
+}
+
+// Bad records a problem at path (a dotted key). The message must not hold
+// secrets.
+func (c *ConfigCheck) Bad(path, format string, args ...any) {
+	c.errs = append(c.errs, ConfigError(c.env, c.d, path, format, args...))
+}
+
+// Errors is what was recorded, nil when nothing was.
+func (c *ConfigCheck) Errors() config.Errors { return c.errs }
+
+// SecretKey names the key a secret was given in, for an error's line: key,
+// or key_file when file is set.
+func SecretKey(key, file string) string {
+	if file != "" {
+		return key + "_file"
+	}
+	return key
+}
+
+// Secret resolves a secret given inline under key or in the file named by
+// key_file. A failure is recorded at the key used ("<key>: <why>", never the
+// value) and ok is false. path is that key, for the caller's own checks of
+// the value. An empty secret is ok: whether it is required is the type's
+// call.
+func (c *ConfigCheck) Secret(key string, inline config.Secret, file string) (s config.Secret, path string, ok bool) {
+	path = SecretKey(key, file)
+	s, err := config.ResolveSecret(inline, file, c.env.BaseDir)
+	if err != nil {
+		c.Bad(path, "%s: %v", key, err)
+		return "", path, false
+	}
+	return s, path, true
+}
+
+// Template loads template_file when file is set, recording a failure at
+// that key; nil means the type's default text.
+func (c *ConfigCheck) Template(file string) *template.Template {
+	if file == "" {
+		return nil
+	}
+	t, err := LoadTemplate(file, c.env)
+	if err != nil {
+		c.Bad("template_file", "template_file: %v", err)
+		return nil
+	}
+	return t
+}
+
+// CheckWebhookURL parses a URL that is itself the credential (a chat
+// webhook, whose path or query holds the token): http or https, with a host.
+// The message, empty when valid, never quotes the URL, not even redacted,
+// and reads after the key's name ("url is missing a host").
+func CheckWebhookURL(raw string) (*url.URL, string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil: // url.Parse's error quotes the URL
+		return nil, "is not a valid URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "must be an http or https URL"
+	case u.Host == "":
+		return nil, "is missing a host"
+	}
+	return u, ""
+}
+
+// CheckServiceURL parses a service's API endpoint: http or https, with a
+// host and without user info, since credentials belong in their own secret
+// keys; credentialsHint says which ("use user and api_token"). The message,
+// empty when valid, shows the URL redacted.
+func CheckServiceURL(raw, credentialsHint string) (*url.URL, string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, "is not a valid URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, RedactURL(u) + ": scheme must be http or https"
+	case u.Host == "":
+		return nil, RedactURL(u) + ": missing host"
+	case u.User != nil:
+		return nil, RedactURL(u) + ": must not hold credentials (" + credentialsHint + ")"
+	}
+	return u, ""
+}
+
+// CheckServiceBase is CheckServiceURL for a base that API paths are joined
+// to: no query or fragment (they would be lost or misplaced), and no
+// trailing slash, so joined paths never hold "//".
+func CheckServiceBase(raw, credentialsHint string) (*url.URL, string) {
+	u, msg := CheckServiceURL(raw, credentialsHint)
+	switch {
+	case msg != "":
+		return nil, msg
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, RedactURL(u) + ": must not have a query or fragment"
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, ""
+}
+
+// BasicAuth is the Authorization header value for user and password, with
+// the secrets a Redactor must hide: the password and its base64 form, which
+// a service echoing the request would show.
+func BasicAuth(user, password string) (header string, secrets []string) {
+	r := http.Request{Header: http.Header{}}
+	r.SetBasicAuth(user, password)
+	header = r.Header.Get("Authorization")
+	return header, []string{password, strings.TrimPrefix(header, "Basic ")}
+}

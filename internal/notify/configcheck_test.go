@@ -1,0 +1,158 @@
+package notify
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+)
+
+func TestConfigCheckSecret(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tok"), []byte("s3cr3t-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := parseDest(t, "type: x\ntoken: s3cr3t-inline\ntoken_file: tok\n")
+	env := Env{ConfigFile: "nocbridge.yaml", BaseDir: dir}
+	for _, tc := range []struct {
+		name       string
+		inline     config.Secret
+		file       string
+		want       string
+		wantPath   string
+		wantOK     bool
+		wantErrSub string // "" when nothing is recorded
+		wantLine   int
+	}{
+		{name: "inline", inline: "s3cr3t-inline", want: "s3cr3t-inline", wantPath: "token", wantOK: true},
+		{name: "file, trimmed", file: "tok", want: "s3cr3t-from-file", wantPath: "token_file", wantOK: true},
+		{name: "neither is ok, empty", wantPath: "token", wantOK: true},
+		{name: "both", inline: "s3cr3t-inline", file: "tok", wantPath: "token_file", wantErrSub: `destination "d1": token: set either`, wantLine: 3},
+		{name: "missing file", file: "absent", wantPath: "token_file", wantErrSub: `destination "d1": token: `, wantLine: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := NewConfigCheck(env, d)
+			got, path, ok := check.Secret("token", tc.inline, tc.file)
+			if got.Reveal() != tc.want || path != tc.wantPath || ok != tc.wantOK {
+				t.Errorf("Secret = (len %d, %q, %v), want (len %d, %q, %v)", len(got), path, ok, len(tc.want), tc.wantPath, tc.wantOK)
+			}
+			errs := check.Errors()
+			if tc.wantErrSub == "" {
+				if errs != nil {
+					t.Fatalf("recorded %v, want nothing", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || !strings.Contains(errs[0].Msg, tc.wantErrSub) || errs[0].Line != tc.wantLine || errs[0].File != "nocbridge.yaml" {
+				t.Fatalf("recorded %+v, want one error at nocbridge.yaml:%d containing %q", errs, tc.wantLine, tc.wantErrSub)
+			}
+			if strings.Contains(errs[0].Msg, "s3cr3t") {
+				t.Fatal("the error quotes the secret")
+			}
+		})
+	}
+}
+
+func TestConfigCheckTemplate(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{"ok.tmpl": "{{.Event.Name}}", "bad.tmpl": "{{.Event.NoSuchField}}"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := parseDest(t, "type: x\ntemplate_file: whatever\n")
+	env := Env{ConfigFile: "nocbridge.yaml", BaseDir: dir}
+	for _, tc := range []struct {
+		file     string
+		wantTmpl bool
+		wantErr  bool
+	}{
+		{file: "", wantTmpl: false},
+		{file: "ok.tmpl", wantTmpl: true},
+		{file: "bad.tmpl", wantErr: true},
+		{file: "absent.tmpl", wantErr: true},
+	} {
+		check := NewConfigCheck(env, d)
+		got := check.Template(tc.file)
+		if (got != nil) != tc.wantTmpl {
+			t.Errorf("Template(%q) = %v, want a template: %v", tc.file, got, tc.wantTmpl)
+		}
+		errs := check.Errors()
+		if (len(errs) > 0) != tc.wantErr {
+			t.Errorf("Template(%q) recorded %v, want an error: %v", tc.file, errs, tc.wantErr)
+		}
+		if tc.wantErr && (errs[0].Line != 2 || !strings.HasPrefix(errs[0].Msg, `destination "d1": template_file: `)) {
+			t.Errorf("Template(%q) error %+v, want it at line 2, about template_file", tc.file, errs[0])
+		}
+	}
+}
+
+func TestCheckWebhookURL(t *testing.T) {
+	for _, tc := range []struct{ raw, wantMsg string }{
+		{"https://hooks.example/services/T0/B0/s3cr3t", ""},
+		{"http://127.0.0.1:8080/hook?sig=s3cr3t", ""},
+		{"https://hooks.example/%zz/s3cr3t", "is not a valid URL"},
+		{"ftp://hooks.example/s3cr3t", "must be an http or https URL"},
+		{"https:///s3cr3t", "is missing a host"},
+	} {
+		u, msg := CheckWebhookURL(tc.raw)
+		if msg != tc.wantMsg || (msg == "") != (u != nil) {
+			t.Errorf("CheckWebhookURL(%q) = %v, %q; want message %q", tc.raw, u, msg, tc.wantMsg)
+		}
+		if strings.Contains(msg, "s3cr3t") {
+			t.Errorf("CheckWebhookURL(%q): message quotes the URL", tc.raw)
+		}
+	}
+}
+
+func TestCheckServiceURL(t *testing.T) {
+	const hint = "use user and api_token"
+	for _, tc := range []struct {
+		raw                 string
+		base                bool
+		wantURL, wantMsg    string
+		wantMsgNotContained string
+	}{
+		{raw: "https://acme.example/v2/enqueue?x=1", wantURL: "https://acme.example/v2/enqueue?x=1"},
+		{raw: "https://acme.example/api//", base: true, wantURL: "https://acme.example/api"},
+		{raw: "https://acme.example", base: true, wantURL: "https://acme.example"},
+		{raw: "https://acme.example/%zz", wantMsg: "is not a valid URL"},
+		{raw: "ftp://acme.example", wantMsg: "ftp://acme.example: scheme must be http or https"},
+		{raw: "https:///x", base: true, wantMsg: "https:///x: missing host"},
+		{raw: "https://bob:s3cr3t@acme.example", base: true, wantMsg: "https://acme.example: must not hold credentials (" + hint + ")", wantMsgNotContained: "s3cr3t"},
+		{raw: "https://acme.example/x?token=s3cr3t", base: true, wantMsg: "https://acme.example/x: must not have a query or fragment", wantMsgNotContained: "s3cr3t"},
+		{raw: "https://acme.example/x#frag", base: true, wantMsg: "https://acme.example/x: must not have a query or fragment"},
+	} {
+		check := CheckServiceURL
+		if tc.base {
+			check = CheckServiceBase
+		}
+		u, msg := check(tc.raw, hint)
+		if msg != tc.wantMsg {
+			t.Errorf("check(%q, base %v) message %q, want %q", tc.raw, tc.base, msg, tc.wantMsg)
+		}
+		if tc.wantMsgNotContained != "" && strings.Contains(msg, tc.wantMsgNotContained) {
+			t.Errorf("check(%q) message quotes a secret", tc.raw)
+		}
+		switch {
+		case tc.wantURL == "" && u != nil:
+			t.Errorf("check(%q) = %v, want no URL", tc.raw, u)
+		case tc.wantURL != "" && (u == nil || u.String() != tc.wantURL):
+			t.Errorf("check(%q) = %v, want %s", tc.raw, u, tc.wantURL)
+		}
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	header, secrets := BasicAuth("noc-bot@acme.example", "pa:ss")
+	encoded := base64.StdEncoding.EncodeToString([]byte("noc-bot@acme.example:pa:ss"))
+	if header != "Basic "+encoded {
+		t.Errorf("header %q, want Basic %s", header, encoded)
+	}
+	if len(secrets) != 2 || secrets[0] != "pa:ss" || secrets[1] != encoded {
+		t.Errorf("secrets %q, want the password and the encoded credentials", secrets)
+	}
+}
