@@ -3,9 +3,10 @@ package snmp
 import (
 	"container/heap"
 	"context"
-	"hash/fnv"
 	"sync"
 	"time"
+
+	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
 // target is the scheduler's state for one device.
@@ -81,7 +82,7 @@ func (s *scheduler) loop() {
 }
 
 // startDue queues every target whose slot has come, then starts polls.
-// Slots are spread over the interval by device (phaseOf), so a round is
+// Slots are spread over the interval by device (schedule.Phase), so a round is
 // never one burst.
 func (s *scheduler) startDue(now time.Time) {
 	for len(s.heap) > 0 && !s.heap[0].slot.After(now) {
@@ -209,10 +210,10 @@ func (s *scheduler) newTarget(cfg Target, now time.Time) *target {
 	t := &target{
 		cfg:     cfg,
 		p:       newPoller(cfg, customOIDs(cfg, s.e.log), s.e.newClient, s.e.log),
-		phase:   phaseOf(cfg.Device, cfg.Interval),
+		phase:   schedule.Phase(cfg.Device, cfg.Interval, 0),
 		heapIdx: -1,
 	}
-	t.slot = gridSlot(now, cfg.Interval, t.phase)
+	t.slot = schedule.Slot(now, cfg.Interval, t.phase)
 	return t
 }
 
@@ -231,33 +232,12 @@ func (s *scheduler) remove(t *target) {
 func nextSlot(t *target, now time.Time) time.Time {
 	next := t.slot.Add(t.cfg.Interval)
 	if !next.After(now) {
-		next = gridSlot(now, t.cfg.Interval, t.phase)
+		next = schedule.Slot(now, t.cfg.Interval, t.phase)
 		if !next.After(now) {
 			next = next.Add(t.cfg.Interval)
 		}
 	}
 	return next
-}
-
-// phaseOf spreads devices over the interval by a hash of their name, the
-// same in every process and after every reload.
-func phaseOf(device string, interval time.Duration) time.Duration {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(device))
-	return time.Duration(h.Sum64() % uint64(interval))
-}
-
-// gridSlot is the first time at or after now that lies on phase + k*interval
-// from the Unix epoch. It is derived from now to keep the monotonic clock.
-func gridSlot(now time.Time, interval, phase time.Duration) time.Time {
-	off := (now.UnixNano() - int64(phase)) % int64(interval)
-	if off < 0 {
-		off += int64(interval)
-	}
-	if off == 0 {
-		return now
-	}
-	return now.Add(interval - time.Duration(off))
 }
 
 // targetHeap orders targets by their next slot.

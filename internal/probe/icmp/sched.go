@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
 // maxEchoSpacing separates the echoes of one round; it shrinks when
@@ -341,7 +342,7 @@ func (s *scheduler) finish(t *target, now time.Time) {
 	// skips to the next slot ahead rather than bursting to catch up; a
 	// little lateness is absorbed by starting at once.
 	if now.Sub(t.slot) > t.cfg.Interval/4 {
-		t.slot = gridSlot(now, t.cfg.Interval, t.phase)
+		t.slot = schedule.Slot(now, t.cfg.Interval, t.phase)
 	}
 	t.next = t.slot
 	s.place(t)
@@ -438,11 +439,11 @@ func withDefaults(cfg Target) Target {
 }
 
 func newTarget(cfg Target, now time.Time) *target {
-	t := &target{cfg: cfg, heapIdx: -1, phase: phaseOf(cfg.Device, cfg.Interval), spacing: echoSpacing(cfg)}
+	t := &target{cfg: cfg, heapIdx: -1, phase: schedule.Phase(cfg.Device, cfg.Interval, phaseQuantum), spacing: echoSpacing(cfg)}
 	if ip, err := netip.ParseAddr(cfg.Address); err == nil {
 		t.ip = ip.Unmap()
 	}
-	t.slot = gridSlot(now, cfg.Interval, t.phase)
+	t.slot = schedule.Slot(now, cfg.Interval, t.phase)
 	t.next = t.slot
 	return t
 }
@@ -453,17 +454,6 @@ func newTarget(cfg Target, now time.Time) *target {
 // cheap. 10ms still spreads a 10s interval over 1,000 slots.
 const phaseQuantum = 10 * time.Millisecond
 
-// phaseOf spreads devices over the interval by a hash of their name, the
-// same in every process and after every reload.
-func phaseOf(device string, interval time.Duration) time.Duration {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(device))
-	if interval < 2*phaseQuantum {
-		return time.Duration(h.Sum64() % uint64(interval))
-	}
-	return time.Duration(h.Sum64()%uint64(interval/phaseQuantum)) * phaseQuantum
-}
-
 // echoSpacing fits Count echoes plus the last one's Timeout into the
 // Interval, so that rounds never overlap.
 func echoSpacing(cfg Target) time.Duration {
@@ -471,19 +461,6 @@ func echoSpacing(cfg Target) time.Duration {
 		return 0
 	}
 	return min(maxEchoSpacing, (cfg.Interval-cfg.Timeout)/time.Duration(cfg.Count-1))
-}
-
-// gridSlot is the first time at or after now that lies on phase + k*interval
-// from the Unix epoch. It is derived from now to keep the monotonic clock.
-func gridSlot(now time.Time, interval, phase time.Duration) time.Time {
-	off := (now.UnixNano() - int64(phase)) % int64(interval)
-	if off < 0 {
-		off += int64(interval)
-	}
-	if off == 0 {
-		return now
-	}
-	return now.Add(interval - time.Duration(off))
 }
 
 // targetHeap orders targets by when they next need the scheduler.

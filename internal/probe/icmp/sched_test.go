@@ -12,6 +12,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
 // The tests in this file run the engine over fakeNet in a synctest bubble:
@@ -162,7 +164,7 @@ func TestRoundsSpreadOverTheIntervalOnAStableGrid(t *testing.T) {
 		var buckets [100]int // by 100ms of phase
 		for _, tg := range targets {
 			sends := fn.sendTimes(tg.Address)
-			phase := phaseOf(tg.Device, interval)
+			phase := schedule.Phase(tg.Device, interval, phaseQuantum)
 			if len(sends) < 3 {
 				t.Fatalf("%s: %d echoes in 32s", tg.Device, len(sends))
 			}
@@ -207,7 +209,7 @@ func TestSetTargetsKeepsPhaseAndRoundsInFlight(t *testing.T) {
 
 		// Reload while slow's first echo is in flight: slow goes, moved
 		// changes address, added is new, steady is untouched.
-		time.Sleep(phaseOf("slow", interval) + 100*time.Millisecond)
+		time.Sleep(schedule.Phase("slow", interval, phaseQuantum) + 100*time.Millisecond)
 		reload := time.Now()
 		movedNow := moved
 		movedNow.Address = "192.0.2.4"
@@ -226,8 +228,8 @@ func TestSetTargetsKeepsPhaseAndRoundsInFlight(t *testing.T) {
 		}
 		onGrid := func(name, addr string, from time.Time) {
 			t.Helper()
-			phase := phaseOf(name, interval)
-			first := gridSlot(from, interval, phase)
+			phase := schedule.Phase(name, interval, phaseQuantum)
+			first := schedule.Slot(from, interval, phase)
 			sends := fn.sendTimes(addr)
 			if len(sends) == 0 {
 				t.Fatalf("%s: no echoes to %s", name, addr)
@@ -631,41 +633,4 @@ func TestOddTargets(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestGridSlot(t *testing.T) {
-	epoch := time.Unix(1_700_000_000, 0) // on every grid below
-	cases := []struct {
-		now             time.Duration // after epoch
-		interval, phase time.Duration
-		want            time.Duration // after epoch
-	}{
-		{0, 10 * time.Second, 0, 0},
-		{0, 10 * time.Second, 3 * time.Second, 3 * time.Second},
-		{3 * time.Second, 10 * time.Second, 3 * time.Second, 3 * time.Second},
-		{3*time.Second + 1, 10 * time.Second, 3 * time.Second, 13 * time.Second},
-		{9 * time.Second, 10 * time.Second, 3 * time.Second, 13 * time.Second},
-		{250 * time.Millisecond, time.Second, 900 * time.Millisecond, 900 * time.Millisecond},
-	}
-	for _, c := range cases {
-		now := epoch.Add(c.now)
-		if got := gridSlot(now, c.interval, c.phase).Sub(epoch); got != c.want {
-			t.Errorf("gridSlot(+%v, %v, phase %v) = +%v, want +%v", c.now, c.interval, c.phase, got, c.want)
-		}
-	}
-}
-
-func TestPhaseOf(t *testing.T) {
-	for _, interval := range []time.Duration{10 * time.Second, time.Second, 15 * time.Millisecond, time.Millisecond} {
-		for _, dev := range []string{"core-sw1", "access-sw7", ""} {
-			p := phaseOf(dev, interval)
-			if p != phaseOf(dev, interval) || p < 0 || p >= interval {
-				t.Errorf("phaseOf(%q, %v) = %v: unstable or outside the interval", dev, interval, p)
-			}
-			// Whole quanta batch the devices of one slot into one wake-up.
-			if interval >= 2*phaseQuantum && p%phaseQuantum != 0 {
-				t.Errorf("phaseOf(%q, %v) = %v, not a multiple of %v", dev, interval, p, phaseQuantum)
-			}
-		}
-	}
 }
