@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -97,6 +98,10 @@ type Manager struct {
 	set       *rules.Set
 	devices   map[string]rules.Device
 	wake      chan struct{}
+	// planned is the deadline Run's timer waits for (zero: none), guarded
+	// by mu; see wakeFor.
+	planned time.Time
+	ticks   atomic.Int64 // deadline scans run: wakeFor keeps this low under load
 	// staged are the transitions applied in memory and not yet committed.
 	staged []*transition
 	// rev numbers the committed batches; stored records carry it.
@@ -361,7 +366,7 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 		if c.Time.Sub(in.Since) >= r.For {
 			return m.fire(k, in, c, c.Time)
 		}
-		m.poke()
+		m.wakeFor(in.Since.Add(r.For))
 	case StateFiring:
 		switch {
 		case c.Clear && in.Clearing.IsZero():
@@ -369,7 +374,7 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 			if r.ClearFor == 0 {
 				return m.resolve(k, in, c.Time)
 			}
-			m.poke()
+			m.wakeFor(in.Clearing.Add(r.ClearFor))
 		case c.Clear && c.Time.Sub(in.Clearing) >= r.ClearFor:
 			return m.resolve(k, in, c.Time)
 		case !c.Clear:
@@ -602,6 +607,17 @@ func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// wakeFor makes Run plan again when due comes before the deadline its timer
+// waits for. Later deadlines are found by that tick anyway, so a mass outage
+// (thousands of devices pending at once) wakes Run once, not once per
+// observation. The caller holds m.mu.
+func (m *Manager) wakeFor(due time.Time) {
+	if m.planned.IsZero() || due.Before(m.planned) {
+		m.planned = due
+		m.poke()
+	}
+}
+
 func (m *Manager) poke() {
 	select {
 	case m.wake <- struct{}{}:
@@ -704,6 +720,7 @@ func (m *Manager) stopQueue(ctx context.Context) {
 
 // tick applies due deadlines and returns the next one (zero if none).
 func (m *Manager) tick(ctx context.Context) time.Time {
+	m.ticks.Add(1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -742,6 +759,7 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 		}
 	}
 	_ = m.commit(ctx) // failures are logged; they stay unsent in the store
+	m.planned = next
 	return next
 }
 

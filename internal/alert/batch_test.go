@@ -444,3 +444,57 @@ func TestStopAppliesWhatWasQueued(t *testing.T) {
 		}
 	})
 }
+
+// TestMassOutageWakesDeadlineScanOnce: a thousand devices going pending
+// (a core switch down) and observed again and again must not rescan every
+// deadline per observation: only an earlier deadline wakes the scan. The
+// alerts still fire when their `for` elapses.
+func TestMassOutageWakesDeadlineScanOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		st := newOpStore()
+		d := &slowDispatcher{st: st}
+		m, err := New(ctx, st, d, Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const devices = 1000
+		var inv []rules.Device
+		for i := range devices {
+			inv = append(inv, rules.Device{Name: fmt.Sprintf("access-%d", i), Address: fmt.Sprintf("198.18.%d.%d", i/250, i%250+1)})
+		}
+		if err := m.SetRules(ctx, mustRules(t, icmpRule), inv); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		synctest.Wait()
+		before := m.ticks.Load()
+
+		down := map[string]any{"up": false, "loss": 100.0, "rtt_ms": 0.0, "sent": 1, "recv": 0}
+		for round := range 3 { // three probe rounds inside the 20s `for`
+			for _, dev := range inv {
+				if err := m.Observe(ctx, rules.Observation{Source: rules.SourceICMP, Device: dev, Time: time.Now(), Vars: down}); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait() // one at a time, as rounds spread over the interval arrive
+			}
+			if round < 2 {
+				time.Sleep(5 * time.Second)
+			}
+		}
+		if n := m.ticks.Load() - before; n > 5 {
+			t.Errorf("%d deadline scans for %d pending devices observed 3 times; want a handful", n, devices)
+		}
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		if got := len(d.snapshot()); got != devices {
+			t.Fatalf("%d alerts fired after `for`, want %d", got, devices)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
