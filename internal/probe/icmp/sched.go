@@ -104,6 +104,10 @@ func (s *scheduler) loop(ctx context.Context, replies <-chan reply) {
 	s.applyTargets(time.Now())
 	var armed time.Time // when the timer fires; zero when stopped
 	for {
+		// Replies already read count before their echoes' deadlines are
+		// checked: when the timer and a reply are ready together, or the
+		// loop was held up, an answered echo must not expire as lost.
+		s.drainReplies(replies)
 		s.runDue(time.Now())
 		switch {
 		case len(s.heap) == 0:
