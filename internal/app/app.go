@@ -262,6 +262,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	if !a.Ready() {
+		// Starting or stopping: the pieces a reload swaps are not all there.
+		a.log.Warn("config reload ignored: nocbridge is starting or stopping; send SIGHUP again once it is ready")
+		return errors.New("reload ignored: nocbridge is not running (starting or stopping)")
+	}
 	_, _ = systemd.Reloading()
 	defer func() { _, _ = systemd.Notify("READY=1") }()
 	gen, err := load(a.opts.ConfigPath, a.opts.Version, a.log, a.stateFor(ctx))

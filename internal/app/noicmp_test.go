@@ -98,3 +98,16 @@ func TestFailedStartReleasesSockets(t *testing.T) {
 	}
 	conn.Close()
 }
+
+// TestReloadBeforeRunIsRefused: a SIGHUP that arrives while the daemon is
+// still starting must not touch half-built state.
+func TestReloadBeforeRunIsRefused(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), upRule(testConfig{ReceiverURL: "http://127.0.0.1:1"}))
+	a, err := New(Options{ConfigPath: path, Version: "test", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("Reload before Run: %v; want a refusal", err)
+	}
+}
