@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nocbridge/nocbridge/internal/event"
 )
 
 // deadRef locates a dead letter in its stream.
@@ -18,7 +20,13 @@ type deadRef struct {
 	id   string
 	seq  uint64
 	dest string
+	// instance and active let a later resolve of the same alert see that
+	// its active is dead-lettered (see blockedByDeadActive).
+	instance string
+	active   bool
 }
+
+func (r deadRef) laneKey() string { return r.dest + "\x00" + r.instance }
 
 // idToken is what a webhook-id looks like (event.NotificationID); it
 // becomes a subject token, so nothing else may reach a subject.
@@ -46,22 +54,48 @@ func (o *Outbox) writeDeadLetter(ctx context.Context, it *item, reason string, s
 		return fmt.Errorf("writing to stream %s: %w", deadStream, err)
 	}
 	o.mu.Lock()
-	o.setDeadLocked(it.id, it.dest, ack.Sequence)
+	o.setDeadLocked(deadRef{id: it.id, seq: ack.Sequence, dest: it.dest, instance: it.ev.InstanceID, active: it.ev.Status == event.StatusActive})
 	o.mu.Unlock()
 	return nil
 }
 
-func (o *Outbox) setDeadLocked(id, dest string, seq uint64) {
-	if prev, ok := o.deadIdx[id]; ok {
+func (o *Outbox) setDeadLocked(ref deadRef) {
+	if prev, ok := o.deadIdx[ref.id]; ok {
 		o.deadCount[prev.dest]--
+		o.unblockLocked(prev)
 	}
-	o.deadIdx[id] = deadRef{id: id, seq: seq, dest: dest}
-	o.deadCount[dest]++
+	o.deadIdx[ref.id] = ref
+	o.deadCount[ref.dest]++
+	if ref.active {
+		o.deadActive[ref.laneKey()] = ref.id
+	}
+}
+
+func (o *Outbox) unblockLocked(ref deadRef) {
+	if ref.active && o.deadActive[ref.laneKey()] == ref.id {
+		delete(o.deadActive, ref.laneKey())
+	}
+}
+
+// blockedByDeadActive returns the webhook-id of the dead-lettered active
+// notification of it's alert at its destination, if it is a resolve and
+// there is one: delivering the resolve now and the active after a replay
+// would reopen a closed alert at the receiver (SPEC 6: a resolve is never
+// delivered before its active).
+func (o *Outbox) blockedByDeadActive(it *item) (string, bool) {
+	if it.ev.Status != event.StatusResolved {
+		return "", false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	id, ok := o.deadActive[deadRef{dest: it.dest, instance: it.ev.InstanceID}.laneKey()]
+	return id, ok
 }
 
 func (o *Outbox) forgetDeadLocked(id string, seq uint64) {
 	if ref, ok := o.deadIdx[id]; ok && ref.seq == seq {
 		delete(o.deadIdx, id)
+		o.unblockLocked(ref)
 		if o.deadCount[ref.dest]--; o.deadCount[ref.dest] <= 0 {
 			delete(o.deadCount, ref.dest)
 		}
@@ -79,7 +113,7 @@ func (o *Outbox) loadDeadLetters(ctx context.Context) error {
 			return
 		}
 		o.mu.Lock()
-		o.setDeadLocked(dl.ID, dl.Destination, seq)
+		o.setDeadLocked(deadRef{id: dl.ID, seq: seq, dest: dl.Destination, instance: dl.Event.InstanceID, active: dl.Event.Status == event.StatusActive})
 		o.mu.Unlock()
 	})
 	if err != nil {
@@ -124,7 +158,7 @@ func (o *Outbox) deleteDead(ctx context.Context, id string) error {
 	}
 	o.mu.Lock()
 	if _, again := o.deadIdx[id]; !again {
-		o.setDeadLocked(id, ref.dest, ref.seq)
+		o.setDeadLocked(ref)
 	}
 	o.mu.Unlock()
 	return fmt.Errorf("removing dead letter %s: %w", id, err)

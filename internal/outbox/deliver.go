@@ -208,6 +208,12 @@ func (o *Outbox) attempt(ctx context.Context, j job) {
 		o.giveUp(j, reason, 0)
 		return
 	}
+	if activeID, blocked := o.blockedByDeadActive(it); blocked {
+		reason := fmt.Sprintf("its active notification %s is dead-lettered: replay both, the active first, so the receiver sees them in order", activeID)
+		o.concluded(j, time.Now(), 0, ResultDead, reason)
+		o.giveUp(j, reason, 0)
+		return
+	}
 	if j.limiter != nil {
 		if err := j.limiter.Wait(ctx); err != nil {
 			o.abandon(j)

@@ -153,6 +153,7 @@ type Outbox struct {
 	wake       chan struct{}
 	deadIdx    map[string]deadRef // dead letters by id
 	deadCount  map[string]int     // per destination
+	deadActive map[string]string  // dead-lettered actives: destination + instance → webhook-id
 	purgedTo   uint64             // stream sequences below this are gone
 	lastPurge  time.Time
 	lastSeq    uint64     // last sequence written to the queue stream
@@ -191,6 +192,7 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Outbox, error) {
 		wake:        make(chan struct{}, 1),
 		deadIdx:     map[string]deadRef{},
 		deadCount:   map[string]int{},
+		deadActive:  map[string]string{},
 		segsByNum:   map[uint64]*segment{},
 	}
 	var err error

@@ -260,7 +260,11 @@ func TestOrderPerAlertInstance(t *testing.T) {
 	}
 }
 
-func TestResolveGoesOnceActiveIsDeadLettered(t *testing.T) {
+// TestResolveWaitsForItsDeadLetteredActive: when an alert's active is
+// dead-lettered, its resolve must not reach the receiver first (a replayed
+// active would then reopen a closed alert): it is dead-lettered beside it,
+// and replaying the destination's dead letters delivers both, in order.
+func TestResolveWaitsForItsDeadLetteredActive(t *testing.T) {
 	f := newFixture(t)
 	n := newFake(func(nt notify.Notification, _ int) error {
 		if nt.Event.Status == event.StatusActive {
@@ -269,13 +273,36 @@ func TestResolveGoesOnceActiveIsDeadLettered(t *testing.T) {
 		return nil
 	})
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
-	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)},
-		Item{Destination: "hook", Event: ev("inst-1", event.StatusResolved, time.Minute)})
+	active := Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)}
+	f.enqueue(active, Item{Destination: "hook", Event: ev("inst-1", event.StatusResolved, time.Minute)})
 	f.run()
 	waitFor(t, 5*time.Second, "both handled", func() bool { return f.ob.Pending()["hook"] == 0 })
+	if calls := n.got(); len(calls) != 1 || calls[0].Status != event.StatusActive {
+		t.Fatalf("calls %+v; want only the active: its resolve must wait", calls)
+	}
+	dls, err := f.ob.DeadLetters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	activeID := active.Event.NotificationID("hook")
+	var resolveReason string
+	for _, dl := range dls {
+		if dl.Event.Status == event.StatusResolved {
+			resolveReason = dl.Reason
+		}
+	}
+	if len(dls) != 2 || !strings.Contains(resolveReason, activeID) {
+		t.Fatalf("dead letters %+v; want the active and its resolve, the resolve naming %s", dls, activeID)
+	}
+
+	n.setAnswer(func(notify.Notification, int) error { return nil })
+	if got, err := f.ob.ReplayAll(context.Background(), "hook"); err != nil || got != 2 {
+		t.Fatalf("ReplayAll = %d, %v; want 2", got, err)
+	}
+	waitFor(t, 5*time.Second, "the replayed pair", func() bool { return len(n.got()) >= 3 })
 	calls := n.got()
-	if len(calls) != 2 || calls[0].Status != event.StatusActive || calls[1].Status != event.StatusResolved {
-		t.Fatalf("calls %+v; want the active (dead-lettered) then the resolve", calls)
+	if len(calls) != 3 || calls[1].Status != event.StatusActive || calls[2].Status != event.StatusResolved {
+		t.Fatalf("calls %+v; want the replayed active, then its resolve", calls)
 	}
 }
 
