@@ -102,6 +102,9 @@ type Manager struct {
 	// by mu; see wakeFor.
 	planned time.Time
 	ticks   atomic.Int64 // deadline scans run: wakeFor keeps this low under load
+	// unsentRetry is when transitions that failed to be stored or handed
+	// to the outbox are tried again (zero: none waiting). Guarded by mu.
+	unsentRetry time.Time
 	// staged are the transitions applied in memory and not yet committed.
 	staged []*transition
 	// rev numbers the committed batches; stored records carry it.
@@ -459,6 +462,10 @@ func (m *Manager) commit(ctx context.Context) error {
 	var errs []error
 	for _, t := range ts {
 		if t.err != nil {
+			if t.in != nil && m.unsentRetry.IsZero() {
+				m.unsentRetry = m.now().Add(unsentRetryInterval)
+				m.poke() // Run plans its timer for the retry
+			}
 			m.log.Error("alert transition failed", "event_id", t.ev.EventID, "device", t.ev.Device.Name,
 				"key", t.ev.Key, "status", t.ev.Status, "err", t.err)
 			errs = append(errs, t.err)
@@ -607,6 +614,11 @@ func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// unsentRetryInterval spaces retries of transitions the store or the outbox
+// refused (a store outage): often enough to notify soon after it ends,
+// rarely enough not to hammer it.
+const unsentRetryInterval = 10 * time.Second
+
 // wakeFor makes Run plan again when due comes before the deadline its timer
 // waits for. Later deadlines are found by that tick anyway, so a mass outage
 // (thousands of devices pending at once) wakes Run once, not once per
@@ -730,8 +742,22 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 			next = t
 		}
 	}
+	retryUnsent := !m.unsentRetry.IsZero() && !now.Before(m.unsentRetry)
+	if retryUnsent {
+		m.unsentRetry = time.Time{} // commit sets it again if they fail again
+	} else if !m.unsentRetry.IsZero() {
+		consider(m.unsentRetry)
+	}
 	for _, k := range m.sortedKeys() {
 		in := m.instances[k]
+		if in.Unsent != nil {
+			// A transition the store or the outbox refused: handed over
+			// again here rather than only at the next start or reload.
+			if retryUnsent {
+				m.stage(k, in, *in.Unsent)
+			}
+			continue
+		}
 		r := m.set.ByEventID(in.EventID)
 		if r == nil {
 			continue

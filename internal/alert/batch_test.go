@@ -498,3 +498,59 @@ func TestMassOutageWakesDeadlineScanOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestUnsentRetriedWhileRunning: transitions the outbox refused (a store
+// outage) are handed over again while running, without waiting for a
+// restart or reload, and only once it takes them.
+func TestUnsentRetriedWhileRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		st := newOpStore()
+		d := &slowDispatcher{st: st, fail: errors.New("outbox unavailable")}
+		m, _ := runManager(t, ctx, st, d, nil)
+		for i := 1; i <= 3; i++ {
+			m.Observe(ctx, trapObs("IF-MIB::linkDown", i))
+		}
+		settle()
+		attempts := func() int {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			n := 0
+			for _, op := range st.ops {
+				if strings.HasPrefix(op, "dispatch ") {
+					n++
+				}
+			}
+			return n
+		}
+		tries := attempts()
+		if tries != 3 {
+			t.Fatalf("%d dispatch attempts, want 3", tries)
+		}
+		time.Sleep(unsentRetryInterval / 2)
+		synctest.Wait()
+		if n := attempts(); n != tries {
+			t.Fatalf("%d dispatch attempts before the retry interval, want %d", n, tries)
+		}
+
+		d.mu.Lock()
+		d.fail = nil // the outage ends
+		d.mu.Unlock()
+		time.Sleep(unsentRetryInterval)
+		synctest.Wait()
+		var delivered []string
+		for _, ev := range d.snapshot() {
+			delivered = append(delivered, ev.Key)
+		}
+		slices.Sort(delivered)
+		if !slices.Equal(delivered, []string{"1", "2", "3"}) {
+			t.Fatalf("after the outage dispatched keys %v; want 1, 2 and 3 once each", delivered)
+		}
+		for _, in := range m.Instances() {
+			if in.Unsent != nil {
+				t.Errorf("instance %s still unsent", in.Key)
+			}
+		}
+	})
+}
