@@ -357,15 +357,16 @@ func (s *scheduler) finish(t *target, now time.Time) {
 // they work again (Info). Failures in between, whose messages may differ
 // only by a port number, are Debug: the device status carries the latest.
 func (s *scheduler) logTransition(t *target) {
-	log := s.e.log.With("device", t.cfg.Device, "address", t.cfg.Address)
+	// Called every round of every device: attributes are built only when
+	// something is logged.
 	switch {
 	case t.err != nil && !t.failing:
-		log.Warn("ICMP round failed", "err", t.err)
+		s.e.log.Warn("ICMP round failed", "device", t.cfg.Device, "address", t.cfg.Address, "err", t.err)
 		t.failing = true
 	case t.err != nil:
-		log.Debug("ICMP round failed again", "err", t.err)
+		s.e.log.Debug("ICMP round failed again", "device", t.cfg.Device, "address", t.cfg.Address, "err", t.err)
 	case t.failing:
-		log.Info("ICMP round works again")
+		s.e.log.Info("ICMP round works again", "device", t.cfg.Device, "address", t.cfg.Address)
 		t.failing = false
 	}
 }
