@@ -105,6 +105,9 @@ type Manager struct {
 	// unsentRetry is when transitions that failed to be stored or handed
 	// to the outbox are tried again (zero: none waiting). Guarded by mu.
 	unsentRetry time.Time
+	// failedEvents are one-shot events the outbox refused: they have no
+	// stored instance, so they wait here (bounded) for the same retry.
+	failedEvents []*transition
 	// staged are the transitions applied in memory and not yet committed.
 	staged []*transition
 	// rev numbers the committed batches; stored records carry it.
@@ -462,7 +465,10 @@ func (m *Manager) commit(ctx context.Context) error {
 	var errs []error
 	for _, t := range ts {
 		if t.err != nil {
-			if t.in != nil && m.unsentRetry.IsZero() {
+			if t.in == nil {
+				m.keepFailedEvent(t)
+			}
+			if m.unsentRetry.IsZero() {
 				m.unsentRetry = m.now().Add(unsentRetryInterval)
 				m.poke() // Run plans its timer for the retry
 			}
@@ -614,6 +620,22 @@ func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// maxFailedEvents bounds the one-shot events kept in memory for a retry
+// while the store is down; beyond it the oldest are dropped, loudly.
+const maxFailedEvents = 10000
+
+// keepFailedEvent queues a refused one-shot event for the next retry. It
+// keeps its instance id and time, so its webhook-id stays the same.
+func (m *Manager) keepFailedEvent(t *transition) {
+	if len(m.failedEvents) >= maxFailedEvents {
+		lost := m.failedEvents[0]
+		m.log.Error("dropping a one-shot event that could not be handed to the outbox: too many waiting",
+			"event_id", lost.ev.EventID, "device", lost.ev.Device.Name, "waiting", len(m.failedEvents))
+		m.failedEvents = m.failedEvents[1:]
+	}
+	m.failedEvents = append(m.failedEvents, &transition{k: t.k, ev: t.ev})
+}
+
 // unsentRetryInterval spaces retries of transitions the store or the outbox
 // refused (a store outage): often enough to notify soon after it ends,
 // rarely enough not to hammer it.
@@ -745,6 +767,8 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 	retryUnsent := !m.unsentRetry.IsZero() && !now.Before(m.unsentRetry)
 	if retryUnsent {
 		m.unsentRetry = time.Time{} // commit sets it again if they fail again
+		m.staged = append(m.staged, m.failedEvents...)
+		m.failedEvents = nil
 	} else if !m.unsentRetry.IsZero() {
 		consider(m.unsentRetry)
 	}

@@ -554,3 +554,61 @@ func TestUnsentRetriedWhileRunning(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusedOneShotEventRetried: a kind: event notification the outbox
+// refused has no stored instance to retry from; it is kept and handed over
+// again, with the same instance id (so the same webhook-id).
+func TestRefusedOneShotEventRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		st := newOpStore()
+		var offeredMu sync.Mutex
+		var offered []string // instance ids of every attempt
+		d := &slowDispatcher{st: st, fail: errors.New("outbox unavailable"), onDispatch: func(ev event.Event) {
+			offeredMu.Lock()
+			offered = append(offered, ev.InstanceID)
+			offeredMu.Unlock()
+		}}
+		m, _ := runManager(t, ctx, st, d, nil)
+		restart := mustRules(t, `
+rules:
+  - event_id: NETWORK-DEVICES-3-102
+    name: Device restarted
+    source: trap
+    kind: event
+    when: trap == "SNMPv2-MIB::coldStart"
+    severity: 3
+    description: "restarted"
+`)
+		if err := m.SetRules(ctx, restart, []rules.Device{sw}); err != nil {
+			t.Fatal(err)
+		}
+		m.Observe(ctx, trapObs("SNMPv2-MIB::coldStart", 0))
+		settle()
+		if n := len(d.snapshot()); n != 0 {
+			t.Fatalf("%d events taken while the outbox refuses", n)
+		}
+		offeredMu.Lock()
+		tries := slices.Clone(offered)
+		offeredMu.Unlock()
+		if len(tries) != 1 {
+			t.Fatalf("offered %d times before the retry, want once", len(tries))
+		}
+
+		d.mu.Lock()
+		d.fail = nil
+		d.mu.Unlock()
+		time.Sleep(unsentRetryInterval)
+		synctest.Wait()
+		got := d.snapshot()
+		if len(got) != 1 || got[0].EventID != "NETWORK-DEVICES-3-102" || got[0].InstanceID != tries[0] {
+			t.Fatalf("after the outage got %+v; want the restart event once, instance %s as first offered", got, tries[0])
+		}
+		time.Sleep(2 * unsentRetryInterval)
+		synctest.Wait()
+		if n := len(d.snapshot()); n != 1 {
+			t.Fatalf("%d deliveries; a delivered event must not be retried again", n)
+		}
+	})
+}
