@@ -130,3 +130,71 @@ func BasicAuth(user, password string) (header string, secrets []string) {
 	header = r.Header.Get("Authorization")
 	return header, []string{password, strings.TrimPrefix(header, "Basic ")}
 }
+
+// ChatAccess is how a chat type reaches its service: an incoming webhook
+// (`url`), or a bot `token` plus the place to post (`TargetKey`: Slack's
+// channel, Webex's room_id) on an API base (`api_url`).
+type ChatAccess struct {
+	URL, Token         config.Secret
+	URLFile, TokenFile string
+	Target, APIURL     string
+	TargetKey          string // the key naming where a bot posts
+	TargetHint         string // how to find that value, for the "required" message
+	Place              string // what an incoming webhook posts to ("channel", "space")
+	DefaultAPIURL      string
+}
+
+// ChatAccess checks a ChatAccess and returns the webhook URL (webhook
+// mode), or the bot token and API base (bot mode). Problems are recorded;
+// what they concern comes back empty.
+func (c *ConfigCheck) ChatAccess(a ChatAccess) (webhook *url.URL, token string, api *url.URL) {
+	hasURL := a.URL != "" || a.URLFile != ""
+	hasToken := a.Token != "" || a.TokenFile != ""
+	choice := "set url (incoming webhook) or token and " + a.TargetKey + " (bot)"
+	switch {
+	case hasURL && hasToken:
+		c.Bad(SecretKey("token", a.TokenFile), "%s, not both", choice)
+	case !hasURL && !hasToken:
+		c.Bad("url", "%s", choice)
+	case hasURL:
+		raw, key, ok := c.Secret("url", a.URL, a.URLFile)
+		if !ok {
+			return nil, "", nil
+		}
+		u, msg := CheckWebhookURL(raw.Reveal())
+		if msg != "" {
+			c.Bad(key, "url %s", msg)
+			return nil, "", nil
+		}
+		if a.Target != "" {
+			c.Bad(a.TargetKey, "%s is for bot mode (token); an incoming webhook posts to the %s it was created for", a.TargetKey, a.Place)
+		}
+		if a.APIURL != "" {
+			c.Bad("api_url", "api_url is for bot mode (token); an incoming webhook needs only url")
+		}
+		return u, "", nil
+	default:
+		tok, key, ok := c.Secret("token", a.Token, a.TokenFile)
+		switch {
+		case !ok: // Secret recorded it
+		case strings.ContainsFunc(tok.Reveal(), func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			c.Bad(key, "token contains whitespace or control characters")
+		default:
+			token = tok.Reveal()
+		}
+		if a.Target == "" {
+			c.Bad(a.TargetKey, "%s is required with token (%s)", a.TargetKey, a.TargetHint)
+		}
+		base := a.APIURL
+		if base == "" {
+			base = a.DefaultAPIURL
+		}
+		u, msg := CheckWebhookURL(base)
+		if msg != "" {
+			c.Bad("api_url", "api_url %s", msg)
+			return nil, token, nil
+		}
+		return nil, token, u
+	}
+	return nil, "", nil
+}

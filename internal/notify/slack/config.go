@@ -41,63 +41,23 @@ func (s *settings) botMode() bool { return s.token != "" }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
 	check := notify.NewConfigCheck(env, d)
-	bad := check.Bad
 	s := &settings{}
 
-	hasURL := c.URL != "" || c.URLFile != ""
-	hasToken := c.Token != "" || c.TokenFile != ""
-	switch {
-	case hasURL && hasToken:
-		bad(notify.SecretKey("token", c.TokenFile), "set url (incoming webhook) or token and channel (bot), not both")
-	case !hasURL && !hasToken:
-		bad("url", "set url (incoming webhook) or token and channel (bot)")
-	case hasURL:
-		raw, key, ok := check.Secret("url", c.URL, c.URLFile)
-		if !ok {
-			break
-		}
-		u, msg := notify.CheckWebhookURL(raw.Reveal())
-		if msg != "" {
-			bad(key, "url %s", msg)
-			break
-		}
-		s.webhookURL = u
-		if c.Channel != "" {
-			bad("channel", "channel is for bot mode (token); an incoming webhook posts to the channel it was created for")
-		}
-		if c.APIURL != "" {
-			bad("api_url", "api_url is for bot mode (token); an incoming webhook needs only url")
-		}
-	default:
-		tok, key, ok := check.Secret("token", c.Token, c.TokenFile)
-		switch {
-		case !ok: // check.Secret reported it
-		case strings.ContainsFunc(tok.Reveal(), func(r rune) bool { return r <= ' ' || r == 0x7f }):
-			bad(key, "token contains whitespace or control characters")
-		default:
-			s.token = tok.Reveal()
-		}
-		if c.Channel == "" {
-			bad("channel", "channel is required with token (a channel ID such as C0123456789, or #name)")
-		}
-		s.channel = c.Channel
-		api := c.APIURL
-		if api == "" {
-			api = DefaultAPIURL
-		}
-		u, msg := notify.CheckWebhookURL(api)
-		if msg != "" {
-			bad("api_url", "api_url %s", msg)
-			break
-		}
+	webhook, token, api := check.ChatAccess(notify.ChatAccess{
+		URL: c.URL, URLFile: c.URLFile, Token: c.Token, TokenFile: c.TokenFile,
+		Target: c.Channel, APIURL: c.APIURL, DefaultAPIURL: DefaultAPIURL,
+		TargetKey: "channel", TargetHint: "a channel ID such as C0123456789, or #name", Place: "channel",
+	})
+	s.webhookURL, s.token, s.channel = webhook, token, c.Channel
+	if api != nil {
 		// slack-go appends the method name ("chat.postMessage") to the base.
-		if !strings.HasSuffix(u.Path, "/") {
-			u.Path += "/"
-			if u.RawPath != "" {
-				u.RawPath += "/"
+		if !strings.HasSuffix(api.Path, "/") {
+			api.Path += "/"
+			if api.RawPath != "" {
+				api.RawPath += "/"
 			}
 		}
-		s.apiURL = u
+		s.apiURL = api
 	}
 
 	s.tmpl = check.Template(c.TemplateFile)

@@ -2,7 +2,6 @@ package webex
 
 import (
 	"net/url"
-	"strings"
 	"text/template"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -38,56 +37,22 @@ type settings struct {
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
 	check := notify.NewConfigCheck(env, d)
-	bad := check.Bad
 	s := &settings{}
 
-	hasURL := c.URL != "" || c.URLFile != ""
-	hasToken := c.Token != "" || c.TokenFile != ""
+	webhook, token, api := check.ChatAccess(notify.ChatAccess{
+		URL: c.URL, URLFile: c.URLFile, Token: c.Token, TokenFile: c.TokenFile,
+		Target: c.RoomID, APIURL: c.APIURL, DefaultAPIURL: DefaultAPIURL,
+		TargetKey: "room_id", TargetHint: "the space's id, from GET /rooms", Place: "space",
+	})
+	s.roomID = c.RoomID
 	switch {
-	case hasURL && hasToken:
-		bad(notify.SecretKey("token", c.TokenFile), "set url (incoming webhook) or token and room_id (bot), not both")
-	case !hasURL && !hasToken:
-		bad("url", "set url (incoming webhook) or token and room_id (bot)")
-	case hasURL:
-		raw, key, ok := check.Secret("url", c.URL, c.URLFile)
-		if !ok {
-			break
-		}
-		u, msg := notify.CheckWebhookURL(raw.Reveal())
-		if msg != "" {
-			bad(key, "url %s", msg)
-			break
-		}
-		s.endpoint = u
-		if c.RoomID != "" {
-			bad("room_id", "room_id is for bot mode (token); an incoming webhook posts to the space it was created for")
-		}
-		if c.APIURL != "" {
-			bad("api_url", "api_url is for bot mode (token); an incoming webhook needs only url")
-		}
-	default:
-		tok, key, ok := check.Secret("token", c.Token, c.TokenFile)
-		switch {
-		case !ok: // check.Secret reported it
-		case strings.ContainsFunc(tok.Reveal(), func(r rune) bool { return r <= ' ' || r == 0x7f }):
-			bad(key, "token contains whitespace or control characters")
-		default:
-			s.auth = "Bearer " + tok.Reveal()
-		}
-		if c.RoomID == "" {
-			bad("room_id", "room_id is required with token (the space's id, from GET /rooms)")
-		}
-		s.roomID = c.RoomID
-		api := c.APIURL
-		if api == "" {
-			api = DefaultAPIURL
-		}
-		u, msg := notify.CheckWebhookURL(api)
-		if msg != "" {
-			bad("api_url", "api_url %s", msg)
-			break
-		}
-		s.endpoint = u.JoinPath("messages")
+	case webhook != nil:
+		s.endpoint = webhook
+	case api != nil:
+		s.endpoint = api.JoinPath("messages")
+	}
+	if token != "" {
+		s.auth = "Bearer " + token
 	}
 
 	s.tmpl = check.Template(c.TemplateFile)
