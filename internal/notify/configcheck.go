@@ -131,6 +131,25 @@ func BasicAuth(user, password string) (header string, secrets []string) {
 	return header, []string{password, strings.TrimPrefix(header, "Basic ")}
 }
 
+// WebhookURL resolves the required secret `url` (or url_file), an
+// incoming-webhook URL; what says what it is, for the "required" message.
+// A problem is recorded and the result is nil.
+func (c *ConfigCheck) WebhookURL(inline config.Secret, file, what string) *url.URL {
+	raw, key, ok := c.Secret("url", inline, file)
+	switch {
+	case !ok: // Secret recorded it
+	case raw == "":
+		c.Bad("url", "url is required (%s; set url or url_file)", what)
+	default:
+		u, msg := CheckWebhookURL(raw.Reveal())
+		if msg == "" {
+			return u
+		}
+		c.Bad(key, "url %s", msg)
+	}
+	return nil
+}
+
 // ChatAccess is how a chat type reaches its service: an incoming webhook
 // (`url`), or a bot `token` plus the place to post (`TargetKey`: Slack's
 // channel, Webex's room_id) on an API base (`api_url`).
@@ -157,13 +176,8 @@ func (c *ConfigCheck) ChatAccess(a ChatAccess) (webhook *url.URL, token string, 
 	case !hasURL && !hasToken:
 		c.Bad("url", "%s", choice)
 	case hasURL:
-		raw, key, ok := c.Secret("url", a.URL, a.URLFile)
-		if !ok {
-			return nil, "", nil
-		}
-		u, msg := CheckWebhookURL(raw.Reveal())
-		if msg != "" {
-			c.Bad(key, "url %s", msg)
+		u := c.WebhookURL(a.URL, a.URLFile, "the incoming webhook's URL")
+		if u == nil {
 			return nil, "", nil
 		}
 		if a.Target != "" {

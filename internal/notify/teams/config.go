@@ -26,20 +26,9 @@ type settings struct {
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
 	check := notify.NewConfigCheck(env, d)
-	bad := check.Bad
 	s := &settings{}
 
-	switch raw, key, ok := check.Secret("url", c.URL, c.URLFile); {
-	case !ok: // check.Secret reported it
-	case raw == "":
-		bad("url", "url is required (the Workflow's trigger URL; set url or url_file)")
-	default:
-		if u, msg := notify.CheckWebhookURL(raw.Reveal()); msg != "" {
-			bad(key, "url %s", msg)
-		} else {
-			s.url = u
-		}
-	}
+	s.url = check.WebhookURL(c.URL, c.URLFile, "the Workflow's trigger URL")
 
 	s.tmpl = check.Template(c.TemplateFile)
 	return s, check.Errors()
