@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
 type laneState int
@@ -26,35 +26,11 @@ const (
 // lane is one alert instance's notifications to one destination, in enqueue
 // order; only the head is ever attempted.
 type lane struct {
-	key     string
-	dest    *destState
-	items   []*item
-	state   laneState
-	due     time.Time
-	heapIdx int
-}
-
-// laneHeap orders waiting lanes by due time.
-type laneHeap []*lane
-
-func (h laneHeap) Len() int           { return len(h) }
-func (h laneHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
-func (h laneHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx, h[j].heapIdx = i, j
-}
-func (h *laneHeap) Push(x any) {
-	l := x.(*lane)
-	l.heapIdx = len(*h)
-	*h = append(*h, l)
-}
-func (h *laneHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	l.heapIdx = -1
-	return l
+	key          string
+	dest         *destState
+	items        []*item
+	state        laneState
+	schedule.Due // when it falls due, while laneWaiting
 }
 
 // admitLocked puts a durable item at the end of its lane.
@@ -66,7 +42,7 @@ func (o *Outbox) admitLocked(it *item) {
 	}
 	l := st.lanes[key]
 	if l == nil {
-		l = &lane{key: key, dest: st, heapIdx: -1}
+		l = &lane{key: key, dest: st}
 		st.lanes[key] = l
 	}
 	it.lane = l
@@ -82,13 +58,8 @@ func (o *Outbox) scheduleLocked(l *lane, due time.Time) {
 	if len(l.items) == 0 || l.state == laneBusy || l.state == laneReady {
 		return
 	}
-	l.due = due
-	if l.state == laneWaiting {
-		heap.Fix(&o.timers, l.heapIdx)
-	} else {
-		l.state = laneWaiting
-		heap.Push(&o.timers, l)
-	}
+	l.state = laneWaiting
+	o.timers.Set(l, due)
 	o.poke()
 }
 
@@ -164,8 +135,11 @@ func (o *Outbox) dispatchLocked(ctx context.Context, wg *sync.WaitGroup, now tim
 	if !o.configured {
 		return time.Time{}, false // without a config every destination would look removed
 	}
-	for len(o.timers) > 0 && !o.timers[0].due.After(now) {
-		l := heap.Pop(&o.timers).(*lane)
+	for {
+		l, ok := o.timers.PopDue(now)
+		if !ok {
+			break
+		}
 		l.state = laneReady
 		l.dest.ready = append(l.dest.ready, l)
 	}
@@ -194,10 +168,7 @@ func (o *Outbox) dispatchLocked(ctx context.Context, wg *sync.WaitGroup, now tim
 			}()
 		}
 	}
-	if len(o.timers) == 0 {
-		return time.Time{}, false
-	}
-	return o.timers[0].due, true
+	return o.timers.Next()
 }
 
 func (o *Outbox) attempt(ctx context.Context, j job) {

@@ -37,6 +37,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/schedule"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
 
@@ -148,8 +149,8 @@ type Outbox struct {
 	configured bool // SetDestinations was called: unknown destinations are really unknown
 	running    bool
 	dests      map[string]*destState
-	byID       map[string]*item // pending and being-stored items
-	timers     laneHeap         // lanes waiting for their next attempt
+	byID       map[string]*item      // pending and being-stored items
+	timers     schedule.Queue[*lane] // lanes waiting for their next attempt
 	wake       chan struct{}
 	deadIdx    map[string]deadRef // dead letters by id
 	deadCount  map[string]int     // per destination

@@ -1,7 +1,10 @@
 // Package schedule spreads periodic work (ICMP rounds, SNMP polls) across its
 // interval: each device gets a fixed phase from a hash of its name, and its
 // rounds fall on a grid of that phase plus whole intervals, the same in every
-// process and after every reload, so a fleet never fires in one burst.
+// process and after every reload, so a fleet never fires in one burst. It
+// also holds the one timer queue (Queue) of the ICMP and SNMP schedulers and
+// the outbox, and the target-list hand-over and reconciliation (Latest,
+// Reconciler) the two schedulers share.
 package schedule
 
 import (

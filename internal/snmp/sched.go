@@ -1,7 +1,6 @@
 package snmp
 
 import (
-	"container/heap"
 	"context"
 	"sync"
 	"time"
@@ -11,11 +10,10 @@ import (
 
 // target is the scheduler's state for one device.
 type target struct {
-	cfg     Target
-	p       *poller
-	phase   time.Duration // offset of the device's slots on the interval grid
-	slot    time.Time     // when the next poll is due
-	heapIdx int           // -1 when out of the heap
+	cfg          Target
+	p            *poller
+	phase        time.Duration // offset of the device's slots on the interval grid
+	schedule.Due               // when the next poll is due
 
 	queued  bool // waiting for a free poll slot
 	polling bool // a poll is in flight
@@ -39,7 +37,7 @@ type scheduler struct {
 	e      *Engine
 	report func(Result)
 
-	heap     targetHeap
+	timers   schedule.Queue[*target]
 	byName   map[string]*target
 	queue    []*target // due, waiting for one of the concurrency slots
 	inFlight int
@@ -57,17 +55,13 @@ func newScheduler(ctx context.Context, e *Engine, report func(Result)) *schedule
 func (s *scheduler) loop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	select {
-	case <-s.e.changed: // SetTargets before Run: applied just below
-	default:
-	}
 	s.applyTargets(time.Now())
 	for {
 		s.startDue(time.Now())
-		if len(s.heap) == 0 {
-			timer.Stop()
+		if next, ok := s.timers.Next(); ok {
+			timer.Reset(time.Until(next))
 		} else {
-			timer.Reset(time.Until(s.heap[0].slot))
+			timer.Stop()
 		}
 		select {
 		case <-s.ctx.Done():
@@ -75,7 +69,7 @@ func (s *scheduler) loop() {
 		case <-timer.C:
 		case f := <-s.done:
 			s.finish(f)
-		case <-s.e.changed:
+		case <-s.e.targets.Changed():
 			s.applyTargets(time.Now())
 		}
 	}
@@ -85,10 +79,12 @@ func (s *scheduler) loop() {
 // Slots are spread over the interval by device (schedule.Phase), so a round is
 // never one burst.
 func (s *scheduler) startDue(now time.Time) {
-	for len(s.heap) > 0 && !s.heap[0].slot.After(now) {
-		t := s.heap[0]
-		t.slot = nextSlot(t, now)
-		heap.Fix(&s.heap, 0)
+	for {
+		t, ok := s.timers.PopDue(now)
+		if !ok {
+			break
+		}
+		s.timers.Set(t, nextSlot(t, now))
 		if t.queued || t.polling {
 			s.skip(t, now)
 			continue
@@ -169,59 +165,34 @@ func (s *scheduler) shutdown() {
 	}
 }
 
-// applyTargets reconciles the scheduler with the engine's target list.
+// applyTargets reconciles the scheduler with the engine's target list: a
+// target whose settings are unchanged keeps its schedule, its sources and
+// its last uptime.
 func (s *scheduler) applyTargets(now time.Time) {
-	list := s.e.currentTargets()
-	keep := make(map[string]bool, len(list))
-	var added, changed, removed int
-	for _, cfg := range list {
-		cfg = withDefaults(cfg)
-		if keep[cfg.Device] {
-			s.e.log.Warn("duplicate SNMP target ignored; the first one is polled", "device", cfg.Device, "address", cfg.Address)
-			continue
-		}
-		keep[cfg.Device] = true
-		if old, ok := s.byName[cfg.Device]; ok {
-			if sameTarget(old.cfg, cfg) {
-				continue // keeps its schedule, its sources and its last uptime
-			}
-			s.remove(old)
-			changed++
-		} else {
-			added++
-		}
-		t := s.newTarget(cfg, now)
-		s.byName[cfg.Device] = t
-		heap.Push(&s.heap, t)
-	}
-	for name, t := range s.byName {
-		if !keep[name] {
-			s.remove(t)
-			delete(s.byName, name)
-			removed++
-		}
-	}
-	if added+changed+removed > 0 {
-		s.e.log.Info("SNMP targets updated", "targets", len(s.byName), "added", added, "changed", changed, "removed", removed)
-	}
+	schedule.Reconciler[Target, *target]{
+		Kind: "SNMP", Log: s.e.log,
+		Name: func(c Target) string { return c.Device },
+		Same: func(t *target, c Target) bool { return sameTarget(t.cfg, c) },
+		Start: func(c Target) *target {
+			t := s.newTarget(c)
+			s.timers.Set(t, schedule.Slot(now, c.Interval, t.phase))
+			return t
+		},
+		Stop: s.remove,
+	}.Apply(s.byName, s.e.targets.Take())
 }
 
-func (s *scheduler) newTarget(cfg Target, now time.Time) *target {
-	t := &target{
-		cfg:     cfg,
-		p:       newPoller(cfg, customOIDs(cfg, s.e.log), s.e.newClient, s.e.log),
-		phase:   schedule.Phase(cfg.Device, cfg.Interval, 0),
-		heapIdx: -1,
+func (s *scheduler) newTarget(cfg Target) *target {
+	return &target{
+		cfg:   cfg,
+		p:     newPoller(cfg, customOIDs(cfg, s.e.log), s.e.newClient, s.e.log),
+		phase: schedule.Phase(cfg.Device, cfg.Interval, 0),
 	}
-	t.slot = schedule.Slot(now, cfg.Interval, t.phase)
-	return t
 }
 
 func (s *scheduler) remove(t *target) {
 	t.removed = true
-	if t.heapIdx >= 0 {
-		heap.Remove(&s.heap, t.heapIdx)
-	}
+	s.timers.Remove(t)
 	if !t.polling {
 		t.p.closeClient() // else finish closes it
 	}
@@ -230,7 +201,7 @@ func (s *scheduler) remove(t *target) {
 // nextSlot follows the grid; after a stall (a suspended process) it skips
 // to the next slot ahead instead of bursting to catch up.
 func nextSlot(t *target, now time.Time) time.Time {
-	next := t.slot.Add(t.cfg.Interval)
+	next := t.At().Add(t.cfg.Interval)
 	if !next.After(now) {
 		next = schedule.Slot(now, t.cfg.Interval, t.phase)
 		if !next.After(now) {
@@ -238,27 +209,4 @@ func nextSlot(t *target, now time.Time) time.Time {
 		}
 	}
 	return next
-}
-
-// targetHeap orders targets by their next slot.
-type targetHeap []*target
-
-func (h targetHeap) Len() int           { return len(h) }
-func (h targetHeap) Less(i, j int) bool { return h[i].slot.Before(h[j].slot) }
-func (h targetHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx, h[j].heapIdx = i, j
-}
-func (h *targetHeap) Push(x any) {
-	t := x.(*target)
-	t.heapIdx = len(*h)
-	*h = append(*h, t)
-}
-func (h *targetHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	t.heapIdx = -1
-	*h = old[:len(old)-1]
-	return t
 }

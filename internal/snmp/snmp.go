@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
 // Defaults for zero fields of a Target or Profile (SPEC section 3).
@@ -79,9 +79,7 @@ type Engine struct {
 	newClient   func(Target) (Client, error)
 	metrics     metrics
 
-	mu      sync.Mutex
-	targets []Target
-	changed chan struct{} // one pending notice that targets changed
+	targets schedule.Latest[Target]
 	running atomic.Bool
 }
 
@@ -96,7 +94,6 @@ func New(opts Options) *Engine {
 		log:         opts.Logger,
 		concurrency: opts.Concurrency,
 		newClient:   opts.Client,
-		changed:     make(chan struct{}, 1),
 		metrics: metrics{
 			duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 				Name:    "nocbridge_snmp_poll_duration_seconds",
@@ -145,21 +142,9 @@ func (e *Engine) SetTargets(ts []Target) {
 	cp := make([]Target, len(ts))
 	for i, t := range ts {
 		t.OIDs = maps.Clone(t.OIDs)
-		cp[i] = t
+		cp[i] = withDefaults(t)
 	}
-	e.mu.Lock()
-	e.targets = cp
-	e.mu.Unlock()
-	select {
-	case e.changed <- struct{}{}:
-	default: // a notice is already pending; it will pick up this list
-	}
-}
-
-func (e *Engine) currentTargets() []Target {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.targets
+	e.targets.Set(cp)
 }
 
 // Run polls until ctx ends, calling report with every result from a single

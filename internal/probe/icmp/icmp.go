@@ -61,6 +61,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
 // Mode is icmp.privileged from the config: which kind of socket to use.
@@ -120,9 +122,7 @@ type Engine struct {
 	nonce      [nonceLen]byte       // first bytes of every payload we send
 	lookup     lookupFunc
 
-	mu       sync.Mutex
-	targets  []Target
-	changed  chan struct{} // signals the scheduler that targets changed; capacity 1
+	targets  schedule.Latest[Target]
 	ran      atomic.Bool
 	closeOne sync.Once
 }
@@ -146,7 +146,7 @@ func newEngine(opts Options, open opener, lookup lookupFunc) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{log: log, lookup: lookup, changed: make(chan struct{}, 1)}
+	e := &Engine{log: log, lookup: lookup}
 	var idBytes [2]byte
 	_, _ = rand.Read(idBytes[:]) // crypto/rand.Read never fails
 	_, _ = rand.Read(e.nonce[:])
@@ -175,20 +175,11 @@ func (e *Engine) Privileged() bool { return e.privileged }
 // unchanged keeps its schedule and its round in flight; a changed one starts
 // over at its next slot; a removed one stops without a last Result.
 func (e *Engine) SetTargets(ts []Target) {
-	cp := append([]Target(nil), ts...)
-	e.mu.Lock()
-	e.targets = cp
-	e.mu.Unlock()
-	select {
-	case e.changed <- struct{}{}:
-	default: // a signal is already pending; the scheduler reads the latest list
+	cp := make([]Target, len(ts))
+	for i, t := range ts {
+		cp[i] = withDefaults(t)
 	}
-}
-
-func (e *Engine) currentTargets() []Target {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.targets
+	e.targets.Set(cp)
 }
 
 // Run probes the targets until ctx is done, calling report once per finished

@@ -1,7 +1,6 @@
 package icmp
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -35,10 +34,9 @@ type target struct {
 	phase   time.Duration // offset of the target's slots from the Unix epoch grid
 	spacing time.Duration // between the echoes of a round
 
-	heapIdx int       // position in the heap, -1 when out of it
-	next    time.Time // when the scheduler next needs this target
-	slot    time.Time // grid slot of the current, or the next, round
-	removed bool      // dropped by SetTargets; late DNS answers are ignored
+	schedule.Due           // when the scheduler next needs this target
+	slot         time.Time // grid slot of the current, or the next, round
+	removed      bool      // dropped by SetTargets; late DNS answers are ignored
 
 	state   roundState
 	round   uint64 // identifies the round a DNS answer belongs to
@@ -77,7 +75,7 @@ type scheduler struct {
 	e         *Engine
 	report    func(Result)
 	ctx       context.Context
-	heap      targetHeap
+	queue     schedule.Queue[*target]
 	byName    map[string]*target
 	pending   [numFamilies]map[uint16]pendingRef // outstanding echoes by sequence number
 	nextSeq   [numFamilies]uint16
@@ -97,10 +95,6 @@ func (s *scheduler) loop(ctx context.Context, replies <-chan reply) {
 	s.ctx = ctx
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	select {
-	case <-s.e.changed: // SetTargets before Run: applied just below
-	default:
-	}
 	s.applyTargets(time.Now())
 	var armed time.Time // when the timer fires; zero when stopped
 	for {
@@ -110,12 +104,14 @@ func (s *scheduler) loop(ctx context.Context, replies <-chan reply) {
 		s.drainReplies(replies)
 		s.runDue(time.Now())
 		switch {
-		case len(s.heap) == 0:
+		case s.queue.Len() == 0:
 			timer.Stop()
 			armed = time.Time{}
-		case !s.heap[0].next.Equal(armed): // resetting costs a runtime wake-up; skip it when nothing moved
-			armed = s.heap[0].next
-			timer.Reset(time.Until(armed))
+		default:
+			if next, _ := s.queue.Next(); !next.Equal(armed) { // resetting costs a runtime wake-up; skip it when nothing moved
+				armed = next
+				timer.Reset(time.Until(armed))
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -127,7 +123,7 @@ func (s *scheduler) loop(ctx context.Context, replies <-chan reply) {
 			s.drainReplies(replies)
 		case res := <-s.resolved:
 			s.handleResolution(res)
-		case <-s.e.changed:
+		case <-s.e.targets.Changed():
 			s.applyTargets(time.Now())
 		}
 	}
@@ -148,8 +144,12 @@ func (s *scheduler) drainReplies(replies <-chan reply) {
 
 // runDue handles every target whose time has come.
 func (s *scheduler) runDue(now time.Time) {
-	for len(s.heap) > 0 && !s.heap[0].next.After(now) {
-		if t := s.heap[0]; t.state == probing {
+	for {
+		t, ok := s.queue.Peek()
+		if !ok || t.At().After(now) {
+			return
+		}
+		if t.state == probing {
 			s.advance(t, now)
 		} else {
 			s.begin(t, now)
@@ -168,7 +168,7 @@ func (s *scheduler) begin(t *target, now time.Time) {
 		s.finish(t, now)
 	default:
 		t.state = resolving
-		heap.Remove(&s.heap, t.heapIdx)
+		s.queue.Remove(t)
 		s.resolve(t)
 	}
 }
@@ -263,8 +263,7 @@ func (s *scheduler) advance(t *target, now time.Time) {
 		s.finish(t, now)
 		return
 	}
-	t.next = next
-	s.place(t)
+	s.queue.Set(t, next)
 }
 
 func (s *scheduler) send(t *target) {
@@ -348,8 +347,7 @@ func (s *scheduler) finish(t *target, now time.Time) {
 	if now.Sub(t.slot) > t.cfg.Interval/4 {
 		t.slot = schedule.Slot(now, t.cfg.Interval, t.phase)
 	}
-	t.next = t.slot
-	s.place(t)
+	s.queue.Set(t, t.slot)
 	s.report(res)
 }
 
@@ -371,50 +369,21 @@ func (s *scheduler) logTransition(t *target) {
 	}
 }
 
-// place puts t into the heap, or moves it to its new position.
-func (s *scheduler) place(t *target) {
-	if t.heapIdx >= 0 {
-		heap.Fix(&s.heap, t.heapIdx)
-	} else {
-		heap.Push(&s.heap, t)
-	}
-}
-
-// applyTargets reconciles the scheduler with the engine's target list.
+// applyTargets reconciles the scheduler with the engine's target list: a
+// target whose settings are unchanged keeps its schedule and its round in
+// flight.
 func (s *scheduler) applyTargets(now time.Time) {
-	list := s.e.currentTargets()
-	keep := make(map[string]bool, len(list))
-	var added, changed, removed int
-	for _, cfg := range list {
-		cfg = withDefaults(cfg)
-		if keep[cfg.Device] {
-			s.e.log.Warn("duplicate ICMP target ignored; the first one is probed", "device", cfg.Device, "address", cfg.Address)
-			continue
-		}
-		keep[cfg.Device] = true
-		if old, ok := s.byName[cfg.Device]; ok {
-			if old.cfg == cfg {
-				continue // keeps its schedule and its round in flight
-			}
-			s.remove(old)
-			changed++
-		} else {
-			added++
-		}
-		t := newTarget(cfg, now)
-		s.byName[cfg.Device] = t
-		s.place(t)
-	}
-	for name, t := range s.byName {
-		if !keep[name] {
-			s.remove(t)
-			delete(s.byName, name)
-			removed++
-		}
-	}
-	if added+changed+removed > 0 {
-		s.e.log.Info("ICMP targets updated", "targets", len(s.byName), "added", added, "changed", changed, "removed", removed)
-	}
+	schedule.Reconciler[Target, *target]{
+		Kind: "ICMP", Log: s.e.log,
+		Name: func(c Target) string { return c.Device },
+		Same: func(t *target, c Target) bool { return t.cfg == c },
+		Start: func(c Target) *target {
+			t := newTarget(c, now)
+			s.queue.Set(t, t.slot)
+			return t
+		},
+		Stop: s.remove,
+	}.Apply(s.byName, s.e.targets.Take())
 }
 
 func (s *scheduler) remove(t *target) {
@@ -424,9 +393,7 @@ func (s *scheduler) remove(t *target) {
 			delete(s.pending[t.fam], ec.seq)
 		}
 	}
-	if t.heapIdx >= 0 {
-		heap.Remove(&s.heap, t.heapIdx)
-	}
+	s.queue.Remove(t)
 }
 
 func withDefaults(cfg Target) Target {
@@ -444,12 +411,11 @@ func withDefaults(cfg Target) Target {
 }
 
 func newTarget(cfg Target, now time.Time) *target {
-	t := &target{cfg: cfg, heapIdx: -1, phase: schedule.Phase(cfg.Device, cfg.Interval, phaseQuantum), spacing: echoSpacing(cfg)}
+	t := &target{cfg: cfg, phase: schedule.Phase(cfg.Device, cfg.Interval, phaseQuantum), spacing: echoSpacing(cfg)}
 	if ip, err := netip.ParseAddr(cfg.Address); err == nil {
 		t.ip = ip.Unmap()
 	}
 	t.slot = schedule.Slot(now, cfg.Interval, t.phase)
-	t.next = t.slot
 	return t
 }
 
@@ -466,27 +432,4 @@ func echoSpacing(cfg Target) time.Duration {
 		return 0
 	}
 	return min(maxEchoSpacing, (cfg.Interval-cfg.Timeout)/time.Duration(cfg.Count-1))
-}
-
-// targetHeap orders targets by when they next need the scheduler.
-type targetHeap []*target
-
-func (h targetHeap) Len() int           { return len(h) }
-func (h targetHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h targetHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx, h[j].heapIdx = i, j
-}
-func (h *targetHeap) Push(x any) {
-	t := x.(*target)
-	t.heapIdx = len(*h)
-	*h = append(*h, t)
-}
-func (h *targetHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	old[len(old)-1] = nil
-	t.heapIdx = -1
-	*h = old[:len(old)-1]
-	return t
 }

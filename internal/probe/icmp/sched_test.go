@@ -621,7 +621,7 @@ func TestOddTargets(t *testing.T) {
 		if len(fn.sendTimes("192.0.2.2")) != 0 {
 			t.Error("the duplicate device name was probed too")
 		}
-		if logs.count("duplicate ICMP target ignored; the first one is probed") != 1 {
+		if logs.count("duplicate ICMP target ignored; the first one is used") != 1 {
 			t.Error("the duplicate device name was not logged")
 		}
 		if len(got["no-address"]) == 0 {
