@@ -16,6 +16,7 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 
+	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/snmp"
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 )
@@ -157,7 +158,7 @@ func pollRunEngine(ctx context.Context, addrs []string, b pollBench) (pollRun, e
 	targets := make([]snmp.Target, len(addrs))
 	for i, a := range addrs {
 		targets[i] = snmp.Target{Device: fmt.Sprintf("agent%05d", i), Address: a, Interval: b.interval, Timeout: b.timeout, Retries: 1,
-			Profile: snmp.Profile{Version: "2c", Community: "public", Port: b.port}}
+			Profile: config.SNMPProfile{Version: "2c", Community: "public", Port: b.port}}
 	}
 	e := snmp.New(snmp.Options{Concurrency: b.concurrency, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Client: timing})
 	e.SetTargets(targets)

@@ -142,15 +142,8 @@ func snmpTargets(cfg *config.Config) []snmp.Target {
 		if d.SNMP == "" || !ok {
 			continue
 		}
-		prof := snmp.Profile{Version: p.Version, Community: p.Community, Port: p.Port, User: p.User}
-		if p.Auth != nil {
-			prof.AuthProtocol, prof.AuthPassphrase = p.Auth.Protocol, p.Auth.Passphrase
-		}
-		if p.Priv != nil {
-			prof.PrivProtocol, prof.PrivPassphrase = p.Priv.Protocol, p.Priv.Passphrase
-		}
 		ts = append(ts, snmp.Target{
-			Device: d.Name, Address: d.Address, Profile: prof,
+			Device: d.Name, Address: d.Address, Profile: p,
 			Interval: cfg.SNMP.PollInterval.D(), Timeout: cfg.SNMP.Timeout.D(), Retries: cfg.SNMP.Retries,
 			OIDs: cfg.SNMP.OIDs,
 		})
@@ -181,15 +174,7 @@ func trapOptions(g *generation, known func(netip.Addr) bool, logger *slog.Logger
 		Known: known, Names: g.names, Logger: logger, Registerer: reg,
 	}
 	for _, name := range cfg.Traps.Users {
-		p := cfg.SNMP.Profiles[name]
-		u := trap.User{Name: p.User}
-		if p.Auth != nil {
-			u.AuthProtocol, u.AuthPassphrase = p.Auth.Protocol, p.Auth.Passphrase
-		}
-		if p.Priv != nil {
-			u.PrivProtocol, u.PrivPassphrase = p.Priv.Protocol, p.Priv.Passphrase
-		}
-		opts.Users = append(opts.Users, u)
+		opts.Users = append(opts.Users, cfg.SNMP.Profiles[name])
 	}
 	return opts
 }

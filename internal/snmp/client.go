@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/gosnmp/gosnmp"
+
+	"github.com/nocbridge/nocbridge/internal/snmp/usm"
 )
 
 // Client is the slice of gosnmp the poller needs; tests substitute a fake.
@@ -105,65 +107,15 @@ func NewClient(t Target) (Client, error) {
 	case "2c":
 		g.Version, g.Community = gosnmp.Version2c, p.Community.Reveal()
 	case "3":
-		usm, flags, err := usmParams(p)
+		u, err := usm.New(p)
 		if err != nil {
 			return nil, err
 		}
-		g.Version, g.SecurityModel, g.MsgFlags, g.SecurityParameters = gosnmp.Version3, gosnmp.UserSecurityModel, flags, usm
+		g.Version, g.SecurityModel, g.MsgFlags, g.SecurityParameters = gosnmp.Version3, gosnmp.UserSecurityModel, u.Flags(), u.Params("")
 	default:
 		return nil, fmt.Errorf("unknown SNMP version %q (want 1, 2c or 3)", p.Version)
 	}
 	return &gosnmpClient{g: g}, nil
-}
-
-var authProtocols = map[string]gosnmp.SnmpV3AuthProtocol{
-	"MD5": gosnmp.MD5, "SHA": gosnmp.SHA, "SHA224": gosnmp.SHA224, "SHA256": gosnmp.SHA256,
-	"SHA384": gosnmp.SHA384, "SHA512": gosnmp.SHA512,
-}
-
-var privProtocols = map[string]gosnmp.SnmpV3PrivProtocol{
-	"DES": gosnmp.DES, "AES": gosnmp.AES, "AES192": gosnmp.AES192, "AES256": gosnmp.AES256,
-	"AES192C": gosnmp.AES192C, "AES256C": gosnmp.AES256C,
-}
-
-// protocolKey accepts "SHA256", "sha-256" and "SHA-256" alike: net-snmp
-// spells them with a dash, the config without.
-func protocolKey(s string) string {
-	return strings.ToUpper(strings.ReplaceAll(s, "-", ""))
-}
-
-func usmParams(p Profile) (*gosnmp.UsmSecurityParameters, gosnmp.SnmpV3MsgFlags, error) {
-	if p.User == "" {
-		return nil, 0, errors.New("SNMPv3 profile has no user")
-	}
-	usm := &gosnmp.UsmSecurityParameters{UserName: p.User, AuthenticationProtocol: gosnmp.NoAuth, PrivacyProtocol: gosnmp.NoPriv}
-	flags := gosnmp.NoAuthNoPriv
-	if p.AuthProtocol != "" {
-		auth, ok := authProtocols[protocolKey(p.AuthProtocol)]
-		if !ok {
-			return nil, 0, fmt.Errorf("unknown SNMPv3 auth protocol %q (want MD5, SHA, SHA224, SHA256, SHA384 or SHA512)", p.AuthProtocol)
-		}
-		if p.AuthPassphrase == "" {
-			return nil, 0, errors.New("SNMPv3 auth protocol set without an auth passphrase")
-		}
-		usm.AuthenticationProtocol, usm.AuthenticationPassphrase = auth, p.AuthPassphrase.Reveal()
-		flags = gosnmp.AuthNoPriv
-	}
-	if p.PrivProtocol != "" {
-		if flags == gosnmp.NoAuthNoPriv {
-			return nil, 0, errors.New("SNMPv3 privacy needs authentication: set an auth protocol too")
-		}
-		priv, ok := privProtocols[protocolKey(p.PrivProtocol)]
-		if !ok {
-			return nil, 0, fmt.Errorf("unknown SNMPv3 priv protocol %q (want DES, AES, AES192, AES256, AES192C or AES256C)", p.PrivProtocol)
-		}
-		if p.PrivPassphrase == "" {
-			return nil, 0, errors.New("SNMPv3 priv protocol set without a priv passphrase")
-		}
-		usm.PrivacyProtocol, usm.PrivacyPassphrase = priv, p.PrivPassphrase.Reveal()
-		flags = gosnmp.AuthPriv
-	}
-	return usm, flags, nil
 }
 
 func (c *gosnmpClient) Connect(ctx context.Context) error {

@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/gosnmp/gosnmp"
+	"github.com/nocbridge/nocbridge/internal/config"
 )
 
 func newTestPoller(a *fakeAgent, oids map[string]string) *poller {
-	cfg := withDefaults(Target{Device: "dev1", Address: "192.0.2.1", Profile: Profile{Version: "2c"}, OIDs: oids})
+	cfg := withDefaults(Target{Device: "dev1", Address: "192.0.2.1", Profile: config.SNMPProfile{Version: "2c"}, OIDs: oids})
 	return newPoller(cfg, customOIDs(cfg, discard()), a.client, discard())
 }
 
@@ -317,17 +318,17 @@ func TestNormalizeOID(t *testing.T) {
 func TestNewClientRejectsBadProfiles(t *testing.T) {
 	cases := []struct {
 		name string
-		p    Profile
+		p    config.SNMPProfile
 		want string
 	}{
-		{"no version", Profile{}, "unknown SNMP version"},
-		{"bad version", Profile{Version: "4"}, "unknown SNMP version"},
-		{"v3 without user", Profile{Version: "3"}, "no user"},
-		{"unknown auth", Profile{Version: "3", User: "u", AuthProtocol: "SHA999", AuthPassphrase: "secret-auth-1"}, "unknown SNMPv3 auth protocol"},
-		{"auth without passphrase", Profile{Version: "3", User: "u", AuthProtocol: "SHA"}, "without an auth passphrase"},
-		{"priv without auth", Profile{Version: "3", User: "u", PrivProtocol: "AES", PrivPassphrase: "secret-priv-1"}, "privacy needs authentication"},
-		{"unknown priv", Profile{Version: "3", User: "u", AuthProtocol: "SHA", AuthPassphrase: "secret-auth-1", PrivProtocol: "3DES", PrivPassphrase: "secret-priv-1"}, "unknown SNMPv3 priv protocol"},
-		{"port", Profile{Version: "2c", Port: 70000}, "out of range"},
+		{"no version", config.SNMPProfile{}, "unknown SNMP version"},
+		{"bad version", config.SNMPProfile{Version: "4"}, "unknown SNMP version"},
+		{"v3 without user", config.SNMPProfile{Version: "3"}, "no user"},
+		{"unknown auth", config.SNMPProfile{Version: "3", User: "u", Auth: &config.SNMPKey{Protocol: "SHA999", Passphrase: "secret-auth-1"}}, "unknown SNMPv3 auth protocol"},
+		{"auth without passphrase", config.SNMPProfile{Version: "3", User: "u", Auth: &config.SNMPKey{Protocol: "SHA"}}, "without an auth passphrase"},
+		{"priv without auth", config.SNMPProfile{Version: "3", User: "u", Priv: &config.SNMPKey{Protocol: "AES", Passphrase: "secret-priv-1"}}, "privacy needs authentication"},
+		{"unknown priv", config.SNMPProfile{Version: "3", User: "u", Auth: &config.SNMPKey{Protocol: "SHA", Passphrase: "secret-auth-1"}, Priv: &config.SNMPKey{Protocol: "3DES", Passphrase: "secret-priv-1"}}, "unknown SNMPv3 priv protocol"},
+		{"port", config.SNMPProfile{Version: "2c", Port: 70000}, "out of range"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -340,15 +341,15 @@ func TestNewClientRejectsBadProfiles(t *testing.T) {
 			}
 		})
 	}
-	for _, p := range []Profile{
+	for _, p := range []config.SNMPProfile{
 		{Version: "1", Community: "public"},
 		{Version: "2c", Community: "public"},
 		{Version: "3", User: "noc"},
-		{Version: "3", User: "noc", AuthProtocol: "sha-256", AuthPassphrase: "authpass1"},
-		{Version: "3", User: "noc", AuthProtocol: "SHA512", AuthPassphrase: "authpass1", PrivProtocol: "AES256C", PrivPassphrase: "privpass1"},
+		{Version: "3", User: "noc", Auth: &config.SNMPKey{Protocol: "sha-256", Passphrase: "authpass1"}},
+		{Version: "3", User: "noc", Auth: &config.SNMPKey{Protocol: "SHA512", Passphrase: "authpass1"}, Priv: &config.SNMPKey{Protocol: "AES256C", Passphrase: "privpass1"}},
 	} {
 		if _, err := NewClient(Target{Device: "d", Address: "127.0.0.1", Profile: p}); err != nil {
-			t.Errorf("NewClient(%s/%s/%s): %v", p.Version, p.AuthProtocol, p.PrivProtocol, err)
+			t.Errorf("NewClient(%s/%+v/%+v): %v", p.Version, p.Auth != nil, p.Priv != nil, err)
 		}
 	}
 }

@@ -98,7 +98,7 @@ func waitFor(t *testing.T, results <-chan Result, device string, within time.Dur
 }
 
 func v2cTarget(device string, port int) Target {
-	return Target{Device: device, Address: "127.0.0.1", Profile: Profile{Version: "2c", Community: "public", Port: port},
+	return Target{Device: device, Address: "127.0.0.1", Profile: config.SNMPProfile{Version: "2c", Community: "public", Port: port},
 		Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Retries: 1}
 }
 
@@ -142,8 +142,8 @@ func TestRealV3(t *testing.T) {
 
 	v3 := func(device, user, auth string) Target {
 		return Target{Device: device, Address: "127.0.0.1", Interval: 300 * time.Millisecond, Timeout: 200 * time.Millisecond,
-			Profile: Profile{Version: "3", Port: port, User: user, AuthProtocol: "SHA256", AuthPassphrase: config.Secret(auth),
-				PrivProtocol: "AES", PrivPassphrase: config.Secret(v3PrivPass)}}
+			Profile: config.SNMPProfile{Version: "3", Port: port, User: user, Auth: &config.SNMPKey{Protocol: "SHA256", Passphrase: config.Secret(auth)},
+				Priv: &config.SNMPKey{Protocol: "AES", Passphrase: config.Secret(v3PrivPass)}}}
 	}
 	results := runReal(t,
 		v3("v3-ok", "noc", v3AuthPass),

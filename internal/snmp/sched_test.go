@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,7 +24,7 @@ func newFleet(n int, mk func() *fakeAgent) (*fleet, []Target) {
 	for i := range n {
 		name := fmt.Sprintf("sw%03d", i)
 		f.agents[name] = mk()
-		ts = append(ts, Target{Device: name, Address: fmt.Sprintf("192.0.2.%d", i), Profile: Profile{Version: "2c"}, Interval: 10 * time.Second})
+		ts = append(ts, Target{Device: name, Address: fmt.Sprintf("192.0.2.%d", i), Profile: config.SNMPProfile{Version: "2c"}, Interval: 10 * time.Second})
 	}
 	return f, ts
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
-// Defaults for zero fields of a Target or Profile (SPEC section 3).
+// Defaults for zero fields of a Target and its Profile (SPEC section 3).
 const (
 	DefaultInterval    = 60 * time.Second
 	DefaultTimeout     = 2 * time.Second
@@ -26,26 +26,14 @@ const (
 	DefaultConcurrency = 64
 )
 
-// Profile is how to talk to a device: an SNMP version and its credentials.
-type Profile struct {
-	Version        string // 1 | 2c | 3
-	Community      config.Secret
-	Port           int // 0: 161
-	User           string
-	AuthProtocol   string // MD5|SHA|SHA224|SHA256|SHA384|SHA512; "" for noAuthNoPriv
-	PrivProtocol   string // DES|AES|AES192|AES256|AES192C|AES256C; "" for no privacy
-	AuthPassphrase config.Secret
-	PrivPassphrase config.Secret
-}
-
 // Target is one device to poll.
 type Target struct {
 	Device   string
-	Address  string // IPv4, IPv6 or DNS name
-	Profile  Profile
-	Interval time.Duration // 0: DefaultInterval
-	Timeout  time.Duration // per request attempt; 0: DefaultTimeout
-	Retries  int           // extra attempts per request
+	Address  string             // IPv4, IPv6 or DNS name
+	Profile  config.SNMPProfile // version and credentials; Port 0: 161
+	Interval time.Duration      // 0: DefaultInterval
+	Timeout  time.Duration      // per request attempt; 0: DefaultTimeout
+	Retries  int                // extra attempts per request
 	OIDs     map[string]string
 }
 

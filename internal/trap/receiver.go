@@ -19,13 +19,14 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/snmp/mib"
+	"github.com/nocbridge/nocbridge/internal/snmp/usm"
 )
 
 // Options configures a Receiver.
 type Options struct {
 	Listen      string
-	Communities []config.Secret // accepted v1/v2c communities; none accepts no v1/v2c
-	Users       []User          // accepted v3 users
+	Communities []config.Secret      // accepted v1/v2c communities; none accepts no v1/v2c
+	Users       []config.SNMPProfile // accepted v3 users (their user and auth/priv settings)
 	// EngineID is the local snmpEngineID, needed to acknowledge v3 informs
 	// (senders discover it first). Without it v3 informs are refused.
 	EngineID []byte
@@ -84,7 +85,7 @@ type Receiver struct {
 // policy is the reloadable part of Options.
 type policy struct {
 	communities [][]byte
-	users       map[string][]*usmUser
+	users       map[string][]*usm.User
 	keys        *keyCache
 	dropUnknown bool
 	rate        int

@@ -37,11 +37,20 @@ const (
 	senderEngineHex = "8000000001020304"
 )
 
-var testUsers = []User{
-	{Name: "noc-sha256", AuthProtocol: "SHA256", AuthPassphrase: "auth-pass-256"},
-	{Name: "noc-priv", AuthProtocol: "SHA256", PrivProtocol: "AES", AuthPassphrase: "auth-pass-priv", PrivPassphrase: "priv-pass-priv"},
-	{Name: "noc-md5des", AuthProtocol: "MD5", PrivProtocol: "DES", AuthPassphrase: "md5-auth-pass", PrivPassphrase: "des-priv-pass"},
-	{Name: "noc-sha512", AuthProtocol: "SHA512", PrivProtocol: "AES256C", AuthPassphrase: "sha512-auth-pass", PrivPassphrase: "aes256-priv-pass"},
+// v3User is a profile as config would hold it for traps.users.
+func v3User(name, auth, authPass, priv, privPass string) config.SNMPProfile {
+	p := config.SNMPProfile{Version: "3", User: name, Auth: &config.SNMPKey{Protocol: auth, Passphrase: config.Secret(authPass)}}
+	if priv != "" {
+		p.Priv = &config.SNMPKey{Protocol: priv, Passphrase: config.Secret(privPass)}
+	}
+	return p
+}
+
+var testUsers = []config.SNMPProfile{
+	v3User("noc-sha256", "SHA256", "auth-pass-256", "", ""),
+	v3User("noc-priv", "SHA256", "auth-pass-priv", "AES", "priv-pass-priv"),
+	v3User("noc-md5des", "MD5", "md5-auth-pass", "DES", "des-priv-pass"),
+	v3User("noc-sha512", "SHA512", "sha512-auth-pass", "AES256C", "aes256-priv-pass"),
 }
 
 type harness struct {
@@ -457,9 +466,9 @@ func TestNewErrors(t *testing.T) {
 		{"bad policy", Options{Listen: "127.0.0.1:0", UnknownSources: "maybe"}, "unknown_sources"},
 		{"negative rate", Options{Listen: "127.0.0.1:0", RateLimitPerSource: -1}, "rate_limit_per_source"},
 		{"short engine id", Options{Listen: "127.0.0.1:0", EngineID: []byte{1, 2}}, "engine_id"},
-		{"bad auth", Options{Listen: "127.0.0.1:0", Users: []User{{Name: "u", AuthProtocol: "SHA1", AuthPassphrase: "12345678"}}}, "auth protocol"},
-		{"priv without auth", Options{Listen: "127.0.0.1:0", Users: []User{{Name: "u", PrivProtocol: "AES", PrivPassphrase: "12345678"}}}, "privacy needs"},
-		{"short passphrase", Options{Listen: "127.0.0.1:0", Users: []User{{Name: "u", AuthProtocol: "SHA", AuthPassphrase: "short"}}}, "at least 8"},
+		{"bad auth", Options{Listen: "127.0.0.1:0", Users: []config.SNMPProfile{v3User("u", "SHA1", "12345678", "", "")}}, "auth protocol"},
+		{"priv without auth", Options{Listen: "127.0.0.1:0", Users: []config.SNMPProfile{{Version: "3", User: "u", Priv: &config.SNMPKey{Protocol: "AES", Passphrase: "12345678"}}}}, "privacy needs"},
+		{"short passphrase", Options{Listen: "127.0.0.1:0", Users: []config.SNMPProfile{v3User("u", "SHA", "short", "", "")}}, "at least 8"},
 		{"bad address", Options{Listen: "127.0.0.1:notaport"}, "listening on"},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 
 	"github.com/gosnmp/gosnmp"
+	"github.com/nocbridge/nocbridge/internal/snmp/usm"
 )
 
 // OIDs of the USM reports the receiver sends (RFC 3414 section 5).
@@ -122,7 +123,7 @@ func (w *worker) decodeV3(pol *policy, d datagram, h header) (Trap, []byte, *dro
 	}
 	reason, cause := ReasonAuth, "SNMPv3 authentication failed"
 	for _, u := range cands {
-		if need := u.flags(); h.msgFlags&need != need {
+		if need := byte(u.Flags()); h.msgFlags&need != need { // gosnmp's flag bits are the wire's
 			cause = "SNMPv3 message below the user's security level"
 			continue
 		}
@@ -136,7 +137,7 @@ func (w *worker) decodeV3(pol *policy, d datagram, h header) (Trap, []byte, *dro
 		// original bytes.
 		pkt, err := w.v3.UnmarshalTrap(bytes.Clone(d.b), true)
 		if err != nil {
-			if u.auth == gosnmp.NoAuth {
+			if u.Auth == gosnmp.NoAuth {
 				// Nothing to authenticate: the message itself is bad.
 				reason, cause = ReasonMalformed, "undecodable SNMPv3 message"
 			}
@@ -173,7 +174,7 @@ func (w *worker) discovery(d datagram) (Trap, []byte, *drop) {
 	return Trap{}, reply, &drop{reason: ReasonDiscovery}
 }
 
-func (w *worker) acceptV3(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, u *usmUser, engineID string) (Trap, []byte, *drop) {
+func (w *worker) acceptV3(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, u *usm.User, engineID string) (Trap, []byte, *drop) {
 	switch pkt.PDUType {
 	case gosnmp.SNMPv2Trap:
 		// A trap is authoritative at the sender: its own engine ID.
@@ -185,31 +186,31 @@ func (w *worker) acceptV3(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, u *us
 	// An inform is authoritative at the receiver: it must use our engine
 	// ID and be within our time window (RFC 3414 3.2.7).
 	if len(w.r.engineID) == 0 {
-		return Trap{}, nil, &drop{reason: ReasonAuth, msg: "SNMPv3 inform received but traps.engine_id is not set", args: []any{"user", u.name}}
+		return Trap{}, nil, &drop{reason: ReasonAuth, msg: "SNMPv3 inform received but traps.engine_id is not set", args: []any{"user", u.Name}}
 	}
 	if engineID != string(w.r.engineID) {
 		n := w.r.unknownID.Add(1)
-		reply, err := w.r.v3Message(pkt, gosnmp.Report, gosnmp.NoAuthNoPriv, u.name,
+		reply, err := w.r.v3Message(pkt, gosnmp.Report, gosnmp.NoAuthNoPriv, u.Name,
 			[]gosnmp.SnmpPDU{{Name: oidUsmStatsUnknownEngineIDs, Type: gosnmp.Counter32, Value: n}}, nil)
 		if err != nil {
 			reply = nil
 		}
-		return Trap{}, reply, &drop{reason: ReasonAuth, msg: "SNMPv3 inform for another engine ID", args: []any{"user", u.name}}
+		return Trap{}, reply, &drop{reason: ReasonAuth, msg: "SNMPv3 inform for another engine ID", args: []any{"user", u.Name}}
 	}
 	usm, _ := pkt.SecurityParameters.(*gosnmp.UsmSecurityParameters)
 	if usm == nil {
 		return Trap{}, nil, &drop{reason: ReasonAuth, msg: "SNMPv3 inform without USM parameters"}
 	}
-	if u.auth != gosnmp.NoAuth {
+	if u.Auth != gosnmp.NoAuth {
 		now := w.r.engineTime()
 		if usm.AuthoritativeEngineBoots != w.r.boots || diff(usm.AuthoritativeEngineTime, now) > timeWindow {
 			n := w.r.notInTime.Add(1)
-			reply, err := w.r.v3Message(pkt, gosnmp.Report, gosnmp.AuthNoPriv, u.name,
+			reply, err := w.r.v3Message(pkt, gosnmp.Report, gosnmp.AuthNoPriv, u.Name,
 				[]gosnmp.SnmpPDU{{Name: oidUsmStatsNotInTimeWindows, Type: gosnmp.Counter32, Value: n}}, usm)
 			if err != nil {
 				reply = nil
 			}
-			return Trap{}, reply, &drop{reason: ReasonAuth, msg: "SNMPv3 inform outside the time window", args: []any{"user", u.name}}
+			return Trap{}, reply, &drop{reason: ReasonAuth, msg: "SNMPv3 inform outside the time window", args: []any{"user", u.Name}}
 		}
 	}
 	return w.accept(pol, d, pkt, usm)
