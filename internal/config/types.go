@@ -264,7 +264,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
 		// A TypeError lets the decoder go on and report every bad field at once.
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: invalid duration %q: want a Go duration such as 500ms, 10s or 5m", n.Line, n.Value)}}
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: invalid duration: want a Go duration such as 500ms, 10s or 5m", n.Line)}}
 	}
 	*d = Duration(v)
 	return nil

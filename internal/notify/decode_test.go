@@ -63,14 +63,14 @@ fields: {anything: [1, 2], goes: {here: true}}
 secret: s3
 `, nil},
 		{"unknown top-level", "name: d1\nurl: x\nurll: y\n", []string{`f.yaml:3: destination "d1": unknown key "urll" (known: auth, by_name, count, extra, fields, list, secret, url)`}},
-		{"unknown nested", "auth:\n  user: u\n  password: p\n", []string{`f.yaml:3: destination "d1": unknown key "auth.password" (known: pass, user)`}},
+		{"unknown nested", "auth:\n  user: u\n  password: p\n", []string{`f.yaml:3: destination "d1": unknown key "password" in auth (known: pass, user)`}},
 		{"unknown in list and map", "list:\n  - {user: a}\n  - {usr: b}\nby_name:\n  one: {pas: x}\n", []string{
-			`f.yaml:3: destination "d1": unknown key "list.1.usr"`,
-			`f.yaml:5: destination "d1": unknown key "by_name.one.pas"`}},
+			`f.yaml:3: destination "d1": unknown key "usr" in list[1] (known: pass, user)`,
+			`f.yaml:5: destination "d1": unknown key "pas" in by_name "one" (known: pass, user)`}},
 		{"type errors at their lines", "url: x\ncount: many\nauth: [1]\n", []string{
-			`f.yaml:2: destination "d1": cannot unmarshal !!str ` + "`many`" + ` into int`,
-			`f.yaml:3: destination "d1": cannot unmarshal !!seq into notify.decodeInner`}},
-		{"not a mapping", "- a\n- b\n", []string{`f.yaml:1: destination "d1": must be a mapping`}},
+			`f.yaml:2: destination "d1": count must be an integer, not a string`,
+			`f.yaml:3: destination "d1": auth must be a mapping, not a list`}},
+		{"not a mapping", "- a\n- b\n", []string{`f.yaml:1: destination "d1": must be a mapping, not a list`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,13 +1,12 @@
 package rules
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"text/template"
 
@@ -132,33 +131,39 @@ func NewSet(rs []*Rule) *Set {
 
 var (
 	eventIDPattern = regexp.MustCompile(`^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-[1-5]-[0-9]+$`)
-	yamlLineMsg    = regexp.MustCompile(`^line (\d+): (.*)$`)
 	categories     = map[string]bool{"ALERT": true, "ERROR": true, "WARN": true, "INFO": true}
 )
 
-// Parse compiles the rules of one file.
+// Parse compiles the rules of one file. Every problem comes back at once:
+// the strict decoder's (unknown keys, wrong kinds) and the compile checks',
+// each at its line; a check is left out where the decoder already explained
+// the line.
 func Parse(data []byte, file string) ([]*Rule, config.Errors) {
-	var errs config.Errors
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlErrors(err, file)
+	strict := config.Strict{File: file, Name: "a rule file"}
+	root, errs := strict.Parse(data)
+	if len(errs) > 0 {
+		return nil, errs
 	}
-	// Strict decoding reports every unknown key with its line.
+	if root == nil {
+		return nil, config.Errors{{File: file, Msg: "the file is empty: a rule file holds a rules list"}}
+	}
 	var fy fileYAML
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fy); err != nil {
-		return nil, yamlErrors(err, file)
+	errs = strict.Decode(root, &fy)
+	flagged := map[int]bool{}
+	for _, e := range errs {
+		flagged[e.Line] = true
 	}
-	ruleNodes := ruleItemNodes(&root)
+	ruleNodes := ruleItemNodes(root)
+	if len(ruleNodes) != len(fy.Rules) {
+		return nil, errs // an alias, say: lines would not match
+	}
 	var out []*Rule
 	for i, ry := range fy.Rules {
 		lines := map[string]int{}
-		line := 0
-		if i < len(ruleNodes) {
-			line = ruleNodes[i].Line
-			for j := 0; j+1 < len(ruleNodes[i].Content); j += 2 {
-				lines[ruleNodes[i].Content[j].Value] = ruleNodes[i].Content[j+1].Line
+		line := ruleNodes[i].Line
+		for j := 0; j+1 < len(ruleNodes[i].Content); j += 2 {
+			if k := ruleNodes[i].Content[j].Value; lines[k] == 0 { // a repeated key: the decoder kept the first
+				lines[k] = ruleNodes[i].Content[j+1].Line
 			}
 		}
 		at := func(key string) int {
@@ -168,7 +173,11 @@ func Parse(data []byte, file string) ([]*Rule, config.Errors) {
 			return line
 		}
 		r, es := compile(ry, file, line, at)
-		errs = append(errs, es...)
+		for _, e := range es {
+			if !flagged[e.Line] {
+				errs = append(errs, e)
+			}
+		}
 		if r != nil {
 			out = append(out, r)
 		}
@@ -176,37 +185,18 @@ func Parse(data []byte, file string) ([]*Rule, config.Errors) {
 	return out, errs
 }
 
+// ruleItemNodes are the entries of the rules list that decode into a rule,
+// for their keys' lines: the decoder drops an entry that is no mapping.
 func ruleItemNodes(root *yaml.Node) []*yaml.Node {
-	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+	if root.Kind != yaml.MappingNode {
 		return nil
 	}
-	m := root.Content[0]
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == "rules" && m.Content[i+1].Kind == yaml.SequenceNode {
-			return m.Content[i+1].Content
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "rules" && root.Content[i+1].Kind == yaml.SequenceNode {
+			return slices.DeleteFunc(slices.Clone(root.Content[i+1].Content), func(n *yaml.Node) bool { return n.Kind != yaml.MappingNode })
 		}
 	}
 	return nil
-}
-
-func yamlErrors(err error, file string) config.Errors {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var es config.Errors
-		for _, msg := range te.Errors {
-			es = append(es, lineError(file, msg))
-		}
-		return es
-	}
-	return config.Errors{lineError(file, strings.TrimPrefix(err.Error(), "yaml: "))}
-}
-
-func lineError(file, msg string) config.Error {
-	if m := yamlLineMsg.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return config.Error{File: file, Line: n, Msg: m[2]}
-	}
-	return config.Error{File: file, Msg: msg}
 }
 
 // envFor is a typed sample environment, so expressions are type-checked at

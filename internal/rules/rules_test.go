@@ -33,7 +33,7 @@ func TestInvalidRules(t *testing.T) {
 			"testdata/invalid-rules.yaml:18: category \"CRITICAL\": want ALERT, ERROR, WARN or INFO",
 		}},
 		{"testdata/unknown-key.yaml", []string{
-			"testdata/unknown-key.yaml:7: field forr not found in type rules.ruleYAML",
+			`testdata/unknown-key.yaml:7: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, for, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
 		}},
 	}
 	for _, tt := range tests {
@@ -47,6 +47,90 @@ func TestInvalidRules(t *testing.T) {
 				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
+	}
+}
+
+// Every problem in a rule file comes back at once, at its line, in words:
+// the decoder's and the compile checks' alike.
+func TestParseReportsEveryProblem(t *testing.T) {
+	const rule = `rules:
+  - event_id: NETWORK-DEVICES-1-101
+    name: Device unreachable
+    source: icmp
+    when: loss == 100
+`
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"several decoding problems", rule + `    severity: high
+    for: soon
+    clear_for: 30
+    forr: 10s
+    when: loss > 50
+    match: {roles: core, site: HQ}
+`, []string{
+			`t.yaml:6: rule "Device unreachable": severity must be an integer, not a string`,
+			`t.yaml:7: rule "Device unreachable": for: invalid duration: want a Go duration such as 500ms, 10s or 5m`,
+			`t.yaml:8: rule "Device unreachable": clear_for: invalid duration: want a Go duration such as 500ms, 10s or 5m`,
+			`t.yaml:9: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, for, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
+			`t.yaml:10: duplicate key "when" in rule "Device unreachable" (first at line 5)`,
+			`t.yaml:11: rule "Device unreachable" match: roles must be a list, not a string`,
+			`t.yaml:11: unknown key "site" in rule "Device unreachable" match (known: devices, labels, roles, sites)`,
+		}},
+		{"decoding and compile problems together", rule + `    severity: 1
+    clear_when: losss == 0
+  - event_id: bad-id
+    name: Slow
+    source: icmp
+    when: rtt_ms > 100
+    severity: [2]
+    description: "{{ .Device.Name }"
+  - just a string
+  - {event_id: NETWORK-DEVICES-1-103, name: Lost, source: icmp, when: loss > 0, severity: 9}
+`, []string{
+			`t.yaml:7: clear_when: unknown name losss (1:1)`,
+			`t.yaml:8: event_id "bad-id" is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)`,
+			`t.yaml:12: rule "Slow": severity must be an integer, not a list`,
+			`t.yaml:13: description template: template: description:1: unexpected "}" in operand`,
+			`t.yaml:14: rules[2] must be a mapping, not a string`,
+			`t.yaml:15: severity 9: want 1 (most severe) to 5`,
+		}},
+		{"rules not a list", "rules: {event_id: X}\n", []string{`t.yaml:1: rules must be a list, not a mapping`}},
+		{"not a mapping", "- event_id: X\n", []string{`t.yaml:1: a rule file must be a mapping, not a list`}},
+		{"two documents", rule + "    severity: 1\n---\nrules: []\n", []string{`t.yaml:7: a second YAML document (after ---): a rule file must be one document`}},
+		{"empty", "# nothing yet\n", []string{`t.yaml: the file is empty: a rule file holds a rules list`}},
+		{"syntax", "rules: [\n", []string{`t.yaml:1: invalid YAML: did not find expected node content`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errs := Parse([]byte(tt.yaml), "t.yaml")
+			if got, want := errs.Sorted().Error(), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("errors:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// A value never reaches a message, even a secret pasted under a rule key.
+func TestParseNeverQuotesValues(t *testing.T) {
+	const secret = "s3cr3t-Tok3n-9vQx"
+	_, errs := Parse([]byte(`rules:
+  - event_id: NETWORK-DEVICES-1-101
+    name: Device unreachable
+    source: icmp
+    when: loss == 100
+    severity: `+secret+`
+    for: `+secret+`
+    clear_for: [`+secret+`]
+    match: {roles: `+secret+`, labels: [`+secret+`]}
+`), "t.yaml")
+	if len(errs) != 5 {
+		t.Errorf("%d errors, want 5:\n%s", len(errs), strings.ReplaceAll(errs.Error(), secret, "<SECRET>"))
+	}
+	if strings.Contains(errs.Error(), secret) {
+		t.Errorf("a value appears in the errors:\n%s", strings.ReplaceAll(errs.Error(), secret, "<SECRET>"))
 	}
 }
 

@@ -179,7 +179,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown key", "name: l\ntype: log\ntimeout: 5s\npaht: x.log\n", `nocbridge.yaml:4: destination "l": unknown key "paht" (known: path)`},
 		{"missing folder", "name: l\ntype: log\npath: nope/x.log\n", `nocbridge.yaml:3: destination "l": path ` + filepath.Join(dir, "nope/x.log") + `: folder`},
 		{"path is a folder", "name: l\ntype: log\npath: .\n", `nocbridge.yaml:3: destination "l": path ` + dir + " is a folder"},
-		{"wrong type", "name: l\ntype: log\npath: [a, b]\n", `nocbridge.yaml:3: destination "l": cannot unmarshal`},
+		{"wrong type", "name: l\ntype: log\npath: [a, b]\n", `nocbridge.yaml:3: destination "l": path must be a string, not a list`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -563,7 +563,7 @@ func TestConfigErrors(t *testing.T) {
 			`c.yaml:8: destination "snow": fields: "Bad Name" is not a ServiceNow field name`,
 			`c.yaml:9: destination "snow": fields: description cannot be set here: use template_file`}},
 		{"fields not strings", "instance_url: https://a.example\nusername: u\npassword: p\nfields:\n  impact: [1]\n", []string{
-			`c.yaml:7: destination "snow": cannot unmarshal !!seq`}},
+			`c.yaml:7: destination "snow": fields.impact must be a string, not a list`}},
 		{"broken template", "instance_url: https://a.example\nusername: u\npassword: p\ntemplate_file: broken.tmpl\n", []string{
 			`c.yaml:6: destination "snow": template_file: template: broken.tmpl:3: unclosed action started at broken.tmpl:2`}},
 	}

@@ -828,7 +828,7 @@ func TestConfigErrors(t *testing.T) {
 		{"url scheme", "url: ftp://hooks.slack.com/x\n", []string{`c.yaml:3: destination "s": url must be an http or https URL`}},
 		{"url host", "url: https:///x\n", []string{`c.yaml:3: destination "s": url is missing a host`}},
 		{"api_url bad", "token: t\nchannel: C1\napi_url: slack.com/api\n", []string{`c.yaml:5: destination "s": api_url must be an http or https URL`}},
-		{"wrong type", "url: https://hooks.slack.com/x\ntemplate_file: [a]\n", []string{`c.yaml:4: destination "s": cannot unmarshal !!seq`}},
+		{"wrong type", "url: https://hooks.slack.com/x\ntemplate_file: [a]\n", []string{`c.yaml:4: destination "s": template_file must be a string, not a list`}},
 		{"template parse error", "url: https://hooks.slack.com/x\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "s": template_file: template: broken.tmpl:1: unexpected "}" in operand`}},
 		{"template missing field", "url: https://hooks.slack.com/x\ntemplate_file: field.tmpl\n", []string{`c.yaml:4: destination "s": template_file: ` + filepath.Join(dir, "field.tmpl") + `: template: field.tmpl:2:`}},
 		{"several at once", "token: t\napi_url: gopher://x\ntemplate_file: nope.tmpl\n", []string{

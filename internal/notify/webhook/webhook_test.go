@@ -573,7 +573,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no host", "url: http:///x\n", []string{`c.yaml:3: destination "h": url http:///x: missing host`}},
 		{"method", "url: http://h/\nmethod: DELETE\n", []string{`c.yaml:4: destination "h": method "DELETE": must be POST or PUT`}},
 		{"unknown key", "url: http://h/\nsecrte: x\n", []string{`c.yaml:4: destination "h": unknown key "secrte" (known: basic_auth, bearer_token`}},
-		{"unknown nested key", "url: http://h/\nbasic_auth:\n  username: u\n  pasword: p\n", []string{`c.yaml:6: destination "h": unknown key "basic_auth.pasword" (known: password, password_file, username)`}},
+		{"unknown nested key", "url: http://h/\nbasic_auth:\n  username: u\n  pasword: p\n", []string{`c.yaml:6: destination "h": unknown key "pasword" in basic_auth (known: password, password_file, username)`}},
 		{"secret not whsec", "url: http://h/\nsecret: abc123\n", []string{`c.yaml:4: destination "h": secret: secret must be whsec_ followed by base64`}},
 		{"secret file not whsec", "url: http://h/\nsecret_file: plain-secret\n", []string{`c.yaml:4: destination "h": secret: secret must be whsec_`}},
 		{"secret file missing", "url: http://h/\nsecret_file: nope\n", []string{`c.yaml:4: destination "h": secret: reading secret file`}},
@@ -594,7 +594,7 @@ func TestConfigErrors(t *testing.T) {
 			`c.yaml:3: destination "h": url gopher://h/`,
 			`c.yaml:4: destination "h": method "GET"`,
 			`c.yaml:5: destination "h": format "xml"`}},
-		{"wrong value type", "url: http://h/\nheaders: [a, b]\n", []string{`c.yaml:4: destination "h": cannot unmarshal !!seq`}},
+		{"wrong value type", "url: http://h/\nheaders: [a, b]\n", []string{`c.yaml:4: destination "h": headers must be a mapping, not a list`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
