@@ -21,6 +21,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/probe/icmp"
 )
 
@@ -260,20 +261,22 @@ func icmpChild(ctx context.Context, b icmpBench) error {
 	rep := icmpChildReport{Privileged: e.Privileged(), ResultsPerRound: make([]int, b.rounds)}
 	lossy := make([]bool, b.devices)
 	// report runs on the engine's scheduler goroutine only: no locking.
-	report := func(r icmp.Result) {
-		i := index[r.Device]
+	report := func(o observation.Observation) {
+		sent, _ := o.Vars["sent"].(int)
+		recv, _ := o.Vars["recv"].(int)
+		i := index[o.Device.Name]
 		if done[i] == b.rounds {
 			return // an extra round while the others finish
 		}
 		rep.ResultsPerRound[done[i]]++
 		done[i]++
-		rep.Sent += r.Sent
-		rep.Recv += r.Recv
-		if (r.Recv < r.Sent || r.Err != nil) && !lossy[i] {
+		rep.Sent += sent
+		rep.Recv += recv
+		if (recv < sent || o.Err != nil) && !lossy[i] {
 			lossy[i] = true
 			rep.DevicesWithLoss++
 			if rep.FirstLoss == "" {
-				rep.FirstLoss = fmt.Sprintf("%s %s: %d/%d answered, err %v", r.Device, r.Address, r.Recv, r.Sent, r.Err)
+				rep.FirstLoss = fmt.Sprintf("%s %s: %d/%d answered, err %v", o.Device.Name, o.Device.Address, recv, sent, o.Err)
 			}
 		}
 		if rep.ResultsPerRound[b.rounds-1] == b.devices {

@@ -17,6 +17,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/snmp"
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 )
@@ -170,17 +171,17 @@ func pollRunEngine(ctx context.Context, addrs []string, b pollBench) (pollRun, e
 	defer cancel()
 	start := time.Now()
 	roundDone[0] = start
-	report := func(r snmp.Result) {
+	report := func(o observation.Observation) {
 		run.polls++
-		if r.Err != nil || r.Vars["cpu"] != float64(pollCPU) {
+		if o.Err != nil || o.Vars["cpu"] != float64(pollCPU) {
 			run.failures++
 			if run.firstFailure == nil {
-				run.firstFailure = fmt.Errorf("%s: reason %q err %v cpu %v", r.Device, r.Reason, r.Err, r.Vars["cpu"])
+				run.firstFailure = fmt.Errorf("%s: reason %q err %v cpu %v", o.Device.Name, o.Reason, o.Err, o.Vars["cpu"])
 			}
 			return
 		}
-		polled[r.Device]++
-		if k := polled[r.Device]; k <= b.rounds {
+		polled[o.Device.Name]++
+		if k := polled[o.Device.Name]; k <= b.rounds {
 			perRound[k]++
 			if perRound[k] == len(addrs) {
 				roundDone[k] = time.Now()

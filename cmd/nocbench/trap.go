@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
 	"github.com/nocbridge/nocbridge/internal/trap"
 	"github.com/nocbridge/nocbridge/internal/trap/loadgen"
@@ -132,12 +133,11 @@ func trapBenchReceiver(ctx context.Context, rate int, duration time.Duration, so
 		return trapReceiverResult{}, err
 	}
 	var firing, evalErrs atomic.Uint64
-	device := rules.Device{Name: "bench-sw", Address: "127.0.0.10", Role: "access"}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- r.Run(runCtx, func(t trap.Trap) {
-			conds, errs := set.Evaluate(rules.Observation{Source: rules.SourceTrap, Device: device, Time: t.Time, Vars: t.RuleVars()})
+		done <- r.Run(runCtx, func(o observation.Observation) {
+			conds, errs := set.Evaluate(o)
 			evalErrs.Add(uint64(len(errs)))
 			for _, c := range conds {
 				if c.Firing {

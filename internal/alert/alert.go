@@ -36,6 +36,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
 )
 
@@ -49,15 +51,15 @@ const (
 
 // Instance is one alert instance as persisted and as the API shows it.
 type Instance struct {
-	EventID  string       `json:"event_id"`
-	Device   rules.Device `json:"device"`
-	Key      string       `json:"key,omitempty"`
-	State    State        `json:"state"`
-	Since    time.Time    `json:"since"`              // condition first held
-	ActiveAt time.Time    `json:"active_at,omitzero"` // fired
-	Clearing time.Time    `json:"clearing,omitzero"`  // clear condition first held
-	Value    any          `json:"value,omitempty"`    // last value of the tested metric
-	Event    *event.Event `json:"event,omitempty"`    // the active event as notified
+	EventID  string           `json:"event_id"`
+	Device   inventory.Device `json:"device"`
+	Key      string           `json:"key,omitempty"`
+	State    State            `json:"state"`
+	Since    time.Time        `json:"since"`              // condition first held
+	ActiveAt time.Time        `json:"active_at,omitzero"` // fired
+	Clearing time.Time        `json:"clearing,omitzero"`  // clear condition first held
+	Value    any              `json:"value,omitempty"`    // last value of the tested metric
+	Event    *event.Event     `json:"event,omitempty"`    // the active event as notified
 	// ResolveTo are the destinations the active went to whose subscription
 	// wants resolves: the resolve goes there whatever config says by then.
 	ResolveTo []string `json:"resolve_to,omitempty"`
@@ -96,7 +98,7 @@ type Manager struct {
 	mu        sync.Mutex
 	instances map[string]*Instance
 	set       *rules.Set
-	devices   map[string]rules.Device
+	inv       *inventory.Inventory
 	wake      chan struct{}
 	// planned is the deadline Run's timer waits for (zero: none), guarded
 	// by mu; see wakeFor.
@@ -121,7 +123,7 @@ type Manager struct {
 	qmu        sync.Mutex
 	running    bool
 	senders    int
-	inbox      chan rules.Observation
+	inbox      chan observation.Observation
 	senderLeft chan struct{}
 	drainMu    sync.Mutex
 
@@ -166,7 +168,7 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 	m := &Manager{
 		store: store, dispatcher: d, log: opts.Logger, now: opts.Now,
 		instances: map[string]*Instance{}, wake: make(chan struct{}, 1),
-		inbox: make(chan rules.Observation, maxBatch), senderLeft: make(chan struct{}, 1),
+		inbox: make(chan observation.Observation, maxBatch), senderLeft: make(chan struct{}, 1),
 		activeDesc: prometheus.NewDesc("nocbridge_alerts_active",
 			"Alert instances currently firing, by event id.", []string{"event_id"}, nil),
 	}
@@ -211,14 +213,10 @@ func instanceKey(eventID, device, key string) string {
 // will observe them again, and their resolve must not be lost. It also
 // dispatches events that were stored but not handed to the outbox before a
 // crash.
-func (m *Manager) SetRules(ctx context.Context, set *rules.Set, devices []rules.Device) error {
+func (m *Manager) SetRules(ctx context.Context, set *rules.Set, inv *inventory.Inventory) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.set = set
-	m.devices = make(map[string]rules.Device, len(devices))
-	for _, d := range devices {
-		m.devices[d.Name] = d
-	}
+	m.set, m.inv = set, inv
 	var errs []error
 	for _, k := range m.sortedKeys() {
 		in := m.instances[k]
@@ -227,8 +225,7 @@ func (m *Manager) SetRules(ctx context.Context, set *rules.Set, devices []rules.
 			continue
 		}
 		r := set.ByEventID(in.EventID)
-		_, deviceKnown := m.devices[in.Device.Name]
-		if r != nil && deviceKnown && r.Match.Matches(m.devices[in.Device.Name]) {
+		if d, ok := inv.Device(in.Device.Name); r != nil && ok && r.Match.Matches(d) {
 			continue
 		}
 		if in.State == StatePending {
@@ -259,13 +256,13 @@ func (m *Manager) sortedKeys() []string {
 // queue is full) and returns; Run logs what fails, and a transition that
 // could not be dispatched stays unsent in the store. Otherwise Observe
 // applies it at once and returns the failure.
-func (m *Manager) Observe(ctx context.Context, obs rules.Observation) error {
+func (m *Manager) Observe(ctx context.Context, obs observation.Observation) error {
 	m.qmu.Lock()
 	if !m.running {
 		m.qmu.Unlock()
 		m.drainMu.Lock()
 		defer m.drainMu.Unlock()
-		_, err := m.observe(ctx, []rules.Observation{obs})
+		_, err := m.observe(ctx, []observation.Observation{obs})
 		return err
 	}
 	m.senders++
@@ -292,7 +289,7 @@ func (m *Manager) Observe(ctx context.Context, obs rules.Observation) error {
 // already changed in this batch and returns it and the rest: their turn
 // comes once this batch is dispatched. The first observation is always
 // applied, so every call makes progress.
-func (m *Manager) observe(ctx context.Context, batch []rules.Observation) (rest []rules.Observation, err error) {
+func (m *Manager) observe(ctx context.Context, batch []observation.Observation) (rest []observation.Observation, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	changed := map[string]bool{}
@@ -348,7 +345,7 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 			return m.resolve(k, in, c.Time)
 		}
 		if c.Firing && in == nil {
-			in = &Instance{EventID: r.EventID, Device: c.Device, Key: c.Key, State: StatePending, Since: c.Time}
+			in = &Instance{EventID: r.EventID, Device: *c.Device, Key: c.Key, State: StatePending, Since: c.Time}
 			m.instances[k] = in
 			return m.fire(k, in, c, c.Time)
 		}
@@ -358,11 +355,11 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 		if !c.Firing {
 			return nil
 		}
-		in = &Instance{EventID: r.EventID, Device: c.Device, Key: c.Key, State: StatePending, Since: c.Time, Value: c.Value}
+		in = &Instance{EventID: r.EventID, Device: *c.Device, Key: c.Key, State: StatePending, Since: c.Time, Value: c.Value}
 		m.instances[k] = in
 	}
 	in.Value = c.Value
-	in.Device = c.Device
+	in.Device = *c.Device
 	switch in.State {
 	case StatePending:
 		if !c.Firing {
@@ -399,7 +396,7 @@ func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, 
 		InstanceID: instanceID, EventID: r.EventID, Name: name, Description: desc,
 		Category: r.Category, Domain: r.Domain, SubDomain: r.SubDomain, Severity: r.Severity,
 		Source: r.Source, Timestamp: at.UTC(), Status: event.StatusActive, Kind: r.Kind,
-		Device: event.Device{Name: c.Device.Name, Address: c.Device.Address, Site: c.Device.Site, Role: c.Device.Role, Labels: c.Device.Labels},
+		Device: *c.Device,
 		Key:    c.Key,
 	}, nil
 }
@@ -710,8 +707,8 @@ func (m *Manager) serve(ctx context.Context, timer *time.Timer) bool {
 
 // applyQueued applies first and whatever else is queued by now, in as few
 // batches as per-instance order allows. Failures are logged by observe.
-func (m *Manager) applyQueued(ctx context.Context, first rules.Observation) {
-	batch := []rules.Observation{first}
+func (m *Manager) applyQueued(ctx context.Context, first observation.Observation) {
+	batch := []observation.Observation{first}
 more:
 	for len(batch) < maxBatch {
 		select {
@@ -793,7 +790,7 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 				consider(due)
 				continue
 			}
-			c := rules.Condition{Rule: r, Device: in.Device, Key: in.Key, Time: due, Firing: true, Value: in.Value}
+			c := rules.Condition{Rule: r, Device: &in.Device, Key: in.Key, Time: due, Firing: true, Value: in.Value}
 			if err := m.fire(k, in, c, due); err != nil {
 				m.log.Error("firing alert", "event_id", in.EventID, "device", in.Device.Name, "err", err)
 			}

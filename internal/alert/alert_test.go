@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
 )
 
@@ -79,7 +81,10 @@ rules:
     description: "{{ .Device.Name }} ({{ .Device.Address }}) is unreachable"
 `
 
-var sw = rules.Device{Name: "core-sw1", Address: "192.0.2.1", Site: "HQ", Role: "core"}
+var sw = &inventory.Device{Name: "core-sw1", Address: "192.0.2.1", Site: "HQ", Role: "core"}
+
+// swOnly is an inventory of sw alone.
+var swOnly = inventory.Of(*sw)
 
 func mustRules(t *testing.T, src string) *rules.Set {
 	t.Helper()
@@ -90,8 +95,8 @@ func mustRules(t *testing.T, src string) *rules.Set {
 	return rules.NewSet(rs)
 }
 
-func ping(loss float64) rules.Observation {
-	return rules.Observation{Source: rules.SourceICMP, Device: sw, Time: time.Now(),
+func ping(loss float64) observation.Observation {
+	return observation.Observation{Source: observation.ICMP, Device: sw, Time: time.Now(),
 		Vars: map[string]any{"up": loss < 100, "loss": loss, "rtt_ms": 0.5, "sent": 1, "recv": 0}}
 }
 
@@ -102,7 +107,7 @@ func start(t *testing.T, ctx context.Context, st *memStore, rec *recorder) *Mana
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.SetRules(ctx, mustRules(t, icmpRule), []rules.Device{sw}); err != nil {
+	if err := m.SetRules(ctx, mustRules(t, icmpRule), swOnly); err != nil {
 		t.Fatal(err)
 	}
 	go m.Run(ctx)
@@ -247,7 +252,7 @@ func TestRemovedDeviceResolvesOnReload(t *testing.T) {
 		m.Observe(ctx, ping(100))
 		time.Sleep(21 * time.Second)
 		synctest.Wait()
-		if err := m.SetRules(ctx, mustRules(t, icmpRule), nil); err != nil {
+		if err := m.SetRules(ctx, mustRules(t, icmpRule), inventory.Of()); err != nil {
 			t.Fatal(err)
 		}
 		evs := rec.snapshot()
@@ -284,11 +289,11 @@ rules:
     severity: 3
     description: restarted
 `)
-		if err := m.SetRules(ctx, set, []rules.Device{sw}); err != nil {
+		if err := m.SetRules(ctx, set, swOnly); err != nil {
 			t.Fatal(err)
 		}
-		trap := func(name string, idx int) rules.Observation {
-			return rules.Observation{Source: rules.SourceTrap, Device: sw, Time: time.Now(), Vars: map[string]any{
+		trap := func(name string, idx int) observation.Observation {
+			return observation.Observation{Source: observation.Trap, Device: sw, Time: time.Now(), Vars: map[string]any{
 				"trap": name, "trap_oid": "", "vars": map[string]any{"IF-MIB::ifIndex": idx}, "source": "192.0.2.1", "version": "2c"}}
 		}
 		m.Observe(ctx, trap("IF-MIB::linkDown", 1))

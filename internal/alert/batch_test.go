@@ -16,7 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nocbridge/nocbridge/internal/event"
-	"github.com/nocbridge/nocbridge/internal/rules"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 )
 
 const linkRule = `
@@ -31,8 +32,8 @@ rules:
     description: "if {{ .Key }}"
 `
 
-func trapObs(name string, ifIndex int) rules.Observation {
-	return rules.Observation{Source: rules.SourceTrap, Device: sw, Time: time.Now(), Vars: map[string]any{
+func trapObs(name string, ifIndex int) observation.Observation {
+	return observation.Observation{Source: observation.Trap, Device: sw, Time: time.Now(), Vars: map[string]any{
 		"trap": name, "trap_oid": "", "vars": map[string]any{"IF-MIB::ifIndex": ifIndex}, "source": "192.0.2.1", "version": "2c"}}
 }
 
@@ -139,7 +140,7 @@ func runManager(t *testing.T, ctx context.Context, st Store, d Dispatcher, reg p
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.SetRules(ctx, mustRules(t, linkRule), []rules.Device{sw}); err != nil {
+	if err := m.SetRules(ctx, mustRules(t, linkRule), swOnly); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -460,10 +461,11 @@ func TestMassOutageWakesDeadlineScanOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		const devices = 1000
-		var inv []rules.Device
+		var devs []inventory.Device
 		for i := range devices {
-			inv = append(inv, rules.Device{Name: fmt.Sprintf("access-%d", i), Address: fmt.Sprintf("198.18.%d.%d", i/250, i%250+1)})
+			devs = append(devs, inventory.Device{Name: fmt.Sprintf("access-%d", i), Address: fmt.Sprintf("198.18.%d.%d", i/250, i%250+1)})
 		}
+		inv := inventory.Of(devs...)
 		if err := m.SetRules(ctx, mustRules(t, icmpRule), inv); err != nil {
 			t.Fatal(err)
 		}
@@ -474,8 +476,8 @@ func TestMassOutageWakesDeadlineScanOnce(t *testing.T) {
 
 		down := map[string]any{"up": false, "loss": 100.0, "rtt_ms": 0.0, "sent": 1, "recv": 0}
 		for round := range 3 { // three probe rounds inside the 20s `for`
-			for _, dev := range inv {
-				if err := m.Observe(ctx, rules.Observation{Source: rules.SourceICMP, Device: dev, Time: time.Now(), Vars: down}); err != nil {
+			for _, dev := range inv.Devices() {
+				if err := m.Observe(ctx, observation.Observation{Source: observation.ICMP, Device: dev, Time: time.Now(), Vars: down}); err != nil {
 					t.Fatal(err)
 				}
 				synctest.Wait() // one at a time, as rounds spread over the interval arrive
@@ -581,7 +583,7 @@ rules:
     severity: 3
     description: "restarted"
 `)
-		if err := m.SetRules(ctx, restart, []rules.Device{sw}); err != nil {
+		if err := m.SetRules(ctx, restart, swOnly); err != nil {
 			t.Fatal(err)
 		}
 		m.Observe(ctx, trapObs("SNMPv2-MIB::coldStart", 0))

@@ -23,7 +23,7 @@ func mustRecord(t *testing.T, r record) []byte {
 func TestJournalEntriesSplitAndRoundTrip(t *testing.T) {
 	records := map[string][]byte{}
 	for i := range 3000 {
-		in := Instance{EventID: "NETWORK-INTERFACES-2-301", Device: sw, Key: fmt.Sprint(i), State: StateFiring,
+		in := Instance{EventID: "NETWORK-INTERFACES-2-301", Device: *sw, Key: fmt.Sprint(i), State: StateFiring,
 			Unsent: &event.Event{InstanceID: fmt.Sprintf("id-%d", i), Description: strings.Repeat("x", 200)}}
 		records[instanceKey(in.EventID, sw.Name, in.Key)] = mustRecord(t, record{Instance: in, Rev: 7})
 	}
@@ -56,7 +56,7 @@ func TestJournalEntriesSplitAndRoundTrip(t *testing.T) {
 }
 
 func TestMergeStored(t *testing.T) {
-	firing := Instance{EventID: "NETWORK-INTERFACES-2-301", Device: sw, Key: "3", State: StateFiring, ResolveTo: []string{"hook"}}
+	firing := Instance{EventID: "NETWORK-INTERFACES-2-301", Device: *sw, Key: "3", State: StateFiring, ResolveTo: []string{"hook"}}
 	unsent := firing
 	unsent.ResolveTo = nil
 	unsent.Unsent = &event.Event{InstanceID: "i-1", Status: event.StatusActive}

@@ -27,7 +27,7 @@ func TestNotify(ctx context.Context, path, version, destination, eventID string,
 	if err != nil {
 		return err
 	}
-	defer gen.close(slog.Default())
+	defer gen.notifiers.Close(slog.Default())
 	n, ok := gen.notifiers[destination]
 	if !ok {
 		return fmt.Errorf("%w: no destination %q in %s", ErrUsage, destination, path)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/probe/icmp"
 	"github.com/nocbridge/nocbridge/internal/webhooksig"
 )
@@ -43,7 +44,7 @@ func requireICMP(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_ = e.Run(ctx, func(icmp.Result) {}) // closes the sockets
+	_ = e.Run(ctx, func(observation.Observation) {}) // closes the sockets
 }
 
 // delivery is one request the receiver saw.

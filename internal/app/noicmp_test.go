@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/probe/icmp"
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 )
@@ -23,7 +24,7 @@ func TestRunsWithoutICMPWhenNoDeviceIsPinged(t *testing.T) {
 	if e, err := icmp.New(icmp.Options{Privileged: icmp.ModePing, Logger: slog.New(slog.DiscardHandler)}); err == nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_ = e.Run(ctx, func(icmp.Result) {})
+		_ = e.Run(ctx, func(observation.Observation) {})
 		t.Skip("ping sockets are allowed for this process here (net.ipv4.ping_group_range), so ICMP cannot be made to fail")
 	}
 	rcv := newReceiver(t, always(http.StatusOK))

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nocbridge/nocbridge/internal/inventory"
 )
 
 // Status of an alert instance at the transition that produced the event.
@@ -18,14 +20,9 @@ const (
 	StatusResolved Status = "resolved"
 )
 
-// Device is the inventory view of the device an event concerns.
-type Device struct {
-	Name    string            `json:"name"`
-	Address string            `json:"address"`
-	Site    string            `json:"site,omitempty"`
-	Role    string            `json:"role,omitempty"`
-	Labels  map[string]string `json:"labels,omitempty"`
-}
+// KindEvent marks one-shot events (a restart, an authentication failure):
+// notified once, never resolved, no alert state kept.
+const KindEvent = "event"
 
 // Event is one alert transition (or one-shot event) to notify.
 type Event struct {
@@ -42,9 +39,9 @@ type Event struct {
 	Source      string    `json:"source"`   // icmp | snmp | trap
 	Timestamp   time.Time `json:"timestamp"`
 	Status      Status    `json:"status"`
-	// Kind is "event" for one-shot notifications that never resolve.
-	Kind   string `json:"kind,omitempty"`
-	Device Device `json:"device"`
+	// Kind is KindEvent for one-shot notifications that never resolve.
+	Kind   string           `json:"kind,omitempty"`
+	Device inventory.Device `json:"device"` // name, address, site, role, labels
 	// Key names the instance within a device (trap rules: e.g. the ifIndex).
 	Key string `json:"key,omitempty"`
 	// Details are extra string fields merged into the payload's details.
@@ -85,6 +82,6 @@ func Sample(eventID string, now time.Time) Event {
 		Source:      "icmp",
 		Timestamp:   now,
 		Status:      StatusActive,
-		Device:      Device{Name: "sample-sw1", Address: "192.0.2.1", Site: "HQ", Role: "core"},
+		Device:      inventory.Device{Name: "sample-sw1", Address: "192.0.2.1", Site: "HQ", Role: "core"},
 	}
 }

@@ -21,30 +21,9 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/alert"
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/outbox"
 )
-
-// DeviceStatus is one device as /api/v1/devices shows it.
-type DeviceStatus struct {
-	Name      string            `json:"name"`
-	Address   string            `json:"address"`
-	Site      string            `json:"site,omitempty"`
-	Role      string            `json:"role,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	State     string            `json:"state"` // up | down | unknown
-	LossPct   float64           `json:"loss_pct"`
-	RTTMs     float64           `json:"last_rtt_ms"`
-	LastProbe time.Time         `json:"last_probe,omitzero"`
-	Error     string            `json:"error,omitempty"`
-	// SNMP polling: state is ok or the failure reason (timeout, auth,
-	// unreachable, error); the last good values stay beside a failure.
-	SNMPState string    `json:"snmp_state,omitempty"`
-	SNMPError string    `json:"snmp_error,omitempty"`
-	LastPoll  time.Time `json:"last_poll,omitzero"`
-	CPU       *float64  `json:"last_cpu_pct,omitempty"`
-	Mem       *float64  `json:"last_mem_pct,omitempty"`
-	UptimeS   *float64  `json:"uptime_s,omitempty"`
-}
 
 // Outbox is what the API reads and replays.
 type Outbox interface {
@@ -61,7 +40,7 @@ type Deps struct {
 	Gatherer     prometheus.Gatherer
 	Ready        func() bool
 	Alerts       func() []alert.Instance
-	Devices      func() []DeviceStatus
+	Devices      func() []devstate.Status
 	Destinations func() []string
 	Outbox       Outbox
 	// Token guards mutating endpoints; empty disables them.

@@ -17,9 +17,10 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/alert"
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/outbox"
-	"github.com/nocbridge/nocbridge/internal/rules"
 )
 
 const testToken = "s3cr3t-api-token-value"
@@ -84,10 +85,10 @@ func newTestServer(t *testing.T, token config.Secret, ready bool) (*httptest.Ser
 		Gatherer: reg,
 		Ready:    func() bool { return ready },
 		Alerts: func() []alert.Instance {
-			return []alert.Instance{{EventID: ev.EventID, Device: rules.Device{Name: "core-sw1"}, State: "firing", Since: ev.Timestamp, Event: &ev}}
+			return []alert.Instance{{EventID: ev.EventID, Device: inventory.Device{Name: "core-sw1"}, State: "firing", Since: ev.Timestamp, Event: &ev}}
 		},
-		Devices: func() []DeviceStatus {
-			return []DeviceStatus{{Name: "core-sw1", Address: "192.0.2.10", State: "down", LossPct: 100}}
+		Devices: func() []devstate.Status {
+			return []devstate.Status{{Name: "core-sw1", Address: "192.0.2.10", State: "down", LossPct: 100}}
 		},
 		Destinations: func() []string { return []string{"noc-webhook", "noc-log"} },
 		Outbox:       ob,

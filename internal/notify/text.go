@@ -9,11 +9,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 )
 
 // DeviceLabel names a device for people: "core-sw1 (10.0.0.1)", or only the
 // name or the address when the other is missing or the same.
-func DeviceLabel(d event.Device) string {
+func DeviceLabel(d inventory.Device) string {
 	switch {
 	case d.Name == "":
 		return d.Address

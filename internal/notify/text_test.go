@@ -9,19 +9,20 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 )
 
 func TestDeviceLabel(t *testing.T) {
 	tests := []struct {
 		name string
-		dev  event.Device
+		dev  inventory.Device
 		want string
 	}{
-		{"name and address", event.Device{Name: "core-sw1", Address: "10.0.0.1"}, "core-sw1 (10.0.0.1)"},
-		{"name only", event.Device{Name: "core-sw1"}, "core-sw1"},
-		{"address only", event.Device{Address: "10.0.0.1"}, "10.0.0.1"},
-		{"name is the address", event.Device{Name: "10.0.0.1", Address: "10.0.0.1"}, "10.0.0.1"},
-		{"neither", event.Device{}, ""},
+		{"name and address", inventory.Device{Name: "core-sw1", Address: "10.0.0.1"}, "core-sw1 (10.0.0.1)"},
+		{"name only", inventory.Device{Name: "core-sw1"}, "core-sw1"},
+		{"address only", inventory.Device{Address: "10.0.0.1"}, "10.0.0.1"},
+		{"name is the address", inventory.Device{Name: "10.0.0.1", Address: "10.0.0.1"}, "10.0.0.1"},
+		{"neither", inventory.Device{}, ""},
 	}
 	for _, tt := range tests {
 		if got := DeviceLabel(tt.dev); got != tt.want {
@@ -31,7 +32,7 @@ func TestDeviceLabel(t *testing.T) {
 }
 
 func TestHeadlineAndTitle(t *testing.T) {
-	ev := event.Event{Name: "Device unreachable", Severity: 1, Device: event.Device{Name: "core-sw1", Address: "10.0.0.1"}}
+	ev := event.Event{Name: "Device unreachable", Severity: 1, Device: inventory.Device{Name: "core-sw1", Address: "10.0.0.1"}}
 	tests := []struct {
 		name, description, headline, title string
 	}{
@@ -54,7 +55,7 @@ func TestDescribe(t *testing.T) {
 	base := event.Event{
 		EventID: "NETWORK-DEVICES-1-101", Name: "Device unreachable", Severity: 1, Source: "icmp", Key: "eth0",
 		Timestamp: time.Date(2025, 11, 22, 19, 33, 20, 0, time.UTC), Status: event.StatusActive,
-		Device:  event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ"},
+		Device:  inventory.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ"},
 		Details: map[string]string{"Loss Percent": "100", "Empty": ""},
 	}
 	resolved := base
@@ -85,7 +86,7 @@ func TestDescribe(t *testing.T) {
 }
 
 func TestPlainTextAndRenderText(t *testing.T) {
-	nt := Notification{ID: "msg_1", Event: event.Event{Name: "High CPU", Severity: 2, Device: event.Device{Name: "sw1"}}}
+	nt := Notification{ID: "msg_1", Event: event.Event{Name: "High CPU", Severity: 2, Device: inventory.Device{Name: "sw1"}}}
 	tmpl := template.Must(template.New("t").Parse("\n  {{ .Name }} on {{ .Device.Name }} ({{ .WebhookID }})  \n"))
 	tests := []struct {
 		name string
@@ -142,7 +143,7 @@ func TestExcerptAndOrDash(t *testing.T) {
 func TestEscapeEvent(t *testing.T) {
 	ev := event.Event{
 		Name: "a*b", Description: "*bold*", Key: "k*",
-		Device:  event.Device{Name: "sw*1", Labels: map[string]string{"r*": "v*"}},
+		Device:  inventory.Device{Name: "sw*1", Labels: map[string]string{"r*": "v*"}},
 		Details: map[string]string{"d*": "x*"},
 	}
 	got := EscapeEvent(ev, func(s string) string { return strings.ReplaceAll(s, "*", `\*`) })
@@ -171,7 +172,7 @@ func TestChatText(t *testing.T) {
 		t.Fatal(err)
 	}
 	esc := strings.NewReplacer("*", `\*`, "@", "@\u200b").Replace
-	ev := event.Event{Name: "Down", Description: "core *down* @here", Device: event.Device{Name: "sw*1"}}
+	ev := event.Event{Name: "Down", Description: "core *down* @here", Device: inventory.Device{Name: "sw*1"}}
 	for _, tc := range []struct {
 		name string
 		tmpl *template.Template

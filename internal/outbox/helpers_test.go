@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
@@ -245,7 +246,7 @@ func ev(instance string, status event.Status, offset time.Duration) event.Event 
 		InstanceID: instance, EventID: "NETWORK-DEVICES-1-101", Name: "Device unreachable",
 		Description: fmt.Sprintf("%s is unreachable", instance), Category: "ALERT", Severity: 1, Source: "icmp",
 		Timestamp: baseTime.Add(offset), Status: status,
-		Device: event.Device{Name: "core-sw1", Address: "192.0.2.1", Site: "HQ", Role: "core"},
+		Device: inventory.Device{Name: "core-sw1", Address: "192.0.2.1", Site: "HQ", Role: "core"},
 	}
 }
 

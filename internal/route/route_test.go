@@ -6,6 +6,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 )
 
 func TestMatch(t *testing.T) {
@@ -18,7 +19,7 @@ func TestMatch(t *testing.T) {
 	}
 	r := New(subs)
 	base := event.Event{EventID: "NETWORK-DEVICES-1-101", Severity: 1, Category: "ALERT",
-		Device: event.Device{Name: "core-sw1", Site: "HQ", Role: "core", Labels: map[string]string{"vendor": "cisco"}}}
+		Device: inventory.Device{Name: "core-sw1", Site: "HQ", Role: "core", Labels: map[string]string{"vendor": "cisco"}}}
 	tests := []struct {
 		name string
 		mut  func(e *event.Event)
@@ -29,10 +30,10 @@ func TestMatch(t *testing.T) {
 		{"severity 3", func(e *event.Event) { e.Severity = 3 }, []Target{{"cisco-team", true}, {"log", true}}},
 		{"event id glob misses", func(e *event.Event) { e.EventID = "SECURITY-SNMP-1-401" }, []Target{{"cisco-team", true}, {"log", true}}},
 		{"access switch, slack twice: resolve wanted by one sub", func(e *event.Event) {
-			e.Device = event.Device{Name: "acc1", Site: "HQ", Role: "access"}
+			e.Device = inventory.Device{Name: "acc1", Site: "HQ", Role: "access"}
 		}, []Target{{"itsm", true}, {"log", true}, {"slack", true}}},
 		{"access switch elsewhere: slack without resolve", func(e *event.Event) {
-			e.Device = event.Device{Name: "acc1", Site: "B", Role: "access"}
+			e.Device = inventory.Device{Name: "acc1", Site: "B", Role: "access"}
 		}, []Target{{"log", true}, {"slack", false}}},
 		{"label mismatch", func(e *event.Event) { e.Device.Labels = map[string]string{"vendor": "juniper"}; e.Severity = 4 }, []Target{{"log", true}}},
 	}

@@ -6,21 +6,14 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 )
-
-// Observation is what a source saw of one device at one time.
-type Observation struct {
-	Source string
-	Device Device
-	Time   time.Time
-	// Vars are the source's variables (icmp: up, loss, rtt_ms, sent, recv).
-	Vars map[string]any
-}
 
 // Condition is a rule's verdict on one observation for one instance.
 type Condition struct {
 	Rule   *Rule
-	Device Device
+	Device *inventory.Device
 	Key    string
 	Time   time.Time
 	// Firing: when holds. Clear: clear_when holds (default: not when). With an
@@ -37,16 +30,20 @@ type Condition struct {
 
 // Evaluate runs every rule of the observation's source that matches the
 // device. Evaluation errors (e.g. a missing custom OID) name the rule and
-// device and skip that rule only.
-func (s *Set) Evaluate(obs Observation) ([]Condition, []error) {
+// device and skip that rule only. An observation without variables (a
+// failed poll) is no data: no rule fires or clears on it.
+func (s *Set) Evaluate(obs observation.Observation) ([]Condition, []error) {
+	if obs.Vars == nil {
+		return nil, nil
+	}
 	var out []Condition
 	var errs []error
 	env := make(map[string]any, len(obs.Vars)+1)
 	for k, v := range obs.Vars {
 		env[k] = v
 	}
-	env["device"] = obs.Device.env()
-	for _, r := range s.ForSource(obs.Source) {
+	env["device"] = deviceEnv(obs.Device)
+	for _, r := range s.ForSource(string(obs.Source)) {
 		if !r.Match.Matches(obs.Device) {
 			continue
 		}
@@ -62,7 +59,7 @@ func (s *Set) Evaluate(obs Observation) ([]Condition, []error) {
 	return out, errs
 }
 
-func (r *Rule) evaluate(env map[string]any, obs Observation) (Condition, bool, error) {
+func (r *Rule) evaluate(env map[string]any, obs observation.Observation) (Condition, bool, error) {
 	c := Condition{Rule: r, Device: obs.Device, Time: obs.Time, Vars: obs.Vars}
 	if varbinds, ok := obs.Vars["vars"].(map[string]any); ok {
 		c.Vars = varbinds // templates see a trap's varbinds by name as .Vars (SPEC 4)

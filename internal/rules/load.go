@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 )
 
 // Set is every loaded rule, indexed by source.
@@ -202,7 +203,7 @@ func ruleItemNodes(root *yaml.Node) []*yaml.Node {
 // envFor is a typed sample environment, so expressions are type-checked at
 // load: a typo in a variable name is a check error, not a silent false.
 func envFor(source string) map[string]any {
-	env := map[string]any{"device": Device{}.env()}
+	env := map[string]any{"device": deviceEnv(&inventory.Device{})}
 	switch source {
 	case SourceICMP:
 		env["up"] = false
@@ -320,7 +321,7 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	}
 	if len(errs) == 0 {
 		// Render against a sample so field typos ({{ .Device.Nmae }}) fail at load.
-		sample := TemplateData{Device: Device{Name: "sw1", Address: "192.0.2.1", Labels: map[string]string{}}, Key: "1", Value: 1.0, Vars: map[string]any{}}
+		sample := TemplateData{Device: &inventory.Device{Name: "sw1", Address: "192.0.2.1", Labels: map[string]string{}}, Key: "1", Value: 1.0, Vars: map[string]any{}}
 		if _, _, err := r.Render(sample); err != nil {
 			bad("description", "%s", err)
 		}

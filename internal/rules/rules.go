@@ -10,17 +10,21 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 )
 
-// Sources a rule can evaluate.
+// Sources a rule can evaluate: the observation sources, as rule files
+// name them.
 const (
-	SourceICMP = "icmp"
-	SourceSNMP = "snmp"
-	SourceTrap = "trap"
+	SourceICMP = string(observation.ICMP)
+	SourceSNMP = string(observation.SNMP)
+	SourceTrap = string(observation.Trap)
 )
 
 // KindEvent marks one-shot rules that notify once and never resolve.
-const KindEvent = "event"
+const KindEvent = event.KindEvent
 
 // Rule is one compiled rule.
 type Rule struct {
@@ -53,16 +57,8 @@ type Match struct {
 	Labels  map[string]string `yaml:"labels"`
 }
 
-// Device is what rules see of the inventory.
-type Device struct {
-	Name    string            `json:"name"`
-	Address string            `json:"address"`
-	Site    string            `json:"site,omitempty"`
-	Role    string            `json:"role,omitempty"`
-	Labels  map[string]string `json:"labels,omitempty"`
-}
-
-func (d Device) env() map[string]any {
+// deviceEnv is what expressions see as `device`.
+func deviceEnv(d *inventory.Device) map[string]any {
 	labels := d.Labels
 	if labels == nil {
 		labels = map[string]string{}
@@ -72,7 +68,7 @@ func (d Device) env() map[string]any {
 
 // Matches reports whether the rule applies to the device. Device names are
 // globs (path.Match), as are event id filters elsewhere.
-func (m Match) Matches(d Device) bool {
+func (m Match) Matches(d *inventory.Device) bool {
 	if len(m.Devices) > 0 && !anyGlob(m.Devices, d.Name) {
 		return false
 	}
@@ -110,7 +106,7 @@ func anyGlob(globs []string, s string) bool {
 
 // TemplateData is what name and description templates see.
 type TemplateData struct {
-	Device Device
+	Device *inventory.Device
 	Key    string
 	Value  any
 	Vars   map[string]any

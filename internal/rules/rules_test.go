@@ -1,10 +1,14 @@
 package rules
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 )
 
 func TestLoadShippedCatalog(t *testing.T) {
@@ -150,10 +154,10 @@ rules:
 		t.Fatal(errs)
 	}
 	set := NewSet(rs)
-	core := Device{Name: "core1", Address: "192.0.2.1", Role: "core"}
+	core := &inventory.Device{Name: "core1", Address: "192.0.2.1", Role: "core"}
 	tests := []struct {
 		name          string
-		dev           Device
+		dev           *inventory.Device
 		loss          float64
 		wantN         int
 		firing, clear bool
@@ -161,11 +165,11 @@ rules:
 		{"down", core, 100, 1, true, false},
 		{"up", core, 0, 1, false, true},
 		{"partial loss: neither (hysteresis)", core, 50, 1, false, false},
-		{"role not matched", Device{Name: "acc", Role: "access"}, 100, 0, false, false},
+		{"role not matched", &inventory.Device{Name: "acc", Role: "access"}, 100, 0, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conds, errs := set.Evaluate(Observation{Source: SourceICMP, Device: tt.dev, Time: time.Unix(1, 0),
+			conds, errs := set.Evaluate(observation.Observation{Source: observation.ICMP, Device: tt.dev, Time: time.Unix(1, 0),
 				Vars: map[string]any{"up": tt.loss < 100, "loss": tt.loss, "rtt_ms": 1.0, "sent": 1, "recv": 0}})
 			if len(errs) > 0 {
 				t.Fatal(errs)
@@ -204,8 +208,8 @@ rules:
 		t.Fatal(errs)
 	}
 	set := NewSet(rs)
-	obs := func(trap string, idx int) Observation {
-		return Observation{Source: SourceTrap, Device: Device{Name: "sw"}, Vars: map[string]any{
+	obs := func(trap string, idx int) observation.Observation {
+		return observation.Observation{Source: observation.Trap, Device: &inventory.Device{Name: "sw"}, Vars: map[string]any{
 			"trap": trap, "trap_oid": "", "vars": map[string]any{"IF-MIB::ifIndex": idx}, "source": "192.0.2.1", "version": "2c"}}
 	}
 	c, _ := set.Evaluate(obs("IF-MIB::linkDown", 3))
@@ -261,5 +265,33 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A failed poll carries no variables: no rule fires or clears on it, even
+// one whose expression would hold on missing values.
+func TestObservationWithoutVarsIsNoData(t *testing.T) {
+	rs, errs := Parse([]byte(`
+rules:
+  - event_id: NETWORK-DEVICES-2-201
+    name: High CPU
+    source: snmp
+    when: cpu == nil || cpu > 90
+    severity: 2
+    description: "{{ .Device.Name }} CPU high"
+`), "t.yaml")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	set := NewSet(rs)
+	dev := &inventory.Device{Name: "sw1"}
+	failed := observation.Observation{Source: observation.SNMP, Device: dev, Err: errors.New("timeout"), Reason: "timeout"}
+	if conds, errs := set.Evaluate(failed); len(conds) != 0 || len(errs) != 0 {
+		t.Errorf("failed poll: conditions %+v, errors %v; want none", conds, errs)
+	}
+	polled := failed
+	polled.Err, polled.Reason, polled.Vars = nil, "", map[string]any{"cpu": 95.0}
+	if conds, _ := set.Evaluate(polled); len(conds) != 1 || !conds[0].Firing {
+		t.Errorf("poll with cpu 95: conditions %+v, want one firing", conds)
 	}
 }

@@ -57,8 +57,10 @@ func (l *Latest[C]) Changed() <-chan struct{} {
 // with a new target list, keeping unchanged targets as they are, so their
 // schedule and what they learned survive a reload.
 type Reconciler[C, T any] struct {
-	Kind  string // "ICMP", "SNMP": for log lines
-	Name  func(C) string
+	Kind string // "ICMP", "SNMP": for log lines
+	Name func(C) string
+	// Same reports whether running can go on under want's settings; it may
+	// take over what a reload renews in place (the inventory record).
 	Same  func(running T, want C) bool
 	Start func(C) T // builds and schedules a new target
 	Stop  func(T)   // unschedules a target that is replaced or removed

@@ -66,7 +66,7 @@ func runReal(t *testing.T, targets ...Target) <-chan Result {
 	results := make(chan Result, 1024)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, func(r Result) { results <- r }) }()
+	go func() { done <- e.run(ctx, func(r Result) { results <- r }) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

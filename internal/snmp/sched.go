@@ -143,6 +143,7 @@ func (s *scheduler) finish(f finished) {
 	case t.removed:
 		t.p.closeClient()
 	case s.ctx.Err() == nil: // a poll cut short by the end of Run says nothing about the device
+		f.res.dev = t.cfg.device() // renewed by a reload while the poll ran
 		s.report(f.res)
 	}
 	s.dispatch()
@@ -172,7 +173,13 @@ func (s *scheduler) applyTargets(now time.Time) {
 	schedule.Reconciler[Target, *target]{
 		Kind: "SNMP", Log: s.e.log,
 		Name: func(c Target) string { return c.Device },
-		Same: func(t *target, c Target) bool { return sameTarget(t.cfg, c) },
+		Same: func(t *target, c Target) bool {
+			if !sameTarget(t.cfg, c) {
+				return false
+			}
+			t.cfg = c // the reload's record of the same device
+			return true
+		},
 		Start: func(c Target) *target {
 			t := s.newTarget(c)
 			s.timers.Set(t, schedule.Slot(now, c.Interval, t.phase))

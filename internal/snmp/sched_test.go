@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -66,7 +68,7 @@ func start(t *testing.T, e *Engine) (*recorder, func()) {
 	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, rec.report) }()
+	go func() { done <- e.run(ctx, rec.report) }()
 	return rec, func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -257,9 +259,65 @@ func TestRunTwiceIsAnError(t *testing.T) {
 		e := New(Options{Logger: discard(), Client: newFakeAgent().client})
 		_, stop := start(t, e)
 		synctest.Wait()
-		if err := e.Run(context.Background(), func(Result) {}); err == nil {
+		if err := e.run(context.Background(), func(Result) {}); err == nil {
 			t.Error("a second concurrent Run returned nil")
 		}
 		stop()
+	})
+}
+
+// Run emits each poll as an observation with the inventory's record of the
+// device; a reload that renews the record keeps the poller and what it
+// learned, and the next polls carry the new record.
+func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		agent := ciscoSwitch()
+		settings := &inventory.SNMP{Profile: config.SNMPProfile{Version: "2c", Community: "public"}, Interval: 10 * time.Second, Timeout: time.Second}
+		first := inventory.Of(
+			inventory.Device{Name: "sw1", Address: "192.0.2.1", Site: "HQ", SNMP: settings},
+			inventory.Device{Name: "pinged-only", Address: "192.0.2.2"},
+		)
+		e := New(Options{Logger: discard(), Client: func(t Target) (Client, error) {
+			if t.Device != "sw1" {
+				return nil, fmt.Errorf("polled %s, which has no SNMP settings", t.Device)
+			}
+			return agent.client(t)
+		}})
+		e.SetTargets(Targets(first))
+		var mu sync.Mutex
+		var got []observation.Observation
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- e.Run(ctx, func(o observation.Observation) {
+				mu.Lock()
+				got = append(got, o)
+				mu.Unlock()
+			})
+		}()
+		time.Sleep(11 * time.Second)
+		_, walksBefore, _ := agent.stats()
+		second := inventory.Of(inventory.Device{Name: "sw1", Address: "192.0.2.1", Site: "DC", SNMP: settings})
+		e.SetTargets(Targets(second))
+		time.Sleep(20 * time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 {
+			t.Fatalf("%d observations, want one per poll (3)", len(got))
+		}
+		if _, walks, _ := agent.stats(); walks != walksBefore {
+			t.Errorf("walked again after the reload (%d → %d walks): the poller restarted, losing what it learned", walksBefore, walks)
+		}
+		for i, o := range got {
+			want, _ := first.Device("sw1")
+			if i > 0 {
+				want, _ = second.Device("sw1")
+			}
+			if o.Source != observation.SNMP || o.Device != want || o.Err != nil || o.Vars[VarCPU] == nil {
+				t.Errorf("observation %d: source %s device %+v err %v vars %v; want snmp with cpu from %+v", i, o.Source, o.Device, o.Err, o.Vars, want)
+			}
+		}
 	})
 }

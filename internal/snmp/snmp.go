@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
@@ -35,6 +37,29 @@ type Target struct {
 	Timeout  time.Duration      // per request attempt; 0: DefaultTimeout
 	Retries  int                // extra attempts per request
 	OIDs     map[string]string
+
+	dev *inventory.Device // the record observations carry (Targets sets it)
+}
+
+// Targets are the inventory's polled devices, with their settings.
+func Targets(inv *inventory.Inventory) []Target {
+	var ts []Target
+	for _, d := range inv.Devices() {
+		if s := d.SNMP; s != nil {
+			ts = append(ts, Target{Device: d.Name, Address: d.Address, Profile: s.Profile,
+				Interval: s.Interval, Timeout: s.Timeout, Retries: s.Retries, OIDs: s.OIDs, dev: d})
+		}
+	}
+	return ts
+}
+
+// device is the inventory record of the target, or one made from its name
+// and address for a target built by hand.
+func (t Target) device() *inventory.Device {
+	if t.dev != nil {
+		return t.dev
+	}
+	return &inventory.Device{Name: t.Device, Address: t.Address}
 }
 
 // Result is one poll of one device.
@@ -49,6 +74,14 @@ type Result struct {
 	Reason    string // "" ok | timeout | auth | unreachable | error
 	CPUSource string // the MIB cpu came from, "" when none
 	MemSource string // the MIB mem came from, "" when none
+
+	dev *inventory.Device
+}
+
+// Observation is the poll as rules see it: its Vars, or no Vars and the
+// failure with its reason.
+func (r Result) Observation() observation.Observation {
+	return observation.Observation{Source: observation.SNMP, Device: r.dev, Time: r.Time, Vars: r.Vars, Err: r.Err, Reason: r.Reason}
 }
 
 // Options configure an Engine.
@@ -135,10 +168,16 @@ func (e *Engine) SetTargets(ts []Target) {
 	e.targets.Set(cp)
 }
 
-// Run polls until ctx ends, calling report with every result from a single
-// goroutine, one at a time. It returns nil on cancel, once every poll in
-// flight has stopped and every socket is closed.
-func (e *Engine) Run(ctx context.Context, report func(Result)) error {
+// Run polls until ctx ends, emitting one observation per poll. It returns
+// nil on cancel, once every poll in flight has stopped and every socket is
+// closed.
+func (e *Engine) Run(ctx context.Context, emit observation.Emit) error {
+	return e.run(ctx, func(r Result) { emit(r.Observation()) })
+}
+
+// run is Run with the polls as Results, reported from a single goroutine,
+// one at a time.
+func (e *Engine) run(ctx context.Context, report func(Result)) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("snmp: engine is already running")
 	}
@@ -164,4 +203,9 @@ func withDefaults(t Target) Target {
 	return t
 }
 
-func sameTarget(a, b Target) bool { return reflect.DeepEqual(a, b) }
+// sameTarget reports whether b can take over a's running poller (all but
+// the inventory record, which a reload renews).
+func sameTarget(a, b Target) bool {
+	a.dev, b.dev = nil, nil
+	return reflect.DeepEqual(a, b)
+}

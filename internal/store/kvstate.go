@@ -5,15 +5,72 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// KVState is a KV bucket seen as a notify.StateStore: a small durable
-// key/value space for one destination.
+// KVState is a KV bucket as a small durable key/value space: a
+// destination's notify.StateStore (any string as key), or the alert state
+// (Bucket: keys already valid for JetStream, stored as they are).
 type KVState struct {
 	kv     jetstream.KeyValue
 	bucket string
+	raw    bool // keys are stored unencoded
+}
+
+func (s *KVState) key(k string) string {
+	if s.raw {
+		return k
+	}
+	return encodeKey(k)
+}
+
+// Bucket opens a bucket whose keys are valid JetStream keys
+// ([-/_=.A-Za-z0-9]) and stored as they are.
+func (s *Store) Bucket(ctx context.Context, bucket string) (*KVState, error) {
+	kv, err := s.KV(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	return &KVState{kv: kv, bucket: bucket, raw: true}, nil
+}
+
+var bucketUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// DestinationState opens the state bucket of a destination (Slack's
+// message ids…), named after it.
+func (s *Store) DestinationState(ctx context.Context, destination string) (*KVState, error) {
+	return s.StateStore(ctx, "dest_"+bucketUnsafe.ReplaceAllString(destination, "_"))
+}
+
+// All reads every key and value.
+func (s *KVState) All(ctx context.Context) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("state bucket %s: listing keys: %w", s.bucket, err)
+	}
+	defer lister.Stop()
+	for k := range lister.Keys() {
+		e, err := s.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state bucket %s: reading %q: %w", s.bucket, k, err)
+		}
+		key := k
+		if !s.raw {
+			b, err := base64.RawURLEncoding.DecodeString(k)
+			if err != nil {
+				continue // not written through this type
+			}
+			key = string(b)
+		}
+		out[key] = e.Value()
+	}
+	return out, nil
 }
 
 // Keys are stored base64url-encoded so callers may use any string (JetStream
@@ -23,7 +80,7 @@ func encodeKey(key string) string { return base64.RawURLEncoding.EncodeToString(
 
 // Get returns the value and whether the key exists.
 func (s *KVState) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	e, err := s.kv.Get(ctx, encodeKey(key))
+	e, err := s.kv.Get(ctx, s.key(key))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, false, nil
 	}
@@ -35,7 +92,7 @@ func (s *KVState) Get(ctx context.Context, key string) ([]byte, bool, error) {
 
 // Put stores the value durably.
 func (s *KVState) Put(ctx context.Context, key string, value []byte) error {
-	if _, err := s.kv.Put(ctx, encodeKey(key), value); err != nil {
+	if _, err := s.kv.Put(ctx, s.key(key), value); err != nil {
 		return fmt.Errorf("state bucket %s: writing %q: %w", s.bucket, key, err)
 	}
 	return nil
@@ -44,7 +101,8 @@ func (s *KVState) Put(ctx context.Context, key string, value []byte) error {
 // Delete removes the key; deleting a missing key is not an error. The
 // deletion marker expires, so keys that are never reused leave nothing.
 func (s *KVState) Delete(ctx context.Context, key string) error {
-	if err := s.kv.Purge(ctx, encodeKey(key), jetstream.PurgeTTL(markerTTL)); err != nil {
+	err := s.kv.Purge(ctx, s.key(key), jetstream.PurgeTTL(markerTTL))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("state bucket %s: deleting %q: %w", s.bucket, key, err)
 	}
 	return nil

@@ -72,11 +72,11 @@ func TestReopenKeepsValues(t *testing.T) {
 	if err := st.Delete(ctx, "never-existed"); err != nil {
 		t.Fatalf("deleting a missing key: %v", err)
 	}
-	kv, err := s.KV(ctx, "alerts")
+	alerts, err := s.Bucket(ctx, "alerts")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, "rule.device", []byte("firing")); err != nil {
+	if err := alerts.Put(ctx, "rule.device", []byte("firing")); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -103,13 +103,25 @@ func TestReopenKeepsValues(t *testing.T) {
 			t.Errorf("Get(%q) = %q, %v; want %q", k, got, ok, want)
 		}
 	}
-	kv, err = s.KV(ctx, "alerts")
+	all, err := st.All(ctx)
+	if err != nil || len(all) != len(values)-1 || string(all["ts/with spaces/and:colons"]) != "x" {
+		t.Errorf("All = %q, %v; want every key but the deleted one, decoded", all, err)
+	}
+	// A Bucket stores keys as they are: the alert state written by earlier
+	// releases is found again.
+	alerts, err = s.Bucket(ctx, "alerts")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(ctx, "rule.device")
-	if err != nil || string(e.Value()) != "firing" {
-		t.Fatalf("alerts KV after reopen: %v %v", e, err)
+	raw, err := s.KV(ctx, "alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := raw.Get(ctx, "rule.device"); err != nil || string(e.Value()) != "firing" {
+		t.Fatalf("alerts bucket after reopen, read raw: %v %v", e, err)
+	}
+	if all, err := alerts.All(ctx); err != nil || len(all) != 1 || string(all["rule.device"]) != "firing" {
+		t.Errorf("alerts All = %q, %v", all, err)
 	}
 }
 

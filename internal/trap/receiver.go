@@ -18,6 +18,8 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/snmp/mib"
 	"github.com/nocbridge/nocbridge/internal/snmp/usm"
 )
@@ -31,14 +33,14 @@ type Options struct {
 	// (senders discover it first). Without it v3 informs are refused.
 	EngineID []byte
 	// UnknownSources is "accept" (default) or "drop": traps from
-	// addresses Known does not know.
+	// addresses not in the inventory.
 	UnknownSources string
 	// RateLimitPerSource caps traps/s from one sender address; 0 = none.
 	RateLimitPerSource int
-	// Known reports whether an address is a device in the inventory; nil
-	// treats every address as known.
-	Known func(ip netip.Addr) bool
-	Names *mib.Table // nil: mib.Default
+	// Inventory returns the current inventory, where senders are looked
+	// up; nil treats every address as known, as a device named by it.
+	Inventory func() *inventory.Inventory
+	Names     *mib.Table // nil: mib.Default
 	// Workers decode in parallel; datagrams of one sender always go to the
 	// same worker, so a device's traps keep their order. 0: GOMAXPROCS.
 	Workers    int
@@ -89,11 +91,11 @@ type policy struct {
 	keys        *keyCache
 	dropUnknown bool
 	rate        int
-	known       func(netip.Addr) bool
+	inventory   func() *inventory.Inventory
 }
 
 func newPolicy(o Options) (*policy, error) {
-	p := &policy{rate: o.RateLimitPerSource, known: o.Known, keys: &keyCache{}}
+	p := &policy{rate: o.RateLimitPerSource, inventory: o.Inventory, keys: &keyCache{}}
 	switch o.UnknownSources {
 	case "", "accept":
 	case "drop":
@@ -112,6 +114,15 @@ func newPolicy(o Options) (*policy, error) {
 		return nil, fmt.Errorf("traps: %w", err)
 	}
 	return p, nil
+}
+
+// device looks a sender up in the inventory; without an inventory every
+// address is known, as no device of it.
+func (p *policy) device(ip netip.Addr) (*inventory.Device, bool) {
+	if p.inventory == nil {
+		return nil, true
+	}
+	return p.inventory().ByAddress(ip)
 }
 
 func (p *policy) communityOK(c []byte) bool {
@@ -203,11 +214,16 @@ type datagram struct {
 	at   time.Time
 }
 
-// Run reads and decodes until ctx ends, calling handle on the worker
-// goroutines for every accepted trap. It returns nil after a cancel, with
-// the socket closed and every worker stopped; datagrams already read are
-// still processed.
-func (r *Receiver) Run(ctx context.Context, handle func(Trap)) error {
+// Run reads and decodes until ctx ends, emitting every accepted trap as an
+// observation from the worker goroutines. It returns nil after a cancel,
+// with the socket closed and every worker stopped; datagrams already read
+// are still processed.
+func (r *Receiver) Run(ctx context.Context, emit observation.Emit) error {
+	return r.run(ctx, func(t Trap) { emit(t.Observation()) })
+}
+
+// run is Run with the accepted traps as Trap values.
+func (r *Receiver) run(ctx context.Context, handle func(Trap)) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("traps: Run called twice")
 	}
@@ -303,4 +319,30 @@ func shard(a netip.Addr, n int) int {
 // engineTime is the local snmpEngineTime in seconds.
 func (r *Receiver) engineTime() uint32 {
 	return uint32(time.Since(r.bootTime) / time.Second)
+}
+
+// OptionsFrom derives the receiver's settings from the config: the traps
+// section, the SNMP profiles traps.users names, and OID names (built-in
+// plus traps.mib). The caller adds Inventory, Logger and Registerer.
+func OptionsFrom(cfg *config.Config) (Options, error) {
+	t := cfg.Traps
+	opts := Options{
+		Listen: t.Listen, Communities: t.Communities, EngineID: t.EngineIDBytes(),
+		UnknownSources: t.UnknownSources, RateLimitPerSource: t.RateLimitPerSource, Names: mib.Default,
+	}
+	if len(t.MIB) > 0 {
+		byName := make(map[string]string, len(t.MIB))
+		for oid, name := range t.MIB { // users write OID → name
+			byName[name] = oid
+		}
+		names, err := mib.New(byName)
+		if err != nil {
+			return Options{}, fmt.Errorf("traps.mib: %w", err)
+		}
+		opts.Names = names
+	}
+	for _, name := range t.Users {
+		opts.Users = append(opts.Users, cfg.SNMP.Profiles[name])
+	}
+	return opts, nil
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/trap/loadgen"
 )
 
@@ -87,7 +89,7 @@ func start(t *testing.T, opts Options) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- r.Run(ctx, func(tr Trap) {
+		done <- r.run(ctx, func(tr Trap) {
 			h.mu.Lock()
 			h.traps = append(h.traps, tr)
 			h.mu.Unlock()
@@ -202,9 +204,12 @@ func TestNetSNMPTraps(t *testing.T) {
 					t.Errorf("vars[%q] = %#v, want %#v", k, tr.Vars[k], v)
 				}
 			}
-			rv := tr.RuleVars()
+			rv := tr.Observation().Vars
 			if rv["trap"] != "IF-MIB::linkDown" || rv["source"] != "127.0.0.2" || rv["version"] != tt.version {
 				t.Errorf("rule vars = %v", rv)
+			}
+			if d := tr.Observation().Device; d.Name != "127.0.0.2" || d.Address != "127.0.0.2" {
+				t.Errorf("a sender outside any inventory is device %+v, want one named by its address", d)
 			}
 		})
 	}
@@ -387,24 +392,33 @@ func TestRateLimitPerSource(t *testing.T) {
 	}
 }
 
+// knownInventory holds one device, at 127.0.0.2.
+func knownInventory() *inventory.Inventory {
+	return inventory.Of(inventory.Device{Name: "known-sw", Address: "127.0.0.2"})
+}
+
 func TestUnknownSources(t *testing.T) {
 	known := netip.MustParseAddr("127.0.0.2")
-	h := start(t, Options{UnknownSources: "drop", Known: func(a netip.Addr) bool { return a == known }})
+	h := start(t, Options{UnknownSources: "drop", Inventory: knownInventory})
 	send(t, h, "127.0.0.5", linkDown(t, "public", 1))
 	send(t, h, "127.0.0.2", linkDown(t, "public", 2))
 	s := h.waitTotal(t, 2)
 	if s.Dropped[ReasonUnknownSource] != 1 || s.Received[Version2c] != 1 {
 		t.Errorf("stats = %+v", s)
 	}
-	if tr := h.received(); len(tr) != 1 || tr[0].Source != known {
-		t.Errorf("traps = %+v", tr)
+	tr := h.received()
+	if len(tr) != 1 || tr[0].Source != known || tr[0].Device == nil || tr[0].Device.Name != "known-sw" {
+		t.Fatalf("traps = %+v", tr)
+	}
+	if o := tr[0].Observation(); o.Source != observation.Trap || o.Device != tr[0].Device {
+		t.Errorf("observation from %s about %+v, want a trap observation about the inventory's known-sw", o.Source, o.Device)
 	}
 }
 
 func TestV1AgentAddrFindsDevice(t *testing.T) {
 	requireTool(t, "snmptrap")
 	known := netip.MustParseAddr("127.0.0.2")
-	h := start(t, Options{UnknownSources: "drop", Known: func(a netip.Addr) bool { return a == known }})
+	h := start(t, Options{UnknownSources: "drop", Inventory: knownInventory})
 	// Relayed: sent from an unknown address, about a known agent.
 	if err := h.netsnmp(t, "snmptrap", "127.0.0.7", "-v", "1", "-c", "public", "TARGET",
 		"1.3.6.1.4.1.9", "127.0.0.2", "6", "17", "", "1.3.6.1.2.1.2.2.1.1.3", "i", "3"); err != nil {
@@ -524,7 +538,7 @@ func TestRunStopsAndHandlerPanics(t *testing.T) {
 	done := make(chan error, 1)
 	calls := make(chan struct{}, 2)
 	go func() {
-		done <- r.Run(ctx, func(Trap) { calls <- struct{}{}; panic("handler bug") })
+		done <- r.run(ctx, func(Trap) { calls <- struct{}{}; panic("handler bug") })
 	}()
 	h := &harness{r: r}
 	send(t, h, "127.0.0.2", linkDown(t, "public", 1), linkDown(t, "public", 2))
@@ -544,7 +558,7 @@ func TestRunStopsAndHandlerPanics(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not stop")
 	}
-	if err := r.Run(context.Background(), func(Trap) {}); err == nil || errors.Is(err, context.Canceled) {
+	if err := r.run(context.Background(), func(Trap) {}); err == nil || errors.Is(err, context.Canceled) {
 		t.Errorf("second Run = %v, want an error", err)
 	}
 }

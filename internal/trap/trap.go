@@ -14,6 +14,8 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/snmp/mib"
 )
 
@@ -28,9 +30,11 @@ const (
 // Trap is one accepted notification.
 type Trap struct {
 	Time time.Time
-	// Source is the device: the UDP sender, or for v1 the agent-addr field
-	// when that names a known device (the sender may be a relay).
+	// Source is the device's address: the UDP sender, or for v1 the
+	// agent-addr field when that names a known device (the sender may be a
+	// relay). Device is its inventory record; nil for an unknown sender.
 	Source  netip.Addr
+	Device  *inventory.Device
 	Version string
 	// TrapOID is numeric without leading dot; Trap is its "MIB::name", or
 	// TrapOID again when the table does not know it.
@@ -51,15 +55,22 @@ type Varbind struct {
 	Value    any    // int, uint64 (Counter64 above MaxInt64), float64, string or nil
 }
 
-// RuleVars is the environment trap rules see (SPEC section 4).
-func (t Trap) RuleVars() map[string]any {
-	return map[string]any{
+// Observation is the trap as rules see it (SPEC section 4): trap,
+// trap_oid, vars, source and version. A trap from an address outside the
+// inventory (accepted by traps.unknown_sources) concerns a device named by
+// its address.
+func (t Trap) Observation() observation.Observation {
+	dev := t.Device
+	if dev == nil {
+		dev = &inventory.Device{Name: t.Source.String(), Address: t.Source.String()}
+	}
+	return observation.Observation{Source: observation.Trap, Device: dev, Time: t.Time, Vars: map[string]any{
 		"trap":     t.Trap,
 		"trap_oid": t.TrapOID,
 		"vars":     t.Vars,
 		"source":   t.Source.String(),
 		"version":  t.Version,
-	}
+	}}
 }
 
 const (

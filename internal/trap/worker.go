@@ -278,11 +278,13 @@ func (w *worker) accept(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, usm *go
 	default:
 		return Trap{}, nil, &drop{reason: ReasonMalformed, msg: "unsupported SNMP version"}
 	}
-	if pol.dropUnknown && pol.known != nil && !pol.known(t.Source) {
+	dev, known := pol.device(t.Source)
+	if pol.dropUnknown && !known {
 		// Not acknowledged either: the sender keeps retrying a refused inform
 		// only until its retries run out, which is what "drop" asks for.
 		return Trap{}, nil, &drop{reason: ReasonUnknownSource, msg: "trap from an address not in the inventory"}
 	}
+	t.Device = dev
 	t.Trap = t.TrapOID
 	if n, ok := names.Name(t.TrapOID); ok {
 		t.Trap = n
@@ -313,8 +315,10 @@ func v1Source(pol *policy, agentAddr string, sender netip.Addr) netip.Addr {
 		return sender
 	}
 	agent = agent.Unmap()
-	if pol.known != nil && !pol.known(agent) && pol.known(sender) {
-		return sender
+	if _, ok := pol.device(agent); !ok {
+		if _, ok := pol.device(sender); ok {
+			return sender
+		}
 	}
 	return agent
 }

@@ -3,7 +3,9 @@
 package destinations
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -70,4 +72,71 @@ func Build(d config.Destination, env notify.Env) (notify.Notifier, error) {
 		env.HTTPClient = c
 	}
 	return f(d, env)
+}
+
+// Set is every configured destination's notifier, by name.
+type Set map[string]notify.Notifier
+
+// BuildAll makes the notifiers of every destination in cfg, reporting every
+// problem at once as config.Errors. state hands each destination its durable
+// key/value space; nil when only validating.
+func BuildAll(cfg *config.Config, userAgent string, logger *slog.Logger, state func(destination string) (notify.StateStore, error)) (Set, error) {
+	set := Set{}
+	var errs config.Errors
+	for _, d := range cfg.Destinations {
+		env := notify.Env{
+			ExternalURL: cfg.ExternalURL,
+			UserAgent:   userAgent,
+			Logger:      logger.With("destination", d.Name, "type", d.Type),
+			ConfigFile:  cfg.File,
+			BaseDir:     cfg.BaseDir,
+		}
+		var err error
+		if state != nil {
+			if env.State, err = state(d.Name); err != nil {
+				err = fmt.Errorf("destination %q: state store: %w", d.Name, err)
+			}
+		}
+		var n notify.Notifier
+		if err == nil {
+			n, err = Build(d, env)
+		}
+		if err != nil {
+			errs = append(errs, positioned(err, cfg.File, d)...)
+			continue
+		}
+		set[d.Name] = n
+	}
+	if err := errs.Err(); err != nil {
+		set.Close(logger)
+		return nil, err
+	}
+	return set, nil
+}
+
+// positioned keeps positioned errors and places the rest at the
+// destination's line, named after it.
+func positioned(err error, file string, d config.Destination) config.Errors {
+	var es config.Errors
+	if errors.As(err, &es) {
+		return es
+	}
+	msg := err.Error()
+	if prefix := fmt.Sprintf("destination %q", d.Name); !strings.HasPrefix(msg, prefix) {
+		msg = prefix + ": " + msg
+	}
+	return config.Errors{{File: file, Line: d.Line, Msg: msg}}
+}
+
+// Close releases what the notifiers hold (open log files, idle
+// connections). An attempt still running on a closed notifier after a
+// reload fails retryably and the outbox retries it on the new one.
+func (s Set) Close(logger *slog.Logger) {
+	for name, n := range s {
+		if c, ok := n.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				logger.Warn("closing destination", "destination", name, "err", err)
+			}
+		}
+	}
 }

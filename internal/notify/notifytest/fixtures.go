@@ -11,6 +11,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/notify"
 )
 
@@ -39,7 +40,7 @@ func DeviceDown() event.Event {
 		Source:      "icmp",
 		Timestamp:   time.UnixMilli(1763840000000),
 		Status:      event.StatusActive,
-		Device:      event.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
+		Device:      inventory.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
 		Details:     map[string]string{"Loss Percent": "100"},
 	}
 }

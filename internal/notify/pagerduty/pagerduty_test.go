@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 )
@@ -216,7 +217,7 @@ func TestSeverity(t *testing.T) {
 	ev := notifytest.DeviceDown()
 	ev.Severity = 3
 	ev.Key = "GigabitEthernet1/0/3"
-	ev.Device = event.Device{Name: "edge-rtr", Address: "edge-rtr"}
+	ev.Device = inventory.Device{Name: "edge-rtr", Address: "edge-rtr"}
 	if err := n.Send(context.Background(), notification(ev)); err != nil {
 		t.Fatal(err)
 	}

@@ -259,7 +259,7 @@ func startFake(t *testing.T, e *Engine) (rec *recorder, stop func()) {
 	rec = &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, rec.report) }()
+	go func() { done <- e.run(ctx, rec.report) }()
 	return rec, func() {
 		cancel()
 		if err := <-done; err != nil {

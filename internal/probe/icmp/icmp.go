@@ -62,6 +62,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
@@ -92,6 +94,36 @@ type Target struct {
 	Interval time.Duration // time between round starts; default 10s
 	Timeout  time.Duration // how long each echo waits for its reply; default 1s, at most Interval
 	Count    int           // echoes per round; default 1
+
+	dev *inventory.Device // the record observations carry (Targets sets it)
+}
+
+// Targets are the inventory's pinged devices, with their settings.
+func Targets(inv *inventory.Inventory) []Target {
+	var ts []Target
+	for _, d := range inv.Devices() {
+		if d.ICMP != nil {
+			ts = append(ts, Target{Device: d.Name, Address: d.Address, Interval: d.ICMP.Interval,
+				Timeout: d.ICMP.Timeout, Count: d.ICMP.Count, dev: d})
+		}
+	}
+	return ts
+}
+
+// sameSchedule reports whether b can take over a's running schedule (all
+// but the inventory record, which a reload renews).
+func sameSchedule(a, b Target) bool {
+	a.dev, b.dev = nil, nil
+	return a == b
+}
+
+// device is the inventory record of the target, or one made from its name
+// and address for a target built by hand.
+func (t Target) device() *inventory.Device {
+	if t.dev != nil {
+		return t.dev
+	}
+	return &inventory.Device{Name: t.Device, Address: t.Address}
 }
 
 // Result is the outcome of one round for one target.
@@ -102,6 +134,17 @@ type Result struct {
 	Loss            float64       // percent, 0..100
 	RTT             time.Duration // mean RTT of the replies, 0 if none
 	Err             error         // why the round could not probe (DNS failure, send error…), nil otherwise
+
+	dev *inventory.Device
+}
+
+// Observation is the round as rules see it: up, loss (percent), rtt_ms,
+// sent and recv. A round that could not probe (Err) reports the device as
+// not answering.
+func (r Result) Observation() observation.Observation {
+	return observation.Observation{Source: observation.ICMP, Device: r.dev, Time: r.Time, Err: r.Err, Vars: map[string]any{
+		"up": r.Recv > 0, "loss": r.Loss, "rtt_ms": float64(r.RTT) / float64(time.Millisecond), "sent": r.Sent, "recv": r.Recv,
+	}}
 }
 
 // Defaults for the fields a Target leaves zero.
@@ -182,11 +225,16 @@ func (e *Engine) SetTargets(ts []Target) {
 	e.targets.Set(cp)
 }
 
-// Run probes the targets until ctx is done, calling report once per finished
-// round from a single goroutine (report should not block for long: replies
-// wait meanwhile). It closes the sockets before it returns, and returns nil
+// Run probes the targets until ctx is done, emitting one observation per
+// finished round. It closes the sockets before it returns, and returns nil
 // when ctx is cancelled.
-func (e *Engine) Run(ctx context.Context, report func(Result)) error {
+func (e *Engine) Run(ctx context.Context, emit observation.Emit) error {
+	return e.run(ctx, func(r Result) { emit(r.Observation()) })
+}
+
+// run is Run with the rounds as Results, from a single goroutine (report
+// should not block for long: replies wait meanwhile).
+func (e *Engine) run(ctx context.Context, report func(Result)) error {
 	if !e.ran.CompareAndSwap(false, true) {
 		return errors.New("icmp: Run called twice: the engine's sockets are closed when Run returns")
 	}

@@ -43,7 +43,7 @@ func runEngine(t *testing.T, e *Engine) <-chan Result {
 	results := make(chan Result, 1<<16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, func(r Result) { results <- r }) }()
+	go func() { done <- e.run(ctx, func(r Result) { results <- r }) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -331,7 +331,7 @@ func (s *scheduler) handleReply(r reply) {
 
 // finish reports the round and schedules the next one.
 func (s *scheduler) finish(t *target, now time.Time) {
-	res := Result{Device: t.cfg.Device, Address: t.cfg.Address, Time: now, Sent: len(t.echoes), Recv: t.recv, Loss: 100, Err: t.err}
+	res := Result{Device: t.cfg.Device, Address: t.cfg.Address, Time: now, Sent: len(t.echoes), Recv: t.recv, Loss: 100, Err: t.err, dev: t.cfg.device()}
 	if res.Sent > 0 {
 		res.Loss = 100 * float64(res.Sent-res.Recv) / float64(res.Sent)
 	}
@@ -376,7 +376,13 @@ func (s *scheduler) applyTargets(now time.Time) {
 	schedule.Reconciler[Target, *target]{
 		Kind: "ICMP", Log: s.e.log,
 		Name: func(c Target) string { return c.Device },
-		Same: func(t *target, c Target) bool { return t.cfg == c },
+		Same: func(t *target, c Target) bool {
+			if !sameSchedule(t.cfg, c) {
+				return false
+			}
+			t.cfg = c // the reload's record of the same device
+			return true
+		},
 		Start: func(c Target) *target {
 			t := newTarget(c, now)
 			s.queue.Set(t, t.slot)

@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
@@ -490,13 +493,13 @@ func TestRunStopsAndReleasesSockets(t *testing.T) {
 			e := newFakeEngine(t, fn, ModeAuto)
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			if err := e.Run(ctx, func(Result) {}); err != nil {
+			if err := e.run(ctx, func(Result) {}); err != nil {
 				t.Fatalf("Run with a cancelled context = %v, want nil", err)
 			}
 			if !fn.allClosed() {
 				t.Error("sockets left open")
 			}
-			if err := e.Run(context.Background(), func(Result) {}); err == nil {
+			if err := e.run(context.Background(), func(Result) {}); err == nil {
 				t.Error("a second Run succeeded on closed sockets")
 			}
 		})
@@ -630,6 +633,67 @@ func TestOddTargets(t *testing.T) {
 		for _, r := range got["no-address"] {
 			if !errors.Is(r.Err, errNoAddress) || r.Loss != 100 {
 				t.Errorf("no address: %+v", r)
+			}
+		}
+	})
+}
+
+// Run emits each round as an observation carrying the inventory's record
+// of the device; a reload that renews the record (a label changed) keeps
+// the device's schedule and hands the next rounds the new record.
+func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 10 * time.Second
+		fn := newFakeNet()
+		fn.host("192.0.2.1", fakeHost{delay: 2 * time.Millisecond})
+		icmpSettings := &inventory.ICMP{Interval: interval, Timeout: time.Second, Count: 2}
+		first := inventory.Of(
+			inventory.Device{Name: "sw1", Address: "192.0.2.1", Site: "HQ", ICMP: icmpSettings},
+			inventory.Device{Name: "quiet", Address: "192.0.2.9"}, // not pinged: no ICMP settings
+		)
+		e := newFakeEngine(t, fn, ModeRaw)
+		e.SetTargets(Targets(first))
+		var mu sync.Mutex
+		var got []observation.Observation
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- e.Run(ctx, func(o observation.Observation) {
+				mu.Lock()
+				got = append(got, o)
+				mu.Unlock()
+			})
+		}()
+		time.Sleep(interval + time.Second)
+		second := inventory.Of(inventory.Device{Name: "sw1", Address: "192.0.2.1", Site: "DC", ICMP: icmpSettings})
+		e.SetTargets(Targets(second))
+		time.Sleep(2 * interval)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if sends := fn.sendTimes("192.0.2.9"); len(sends) != 0 {
+			t.Errorf("a device without ICMP settings was pinged %d times", len(sends))
+		}
+		if len(got) != 3 {
+			t.Fatalf("%d observations, want one per round (3)", len(got))
+		}
+		for i, o := range got {
+			want, _ := first.Device("sw1")
+			if i > 0 {
+				want, _ = second.Device("sw1")
+			}
+			if o.Source != observation.ICMP || o.Device != want || o.Err != nil {
+				t.Errorf("observation %d: source %s device %+v err %v; want icmp from %+v", i, o.Source, o.Device, o.Err, want)
+			}
+			if o.Vars["up"] != true || o.Vars["loss"] != 0.0 || o.Vars["rtt_ms"] != 2.0 || o.Vars["sent"] != 2 || o.Vars["recv"] != 2 {
+				t.Errorf("observation %d vars %v", i, o.Vars)
+			}
+		}
+		sends := fn.sendTimes("192.0.2.1")
+		for k := 2; k < len(sends); k += 2 {
+			if d := sends[k].Sub(sends[k-2]); d != interval {
+				t.Errorf("rounds %v apart across the reload, want the schedule kept (%v)", d, interval)
 			}
 		}
 	})

@@ -23,8 +23,8 @@ import (
 	"testing"
 )
 
-// Device is a device in its own network namespace.
-type Device struct {
+// Host is a test device in its own network namespace.
+type Host struct {
 	Name        string       // network namespace name (for ip netns exec)
 	Addr        netip.Addr   // the device's address, inside the namespace
 	MonitorAddr netip.Addr   // the test process's address on the same link
@@ -66,7 +66,7 @@ func Require(t testing.TB) {
 }
 
 // New creates a device; t.Cleanup removes it, also when the test fails.
-func New(t testing.TB) *Device {
+func New(t testing.TB) *Host {
 	t.Helper()
 	Require(t)
 	d := claimSlot(t)
@@ -91,20 +91,20 @@ func New(t testing.TB) *Device {
 }
 
 // LinkDown takes the device's end of the link down: it stops answering.
-func (d *Device) LinkDown(t testing.TB) {
+func (d *Host) LinkDown(t testing.TB) {
 	t.Helper()
 	ipCmd(t, "-n", d.Name, "link", "set", d.DeviceLink, "down")
 }
 
 // LinkUp brings the device's end of the link back.
-func (d *Device) LinkUp(t testing.TB) {
+func (d *Host) LinkUp(t testing.TB) {
 	t.Helper()
 	ipCmd(t, "-n", d.Name, "link", "set", d.DeviceLink, "up")
 }
 
 // Exec prepares a command that runs inside the device's namespace (snmpd,
 // snmptrap…). It is killed when the test ends, before the namespace goes.
-func (d *Device) Exec(t testing.TB, name string, args ...string) *exec.Cmd {
+func (d *Host) Exec(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	return exec.CommandContext(t.Context(), "ip", append([]string{"netns", "exec", d.Name, name}, args...)...)
 }
@@ -112,7 +112,7 @@ func (d *Device) Exec(t testing.TB, name string, args ...string) *exec.Cmd {
 // claimSlot locks a free slot and derives the device's names and addresses
 // from it. Slots are tried from a random start, so parallel test processes
 // rarely contend.
-func claimSlot(t testing.TB) *Device {
+func claimSlot(t testing.TB) *Host {
 	t.Helper()
 	if err := os.MkdirAll(lockDir, 0o755); err != nil {
 		t.Fatalf("netns slot locks: %v", err)
@@ -140,14 +140,14 @@ func claimSlot(t testing.TB) *Device {
 	return nil
 }
 
-func slotDevice(slot int, lock *os.File) *Device {
+func slotDevice(slot int, lock *os.File) *Host {
 	b := rangeBase.As4()
 	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) + uint32(slot)*4
 	addr := func(off uint32) netip.Addr {
 		v := n + off
 		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 	}
-	return &Device{
+	return &Host{
 		Name:        fmt.Sprintf("nocbr-%d", slot),
 		Prefix:      netip.PrefixFrom(addr(0), 30),
 		MonitorAddr: addr(1),
@@ -159,14 +159,14 @@ func slotDevice(slot int, lock *os.File) *Device {
 }
 
 // removeLeftovers deletes what a killed process left in this slot.
-func (d *Device) removeLeftovers() {
+func (d *Host) removeLeftovers() {
 	_ = exec.Command("ip", "link", "del", d.HostLink).Run()
 	_ = exec.Command("ip", "netns", "del", d.Name).Run()
 }
 
 // remove deletes the link first (synchronously, both ends), then the
 // namespace, whose own teardown in the kernel is asynchronous.
-func (d *Device) remove(t testing.TB) {
+func (d *Host) remove(t testing.TB) {
 	defer d.lock.Close() // releases the slot
 	if out, err := exec.Command("ip", "link", "del", d.HostLink).CombinedOutput(); err != nil && !notFound(out) {
 		t.Errorf("netns cleanup: ip link del %s: %v: %s", d.HostLink, err, strings.TrimSpace(string(out)))

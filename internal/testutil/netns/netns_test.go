@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/probe/icmp"
 	"github.com/nocbridge/nocbridge/internal/testutil/netns"
 )
@@ -17,10 +18,10 @@ var benchmarkRange = netip.MustParsePrefix("198.18.0.0/15")
 
 // prober pings devices with the real engine, from the test's namespace.
 type prober struct {
-	results chan icmp.Result
+	results chan observation.Observation
 }
 
-func newProber(t *testing.T, devs ...*netns.Device) *prober {
+func newProber(t *testing.T, devs ...*netns.Host) *prober {
 	t.Helper()
 	e, err := icmp.New(icmp.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -31,10 +32,10 @@ func newProber(t *testing.T, devs ...*netns.Device) *prober {
 		targets = append(targets, icmp.Target{Device: d.Name, Address: d.Addr.String(), Interval: 300 * time.Millisecond, Timeout: 300 * time.Millisecond})
 	}
 	e.SetTargets(targets)
-	p := &prober{results: make(chan icmp.Result, 1024)}
+	p := &prober{results: make(chan observation.Observation, 1024)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, func(r icmp.Result) { p.results <- r }) }()
+	go func() { done <- e.Run(ctx, func(o observation.Observation) { p.results <- o }) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -45,13 +46,13 @@ func newProber(t *testing.T, devs ...*netns.Device) *prober {
 }
 
 // waitState waits until a round of dev answers (up) or loses every echo.
-func (p *prober) waitState(t *testing.T, dev *netns.Device, up bool) {
+func (p *prober) waitState(t *testing.T, dev *netns.Host, up bool) {
 	t.Helper()
 	deadline := time.After(3 * time.Second)
 	for {
 		select {
-		case r := <-p.results:
-			if r.Device == dev.Name && (r.Recv > 0) == up && (up || r.Loss == 100) {
+		case o := <-p.results:
+			if o.Device.Name == dev.Name && o.Vars["up"] == up && (up || o.Vars["loss"] == 100.0) {
 				return
 			}
 		case <-deadline:
@@ -62,7 +63,7 @@ func (p *prober) waitState(t *testing.T, dev *netns.Device, up bool) {
 
 func TestDeviceLifecycle(t *testing.T) {
 	t.Parallel()
-	var dev *netns.Device
+	var dev *netns.Host
 	t.Run("device", func(t *testing.T) {
 		dev = netns.New(t)
 		for _, link := range []string{dev.HostLink, dev.DeviceLink} {
@@ -102,7 +103,7 @@ func TestDeviceLifecycle(t *testing.T) {
 
 func TestDevicesDoNotCollide(t *testing.T) {
 	t.Parallel()
-	var devs []*netns.Device
+	var devs []*netns.Host
 	names, prefixes := map[string]bool{}, map[netip.Prefix]bool{}
 	for range 4 {
 		d := netns.New(t)

@@ -1,0 +1,172 @@
+// Package inventory is the one runtime picture of the devices: names,
+// addresses (DNS names resolved), sites, roles, labels, the ICMP and SNMP
+// settings each device is probed with, and the topology (parents, children,
+// the devices of a site). It is built from the config, swapped whole on
+// reload and read without locks: sources take their targets from it and
+// look trap senders up in it; rules, alerts and noise control see devices as
+// its Device.
+package inventory
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/nocbridge/nocbridge/internal/config"
+)
+
+// Device is one device as everything past the config sees it. The JSON
+// form (name, address, site, role, labels) is what alert state and
+// notifications carry; probe settings stay out of it.
+type Device struct {
+	Name    string            `json:"name"`
+	Address string            `json:"address"` // IPv4, IPv6 or DNS name, as configured
+	Site    string            `json:"site,omitempty"`
+	Role    string            `json:"role,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Parents []string          `json:"-"` // upstream devices, by name
+	ICMP    *ICMP             `json:"-"` // nil: not pinged
+	SNMP    *SNMP             `json:"-"` // nil: not polled
+}
+
+// ICMP is a device's effective ping settings (config defaults applied).
+type ICMP struct {
+	Interval, Timeout time.Duration
+	Count             int
+}
+
+// SNMP is a device's effective polling settings.
+type SNMP struct {
+	Profile           config.SNMPProfile // version and credentials
+	Interval, Timeout time.Duration
+	Retries           int
+	OIDs              map[string]string // custom values: name → numeric OID
+}
+
+// Inventory is one immutable snapshot. Its methods are safe for concurrent
+// use; a reload builds a new one.
+type Inventory struct {
+	devices  []*Device // config order
+	byName   map[string]*Device
+	literal  map[netip.Addr]*Device // configured literal addresses
+	byAddr   map[netip.Addr]*Device // literal addresses, plus resolved names
+	children map[string][]*Device
+	sites    map[string][]*Device
+	names    []*Device // devices configured by DNS name, for the resolver
+}
+
+// New builds the inventory of a loaded (validated) config.
+func New(cfg *config.Config) *Inventory {
+	devs := make([]Device, 0, len(cfg.Devices))
+	for _, d := range cfg.Devices {
+		dev := Device{Name: d.Name, Address: d.Address, Site: d.Site, Role: d.Role,
+			Labels: maps.Clone(d.Labels), Parents: slices.Clone(d.Parents)}
+		if !d.ICMP.Disabled {
+			eff := cfg.EffectiveICMP(d)
+			dev.ICMP = &ICMP{Interval: eff.Interval.D(), Timeout: eff.Timeout.D(), Count: eff.Count}
+		}
+		if p, ok := cfg.SNMP.Profiles[d.SNMP]; ok && d.SNMP != "" {
+			dev.SNMP = &SNMP{Profile: p, Interval: cfg.SNMP.PollInterval.D(), Timeout: cfg.SNMP.Timeout.D(),
+				Retries: cfg.SNMP.Retries, OIDs: maps.Clone(cfg.SNMP.OIDs)}
+		}
+		devs = append(devs, dev)
+	}
+	return Of(devs...)
+}
+
+// Of builds an inventory from devices (New does, from config; tests and
+// tools use it directly). The first device of a name wins.
+func Of(devices ...Device) *Inventory {
+	inv := &Inventory{
+		byName:   make(map[string]*Device, len(devices)),
+		literal:  make(map[netip.Addr]*Device, len(devices)),
+		children: map[string][]*Device{},
+		sites:    map[string][]*Device{},
+	}
+	for i := range devices {
+		d := &devices[i]
+		if _, dup := inv.byName[d.Name]; dup {
+			continue
+		}
+		inv.devices = append(inv.devices, d)
+		inv.byName[d.Name] = d
+		if ip, err := netip.ParseAddr(d.Address); err == nil {
+			if _, taken := inv.literal[ip.Unmap()]; !taken {
+				inv.literal[ip.Unmap()] = d
+			}
+		} else if d.Address != "" {
+			inv.names = append(inv.names, d)
+		}
+		for _, p := range d.Parents {
+			inv.children[p] = append(inv.children[p], d)
+		}
+		if d.Site != "" {
+			inv.sites[d.Site] = append(inv.sites[d.Site], d)
+		}
+	}
+	inv.byAddr = inv.literal
+	return inv
+}
+
+// Len is the number of devices.
+func (inv *Inventory) Len() int { return len(inv.devices) }
+
+// Devices lists every device in config order. The slice is shared: do not
+// modify it.
+func (inv *Inventory) Devices() []*Device { return inv.devices }
+
+// Device finds a device by name.
+func (inv *Inventory) Device(name string) (*Device, bool) {
+	d, ok := inv.byName[name]
+	return d, ok
+}
+
+// ByAddress finds the device with address ip: a configured literal, or a
+// DNS name as last resolved.
+func (inv *Inventory) ByAddress(ip netip.Addr) (*Device, bool) {
+	d, ok := inv.byAddr[ip.Unmap()]
+	return d, ok
+}
+
+// Parents are the device's upstream devices that are in the inventory.
+func (inv *Inventory) Parents(d *Device) []*Device {
+	var out []*Device
+	for _, name := range d.Parents {
+		if p, ok := inv.byName[name]; ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Children are the devices that name the device as a parent.
+func (inv *Inventory) Children(name string) []*Device { return inv.children[name] }
+
+// Site lists the devices of a site, in config order.
+func (inv *Inventory) Site(site string) []*Device { return inv.sites[site] }
+
+// Sites lists the site names, sorted.
+func (inv *Inventory) Sites() []string {
+	out := make([]string, 0, len(inv.sites))
+	for s := range inv.sites {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// withAddresses is a copy that finds devices configured by DNS name by the
+// addresses they resolved to (replacing an earlier resolution); configured
+// literals keep precedence.
+func (inv *Inventory) withAddresses(found map[netip.Addr]*Device) *Inventory {
+	cp := *inv
+	cp.byAddr = maps.Clone(inv.literal)
+	for ip, d := range found {
+		if _, literal := inv.literal[ip]; !literal {
+			cp.byAddr[ip] = d
+		}
+	}
+	return &cp
+}

@@ -1,0 +1,95 @@
+// Package observation is what every source reports: one Observation per
+// thing seen of one device (an ICMP round, an SNMP poll, a trap), handed on
+// through one non-blocking Emit. It imports only the inventory's Device, so
+// every source can import it and none imports another's types.
+package observation
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nocbridge/nocbridge/internal/inventory"
+)
+
+// Source names where an observation came from; rules name it in `source:`.
+type Source string
+
+const (
+	ICMP Source = "icmp"
+	SNMP Source = "snmp"
+	Trap Source = "trap"
+)
+
+// Sources lists every source, for validation and metric labels.
+var Sources = []Source{ICMP, SNMP, Trap}
+
+// Observation is what a source saw of one device at one time.
+type Observation struct {
+	Source Source
+	Device *inventory.Device // from the inventory; shared, never modified
+	Time   time.Time
+	// Vars are the variables rules see (icmp: up, loss, rtt_ms, sent,
+	// recv; snmp: cpu, mem, uptime_s, uptime_reset and custom OIDs; trap:
+	// trap, trap_oid, vars, source, version). Nil when nothing was measured
+	// (a failed poll): no rule fires or clears on missing data.
+	Vars map[string]any
+	// Err is why the probe failed, and Reason its class (snmp: timeout,
+	// auth, unreachable, error); an ICMP round with an error still reports
+	// the device as not answering.
+	Err    error
+	Reason string
+}
+
+// Emit hands an observation on. It never blocks: what cannot be handed on
+// is dropped and counted.
+type Emit func(Observation)
+
+// Queue is the bounded hand-over between the sources and rule evaluation.
+type Queue struct {
+	ch      chan Observation
+	dropped *prometheus.CounterVec
+}
+
+// NewQueue makes a queue holding up to size observations; reg receives
+// nocbridge_observations_dropped_total{source}.
+func NewQueue(size int, reg prometheus.Registerer) (*Queue, error) {
+	q := &Queue{
+		ch: make(chan Observation, size),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nocbridge_observations_dropped_total",
+			Help: "Observations a source could not hand on because rule evaluation was behind (queue full), by source.",
+		}, []string{"source"}),
+	}
+	for _, s := range Sources {
+		q.dropped.WithLabelValues(string(s)) // present at zero, so a rate() works from the start
+	}
+	if reg != nil {
+		if err := reg.Register(q.dropped); err != nil {
+			return nil, fmt.Errorf("observation metrics: %w", err)
+		}
+	}
+	return q, nil
+}
+
+// Emit queues o, or drops and counts it when the queue is full.
+func (q *Queue) Emit(o Observation) {
+	select {
+	case q.ch <- o:
+	default:
+		q.dropped.WithLabelValues(string(o.Source)).Inc()
+	}
+}
+
+// Drain calls handle for every queued observation, in order, until Close
+// and the queue is empty. Run it on one goroutine.
+func (q *Queue) Drain(handle func(Observation)) {
+	for o := range q.ch {
+		handle(o)
+	}
+}
+
+// Close ends Drain once the queue is empty. Call it after every source has
+// stopped emitting.
+func (q *Queue) Close() { close(q.ch) }
