@@ -329,7 +329,7 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 	r := c.Rule
 	in := m.instances[k]
 	switch {
-	case r.Kind == rules.KindEvent:
+	case r.Kind == event.KindEvent:
 		if !c.Firing {
 			return nil
 		}
@@ -339,7 +339,7 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 		}
 		m.staged = append(m.staged, &transition{k: k, ev: ev})
 		return nil
-	case r.Source == rules.SourceTrap:
+	case r.Source == observation.Trap:
 		// Trap rules fire on the raising trap and resolve on the matching one.
 		if c.Resolve && in != nil && in.State == StateFiring {
 			return m.resolve(k, in, c.Time)
@@ -395,7 +395,7 @@ func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, 
 	return event.Event{
 		InstanceID: instanceID, EventID: r.EventID, Name: name, Description: desc,
 		Category: r.Category, Domain: r.Domain, SubDomain: r.SubDomain, Severity: r.Severity,
-		Source: r.Source, Timestamp: at.UTC(), Status: event.StatusActive, Kind: r.Kind,
+		Source: string(r.Source), Timestamp: at.UTC(), Status: event.StatusActive, Kind: r.Kind,
 		Device: *c.Device,
 		Key:    c.Key,
 	}, nil
@@ -784,7 +784,7 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 			continue
 		}
 		switch {
-		case in.State == StatePending && r.Source != rules.SourceTrap:
+		case in.State == StatePending && r.Source != observation.Trap:
 			due := in.Since.Add(r.For)
 			if now.Before(due) {
 				consider(due)

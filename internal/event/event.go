@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -23,6 +24,16 @@ const (
 // KindEvent marks one-shot events (a restart, an authentication failure):
 // notified once, never resolved, no alert state kept.
 const KindEvent = "event"
+
+// Categories are DNA Center's event categories, most urgent first.
+var Categories = []string{"ALERT", "ERROR", "WARN", "INFO"}
+
+// idPattern is DNA Center's event id form: TYPE-SUBDOMAIN-SEVERITY-NUMBER,
+// e.g. NETWORK-DEVICES-1-101.
+var idPattern = regexp.MustCompile(`^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-[1-5]-[0-9]+$`)
+
+// ValidID reports whether id has DNA Center's event id form.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
 
 // Event is one alert transition (or one-shot event) to notify.
 type Event struct {

@@ -5,6 +5,7 @@
 package observation
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,6 +25,22 @@ const (
 
 // Sources lists every source, for validation and metric labels.
 var Sources = []Source{ICMP, SNMP, Trap}
+
+// Schema is a sample of the variables a source's observations carry, each
+// with a value of its type, so rule expressions are type-checked at load
+// (SNMP custom OIDs, named in config, come on top). Each source's tests
+// check that what it emits matches.
+func Schema(s Source) map[string]any {
+	switch s {
+	case ICMP:
+		return map[string]any{"up": false, "loss": 0.0, "rtt_ms": 0.0, "sent": 0, "recv": 0}
+	case SNMP:
+		return map[string]any{"cpu": 0.0, "mem": 0.0, "uptime_s": 0.0, "uptime_reset": false}
+	case Trap:
+		return map[string]any{"trap": "", "trap_oid": "", "vars": map[string]any{}, "source": "", "version": ""}
+	}
+	return nil
+}
 
 // Observation is what a source saw of one device at one time.
 type Observation struct {
@@ -93,3 +110,32 @@ func (q *Queue) Drain(handle func(Observation)) {
 // Close ends Drain once the queue is empty. Call it after every source has
 // stopped emitting.
 func (q *Queue) Close() { close(q.ch) }
+
+// CheckVars reports variables whose type differs from Schema, and for ICMP
+// and traps (whose observations always carry every variable) the missing
+// ones; SNMP carries what the device has, plus custom OIDs. Sources' tests
+// use it to keep what they emit and what rules are checked against the same.
+func (o Observation) CheckVars() error {
+	schema := Schema(o.Source)
+	if schema == nil {
+		return fmt.Errorf("unknown source %q", o.Source)
+	}
+	var errs []error
+	for name, sample := range schema {
+		v, ok := o.Vars[name]
+		switch {
+		case !ok && o.Source != SNMP:
+			errs = append(errs, fmt.Errorf("%s observation lacks %s", o.Source, name))
+		case ok && fmt.Sprintf("%T", v) != fmt.Sprintf("%T", sample):
+			errs = append(errs, fmt.Errorf("%s observation: %s is %T, rules are checked against %T", o.Source, name, v, sample))
+		}
+	}
+	if o.Source != SNMP {
+		for name := range o.Vars {
+			if _, ok := schema[name]; !ok {
+				errs = append(errs, fmt.Errorf("%s observation: %s is not in the schema rules are checked against", o.Source, name))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -50,3 +50,31 @@ nocbridge_observations_dropped_total{source="trap"} 1
 		t.Errorf("drained %v, want the first two in order", got)
 	}
 }
+
+func TestCheckVars(t *testing.T) {
+	icmp := Schema(ICMP)
+	cases := []struct {
+		name string
+		o    Observation
+		want string // "" for no error
+	}{
+		{"icmp as emitted", Observation{Source: ICMP, Vars: icmp}, ""},
+		{"icmp loss as int", Observation{Source: ICMP, Vars: map[string]any{"up": true, "loss": 0, "rtt_ms": 0.0, "sent": 1, "recv": 1}}, "loss is int"},
+		{"icmp without rtt", Observation{Source: ICMP, Vars: map[string]any{"up": true, "loss": 0.0, "sent": 1, "recv": 1}}, "lacks rtt_ms"},
+		{"trap with an extra variable", Observation{Source: Trap, Vars: map[string]any{"trap": "", "trap_oid": "", "vars": map[string]any{}, "source": "", "version": "", "community": ""}}, "community is not in the schema"},
+		{"snmp with some values and a custom OID", Observation{Source: SNMP, Vars: map[string]any{"cpu": 5.0, "temp_c": 40.0}}, ""},
+		{"snmp cpu as string", Observation{Source: SNMP, Vars: map[string]any{"cpu": "5"}}, "cpu is string"},
+		{"unknown source", Observation{Source: "syslog"}, "unknown source"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.CheckVars()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("CheckVars: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("CheckVars = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -43,7 +43,7 @@ func (s *Set) Evaluate(obs observation.Observation) ([]Condition, []error) {
 		env[k] = v
 	}
 	env["device"] = deviceEnv(obs.Device)
-	for _, r := range s.ForSource(string(obs.Source)) {
+	for _, r := range s.ForSource(obs.Source) {
 		if !r.Match.Matches(obs.Device) {
 			continue
 		}
@@ -89,7 +89,7 @@ func (r *Rule) evaluate(env map[string]any, obs observation.Observation) (Condit
 		// A trap that neither raises nor resolves says nothing about this rule.
 		return c, c.Firing || c.Resolve, nil
 	}
-	if r.Source == SourceTrap {
+	if r.Source == observation.Trap {
 		return c, c.Firing, nil
 	}
 	if r.clearWhen != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -16,17 +15,19 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 )
 
 // Set is every loaded rule, indexed by source.
 type Set struct {
 	Rules    []*Rule
-	bySource map[string][]*Rule
+	bySource map[observation.Source][]*Rule
 }
 
 // ForSource returns the rules that evaluate observations of source.
-func (s *Set) ForSource(source string) []*Rule {
+func (s *Set) ForSource(source observation.Source) []*Rule {
 	if s == nil {
 		return nil
 	}
@@ -102,9 +103,9 @@ func Load(globs []string) (*Set, error) {
 		// coldStart trap or as sysUpTime going backwards) when it is a
 		// one-shot kind: event, which keeps no alert state under its id.
 		prev, dup := seen[r.EventID]
-		if same := seenSource[r.EventID+"\x00"+r.Source]; same != nil {
+		if same := seenSource[r.EventID+"\x00"+string(r.Source)]; same != nil {
 			prev, dup = same, true
-		} else if dup && prev.Kind == KindEvent && r.Kind == KindEvent {
+		} else if dup && prev.Kind == event.KindEvent && r.Kind == event.KindEvent {
 			dup = false
 		}
 		if dup {
@@ -113,7 +114,7 @@ func Load(globs []string) (*Set, error) {
 			continue
 		}
 		seen[r.EventID] = r
-		seenSource[r.EventID+"\x00"+r.Source] = r
+		seenSource[r.EventID+"\x00"+string(r.Source)] = r
 	}
 	if err := errs.Err(); err != nil {
 		return nil, err
@@ -123,17 +124,14 @@ func Load(globs []string) (*Set, error) {
 
 // NewSet indexes rules.
 func NewSet(rs []*Rule) *Set {
-	s := &Set{Rules: rs, bySource: map[string][]*Rule{}}
+	s := &Set{Rules: rs, bySource: map[observation.Source][]*Rule{}}
 	for _, r := range rs {
 		s.bySource[r.Source] = append(s.bySource[r.Source], r)
 	}
 	return s
 }
 
-var (
-	eventIDPattern = regexp.MustCompile(`^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-[1-5]-[0-9]+$`)
-	categories     = map[string]bool{"ALERT": true, "ERROR": true, "WARN": true, "INFO": true}
-)
+var ()
 
 // Parse compiles the rules of one file. Every problem comes back at once:
 // the strict decoder's (unknown keys, wrong kinds) and the compile checks',
@@ -202,27 +200,9 @@ func ruleItemNodes(root *yaml.Node) []*yaml.Node {
 
 // envFor is a typed sample environment, so expressions are type-checked at
 // load: a typo in a variable name is a check error, not a silent false.
-func envFor(source string) map[string]any {
-	env := map[string]any{"device": deviceEnv(&inventory.Device{})}
-	switch source {
-	case SourceICMP:
-		env["up"] = false
-		env["loss"] = 0.0
-		env["rtt_ms"] = 0.0
-		env["sent"] = 0
-		env["recv"] = 0
-	case SourceSNMP:
-		env["cpu"] = 0.0
-		env["mem"] = 0.0
-		env["uptime_s"] = 0.0
-		env["uptime_reset"] = false
-	case SourceTrap:
-		env["trap"] = ""
-		env["trap_oid"] = ""
-		env["vars"] = map[string]any{}
-		env["source"] = ""
-		env["version"] = ""
-	}
+func envFor(source observation.Source) map[string]any {
+	env := observation.Schema(source)
+	env["device"] = deviceEnv(&inventory.Device{})
 	return env
 }
 
@@ -232,20 +212,19 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 		errs = append(errs, config.Error{File: file, Line: at(key), Msg: fmt.Sprintf(format, args...)})
 	}
 	r := &Rule{
-		EventID: ry.EventID, Source: ry.Source, Kind: ry.Kind, Match: ry.Match,
+		EventID: ry.EventID, Source: observation.Source(ry.Source), Kind: ry.Kind, Match: ry.Match,
 		For: ry.For.D(), ClearFor: ry.ClearFor.D(), Severity: ry.Severity,
 		Category: ry.Category, Domain: ry.Domain, SubDomain: ry.SubDomain,
 		File: file, Line: line,
 	}
-	if !eventIDPattern.MatchString(ry.EventID) {
+	if !event.ValidID(ry.EventID) {
 		bad("event_id", "event_id %q is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)", ry.EventID)
 	}
-	switch ry.Source {
-	case SourceICMP, SourceSNMP, SourceTrap:
-	default:
+	knownSource := slices.Contains(observation.Sources, r.Source)
+	if !knownSource {
 		bad("source", "source %q: want icmp, snmp or trap", ry.Source)
 	}
-	if ry.Kind != "" && ry.Kind != KindEvent {
+	if ry.Kind != "" && ry.Kind != event.KindEvent {
 		bad("kind", "kind %q: want event or nothing", ry.Kind)
 	}
 	if ry.Severity < 1 || ry.Severity > 5 {
@@ -254,8 +233,8 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	if r.Category == "" {
 		r.Category = "ALERT"
 	}
-	if !categories[r.Category] {
-		bad("category", "category %q: want ALERT, ERROR, WARN or INFO", r.Category)
+	if !slices.Contains(event.Categories, r.Category) {
+		bad("category", "category %q: want %s or %s", r.Category, strings.Join(event.Categories[:len(event.Categories)-1], ", "), event.Categories[len(event.Categories)-1])
 	}
 	if ry.Name == "" {
 		bad("event_id", "rule %s has no name", ry.EventID)
@@ -263,13 +242,13 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	if r.For < 0 || r.ClearFor < 0 {
 		bad("for", "for and clear_for must not be negative")
 	}
-	if len(errs) > 0 && r.Source != SourceICMP && r.Source != SourceSNMP && r.Source != SourceTrap {
+	if len(errs) > 0 && !knownSource {
 		// Expressions cannot be checked without knowing their variables.
 		return nil, errs
 	}
-	env := envFor(ry.Source)
+	env := envFor(r.Source)
 	opts := []expr.Option{expr.Env(env), expr.AsBool()}
-	if ry.Source == SourceSNMP {
+	if r.Source == observation.SNMP {
 		// Custom OIDs are named in config, not known to the rule file.
 		opts = append(opts, expr.AllowUndefinedVariables())
 	}
@@ -290,7 +269,7 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 		r.clearWhen = compileBool("clear_when", ry.ClearWhen)
 	}
 	if ry.ResolveWhen != "" {
-		if ry.Source != SourceTrap {
+		if r.Source != observation.Trap {
 			bad("resolve_when", "resolve_when is for trap rules only")
 		}
 		r.resolveWhen = compileBool("resolve_when", ry.ResolveWhen)
@@ -302,10 +281,10 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 		}
 		r.key = p
 	}
-	if ry.Kind == KindEvent && (ry.ClearWhen != "" || ry.ResolveWhen != "") {
+	if ry.Kind == event.KindEvent && (ry.ClearWhen != "" || ry.ResolveWhen != "") {
 		bad("kind", "a kind: event rule never resolves: drop clear_when/resolve_when")
 	}
-	if ry.Source == SourceTrap && ry.Kind != KindEvent && ry.ResolveWhen == "" {
+	if r.Source == observation.Trap && ry.Kind != event.KindEvent && ry.ResolveWhen == "" {
 		bad("event_id", "trap rule %s needs resolve_when, or kind: event", ry.EventID)
 	}
 	r.value = ry.Value

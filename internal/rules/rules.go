@@ -10,27 +10,15 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
-	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
 )
 
-// Sources a rule can evaluate: the observation sources, as rule files
-// name them.
-const (
-	SourceICMP = string(observation.ICMP)
-	SourceSNMP = string(observation.SNMP)
-	SourceTrap = string(observation.Trap)
-)
-
-// KindEvent marks one-shot rules that notify once and never resolve.
-const KindEvent = event.KindEvent
-
 // Rule is one compiled rule.
 type Rule struct {
 	EventID     string
-	Source      string
-	Kind        string
+	Source      observation.Source
+	Kind        string // event.KindEvent for one-shot rules
 	Match       Match
 	For         time.Duration
 	ClearFor    time.Duration

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
 )
@@ -17,7 +18,7 @@ func TestLoadShippedCatalog(t *testing.T) {
 		t.Fatalf("shipped rules: %v", err)
 	}
 	r := set.ByEventID("NETWORK-DEVICES-1-101")
-	if r == nil || r.Source != SourceICMP || r.For != 20*time.Second || r.Severity != 1 {
+	if r == nil || r.Source != observation.ICMP || r.For != 20*time.Second || r.Severity != 1 {
 		t.Fatalf("NETWORK-DEVICES-1-101 = %+v", r)
 	}
 }
@@ -226,25 +227,25 @@ rules:
 }
 
 func TestDuplicateEventIDs(t *testing.T) {
-	rule := func(source, kind string) string {
-		when := map[string]string{SourceTrap: `trap == "SNMPv2-MIB::coldStart"`, SourceSNMP: "uptime_reset", SourceICMP: "loss == 100"}[source]
+	rule := func(source observation.Source, kind string) string {
+		when := map[observation.Source]string{observation.Trap: `trap == "SNMPv2-MIB::coldStart"`, observation.SNMP: "uptime_reset", observation.ICMP: "loss == 100"}[source]
 		extra := ""
 		if kind != "" {
 			extra = "\n    kind: " + kind
-		} else if source == SourceTrap {
+		} else if source == observation.Trap {
 			extra = "\n    resolve_when: trap == \"SNMPv2-MIB::warmStart\""
 		}
-		return "  - event_id: NETWORK-DEVICES-3-102\n    name: Device restarted\n    source: " + source + extra + "\n    when: " + when + "\n    severity: 3\n"
+		return "  - event_id: NETWORK-DEVICES-3-102\n    name: Device restarted\n    source: " + string(source) + extra + "\n    when: " + when + "\n    severity: 3\n"
 	}
 	tests := []struct {
 		name  string
 		rules []string
 		ok    bool
 	}{
-		{"one-shot events from two sources", []string{rule(SourceTrap, KindEvent), rule(SourceSNMP, KindEvent)}, true},
-		{"one-shot events from one source twice", []string{rule(SourceTrap, KindEvent), rule(SourceTrap, KindEvent)}, false},
-		{"a stateful rule shares the id", []string{rule(SourceSNMP, KindEvent), rule(SourceICMP, "")}, false},
-		{"three sources, one repeated", []string{rule(SourceTrap, KindEvent), rule(SourceSNMP, KindEvent), rule(SourceTrap, KindEvent)}, false},
+		{"one-shot events from two sources", []string{rule(observation.Trap, event.KindEvent), rule(observation.SNMP, event.KindEvent)}, true},
+		{"one-shot events from one source twice", []string{rule(observation.Trap, event.KindEvent), rule(observation.Trap, event.KindEvent)}, false},
+		{"a stateful rule shares the id", []string{rule(observation.SNMP, event.KindEvent), rule(observation.ICMP, "")}, false},
+		{"three sources, one repeated", []string{rule(observation.Trap, event.KindEvent), rule(observation.SNMP, event.KindEvent), rule(observation.Trap, event.KindEvent)}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

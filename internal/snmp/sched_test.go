@@ -318,6 +318,9 @@ func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
 			if o.Source != observation.SNMP || o.Device != want || o.Err != nil || o.Vars[VarCPU] == nil {
 				t.Errorf("observation %d: source %s device %+v err %v vars %v; want snmp with cpu from %+v", i, o.Source, o.Device, o.Err, o.Vars, want)
 			}
+			if err := o.CheckVars(); err != nil {
+				t.Error(err)
+			}
 		}
 	})
 }

@@ -208,6 +208,9 @@ func TestNetSNMPTraps(t *testing.T) {
 			if rv["trap"] != "IF-MIB::linkDown" || rv["source"] != "127.0.0.2" || rv["version"] != tt.version {
 				t.Errorf("rule vars = %v", rv)
 			}
+			if err := tr.Observation().CheckVars(); err != nil {
+				t.Error(err)
+			}
 			if d := tr.Observation().Device; d.Name != "127.0.0.2" || d.Address != "127.0.0.2" {
 				t.Errorf("a sender outside any inventory is device %+v, want one named by its address", d)
 			}

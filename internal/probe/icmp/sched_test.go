@@ -689,6 +689,9 @@ func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
 			if o.Vars["up"] != true || o.Vars["loss"] != 0.0 || o.Vars["rtt_ms"] != 2.0 || o.Vars["sent"] != 2 || o.Vars["recv"] != 2 {
 				t.Errorf("observation %d vars %v", i, o.Vars)
 			}
+			if err := o.CheckVars(); err != nil {
+				t.Error(err)
+			}
 		}
 		sends := fn.sendTimes("192.0.2.1")
 		for k := 2; k < len(sends); k += 2 {
