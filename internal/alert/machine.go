@@ -1,0 +1,197 @@
+package alert
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/observation"
+	"github.com/nocbridge/nocbridge/internal/rules"
+)
+
+// The state machine: how a condition moves an instance through pending,
+// firing and resolved, at the time of an observation or of a deadline.
+
+func (m *Manager) apply(k string, c rules.Condition) error {
+	r := c.Rule
+	in := m.instances[k]
+	switch {
+	case r.Kind == event.KindEvent:
+		if !c.Firing {
+			return nil
+		}
+		ev, err := m.newEvent(r, c, uuid.NewString(), c.Time)
+		if err != nil {
+			return err
+		}
+		m.staged = append(m.staged, &transition{k: k, ev: ev})
+		return nil
+	case r.Source == observation.Trap:
+		// Trap rules fire on the raising trap and resolve on the matching one.
+		if c.Resolve && in != nil && in.State == StateFiring {
+			return m.resolve(k, in, c.Time)
+		}
+		if c.Firing && in == nil {
+			in = &Instance{EventID: r.EventID, Device: *c.Device, Key: c.Key, State: StatePending, Since: c.Time}
+			m.instances[k] = in
+			return m.fire(k, in, c, c.Time)
+		}
+		return nil
+	}
+	if in == nil {
+		if !c.Firing {
+			return nil
+		}
+		in = &Instance{EventID: r.EventID, Device: *c.Device, Key: c.Key, State: StatePending, Since: c.Time, Value: c.Value}
+		m.instances[k] = in
+	}
+	in.Value = c.Value
+	in.Device = *c.Device
+	switch in.State {
+	case StatePending:
+		if !c.Firing {
+			delete(m.instances, k)
+			return nil
+		}
+		if c.Time.Sub(in.Since) >= r.For {
+			return m.fire(k, in, c, c.Time)
+		}
+		m.wakeFor(in.Since.Add(r.For))
+	case StateFiring:
+		switch {
+		case c.Clear && in.Clearing.IsZero():
+			in.Clearing = c.Time
+			if r.ClearFor == 0 {
+				return m.resolve(k, in, c.Time)
+			}
+			m.wakeFor(in.Clearing.Add(r.ClearFor))
+		case c.Clear && c.Time.Sub(in.Clearing) >= r.ClearFor:
+			return m.resolve(k, in, c.Time)
+		case !c.Clear:
+			in.Clearing = time.Time{}
+		}
+	}
+	return nil
+}
+
+func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, at time.Time) (event.Event, error) {
+	name, desc, err := r.Render(rules.TemplateData{Device: c.Device, Key: c.Key, Value: c.Value, Vars: c.Vars})
+	if err != nil {
+		return event.Event{}, err
+	}
+	return event.Event{
+		InstanceID: instanceID, EventID: r.EventID, Name: name, Description: desc,
+		Category: r.Category, Domain: r.Domain, SubDomain: r.SubDomain, Severity: r.Severity,
+		Source: string(r.Source), Timestamp: at.UTC(), Status: event.StatusActive, Kind: r.Kind,
+		Device: *c.Device,
+		Key:    c.Key,
+	}, nil
+}
+
+func (m *Manager) fire(k string, in *Instance, c rules.Condition, at time.Time) error {
+	ev, err := m.newEvent(c.Rule, c, uuid.NewString(), at)
+	if err != nil {
+		return err
+	}
+	in.State = StateFiring
+	in.ActiveAt = at
+	in.Clearing = time.Time{}
+	in.Event = &ev
+	m.log.Info("alert firing", "event_id", ev.EventID, "device", ev.Device.Name, "key", ev.Key, "instance_id", ev.InstanceID)
+	m.stage(k, in, ev)
+	return nil
+}
+
+func (m *Manager) resolve(k string, in *Instance, at time.Time) error {
+	if in.Event == nil {
+		m.forget(k)
+		return nil
+	}
+	ev := *in.Event
+	ev.Status = event.StatusResolved
+	ev.Timestamp = at.UTC()
+	m.log.Info("alert resolved", "event_id", ev.EventID, "device", ev.Device.Name, "key", ev.Key, "instance_id", ev.InstanceID)
+	m.stage(k, in, ev)
+	return nil
+}
+
+// stage records ev as the instance's unsent transition, to be stored and
+// dispatched by the next commit.
+func (m *Manager) stage(k string, in *Instance, ev event.Event) {
+	in.Unsent = &ev
+	t := &transition{k: k, in: in, ev: ev}
+	if ev.Status == event.StatusResolved {
+		t.resolveTo = in.ResolveTo
+	}
+	m.staged = append(m.staged, t)
+}
+
+// forget drops the instance; the deletion is written behind.
+func (m *Manager) forget(k string) {
+	if in := m.instances[k]; in != nil {
+		delete(m.instances, k)
+		m.behind.put(k, nil, in.EventID, in.Device.Name)
+	}
+}
+
+// tick applies due deadlines and returns the next one (zero if none).
+func (m *Manager) tick(ctx context.Context) time.Time {
+	m.ticks.Add(1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	retryUnsent := !m.unsentRetry.IsZero() && !now.Before(m.unsentRetry)
+	if retryUnsent {
+		m.unsentRetry = time.Time{} // commit sets it again if they fail again
+		m.staged = append(m.staged, m.failedEvents...)
+		m.failedEvents = nil
+	} else if !m.unsentRetry.IsZero() {
+		consider(m.unsentRetry)
+	}
+	for _, k := range m.sortedKeys() {
+		in := m.instances[k]
+		if in.Unsent != nil {
+			// A transition the store or the outbox refused: handed over
+			// again here rather than only at the next start or reload.
+			if retryUnsent {
+				m.stage(k, in, *in.Unsent)
+			}
+			continue
+		}
+		r := m.set.ByEventID(in.EventID)
+		if r == nil {
+			continue
+		}
+		switch {
+		case in.State == StatePending && r.Source != observation.Trap:
+			due := in.Since.Add(r.For)
+			if now.Before(due) {
+				consider(due)
+				continue
+			}
+			c := rules.Condition{Rule: r, Device: &in.Device, Key: in.Key, Time: due, Firing: true, Value: in.Value}
+			if err := m.fire(k, in, c, due); err != nil {
+				m.log.Error("firing alert", "event_id", in.EventID, "device", in.Device.Name, "err", err)
+			}
+		case in.State == StateFiring && !in.Clearing.IsZero():
+			due := in.Clearing.Add(r.ClearFor)
+			if now.Before(due) {
+				consider(due)
+				continue
+			}
+			if err := m.resolve(k, in, due); err != nil {
+				m.log.Error("resolving alert", "event_id", in.EventID, "device", in.Device.Name, "err", err)
+			}
+		}
+	}
+	_ = m.commit(ctx) // failures are logged; they stay unsent in the store
+	m.planned = next
+	return next
+}

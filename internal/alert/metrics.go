@@ -1,0 +1,24 @@
+package alert
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// activeCollector counts firing instances at scrape time, so the gauge costs
+// nothing per transition and never drifts from the state.
+type activeCollector struct{ m *Manager }
+
+func (c activeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.activeDesc }
+
+func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	m.mu.Lock()
+	firing := map[string]int{}
+	for _, in := range m.instances {
+		if in.State == StateFiring {
+			firing[in.EventID]++
+		}
+	}
+	m.mu.Unlock()
+	for id, n := range firing {
+		ch <- prometheus.MustNewConstMetric(m.activeDesc, prometheus.GaugeValue, float64(n), id)
+	}
+}
