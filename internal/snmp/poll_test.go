@@ -16,9 +16,9 @@ import (
 	"github.com/nocbridge/nocbridge/internal/config"
 )
 
-func newTestPoller(a *fakeAgent, oids map[string]string) *poller {
+func newTestPoller(a *FakeAgent, oids map[string]string) *poller {
 	cfg := withDefaults(Target{Device: "dev1", Address: "192.0.2.1", Profile: config.SNMPProfile{Version: "2c"}, OIDs: oids})
-	return newPoller(cfg, customOIDs(cfg, discard()), a.client, discard())
+	return newPoller(cfg, customOIDs(cfg, discard()), a.Client, discard())
 }
 
 func pollOnce(t *testing.T, p *poller) Result {
@@ -33,12 +33,12 @@ func approx(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 func TestSourcesByDeviceFamily(t *testing.T) {
 	cases := []struct {
 		name             string
-		agent            *fakeAgent
+		agent            *FakeAgent
 		cpu, mem, uptime float64
 		cpuSrc, memSrc   string
 	}{
 		{"cisco rows averaged, preferred over the rest", ciscoSwitch().
-			set(oidHrProcessorLoad+".1", gosnmp.Integer, 99).set(oidSsCPUIdle, gosnmp.Integer, 1),
+			Set(oidHrProcessorLoad+".1", gosnmp.Integer, 99).Set(oidSsCPUIdle, gosnmp.Integer, 1),
 			40, 20, 1234.56, SourceCisco, SourceCiscoMemPool},
 		{"host resources averaged, RAM rows only", linuxHost(), 30, 25, 50, SourceHostResources, SourceHostResources},
 		{"UCD idle and memory", ucdOnly(), 15, 60, 0.77, SourceUCD, SourceUCD},
@@ -70,10 +70,10 @@ func TestSourcesByDeviceFamily(t *testing.T) {
 
 func TestHrStorageUnitsDifferPerRow(t *testing.T) {
 	a := linuxHost().
-		set(oidHrStorageType+".2", gosnmp.ObjectIdentifier, oidHrStorageRAM).
-		set(oidHrStorageUnits+".2", gosnmp.Integer, 4096).
-		set(oidHrStorageSize+".2", gosnmp.Integer, 1000).
-		set(oidHrStorageUsed+".2", gosnmp.Integer, 1000)
+		Set(oidHrStorageType+".2", gosnmp.ObjectIdentifier, oidHrStorageRAM).
+		Set(oidHrStorageUnits+".2", gosnmp.Integer, 4096).
+		Set(oidHrStorageSize+".2", gosnmp.Integer, 1000).
+		Set(oidHrStorageUsed+".2", gosnmp.Integer, 1000)
 	r := pollOnce(t, newTestPoller(a, nil))
 	// (250*1024 + 1000*4096) / (1000*1024 + 1000*4096)
 	want := 100 * float64(250*1024+1000*4096) / float64(1000*1024+1000*4096)
@@ -85,15 +85,15 @@ func TestHrStorageUnitsDifferPerRow(t *testing.T) {
 func TestRememberedSourcesAreAskedDirectly(t *testing.T) {
 	a := linuxHost()
 	p := newTestPoller(a, map[string]string{"temp": ".1.3.6.1.4.1.9.9.13.1.3.1.3.1"})
-	a.set(".1.3.6.1.4.1.9.9.13.1.3.1.3.1", gosnmp.Gauge32, uint(41))
+	a.Set(".1.3.6.1.4.1.9.9.13.1.3.1.3.1", gosnmp.Gauge32, uint(41))
 	first := pollOnce(t, p)
 	if first.Err != nil {
 		t.Fatal(first.Err)
 	}
-	a.resetStats()
-	a.set(oidHrProcessorLoad+".196610", gosnmp.Integer, 90)
+	a.ResetRequests()
+	a.Set(oidHrProcessorLoad+".196610", gosnmp.Integer, 90)
 	r := pollOnce(t, p)
-	gets, walks, seen := a.stats()
+	gets, walks, seen := a.Requests()
 	if gets != 1 || walks != 0 {
 		t.Fatalf("second poll made %d GETs and %d walks (%v), want one GET", gets, walks, seen)
 	}
@@ -106,12 +106,12 @@ func TestRememberedSourcesAreAskedDirectly(t *testing.T) {
 }
 
 func TestSourceGoneIsRediscovered(t *testing.T) {
-	a := ciscoSwitch().set(oidHrProcessorLoad+".1", gosnmp.Integer, 70)
+	a := ciscoSwitch().Set(oidHrProcessorLoad+".1", gosnmp.Integer, 70)
 	p := newTestPoller(a, nil)
 	if r := pollOnce(t, p); r.CPUSource != SourceCisco {
 		t.Fatalf("first poll: source %q", r.CPUSource)
 	}
-	a.deleteTree(oidCiscoCPUTotal5minRev) // e.g. a firmware without the Cisco MIB
+	a.DeleteTree(oidCiscoCPUTotal5minRev) // e.g. a firmware without the Cisco MIB
 	r := pollOnce(t, p)
 	if r.CPUSource != SourceHostResources || r.Vars[VarCPU] != 70.0 {
 		t.Fatalf("after the Cisco rows vanished: source %q cpu %v, want HOST-RESOURCES-MIB 70", r.CPUSource, r.Vars[VarCPU])
@@ -122,7 +122,7 @@ func TestNewRowsSeenAtRediscovery(t *testing.T) {
 	a := ciscoSwitch()
 	p := newTestPoller(a, nil)
 	pollOnce(t, p)
-	a.set(oidCiscoCPUTotal5minRev+".3", gosnmp.Gauge32, uint(100)) // a second supervisor comes up
+	a.Set(oidCiscoCPUTotal5minRev+".3", gosnmp.Gauge32, uint(100)) // a second supervisor comes up
 	var last Result
 	for range rediscoverEvery + 1 { // the remembered rows serve rediscoverEvery polls
 		last = pollOnce(t, p)
@@ -133,27 +133,27 @@ func TestNewRowsSeenAtRediscovery(t *testing.T) {
 }
 
 func TestDeviceWithoutSourcesIsNotWalkedEveryPoll(t *testing.T) {
-	a := newFakeAgent().set(oidSysUpTime, gosnmp.TimeTicks, uint32(1))
+	a := NewFakeAgent().Set(oidSysUpTime, gosnmp.TimeTicks, uint32(1))
 	p := newTestPoller(a, nil)
 	r := pollOnce(t, p)
 	if r.Err != nil || r.Vars[VarCPU] != nil || r.Vars[VarMem] != nil || r.Vars[VarUptime] != 0.01 {
 		t.Fatalf("first poll: %+v", r)
 	}
-	a.resetStats()
+	a.ResetRequests()
 	pollOnce(t, p)
-	if gets, walks, seen := a.stats(); gets != 1 || walks != 0 {
+	if gets, walks, seen := a.Requests(); gets != 1 || walks != 0 {
 		t.Fatalf("second poll made %d GETs and %d walks (%v), want one GET", gets, walks, seen)
 	}
 }
 
 func TestCustomOIDs(t *testing.T) {
 	a := ucdOnly().
-		set(".1.3.6.1.2.1.2.2.1.10.1", gosnmp.Counter32, uint(4000000000)).
-		set(".1.3.6.1.2.1.31.1.1.1.6.1", gosnmp.Counter64, uint64(1<<63)).
-		set(".1.3.6.1.2.1.1.5.0", gosnmp.OctetString, []byte("core-sw1")).
-		set(".1.3.6.1.4.1.99.1.0", gosnmp.OctetString, []byte(" 12.5 ")).
-		set(".1.3.6.1.2.1.2.2.1.6.1", gosnmp.OctetString, []byte{0x00, 0x1b, 0xff, 0x0a}).
-		set(".1.3.6.1.2.1.4.20.1.1.10.0.0.1", gosnmp.IPAddress, "10.0.0.1")
+		Set(".1.3.6.1.2.1.2.2.1.10.1", gosnmp.Counter32, uint(4000000000)).
+		Set(".1.3.6.1.2.1.31.1.1.1.6.1", gosnmp.Counter64, uint64(1<<63)).
+		Set(".1.3.6.1.2.1.1.5.0", gosnmp.OctetString, []byte("core-sw1")).
+		Set(".1.3.6.1.4.1.99.1.0", gosnmp.OctetString, []byte(" 12.5 ")).
+		Set(".1.3.6.1.2.1.2.2.1.6.1", gosnmp.OctetString, []byte{0x00, 0x1b, 0xff, 0x0a}).
+		Set(".1.3.6.1.2.1.4.20.1.1.10.0.0.1", gosnmp.IPAddress, "10.0.0.1")
 	oids := map[string]string{
 		"in_octets":  "1.3.6.1.2.1.2.2.1.10.1", // without the leading dot
 		"hc_octets":  ".1.3.6.1.2.1.31.1.1.1.6.1",
@@ -202,10 +202,10 @@ func TestUptimeReset(t *testing.T) {
 	}
 	for i, s := range steps {
 		if s.fail {
-			a.setErr(context.DeadlineExceeded)
+			a.SetError(context.DeadlineExceeded)
 		} else {
-			a.setErr(nil)
-			a.set(oidSysUpTime, gosnmp.TimeTicks, s.ticks)
+			a.SetError(nil)
+			a.Set(oidSysUpTime, gosnmp.TimeTicks, s.ticks)
 		}
 		r := pollOnce(t, p)
 		if s.fail {
@@ -236,7 +236,7 @@ func TestUptimeWrapIsNoReset(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newTestPoller(newFakeAgent(), nil)
+			p := newTestPoller(NewFakeAgent(), nil)
 			p.uptime.ticks, p.uptime.at, p.uptime.known = tc.last, t0, true
 			if got := p.uptimeWentBack(tc.now, t0.Add(tc.elapsed)); got != tc.want {
 				t.Fatalf("uptimeWentBack = %v, want %v", got, tc.want)
@@ -250,7 +250,7 @@ func TestFailuresCarryReasonAndNoVars(t *testing.T) {
 	cases := []struct {
 		name   string
 		err    error
-		agent  *fakeAgent
+		agent  *FakeAgent
 		reason string
 		is     error
 	}{
@@ -262,14 +262,14 @@ func TestFailuresCarryReasonAndNoVars(t *testing.T) {
 		{"port unreachable", fmt.Errorf("error reading from socket: %w", refused), nil, ReasonUnreachable, syscall.ECONNREFUSED},
 		{"dns", &net.DNSError{Err: "no such host", Name: "sw9.example", IsNotFound: true}, nil, ReasonUnreachable, nil},
 		{"genErr", &StatusError{Status: gosnmp.GenErr, Index: 1}, nil, ReasonError, nil},
-		{"no such object", nil, newFakeAgent(), ReasonError, ErrNoSuchObject},
+		{"no such object", nil, NewFakeAgent(), ReasonError, ErrNoSuchObject},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a := tc.agent
 			if a == nil {
 				a = ciscoSwitch()
-				a.setErr(tc.err)
+				a.SetError(tc.err)
 			}
 			r := pollOnce(t, newTestPoller(a, map[string]string{"x": ".1.3.6.1.4.1.99.1.0"}))
 			if r.Err == nil || r.Reason != tc.reason || r.Vars != nil {
@@ -289,15 +289,13 @@ func TestFailedPollReconnects(t *testing.T) {
 	a := ciscoSwitch()
 	p := newTestPoller(a, nil)
 	pollOnce(t, p)
-	a.setErr(context.DeadlineExceeded)
+	a.SetError(context.DeadlineExceeded)
 	pollOnce(t, p)
-	a.mu.Lock()
-	open := a.open
-	a.mu.Unlock()
+	open := a.Open()
 	if open != 0 {
 		t.Fatalf("%d clients open after a failed poll, want 0 (closed, reconnected next poll)", open)
 	}
-	a.setErr(nil)
+	a.SetError(nil)
 	if r := pollOnce(t, p); r.Err != nil {
 		t.Fatalf("poll after recovery: %v", r.Err)
 	}

@@ -17,11 +17,11 @@ import (
 // fleet is a set of fake devices, one agent each.
 type fleet struct {
 	mu     sync.Mutex
-	agents map[string]*fakeAgent
+	agents map[string]*FakeAgent
 }
 
-func newFleet(n int, mk func() *fakeAgent) (*fleet, []Target) {
-	f := &fleet{agents: map[string]*fakeAgent{}}
+func newFleet(n int, mk func() *FakeAgent) (*fleet, []Target) {
+	f := &fleet{agents: map[string]*FakeAgent{}}
 	var ts []Target
 	for i := range n {
 		name := fmt.Sprintf("sw%03d", i)
@@ -31,13 +31,13 @@ func newFleet(n int, mk func() *fakeAgent) (*fleet, []Target) {
 	return f, ts
 }
 
-func (f *fleet) agent(device string) *fakeAgent {
+func (f *fleet) agent(device string) *FakeAgent {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.agents[device]
 }
 
-func (f *fleet) client(t Target) (Client, error) { return f.agent(t.Device).client(t) }
+func (f *fleet) client(t Target) (Client, error) { return f.agent(t.Device).Client(t) }
 
 // recorder collects results; report runs on Run's goroutine.
 type recorder struct {
@@ -80,8 +80,8 @@ func start(t *testing.T, e *Engine) (*recorder, func()) {
 func TestConcurrencyIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		shared := ciscoSwitch()
-		shared.latency = 40 * time.Millisecond // discovery: 4 requests, 160ms a poll
-		f, ts := newFleet(200, func() *fakeAgent { return shared })
+		shared.SetLatency(40 * time.Millisecond) // discovery: 4 requests, 160ms a poll
+		f, ts := newFleet(200, func() *FakeAgent { return shared })
 		reg := prometheus.NewRegistry()
 		e := New(Options{Concurrency: 4, Logger: discard(), Registerer: reg, Client: f.client})
 		e.SetTargets(ts)
@@ -89,16 +89,16 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		time.Sleep(10*time.Second + time.Second) // one round and a little
 		stop()
 
-		if shared.maxInFlight != 4 {
-			t.Errorf("max polls in flight = %d, want the concurrency, 4", shared.maxInFlight)
+		if shared.MaxInFlight() != 4 {
+			t.Errorf("max polls in flight = %d, want the concurrency, 4", shared.MaxInFlight())
 		}
 		for _, tg := range ts {
 			if rs := rec.of(tg.Device); len(rs) == 0 || rs[0].Err != nil {
 				t.Fatalf("%s: results %+v, want a successful poll in the first round", tg.Device, rs)
 			}
 		}
-		if shared.open != 0 {
-			t.Errorf("%d clients still open after Run returned", shared.open)
+		if shared.Open() != 0 {
+			t.Errorf("%d clients still open after Run returned", shared.Open())
 		}
 		if n := histogramCount(t, reg, "nocbridge_snmp_poll_duration_seconds", "ok"); n != uint64(len(rec.results)) {
 			t.Errorf("poll duration histogram counted %d ok polls, want %d", n, len(rec.results))
@@ -170,7 +170,7 @@ func TestRoundsSpreadOverInterval(t *testing.T) {
 func TestSlowDeviceNeverOverlaps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, ts := newFleet(1, ciscoSwitch)
-		f.agent(ts[0].Device).latency = 25 * time.Second // longer than the interval
+		f.agent(ts[0].Device).SetLatency(25 * time.Second) // longer than the interval
 		reg := prometheus.NewRegistry()
 		e := New(Options{Logger: discard(), Registerer: reg, Client: f.client})
 		e.SetTargets(ts)
@@ -179,8 +179,8 @@ func TestSlowDeviceNeverOverlaps(t *testing.T) {
 		stop()
 
 		a := f.agent(ts[0].Device)
-		if a.maxInFlight != 1 {
-			t.Errorf("max requests in flight to the slow device = %d, want 1", a.maxInFlight)
+		if a.MaxInFlight() != 1 {
+			t.Errorf("max requests in flight to the slow device = %d, want 1", a.MaxInFlight())
 		}
 		rs := rec.of(ts[0].Device)
 		if len(rs) == 0 || len(rs) > 6 {
@@ -202,12 +202,12 @@ func TestSetTargetsWhileRunning(t *testing.T) {
 		e.SetTargets([]Target{a, b})
 		rec, stop := start(t, e)
 		time.Sleep(25 * time.Second)
-		_, walksBefore, _ := f.agent(b.Device).stats()
+		_, walksBefore, _ := f.agent(b.Device).Requests()
 
 		changedAt := time.Now()
 		e.SetTargets([]Target{b, c})
 		synctest.Wait()
-		if open := f.agent(a.Device).open; open != 0 {
+		if open := f.agent(a.Device).Open(); open != 0 {
 			t.Errorf("removed device still has %d open clients", open)
 		}
 		time.Sleep(25 * time.Second)
@@ -227,12 +227,12 @@ func TestSetTargetsWhileRunning(t *testing.T) {
 				t.Errorf("unchanged device %s: polls %v apart across SetTargets, want its schedule kept", b.Device, d)
 			}
 		}
-		if _, walks, _ := f.agent(b.Device).stats(); walks != walksBefore {
+		if _, walks, _ := f.agent(b.Device).Requests(); walks != walksBefore {
 			t.Errorf("unchanged device %s walked again (%d → %d walks): what was learned was lost", b.Device, walksBefore, walks)
 		}
 		for name, ag := range f.agents {
-			if ag.open != 0 {
-				t.Errorf("%s: %d clients open after Run returned", name, ag.open)
+			if ag.Open() != 0 {
+				t.Errorf("%s: %d clients open after Run returned", name, ag.Open())
 			}
 		}
 	})
@@ -256,7 +256,7 @@ func TestDuplicateTargetsPolledOnce(t *testing.T) {
 
 func TestRunTwiceIsAnError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := New(Options{Logger: discard(), Client: newFakeAgent().client})
+		e := New(Options{Logger: discard(), Client: NewFakeAgent().Client})
 		_, stop := start(t, e)
 		synctest.Wait()
 		if err := e.run(context.Background(), func(Result) {}); err == nil {
@@ -281,7 +281,7 @@ func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
 			if t.Device != "sw1" {
 				return nil, fmt.Errorf("polled %s, which has no SNMP settings", t.Device)
 			}
-			return agent.client(t)
+			return agent.Client(t)
 		}})
 		e.SetTargets(Targets(first))
 		var mu sync.Mutex
@@ -296,7 +296,7 @@ func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
 			})
 		}()
 		time.Sleep(11 * time.Second)
-		_, walksBefore, _ := agent.stats()
+		_, walksBefore, _ := agent.Requests()
 		second := inventory.Of(inventory.Device{Name: "sw1", Address: "192.0.2.1", Site: "DC", SNMP: settings})
 		e.SetTargets(Targets(second))
 		time.Sleep(20 * time.Second)
@@ -307,7 +307,7 @@ func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
 		if len(got) != 3 {
 			t.Fatalf("%d observations, want one per poll (3)", len(got))
 		}
-		if _, walks, _ := agent.stats(); walks != walksBefore {
+		if _, walks, _ := agent.Requests(); walks != walksBefore {
 			t.Errorf("walked again after the reload (%d → %d walks): the poller restarted, losing what it learned", walksBefore, walks)
 		}
 		for i, o := range got {
