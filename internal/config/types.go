@@ -1,3 +1,8 @@
+// Package config is the configuration as data: the types of
+// nocbridge.yaml, defaults applied in one place (defaults.go), *_file
+// secrets that never print, validation with every error at once as
+// FILE:LINE, and the one strict YAML decoder (Strict) that destinations and
+// rule files use too. It imports no other nocbridge package.
 package config
 
 import (

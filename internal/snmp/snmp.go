@@ -1,6 +1,8 @@
 // Package snmp polls devices over SNMP (v1, v2c, v3) on an interval and
-// reports what it saw as Results: CPU and memory percent, uptime, whether the
-// device restarted, and custom OIDs. It knows devices, never rules.
+// emits what it saw as observations: CPU and memory percent, uptime, whether
+// the device restarted, and custom OIDs, or why the poll failed. It knows
+// the inventory, never rules. gosnmp sits behind Client; FakeAgent is the
+// in-memory agent for tests.
 package snmp
 
 import (

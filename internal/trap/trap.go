@@ -1,6 +1,7 @@
 // Package trap receives SNMP notifications (v1 traps, v2c/v3 traps and
-// informs) on its own UDP read loop, authenticates them, names their OIDs and
-// hands them on as Trap values for rule evaluation.
+// informs) on its own UDP read loop, authenticates them, looks the sender up
+// in the inventory, names their OIDs and emits them as observations for rule
+// evaluation.
 package trap
 
 import (

@@ -1,5 +1,5 @@
-// Package icmp is nocbridge's ping engine: it probes every device of the
-// inventory with ICMP echo rounds and reports one Result per round.
+// Package icmp is nocbridge's ping engine: it probes every pinged device of
+// the inventory with ICMP echo rounds and emits one observation per round.
 //
 // # Design
 //
