@@ -336,9 +336,7 @@ func (a *App) icmpResult(ctx context.Context, out chan<- rules.Observation) func
 		}
 		a.deviceUp.WithLabelValues(r.Device).Set(up)
 		a.devices.recordICMP(r)
-		obs := rules.Observation{Source: rules.SourceICMP, Device: dev, Time: r.Time, Vars: map[string]any{
-			"up": r.Recv > 0, "loss": r.Loss, "rtt_ms": float64(r.RTT) / float64(time.Millisecond), "sent": r.Sent, "recv": r.Recv,
-		}}
+		obs := rules.Observation{Source: rules.SourceICMP, Device: dev, Time: r.Time, Vars: r.RuleVars()}
 		select {
 		case out <- obs:
 		case <-ctx.Done():

@@ -102,6 +102,14 @@ type Result struct {
 	Err             error         // why the round could not probe (DNS failure, send error…), nil otherwise
 }
 
+// RuleVars is the environment ICMP rules see (SPEC section 4), besides
+// device: the daemon and the benchmarks build observations from it alike.
+func (r Result) RuleVars() map[string]any {
+	return map[string]any{
+		"up": r.Recv > 0, "loss": r.Loss, "rtt_ms": float64(r.RTT) / float64(time.Millisecond), "sent": r.Sent, "recv": r.Recv,
+	}
+}
+
 // Defaults for the fields a Target leaves zero.
 const (
 	DefaultInterval = 10 * time.Second
