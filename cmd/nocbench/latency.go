@@ -40,7 +40,8 @@ func runLatency(ctx context.Context, args []string) error {
 			"Starts the daemon in-process on a temporary state directory (fsync on every write) and sends\n"+
 			"v2c linkDown traps at -rate, each for a new ifIndex and so a new alert, to its trap listener;\n"+
 			"a loopback webhook receiver answering 204 notes when each alert's POST arrives. Prints the\n"+
-			"latency percentiles and fails if an alert is missing or p99 exceeds -max-p99.\n\n")
+			"latency percentiles and fails if an alert is missing, arrives twice (same webhook-id, or a\n"+
+			"second alert for one ifIndex), a request is not an expected alert, or p99 exceeds -max-p99.\n\n")
 		fs.PrintDefaults()
 	}
 	rate := fs.Int("rate", 1000, "traps (new alerts) per second")
@@ -49,6 +50,8 @@ func runLatency(ctx context.Context, args []string) error {
 	rulesFile := fs.String("rules", "rules/network-interfaces.yaml", "rule file holding "+latencyEventID+" (relative to the working directory)")
 	drain := fs.Duration("drain", 30*time.Second, "after the last trap, how long to wait for missing alerts")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (sending and waiting for the last alerts) to this file")
+	loseResponses := fs.Int("lose-responses", 0, "drop the connection instead of answering the first N POSTs (received, but the daemon cannot know), "+
+		"so it sends them again: shows that a duplicate fails the run")
 	logFile := fs.String("log", "", "write the daemon's log (info and up, JSON) to this file; warnings always go to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -71,6 +74,7 @@ func runLatency(ctx context.Context, args []string) error {
 	}
 
 	rcv := newLatencyReceiver(int(count))
+	rcv.loseFirst.Store(int64(*loseResponses))
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 
@@ -143,7 +147,7 @@ func runLatency(ctx context.Context, args []string) error {
 	received, dropped := latencyTrapCounts(d)
 	fmt.Printf("  sent %d in %v (%.0f/s); daemon: traps received %.0f, dropped %.0f\n",
 		sent, sendTook.Round(time.Millisecond), float64(sent)/sendTook.Seconds(), received, dropped)
-	fmt.Printf("  delivered %d of %d alerts; duplicate POSTs %d, unexpected POSTs %d\n",
+	fmt.Printf("  delivered %d of %d alerts; duplicate POSTs (same webhook-id) %d, unexpected requests %d\n",
 		len(res.latencies), sent, res.dups, res.unexpected)
 	lat := res.latencies
 	fmt.Printf("  latency trap sent → POST received: p50 %v  p90 %v  p99 %v  max %v\n",
@@ -155,8 +159,11 @@ func runLatency(ctx context.Context, args []string) error {
 	if missing := sent - int64(len(lat)); missing > 0 {
 		failed = append(failed, fmt.Errorf("%d of %d alerts never reached the receiver (first missing: ifIndex %d)", missing, sent, res.firstMissing))
 	}
+	if res.dups > 0 {
+		failed = append(failed, fmt.Errorf("%d POSTs repeated a webhook-id already received", res.dups))
+	}
 	if res.unexpected > 0 {
-		failed = append(failed, fmt.Errorf("%d POSTs were not an active %s for a sent ifIndex", res.unexpected, latencyEventID))
+		failed = append(failed, fmt.Errorf("%d requests were not the first active %s for a sent ifIndex", res.unexpected, latencyEventID))
 	}
 	if p99 := pct(lat, 99); len(lat) > 0 && p99 > *maxP99 {
 		failed = append(failed, fmt.Errorf("p99 %v is above the %v target", p99, *maxP99))
@@ -164,7 +171,7 @@ func runLatency(ctx context.Context, args []string) error {
 	if len(failed) > 0 {
 		return fmt.Errorf("latency benchmark failed: %w", errors.Join(failed...))
 	}
-	fmt.Printf("PASS: every alert delivered, p99 %v ≤ %v\n", pct(lat, 99), *maxP99)
+	fmt.Printf("PASS: every alert delivered once, p99 %v ≤ %v\n", pct(lat, 99), *maxP99)
 	return nil
 }
 
@@ -305,7 +312,10 @@ func latencyTrapCounts(d *app.App) (received, dropped float64) {
 
 // latencyReceiver answers 204 and notes when the first POST for each
 // ifIndex arrived, finding the ifIndex in the DNA Center payload's
-// details.Instance (the rule's key).
+// details.Instance (the rule's key). A webhook-id seen before is a
+// duplicate delivery; a second notification (another webhook-id) for an
+// ifIndex already alerted, or anything but an active NETWORK-INTERFACES-2-301,
+// is unexpected.
 type latencyReceiver struct {
 	arrived    []atomic.Int64 // unix nanoseconds, by ifIndex-1; 0 = not yet
 	delivered  atomic.Int64
@@ -313,10 +323,14 @@ type latencyReceiver struct {
 	unexpected atomic.Int64
 	progress   chan struct{}
 	logOnce    sync.Once
+	loseFirst  atomic.Int64 // requests left whose response is dropped
+
+	mu  sync.Mutex
+	ids map[string]bool // webhook-ids received
 }
 
 func newLatencyReceiver(n int) *latencyReceiver {
-	return &latencyReceiver{arrived: make([]atomic.Int64, n), progress: make(chan struct{}, 1)}
+	return &latencyReceiver{arrived: make([]atomic.Int64, n), progress: make(chan struct{}, 1), ids: make(map[string]bool, n)}
 }
 
 func (r *latencyReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -326,17 +340,26 @@ func (r *latencyReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		Details map[string]string `json:"details"`
 	}
 	err := json.NewDecoder(io.LimitReader(req.Body, 1<<20)).Decode(&p)
-	w.WriteHeader(http.StatusNoContent)
+	if r.loseFirst.Add(-1) < 0 || !loseResponse(w) {
+		w.WriteHeader(http.StatusNoContent)
+	}
+	id := req.Header.Get("webhook-id")
+	r.mu.Lock()
+	seen := r.ids[id]
+	r.ids[id] = true
+	r.mu.Unlock()
+	if seen && id != "" {
+		r.dups.Add(1)
+		return
+	}
 	idx, aerr := strconv.Atoi(p.Details["Instance"])
-	if err != nil || aerr != nil || p.EventID != latencyEventID || p.Details["Assurance Issue Status"] != "active" || idx < 1 || idx > len(r.arrived) {
-		r.unexpected.Add(1)
-		r.logOnce.Do(func() {
-			fmt.Fprintf(os.Stderr, "latency receiver: unexpected POST (event %q, details %v, decode error %v)\n", p.EventID, p.Details, err)
-		})
+	if id == "" || req.Method != http.MethodPost || err != nil || aerr != nil || p.EventID != latencyEventID ||
+		p.Details["Assurance Issue Status"] != "active" || idx < 1 || idx > len(r.arrived) {
+		r.unexpect(fmt.Sprintf("%s with webhook-id %q (event %q, details %v, decode error %v)", req.Method, id, p.EventID, p.Details, err))
 		return
 	}
 	if !r.arrived[idx-1].CompareAndSwap(0, now) {
-		r.dups.Add(1)
+		r.unexpect(fmt.Sprintf("a second alert for ifIndex %d (webhook-id %q)", idx, id))
 		return
 	}
 	r.delivered.Add(1)
@@ -344,6 +367,11 @@ func (r *latencyReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case r.progress <- struct{}{}:
 	default:
 	}
+}
+
+func (r *latencyReceiver) unexpect(what string) {
+	r.unexpected.Add(1)
+	r.logOnce.Do(func() { fmt.Fprintf(os.Stderr, "latency receiver: unexpected request: %s\n", what) })
 }
 
 // wait returns true once want alerts arrived, false if none arrives for

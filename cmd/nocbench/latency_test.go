@@ -46,13 +46,20 @@ func TestLatencyReceiver(t *testing.T) {
 	rcv := newLatencyReceiver(3)
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	post := func(ev event.Event) {
+	post := func(webhookID string, ev event.Event) {
 		t.Helper()
 		body, err := json.Marshal(ev.DNAC("http://127.0.0.1:9720"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.Post(srv.URL+"/hook", "application/json", bytes.NewReader(body))
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/hook", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if webhookID != "" {
+			req.Header.Set("webhook-id", webhookID)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,12 +74,14 @@ func TestLatencyReceiver(t *testing.T) {
 		return ev
 	}
 	sentAt := []time.Time{time.Now(), time.Now(), time.Now()}
-	post(alert("2", event.StatusActive))
-	post(alert("2", event.StatusActive))   // a redelivery
-	post(alert("1", event.StatusActive))   // out of order is fine
-	post(alert("7", event.StatusActive))   // never sent
-	post(alert("1", event.StatusResolved)) // the benchmark never resolves
-	post(event.Sample("NETWORK-DEVICES-1-101", time.Now()))
+	post("msg_2", alert("2", event.StatusActive))
+	post("msg_2", alert("2", event.StatusActive))    // a redelivery: duplicate
+	post("msg_1", alert("1", event.StatusActive))    // out of order is fine
+	post("msg_2b", alert("2", event.StatusActive))   // a second alert for ifIndex 2
+	post("msg_7", alert("7", event.StatusActive))    // never sent
+	post("msg_1r", alert("1", event.StatusResolved)) // the benchmark never resolves
+	post("msg_x", event.Sample("NETWORK-DEVICES-1-101", time.Now()))
+	post("", alert("3", event.StatusActive)) // no webhook-id
 
 	if !rcv.wait(t.Context(), 2, time.Second) {
 		t.Fatal("wait: two alerts arrived, want true")
@@ -81,8 +90,8 @@ func TestLatencyReceiver(t *testing.T) {
 		t.Fatal("wait: ifIndex 3 never arrived, want false after the idle time")
 	}
 	res := rcv.results(sentAt)
-	if len(res.latencies) != 2 || res.dups != 1 || res.unexpected != 3 || res.firstMissing != 3 {
-		t.Errorf("results %+v; want 2 latencies, 1 duplicate, 3 unexpected, ifIndex 3 missing", res)
+	if len(res.latencies) != 2 || res.dups != 1 || res.unexpected != 5 || res.firstMissing != 3 {
+		t.Errorf("results %+v; want 2 latencies, 1 duplicate, 5 unexpected, ifIndex 3 missing", res)
 	}
 	for _, l := range res.latencies {
 		if l < 0 || l > time.Minute {

@@ -35,6 +35,8 @@ func runOutbox(ctx context.Context, args []string) error {
 	dests := fs.Int("dests", 4, "webhook destinations (all on one loopback receiver)")
 	producers := fs.Int("producers", 8, "goroutines calling Enqueue")
 	minRate := fs.Float64("min-rate", 2000, "fail below this many delivered notifications per second")
+	loseResponses := fs.Int("lose-responses", 0, "drop the connection instead of answering the first N deliveries (received, but the sender cannot know), "+
+		"so the outbox sends them again: shows that a duplicate fails the run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,6 +45,7 @@ func runOutbox(ctx context.Context, args []string) error {
 	}
 
 	rcv := newBenchReceiver(*n)
+	rcv.loseFirst.Store(int64(*loseResponses))
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 
@@ -143,13 +146,31 @@ func runOutbox(ctx context.Context, args []string) error {
 	fmt.Printf("  latency enqueue→delivered: p50 %v  p99 %v  max %v\n", pct(lat, 50), pct(lat, 99), pct(lat, 100))
 	fmt.Printf("  receiver:    %d duplicate deliveries, %d unexpected webhook-ids\n", dups, unknown)
 
-	switch {
-	case len(lat) != *n:
-		return fmt.Errorf("only %d of %d notifications reached the receiver", len(lat), *n)
-	case unknown > 0:
-		return fmt.Errorf("%d deliveries carried an unexpected webhook-id", unknown)
-	case rate < *minRate:
-		return fmt.Errorf("%.0f notifications/s end to end is below the %.0f/s target", rate, *minRate)
+	if err := outboxVerdict(*n, len(lat), dups, unknown, rate, *minRate); err != nil {
+		return err
+	}
+	fmt.Printf("PASS: every notification delivered once, %.0f/s ≥ %.0f/s\n", rate, *minRate)
+	return nil
+}
+
+// outboxVerdict fails the run on a missing notification, a duplicate (the
+// same webhook-id twice), a POST nobody sent, or a rate below the target.
+func outboxVerdict(n, delivered, dups, unknown int, rate, minRate float64) error {
+	var failed []error
+	if delivered != n {
+		failed = append(failed, fmt.Errorf("only %d of %d notifications reached the receiver", delivered, n))
+	}
+	if dups > 0 {
+		failed = append(failed, fmt.Errorf("%d deliveries repeated a webhook-id already received", dups))
+	}
+	if unknown > 0 {
+		failed = append(failed, fmt.Errorf("%d deliveries carried an unexpected webhook-id", unknown))
+	}
+	if rate < minRate {
+		failed = append(failed, fmt.Errorf("%.0f notifications/s end to end is below the %.0f/s target", rate, minRate))
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("outbox benchmark failed: %w", errors.Join(failed...))
 	}
 	return nil
 }
@@ -177,6 +198,7 @@ type benchReceiver struct {
 	delivered []time.Time
 	dups      int
 	unknown   int
+	loseFirst atomic.Int64 // requests left whose response is dropped
 }
 
 func newBenchReceiver(n int) *benchReceiver {
@@ -194,7 +216,7 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	id := req.Header.Get("webhook-id")
 	r.mu.Lock()
 	switch i, ok := r.index[id]; {
-	case !ok:
+	case !ok || req.Method != http.MethodPost:
 		r.unknown++
 	case r.delivered[i].IsZero():
 		r.delivered[i] = now
@@ -202,7 +224,21 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.dups++
 	}
 	r.mu.Unlock()
+	if r.loseFirst.Add(-1) >= 0 && loseResponse(w) {
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// loseResponse closes the connection without an answer, as a receiver that
+// crashed after acting on a request would: the sender must send it again.
+func loseResponse(w http.ResponseWriter) bool {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
 }
 
 func (r *benchReceiver) results() ([]time.Time, int, int) {

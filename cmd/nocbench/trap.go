@@ -1,20 +1,18 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -47,18 +45,27 @@ const trapLinkDownRule = `rules:
     description: "{{ .Device.Name }} interface {{ .Key }} is down"
 `
 
+// envTrapNetns marks the re-run of `nocbench trap` inside its own network
+// namespace and holds the namespace's name.
+const envTrapNetns = "NOCBENCH_TRAP_NETNS"
+
 // runTrap measures nocbridge's trap receiver at a fixed rate (zero loss
-// required) and snmptrapd at increasing rates, in the same run, and prints
-// the ratio of their lossless rates. The load generator runs as a child
-// process (this binary, -generate) so the receiver's CPU time is its own.
+// required) and snmptrapd at increasing rates, in the same run, with the
+// same socket receive buffer and no per-trap output on either side, and
+// prints the ratio of their lossless rates. The load generator runs as a
+// child process (this binary, -generate) so the receiver's CPU time is its
+// own. As root the whole run happens in a network namespace of its own,
+// whose UDP counters then count exactly what each receiver read.
 func runTrap(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trap", flag.ContinueOnError)
-	rate := fs.Int("rate", 100000, "nocbridge: traps/s that must be lossless (the issue's target)")
+	rate := fs.Int("rate", 100000, "nocbridge: traps/s that must be lossless (the issue's target); a loss there fails the run")
 	higher := fs.String("higher-rates", "150000,200000", "nocbridge: higher rates to try after -rate, to find its lossless limit (empty: none)")
 	duration := fs.Duration("duration", 10*time.Second, "nocbridge: how long to send")
 	sources := fs.Int("sources", 16, "source addresses")
-	trapdRates := fs.String("snmptrapd-rates", "2000,5000,10000,15000,20000,25000,30000,40000", "snmptrapd: rates to try, increasing")
+	trapdRates := fs.String("snmptrapd-rates", "5000,10000,15000,20000,30000,40000,60000,80000,100000,150000", "snmptrapd: rates to try, increasing")
 	trapdDuration := fs.Duration("snmptrapd-duration", 5*time.Second, "snmptrapd: how long to send at each rate")
+	rcvbuf := fs.Int("rcvbuf", 32<<20, "socket receive buffer in bytes that both receivers request (nocbridge's default); capped at net.core.rmem_max for both, since snmptrapd cannot go past it")
+	minRatio := fs.Float64("min-ratio", 5, "fail unless nocbridge's lossless rate is at least this many times snmptrapd's (0: do not check)")
 	generate := fs.Bool("generate", false, "internal: run the load generator and print its result as JSON")
 	target := fs.String("target", "", "internal: generator target")
 	if err := fs.Parse(args); err != nil {
@@ -75,58 +82,127 @@ func runTrap(ctx context.Context, args []string) error {
 		}
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
+	if *rcvbuf < 1 {
+		return fmt.Errorf("-rcvbuf %d: want a positive size", *rcvbuf)
+	}
+	isolated := os.Getenv(envTrapNetns) != ""
+	if !isolated && os.Geteuid() == 0 {
+		return rerunInNetns(ctx, "trap", envTrapNetns)
+	}
 
-	ours, err := trapBenchReceiver(ctx, *rate, *duration, *sources)
+	buf, err := trapRecvBuf(*rcvbuf)
 	if err != nil {
 		return err
 	}
-	limit := 0
+	fmt.Printf("trap ingest, like for like: both receivers request a %d-byte socket receive buffer (-rcvbuf %d, capped at net.core.rmem_max,\n"+
+		"which bounds net-snmp's serverRecvBuf), and neither writes anything per trap: nocbridge counts in memory, snmptrapd runs with\n"+
+		"doNotLogTraps and is counted by the kernel (datagrams it read, from the namespace's /proc/net/snmp)\n\n", buf, *rcvbuf)
+
+	ours, err := trapBenchReceiver(ctx, *rate, *duration, *sources, buf, isolated)
+	if err != nil {
+		return err
+	}
+	limit, limitIsFloor := 0, false
 	if ours.lossless {
-		limit = *rate
+		limit, limitIsFloor = *rate, true
 		more, err := parseRates(*higher)
 		if err != nil {
 			return fmt.Errorf("-higher-rates: %w", err)
 		}
 		for _, r := range more {
 			fmt.Println()
-			res, err := trapBenchReceiver(ctx, r, *duration, *sources)
+			res, err := trapBenchReceiver(ctx, r, *duration, *sources, buf, isolated)
 			if err != nil {
 				return err
 			}
 			if !res.lossless {
+				limitIsFloor = false
 				break
 			}
 			limit = r
 		}
 	}
 	fmt.Println()
-	best, err := trapBenchSnmptrapd(ctx, *trapdRates, *trapdDuration, *sources)
+	peer, err := trapBenchSnmptrapd(ctx, *trapdRates, *trapdDuration, *sources, buf, ours.rb, isolated)
 	if err != nil {
 		return err
 	}
 	fmt.Println()
-	switch {
-	case !ours.lossless:
-		fmt.Printf("RESULT: nocbridge lost traps at %d/s: target missed\n", *rate)
-	case best == 0:
-		fmt.Printf("RESULT: snmptrapd lost traps at every tried rate; nocbridge lossless up to %d/s\n", limit)
-	default:
-		fmt.Printf("RESULT: nocbridge lossless up to %d/s (target %d/s met), snmptrapd up to %d/s: %.1fx (target >= 5x)\n",
-			limit, *rate, best, float64(limit)/float64(best))
-	}
-	return nil
+	return trapVerdict(*rate, limit, limitIsFloor, peer, *minRatio, ours.lossless)
 }
 
-type trapReceiverResult struct{ lossless bool }
+// trapVerdict prints the RESULT line and fails the run when nocbridge lost
+// traps at -rate or the ratio to snmptrapd is below minRatio (or unknown).
+func trapVerdict(rate, limit int, limitIsFloor bool, peer trapPeerResult, minRatio float64, lossless bool) error {
+	if !lossless {
+		fmt.Printf("RESULT: FAIL: nocbridge lost traps at %d/s, the rate it must take without loss\n", rate)
+		return fmt.Errorf("trap: nocbridge lost traps at the target rate %d/s", rate)
+	}
+	ours := fmt.Sprintf("nocbridge lossless up to %d/s (target %d/s met", limit, rate)
+	if limitIsFloor {
+		ours += "; lossless at every rate tried, so its limit is higher"
+	}
+	ours += ")"
+	var ratioErr error
+	switch {
+	case peer.skipped != "":
+		fmt.Printf("RESULT: %s; snmptrapd not compared: %s\n", ours, peer.skipped)
+		if minRatio > 0 {
+			ratioErr = fmt.Errorf("trap: ratio to snmptrapd not measured: %s", peer.skipped)
+		}
+	case peer.best == 0:
+		lower := float64(limit) / float64(peer.lowest)
+		fmt.Printf("RESULT: %s; snmptrapd lost traps at every tried rate (lowest %d/s): ratio above %.1fx (target >= %.1fx)\n", ours, peer.lowest, lower, minRatio)
+		if lower < minRatio {
+			ratioErr = fmt.Errorf("trap: ratio to snmptrapd not established: try lower -snmptrapd-rates")
+		}
+	case peer.best == peer.highest:
+		fmt.Printf("RESULT: %s; snmptrapd lossless at every tried rate, up to %d/s: ratio unknown (target >= %.1fx)\n", ours, peer.best, minRatio)
+		if minRatio > 0 {
+			ratioErr = fmt.Errorf("trap: ratio to snmptrapd not established: add higher -snmptrapd-rates")
+		}
+	default:
+		ratio := float64(limit) / float64(peer.best)
+		bound := ""
+		if limitIsFloor {
+			bound = "at least "
+		}
+		fmt.Printf("RESULT: %s, snmptrapd up to %d/s: %s%.1fx (target >= %.1fx)\n", ours, peer.best, bound, ratio, minRatio)
+		if ratio < minRatio {
+			ratioErr = fmt.Errorf("trap: nocbridge/snmptrapd lossless rate ratio %.1fx is below %.1fx", ratio, minRatio)
+		}
+	}
+	return ratioErr
+}
 
-func trapBenchReceiver(ctx context.Context, rate int, duration time.Duration, sources int) (trapReceiverResult, error) {
+// trapRecvBuf is the receive buffer both receivers ask for: net-snmp sets
+// it with plain SO_RCVBUF, which the kernel caps at net.core.rmem_max, so
+// nocbridge (which, as root, could force more) asks for no more either.
+func trapRecvBuf(want int) (int, error) {
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		return 0, fmt.Errorf("reading net.core.rmem_max: %w", err)
+	}
+	rmemMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("net.core.rmem_max %q: %w", b, err)
+	}
+	return min(want, rmemMax), nil
+}
+
+type trapReceiverResult struct {
+	lossless bool
+	rb       int // the socket's receive buffer as the kernel reports it
+}
+
+func trapBenchReceiver(ctx context.Context, rate int, duration time.Duration, sources, buf int, isolated bool) (trapReceiverResult, error) {
 	rs, errs := rules.Parse([]byte(trapLinkDownRule), "bench-linkdown.yaml")
 	if len(errs) > 0 {
 		return trapReceiverResult{}, fmt.Errorf("bench rule: %w", errs.Err())
 	}
 	set := rules.NewSet(rs)
 	r, err := trap.New(trap.Options{
-		Listen: "127.0.0.1:0", Communities: []config.Secret{"public"},
+		Listen: "127.0.0.1:0", Communities: []config.Secret{"public"}, ReadBuffer: buf,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -150,9 +226,14 @@ func trapBenchReceiver(ctx context.Context, rate int, duration time.Duration, so
 		cancel()
 		<-done
 	}()
+	rb, err := trapSocketRcvbuf(r.Addr().(*net.UDPAddr).Port)
+	if err != nil {
+		return trapReceiverResult{}, err
+	}
 
-	fmt.Printf("nocbridge trap receiver: %d v2c traps/s for %s from %d sources, linkDown rule evaluated per trap (GOMAXPROCS %d)\n",
-		rate, duration, sources, runtime.GOMAXPROCS(0))
+	fmt.Printf("nocbridge trap receiver: %d v2c traps/s for %s from %d sources, linkDown rule evaluated per trap (GOMAXPROCS %d); socket rb %d\n",
+		rate, duration, sources, runtime.GOMAXPROCS(0), rb)
+	udp0, _ := trapUDPCounters()
 	cpu0 := trapSelfCPU()
 	wall0 := time.Now()
 	res, err := trapGenerate(ctx, r.Addr().String(), rate, duration, sources)
@@ -163,15 +244,20 @@ func trapBenchReceiver(ctx context.Context, rate int, duration time.Duration, so
 	trapSettle(func() uint64 { return r.Stats().Total() }, res.Sent)
 	cpu := trapSelfCPU() - cpu0
 	wall := time.Since(wall0)
+	udp1, _ := trapUDPCounters()
 	s := r.Stats()
 	received := s.Received[trap.Version2c]
-	fmt.Printf("  sent %d (%.0f/s achieved), received %d, dropped %v, rule conditions firing %d, eval errors %d\n",
+	fmt.Printf("  sent %d (%.0f/s achieved), accepted %d, dropped by the receiver %v, rule conditions firing %d, eval errors %d\n",
 		res.Sent, res.Rate(), received, s.Dropped, firing.Load(), evalErrs.Load())
+	if isolated {
+		fmt.Printf("  kernel: %d datagrams read from the socket, %d dropped on a full socket buffer\n",
+			udp1.inDatagrams-udp0.inDatagrams, udp1.rcvbufErrors-udp0.rcvbufErrors)
+	}
 	fmt.Printf("  receiver CPU %.2fs over %.1fs wall = %.0f%% of one core, %.1f µs CPU per trap\n",
 		cpu.Seconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds(), float64(cpu.Microseconds())/float64(max(received, 1)))
 	lossless := received == res.Sent && firing.Load() == res.Sent
 	fmt.Printf("  zero loss: %v\n", lossless)
-	return trapReceiverResult{lossless: lossless}, nil
+	return trapReceiverResult{lossless: lossless, rb: rb}, nil
 }
 
 // trapGenerate runs the load generator in a child process.
@@ -231,82 +317,151 @@ func parseRates(list string) ([]int, error) {
 	return rates, nil
 }
 
-// trapBenchSnmptrapd finds the highest tried rate snmptrapd logs every trap at.
-func trapBenchSnmptrapd(ctx context.Context, rateList string, duration time.Duration, sources int) (int, error) {
+// trapPeerResult is snmptrapd's run: the highest tried rate it took
+// without loss (0: none), or why it was not run.
+type trapPeerResult struct {
+	best, lowest, highest int
+	skipped               string
+}
+
+// trapBenchSnmptrapd finds the highest tried rate at which snmptrapd reads
+// every trap. It needs the namespace of its own: its count comes from the
+// namespace's UDP counters, which other processes' traffic would skew.
+func trapBenchSnmptrapd(ctx context.Context, rateList string, duration time.Duration, sources, buf, wantRB int, isolated bool) (trapPeerResult, error) {
+	rates, err := parseRates(rateList)
+	if err != nil {
+		return trapPeerResult{}, fmt.Errorf("-snmptrapd-rates: %w", err)
+	}
+	if len(rates) == 0 {
+		return trapPeerResult{skipped: "-snmptrapd-rates is empty"}, nil
+	}
 	bin, err := exec.LookPath("snmptrapd")
 	if err != nil {
 		fmt.Println("snmptrapd: not installed (net-snmp snmptrapd package); skipped")
-		return 0, nil
+		return trapPeerResult{skipped: "snmptrapd not installed"}, nil
 	}
-	rates, err := parseRates(rateList)
-	if err != nil {
-		return 0, fmt.Errorf("-snmptrapd-rates: %w", err)
+	if !isolated {
+		fmt.Println("snmptrapd: skipped: counting its traps needs a network namespace of its own, which needs root")
+		return trapPeerResult{skipped: "not root, so no network namespace to count in"}, nil
 	}
-	fmt.Printf("snmptrapd (%s): v2c traps for %s per rate, counting logged traps\n", bin, duration)
-	best := 0
+	fmt.Printf("snmptrapd (%s): v2c traps for %s per rate; authCommunity log public, doNotLogTraps yes, [snmp] serverRecvBuf %d\n",
+		bin, duration, buf)
+	res := trapPeerResult{lowest: rates[0], highest: rates[len(rates)-1]}
 	for _, rate := range rates {
-		sent, logged, cpu, err := trapSnmptrapdRound(ctx, bin, rate, duration, sources)
+		round, err := trapSnmptrapdRound(ctx, bin, rate, duration, sources, buf)
 		if err != nil {
-			return 0, err
+			return res, err
 		}
-		fmt.Printf("  %6d/s: sent %d, logged %d, CPU %.2fs (%.1f µs per trap)\n", rate, sent, logged, cpu.Seconds(),
-			float64(cpu.Microseconds())/float64(max(logged, 1)))
-		if logged != sent {
+		if round.rb != wantRB {
+			return res, fmt.Errorf("snmptrapd's socket has rb %d, nocbridge's had %d: the receive buffers differ, so the comparison is void", round.rb, wantRB)
+		}
+		fmt.Printf("  %6d/s: sent %d, read by snmptrapd %d, dropped on a full socket buffer %d, socket rb %d, CPU %.2fs (%.1f µs per trap)\n",
+			rate, round.sent, round.read, round.bufferDrops, round.rb, round.cpu.Seconds(),
+			float64(round.cpu.Microseconds())/float64(max(round.read, 1)))
+		if round.read != round.sent {
 			break
 		}
-		best = rate
+		res.best = rate
 	}
-	fmt.Printf("  highest lossless rate: %d/s\n", best)
-	return best, nil
+	fmt.Printf("  highest lossless rate: %d/s\n", res.best)
+	return res, nil
 }
 
-func trapSnmptrapdRound(ctx context.Context, bin string, rate int, duration time.Duration, sources int) (sent, logged uint64, cpu time.Duration, err error) {
+type trapSnmptrapdResult struct {
+	sent, read, bufferDrops uint64
+	cpu                     time.Duration
+	rb                      int
+}
+
+func trapSnmptrapdRound(ctx context.Context, bin string, rate int, duration time.Duration, sources, buf int) (trapSnmptrapdResult, error) {
 	dir, err := os.MkdirTemp("", "nocbench-snmptrapd-")
 	if err != nil {
-		return 0, 0, 0, err
+		return trapSnmptrapdResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	port, err := trapFreeUDPPort()
 	if err != nil {
-		return 0, 0, 0, err
+		return trapSnmptrapdResult{}, err
 	}
 	conf := filepath.Join(dir, "snmptrapd.conf")
-	// One line per trap makes counting exact.
-	if err := os.WriteFile(conf, []byte("authCommunity log public\ndisableAuthorization yes\nformat2 TRAP %b\\n\n"), 0o600); err != nil {
-		return 0, 0, 0, err
+	// Community check as nocbridge does it, no output per trap, and the
+	// receive buffer nocbridge got (a library directive, hence [snmp]).
+	text := fmt.Sprintf("authCommunity log public\ndoNotLogTraps yes\n[snmp] serverRecvBuf %d\n", buf)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		return trapSnmptrapdResult{}, err
 	}
-	logFile := filepath.Join(dir, "traps.log")
+	logPath := filepath.Join(dir, "snmptrapd.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return trapSnmptrapdResult{}, err
+	}
+	defer logFile.Close()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.CommandContext(ctx, bin, "-f", "-n", "-Lf", logFile, "-C", "-c", conf, "udp:"+addr)
+	cmd := exec.CommandContext(ctx, bin, "-f", "-n", "-Le", "-C", "-c", conf, "udp:"+addr)
 	cmd.Env = append(os.Environ(), "MIBS=", "SNMPCONFPATH="+dir, "SNMP_PERSISTENT_DIR="+dir)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return 0, 0, 0, fmt.Errorf("starting snmptrapd: %w", err)
+		return trapSnmptrapdResult{}, fmt.Errorf("starting snmptrapd: %w", err)
 	}
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
-	// Ready when a probe trap shows up in the log.
+	logTail := func() string { b, _ := os.ReadFile(logPath); return tail(string(b)) }
+
+	// Ready when it has read a probe trap.
 	probe, _ := loadgen.LinkDown("public", 1, 1)
+	start, err := trapUDPCounters()
+	if err != nil {
+		return trapSnmptrapdResult{}, err
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for trapCountLines(logFile) < 1 {
+	for {
+		now, err := trapUDPCounters()
+		if err != nil {
+			return trapSnmptrapdResult{}, err
+		}
+		if now.inDatagrams > start.inDatagrams {
+			break
+		}
 		if time.Now().After(deadline) {
-			return 0, 0, 0, errors.New("snmptrapd did not log a probe trap within 10s")
+			return trapSnmptrapdResult{}, fmt.Errorf("snmptrapd did not read a probe trap within 10s: %s", logTail())
 		}
 		if c, err := net.Dial("udp", addr); err == nil {
 			_, _ = c.Write(probe)
 			c.Close()
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
-	base := trapCountLines(logFile)
+	time.Sleep(300 * time.Millisecond) // a last probe still queued is read before the baseline
+	rb, err := trapSocketRcvbuf(port)
+	if err != nil {
+		return trapSnmptrapdResult{}, err
+	}
+	base, err := trapUDPCounters()
+	if err != nil {
+		return trapSnmptrapdResult{}, err
+	}
 	cpu0 := trapProcCPU(cmd.Process.Pid)
 	res, err := trapGenerate(ctx, addr, rate, duration, sources)
 	if err != nil {
-		return 0, 0, 0, err
+		return trapSnmptrapdResult{}, err
 	}
-	trapSettle(func() uint64 { return trapCountLines(logFile) - base }, res.Sent)
-	return res.Sent, trapCountLines(logFile) - base, trapProcCPU(cmd.Process.Pid) - cpu0, nil
+	read := func() uint64 {
+		c, _ := trapUDPCounters()
+		return c.inDatagrams - base.inDatagrams
+	}
+	trapSettle(read, res.Sent)
+	end, err := trapUDPCounters()
+	if err != nil {
+		return trapSnmptrapdResult{}, err
+	}
+	if trapProcExited(cmd.Process.Pid) {
+		return trapSnmptrapdResult{}, fmt.Errorf("snmptrapd exited during the run: %s", logTail())
+	}
+	return trapSnmptrapdResult{sent: res.Sent, read: end.inDatagrams - base.inDatagrams, bufferDrops: end.rcvbufErrors - base.rcvbufErrors,
+		cpu: trapProcCPU(cmd.Process.Pid) - cpu0, rb: rb}, nil
 }
 
 func trapFreeUDPPort() (int, error) {
@@ -318,22 +473,68 @@ func trapFreeUDPPort() (int, error) {
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
-func trapCountLines(path string) uint64 {
-	f, err := os.Open(path)
+// trapUDP holds the network namespace's UDP counters (/proc/net/snmp):
+// InDatagrams counts datagrams applications read, RcvbufErrors those
+// dropped because the socket's buffer was full.
+type trapUDP struct{ inDatagrams, rcvbufErrors uint64 }
+
+func trapUDPCounters() (trapUDP, error) {
+	b, err := os.ReadFile("/proc/net/snmp")
 	if err != nil {
-		return 0
+		return trapUDP{}, err
 	}
-	defer f.Close()
-	var n uint64
-	r := bufio.NewReaderSize(f, 1<<20)
-	buf := make([]byte, 1<<20)
-	for {
-		k, err := r.Read(buf)
-		n += uint64(bytes.Count(buf[:k], []byte("TRAP ")))
-		if err == io.EOF || err != nil {
-			return n
+	var names []string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
 		}
+		if names == nil {
+			names = f
+			continue
+		}
+		var c trapUDP
+		for i := 1; i < len(f) && i < len(names); i++ {
+			v, _ := strconv.ParseUint(f[i], 10, 64)
+			switch names[i] {
+			case "InDatagrams":
+				c.inDatagrams = v
+			case "RcvbufErrors":
+				c.rcvbufErrors = v
+			}
+		}
+		return c, nil
 	}
+	return trapUDP{}, errors.New("/proc/net/snmp has no Udp counters")
+}
+
+var ssRcvbuf = regexp.MustCompile(`\brb(\d+)`)
+
+// trapSocketRcvbuf is the receive buffer of the UDP socket bound to port
+// on 127.0.0.1, as the kernel reports it (ss skmem rb): what a receiver
+// asked for is only a request.
+func trapSocketRcvbuf(port int) (int, error) {
+	out, err := exec.Command("ss", "-H", "-u", "-a", "-m", "-n", "src", fmt.Sprintf("127.0.0.1:%d", port)).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("ss (iproute2), to read the socket receive buffer: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	m := ssRcvbuf.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("ss shows no receive buffer for 127.0.0.1:%d: %q", port, out)
+	}
+	return strconv.Atoi(string(m[1]))
+}
+
+// trapProcExited reports whether a child we have not waited for is gone
+// (a zombie).
+func trapProcExited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) == 0 || f[0] == "Z"
 }
 
 // trapProcCPU is a process's user+system time from /proc (clock ticks of 10ms).

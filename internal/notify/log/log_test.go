@@ -17,6 +17,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
+	"github.com/nocbridge/nocbridge/internal/testutil/netns"
 )
 
 // fixedEvent is the shared fixture without details, in UTC as the golden
@@ -142,7 +143,7 @@ func TestConcurrentLinesNeverInterleave(t *testing.T) {
 
 func TestWriteErrorIsRetryable(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full on this system")
+		netns.SkipOrFail(t, "no /dev/full on this system: %v", err)
 	}
 	d := notifytest.Destination(t, "name: full\ntype: log\npath: /dev/full\n")
 	nf, err := New(d, notify.Env{BaseDir: t.TempDir()})
