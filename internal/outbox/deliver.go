@@ -266,7 +266,7 @@ func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
 		"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempt", j.n, "retry_in", delay.Round(time.Millisecond), "reason", reason)
 }
 
-// giveUp moves the item to the dead-letter stream, then off the queue. If
+// giveUp moves the item to the dead-letter log, then off the queue. If
 // the dead letter cannot be written the item stays queued and is tried again.
 func (o *Outbox) giveUp(j job, reason string, status int) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)

@@ -652,13 +652,13 @@ func TestLogHeadIsTrimmedPastAStuckItem(t *testing.T) {
 	f.enqueue(Item{Destination: "up", Event: ev("last", event.StatusActive, 0)})
 	waitFor(t, 5*time.Second, "the last delivery", func() bool { return f.ob.Pending()["up"] == 0 })
 
-	info, err := f.ob.queue.Info(context.Background())
+	state, err := f.ob.queue.State(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs > 30 {
-		t.Fatalf("outbox stream holds %d records (first %d, last %d) behind a stuck notification; want it trimmed",
-			info.State.Msgs, info.State.FirstSeq, info.State.LastSeq)
+	if state.Records > 30 {
+		t.Fatalf("outbox log holds %d records (first %d, last %d) behind a stuck notification; want it trimmed",
+			state.Records, state.First, state.Last)
 	}
 
 	f.restart()
