@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/store"
@@ -41,7 +40,7 @@ func (o *Outbox) writeDeadLetter(ctx context.Context, it *item, reason string, s
 	o.mu.Lock()
 	dl := DeadLetter{
 		ID: it.id, Destination: it.dest, Reason: reason, Status: status, Attempts: it.attempts,
-		EnqueuedAt: it.enqueuedAt, DeadAt: time.Now().UTC(), Event: it.ev,
+		EnqueuedAt: it.enqueuedAt, DeadAt: o.clock.Now().UTC(), Event: it.ev,
 	}
 	o.mu.Unlock()
 	data, err := json.Marshal(dl)
@@ -266,7 +265,7 @@ func (o *Outbox) Replay(ctx context.Context, id string) error {
 	if !configured {
 		return fmt.Errorf("dead letter %s: destination %q is not configured; replay it once the destination is back", id, dl.Destination)
 	}
-	if err := o.enqueue(ctx, []*item{{id: dl.ID, dest: dl.Destination, ev: dl.Event, enqueuedAt: time.Now()}}); err != nil {
+	if err := o.enqueue(ctx, []*item{{id: dl.ID, dest: dl.Destination, ev: dl.Event, enqueuedAt: o.clock.Now()}}); err != nil {
 		return fmt.Errorf("replaying dead letter %s: %w", id, err)
 	}
 	// Once queued, the dead letter goes; if this fails, the next start

@@ -303,7 +303,7 @@ func (o *Outbox) applyFlush(batch []*entry, seq uint64, err error) {
 				seg.add(it)
 			}
 			if it.lane != nil && it.lane.state == laneIdle {
-				o.scheduleLocked(it.lane, time.Now())
+				o.scheduleLocked(it.lane, o.clock.Now())
 			}
 		case entDone:
 			// The item was delivered even if this record failed; the
@@ -366,7 +366,7 @@ func (o *Outbox) watermarkLocked() uint64 {
 func (o *Outbox) maybePurge() {
 	o.mu.Lock()
 	w := o.watermarkLocked()
-	due := w > o.purgedTo && (w-o.purgedTo >= purgeEvery || time.Since(o.lastPurge) >= purgeInterval)
+	due := w > o.purgedTo && (w-o.purgedTo >= purgeEvery || o.clock.Now().Sub(o.lastPurge) >= purgeInterval)
 	o.mu.Unlock()
 	if !due {
 		return
@@ -383,7 +383,7 @@ func (o *Outbox) purge(ctx context.Context, below uint64) error {
 		return err
 	}
 	o.mu.Lock()
-	o.purgedTo, o.lastPurge = below, time.Now()
+	o.purgedTo, o.lastPurge = below, o.clock.Now()
 	o.mu.Unlock()
 	return nil
 }

@@ -72,6 +72,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the outbox metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// Clock is real time when nil.
+	Clock Clock
 }
 
 // DeadLetter is a notification that was given up on, with why.
@@ -129,6 +131,7 @@ const (
 // Outbox delivers items durably. Enqueue may be called before and after Run.
 type Outbox struct {
 	log     *slog.Logger
+	clock   Clock
 	queue   *store.Log // notifications and their completions (journal.go)
 	dead    *store.Log // dead letters, one per webhook-id (deadletter.go)
 	metrics *metrics
@@ -181,8 +184,13 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Outbox, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	clock := opts.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
 	o := &Outbox{
 		log:         log,
+		clock:       clock,
 		randN:       rand.Int64N,
 		relocateLag: defaultRelocateLag,
 		dests:       map[string]*destState{},
@@ -301,7 +309,7 @@ func (o *Outbox) dropIfIdleLocked(st *destState) {
 // manager re-dispatches a transition it cannot prove was stored.
 func (o *Outbox) Enqueue(ctx context.Context, items ...Item) error {
 	news := make([]*item, 0, len(items))
-	now := time.Now()
+	now := o.clock.Now()
 	for _, in := range items {
 		if in.Destination == "" {
 			return fmt.Errorf("outbox: item for event %s (instance %s) has no destination", in.Event.EventID, in.Event.InstanceID)
