@@ -84,13 +84,14 @@ func (o *Outbox) Run(ctx context.Context) error {
 	for {
 		o.mu.Lock()
 		now := o.clock.Now()
-		next, ok := o.dispatchLocked(ctx, send, &wg, now)
-		o.mu.Unlock()
-		if ok {
+		// Set under the lock, from the same now: whoever holds the lock
+		// sees the queue and the timer agree, even on a clock it moves.
+		if next, ok := o.dispatchLocked(ctx, send, &wg, now); ok {
 			timer.Reset(next.Sub(now))
 		} else {
 			timer.Stop()
 		}
+		o.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -187,9 +188,10 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 		}
 	}
 	// The attempt's timeout and duration are real time: they bound and
-	// measure I/O, not the schedule.
-	actx, cancel := context.WithTimeout(send, j.cfg.Timeout)
+	// measure I/O, not the schedule. Measured from before the deadline is
+	// set, a timed-out attempt never looks shorter than its timeout.
 	start, began := o.clock.Now(), time.Now()
+	actx, cancel := context.WithTimeout(send, j.cfg.Timeout)
 	err := j.cfg.Notifier.Send(actx, notify.Notification{ID: it.id, Event: it.ev, Attempt: j.n})
 	took := time.Since(began)
 	cancel()
@@ -247,18 +249,19 @@ func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
 		return
 	}
 	previous := o.concluded(j, start, took, ResultRetry, reason)
-	o.mu.Lock()
-	o.landedLocked(it)
-	j.l.state = laneIdle
-	o.scheduleLocked(j.l, now.Add(delay))
-	o.mu.Unlock()
-
+	// Said before the lane is free, so the next attempt's log comes after.
 	level := j.st.log.Warn
 	if previous == reason {
 		level = j.st.log.Debug // said already
 	}
 	level("notification delivery failed; will retry", "id", it.id, "event_id", it.ev.EventID,
 		"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempt", j.n, "retry_in", delay.Round(time.Millisecond), "reason", reason)
+
+	o.mu.Lock()
+	o.landedLocked(it)
+	j.l.state = laneIdle
+	o.scheduleLocked(j.l, now.Add(delay))
+	o.mu.Unlock()
 }
 
 // giveUp moves the item to the dead-letter log, then off the queue. If
