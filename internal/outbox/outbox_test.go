@@ -599,6 +599,7 @@ func TestLogLevels(t *testing.T) {
 	}
 }
 
+// TestRunStopsCleanly is not parallel: it counts goroutines.
 func TestRunStopsCleanly(t *testing.T) {
 	f := newFixture(t)
 	before := runtime.NumGoroutine()
