@@ -139,17 +139,18 @@ func (c *fakeClock) madeCount() int {
 	return c.made
 }
 
-// timerMadeAfter returns a pending timer set for d that was made after the
-// first n timers, if there is one, and a channel closed on the next change.
-func (c *fakeClock) timerMadeAfter(n int, d time.Duration) (*fakeTimer, <-chan struct{}) {
+// timerMadeAfter says when a pending timer set for d that was made after
+// the first n timers fires, if there is one, and returns a channel closed
+// on the next change.
+func (c *fakeClock) timerMadeAfter(n int, d time.Duration) (at time.Time, ok bool, changed <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, t := range c.pending {
 		if t.n > n && t.d == d {
-			return t, c.changed
+			return t.at, true, c.changed
 		}
 	}
-	return nil, c.changed
+	return time.Time{}, false, c.changed
 }
 
 // waitUntil waits, without polling, until cond holds; cond runs with no

@@ -97,9 +97,9 @@ func (f *fixture) cancelRun() (time.Time, bool) {
 	f.stop()
 	timeout := time.After(10 * time.Second)
 	for {
-		grace, changed := f.clock.timerMadeAfter(made, stopGrace)
-		if grace != nil {
-			return grace.at, true
+		grace, set, changed := f.clock.timerMadeAfter(made, stopGrace)
+		if set {
+			return grace, true
 		}
 		select {
 		case <-f.runEnd:
