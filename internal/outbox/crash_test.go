@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 // notification whose Enqueue returned and that the receiver had not
 // accepted is delivered after the restart, with its original webhook-id.
 func TestSIGKILLLosesNothing(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	accepted := map[string]bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -89,10 +90,8 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	before := len(accepted)
 	mu.Unlock()
 
-	f := &fixture{t: t, dir: dir}
-	f.open()
-	t.Cleanup(f.close)
-	n := newFake(nil)
+	f := openFixture(t, dir)
+	n := f.fake(nil)
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	f.run()
 	waitFor(t, 10*time.Second, "the restored notifications", func() bool { return f.ob.Pending()["hook"] == 0 })

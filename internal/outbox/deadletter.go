@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
-// deadRef locates a dead letter in its stream.
+// deadRef locates a dead letter in its log.
 type deadRef struct {
 	id   string
 	seq  uint64
@@ -32,7 +30,7 @@ func (r deadRef) laneKey() string { return r.dest + "\x00" + r.instance }
 // becomes a subject token, so nothing else may reach a subject.
 var idToken = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// writeDeadLetter stores the item in the dead-letter stream. One subject per
+// writeDeadLetter stores the item in the dead-letter log. One subject per
 // webhook-id, keeping only the last: dead-lettering twice (a crash before
 // the queue recorded it) leaves one entry.
 func (o *Outbox) writeDeadLetter(ctx context.Context, it *item, reason string, status int) error {
@@ -42,19 +40,19 @@ func (o *Outbox) writeDeadLetter(ctx context.Context, it *item, reason string, s
 	o.mu.Lock()
 	dl := DeadLetter{
 		ID: it.id, Destination: it.dest, Reason: reason, Status: status, Attempts: it.attempts,
-		EnqueuedAt: it.enqueuedAt, DeadAt: time.Now().UTC(), Event: it.ev,
+		EnqueuedAt: it.enqueuedAt, DeadAt: o.clock.Now().UTC(), Event: it.ev,
 	}
 	o.mu.Unlock()
 	data, err := json.Marshal(dl)
 	if err != nil {
 		return err
 	}
-	ack, err := o.js.Publish(ctx, deadSubjectPrefix+it.id, data)
+	seq, err := o.dead.Append(ctx, deadSubjectPrefix+it.id, data)
 	if err != nil {
-		return fmt.Errorf("writing to stream %s: %w", deadStream, err)
+		return err
 	}
 	o.mu.Lock()
-	o.setDeadLocked(deadRef{id: it.id, seq: ack.Sequence, dest: it.dest, instance: it.ev.InstanceID, active: it.ev.Status == event.StatusActive})
+	o.setDeadLocked(deadRef{id: it.id, seq: seq, dest: it.dest, instance: it.ev.InstanceID, active: it.ev.Status == event.StatusActive})
 	o.mu.Unlock()
 	return nil
 }
@@ -102,22 +100,23 @@ func (o *Outbox) forgetDeadLocked(id string, seq uint64) {
 	}
 }
 
-// loadDeadLetters indexes the dead-letter stream. A dead letter whose
+// loadDeadLetters indexes the dead-letter log. A dead letter whose
 // notification is queued again (replayed just before a crash, or dead-lettered
 // just before one) is dropped: the queued copy decides its fate.
 func (o *Outbox) loadDeadLetters(ctx context.Context) error {
-	err := readStream(ctx, o.dead, func(m jetstream.Msg, seq uint64) {
+	err := o.dead.ReadAll(ctx, func(r store.Record) error {
 		var dl DeadLetter
-		if err := json.Unmarshal(m.Data(), &dl); err != nil {
-			o.log.Error("dead letter unreadable; skipped", "seq", seq, "subject", m.Subject(), "err", err)
-			return
+		if err := json.Unmarshal(r.Data, &dl); err != nil {
+			o.log.Error("dead letter unreadable; skipped", "seq", r.Seq, "subject", r.Subject, "err", err)
+			return nil
 		}
 		o.mu.Lock()
-		o.setDeadLocked(deadRef{id: dl.ID, seq: seq, dest: dl.Destination, instance: dl.Event.InstanceID, active: dl.Event.Status == event.StatusActive})
+		o.setDeadLocked(deadRef{id: dl.ID, seq: r.Seq, dest: dl.Destination, instance: dl.Event.InstanceID, active: dl.Event.Status == event.StatusActive})
 		o.mu.Unlock()
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("reading dead-letter stream: %w", err)
+		return err
 	}
 	o.mu.Lock()
 	var requeued []string
@@ -147,13 +146,9 @@ func (o *Outbox) deleteDead(ctx context.Context, id string) error {
 	if !ok {
 		return nil
 	}
-	err := o.dead.DeleteMsg(ctx, ref.seq)
-	if err == nil {
-		return nil
-	}
-	// The message may be gone already (replaced by a newer dead letter of
-	// the same id); the delete error does not say so in a testable way.
-	if _, gerr := o.dead.GetMsg(ctx, ref.seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+	err := o.dead.Delete(ctx, ref.seq)
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		// Not found: replaced by a newer dead letter of the same id.
 		return nil
 	}
 	o.mu.Lock()
@@ -198,7 +193,7 @@ func (o *Outbox) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return out, nil
 }
 
-// deadRefs snapshots the index in stream order, for one destination or all.
+// deadRefs snapshots the index in log order, for one destination or all.
 func (o *Outbox) deadRefs(destination string) []deadRef {
 	o.mu.Lock()
 	refs := make([]deadRef, 0, len(o.deadIdx))
@@ -214,14 +209,14 @@ func (o *Outbox) deadRefs(destination string) []deadRef {
 
 func (o *Outbox) loadDead(ctx context.Context, seq uint64) (DeadLetter, error) {
 	var dl DeadLetter
-	raw, err := o.dead.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	r, err := o.dead.Get(ctx, seq)
+	if errors.Is(err, store.ErrNotFound) {
 		return dl, fmt.Errorf("dead letter at sequence %d: %w", seq, ErrNotFound)
 	}
 	if err != nil {
-		return dl, fmt.Errorf("reading dead letter at sequence %d: %w", seq, err)
+		return dl, err
 	}
-	if err := json.Unmarshal(raw.Data, &dl); err != nil {
+	if err := json.Unmarshal(r.Data, &dl); err != nil {
 		return dl, fmt.Errorf("dead letter at sequence %d is unreadable: %w", seq, err)
 	}
 	return dl, nil
@@ -270,7 +265,7 @@ func (o *Outbox) Replay(ctx context.Context, id string) error {
 	if !configured {
 		return fmt.Errorf("dead letter %s: destination %q is not configured; replay it once the destination is back", id, dl.Destination)
 	}
-	if err := o.enqueue(ctx, []*item{{id: dl.ID, dest: dl.Destination, ev: dl.Event, enqueuedAt: time.Now()}}); err != nil {
+	if err := o.enqueue(ctx, []*item{{id: dl.ID, dest: dl.Destination, ev: dl.Event, enqueuedAt: o.clock.Now()}}); err != nil {
 		return fmt.Errorf("replaying dead letter %s: %w", id, err)
 	}
 	// Once queued, the dead letter goes; if this fails, the next start

@@ -49,7 +49,7 @@ func (o *Outbox) admitLocked(it *item) {
 	l.items = append(l.items, it)
 	st.pending++
 	if l.state == laneIdle {
-		o.scheduleLocked(l, time.Now())
+		o.scheduleLocked(l, o.clock.Now())
 	}
 }
 
@@ -75,30 +75,35 @@ func (o *Outbox) Run(ctx context.Context) error {
 	o.running = true
 	o.mu.Unlock()
 
+	// Requests are sent on a context that ends stopGrace after ctx.
+	send, endSend := context.WithCancel(context.WithoutCancel(ctx))
+	defer endSend()
 	var wg sync.WaitGroup
-	defer func() {
-		wg.Wait()
-		o.flushed()
-		o.mu.Lock()
-		o.running = false
-		o.mu.Unlock()
-	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	// The timer wakes the loop when the next lane falls due.
+	timer := o.clock.AfterFunc(time.Hour, o.poke)
 	for {
 		o.mu.Lock()
-		next, ok := o.dispatchLocked(ctx, &wg, time.Now())
-		o.mu.Unlock()
-		var due <-chan time.Time
-		if ok {
-			timer.Reset(time.Until(next))
-			due = timer.C
+		now := o.clock.Now()
+		// Set under the lock, from the same now: whoever holds the lock
+		// sees the queue and the timer agree, even on a clock it moves.
+		if next, ok := o.dispatchLocked(ctx, send, &wg, now); ok {
+			timer.Reset(next.Sub(now))
+		} else {
+			timer.Stop()
 		}
+		o.mu.Unlock()
 		select {
 		case <-ctx.Done():
+			timer.Stop()
+			grace := o.clock.AfterFunc(stopGrace, endSend)
+			wg.Wait()
+			grace.Stop()
+			o.flushed()
+			o.mu.Lock()
+			o.running = false
+			o.mu.Unlock()
 			return nil
 		case <-o.wake:
-		case <-due:
 		}
 	}
 }
@@ -107,16 +112,6 @@ func (o *Outbox) Run(ctx context.Context) error {
 // take. Its request may already have reached the receiver: cutting it short
 // would deliver the notification again after a restart.
 const stopGrace = time.Second
-
-// withStopGrace returns a context that ends grace after parent does.
-func withStopGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	stop := context.AfterFunc(parent, func() { time.AfterFunc(grace, cancel) })
-	return ctx, func() {
-		stop()
-		cancel()
-	}
-}
 
 // job is one attempt with what it needs from its destination, taken when
 // it started: a reload meanwhile does not change it.
@@ -130,8 +125,9 @@ type job struct {
 }
 
 // dispatchLocked starts the attempts that are due and have a free slot,
-// and returns when the next lane falls due.
-func (o *Outbox) dispatchLocked(ctx context.Context, wg *sync.WaitGroup, now time.Time) (time.Time, bool) {
+// and returns when the next lane falls due. Attempts stop waiting when ctx
+// ends and send their requests on send.
+func (o *Outbox) dispatchLocked(ctx, send context.Context, wg *sync.WaitGroup, now time.Time) (time.Time, bool) {
 	if !o.configured {
 		return time.Time{}, false // without a config every destination would look removed
 	}
@@ -164,40 +160,41 @@ func (o *Outbox) dispatchLocked(ctx context.Context, wg *sync.WaitGroup, now tim
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				o.attempt(ctx, j)
+				o.attempt(ctx, send, j)
 			}()
 		}
 	}
 	return o.timers.Next()
 }
 
-func (o *Outbox) attempt(ctx context.Context, j job) {
+func (o *Outbox) attempt(ctx, send context.Context, j job) {
 	it := j.it
 	if j.cfg == nil {
 		reason := fmt.Sprintf("destination %q is not in the current configuration (removed by a reload?); replay this dead letter once it is back", it.dest)
-		o.concluded(j, time.Now(), 0, ResultDead, reason)
+		o.concluded(j, o.clock.Now(), 0, ResultDead, reason)
 		o.giveUp(j, reason, 0)
 		return
 	}
 	if activeID, blocked := o.blockedByDeadActive(it); blocked {
 		reason := fmt.Sprintf("its active notification %s is dead-lettered: replay both, the active first, so the receiver sees them in order", activeID)
-		o.concluded(j, time.Now(), 0, ResultDead, reason)
+		o.concluded(j, o.clock.Now(), 0, ResultDead, reason)
 		o.giveUp(j, reason, 0)
 		return
 	}
 	if j.limiter != nil {
-		if err := j.limiter.Wait(ctx); err != nil {
+		if err := o.waitLimiter(ctx, j.limiter); err != nil {
 			o.abandon(j)
 			return
 		}
 	}
-	sendCtx, endGrace := withStopGrace(ctx, stopGrace)
-	actx, cancel := context.WithTimeout(sendCtx, j.cfg.Timeout)
-	start := time.Now()
+	// The attempt's timeout and duration are real time: they bound and
+	// measure I/O, not the schedule. Measured from before the deadline is
+	// set, a timed-out attempt never looks shorter than its timeout.
+	start, began := o.clock.Now(), time.Now()
+	actx, cancel := context.WithTimeout(send, j.cfg.Timeout)
 	err := j.cfg.Notifier.Send(actx, notify.Notification{ID: it.id, Event: it.ev, Attempt: j.n})
-	took := time.Since(start)
+	took := time.Since(began)
 	cancel()
-	endGrace()
 	if err != nil && ctx.Err() != nil {
 		o.abandon(j) // stopping: not the receiver's failure
 		return
@@ -243,7 +240,7 @@ func (o *Outbox) concluded(j job, start time.Time, took time.Duration, result, r
 func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
 	it, p := j.it, j.cfg.Retry
 	reason := err.Error()
-	now := time.Now()
+	now := o.clock.Now()
 	delay := max(backoff(p, j.n, o.randN), notify.RetryAfter(err))
 	if deadline := it.enqueuedAt.Add(p.MaxAge); now.Add(delay).After(deadline) {
 		reason = fmt.Sprintf("%s (gave up after %d attempts: retry.max_age %v reached)", reason, j.n, p.MaxAge)
@@ -252,21 +249,22 @@ func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
 		return
 	}
 	previous := o.concluded(j, start, took, ResultRetry, reason)
-	o.mu.Lock()
-	o.landedLocked(it)
-	j.l.state = laneIdle
-	o.scheduleLocked(j.l, now.Add(delay))
-	o.mu.Unlock()
-
+	// Said before the lane is free, so the next attempt's log comes after.
 	level := j.st.log.Warn
 	if previous == reason {
 		level = j.st.log.Debug // said already
 	}
 	level("notification delivery failed; will retry", "id", it.id, "event_id", it.ev.EventID,
 		"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempt", j.n, "retry_in", delay.Round(time.Millisecond), "reason", reason)
+
+	o.mu.Lock()
+	o.landedLocked(it)
+	j.l.state = laneIdle
+	o.scheduleLocked(j.l, now.Add(delay))
+	o.mu.Unlock()
 }
 
-// giveUp moves the item to the dead-letter stream, then off the queue. If
+// giveUp moves the item to the dead-letter log, then off the queue. If
 // the dead letter cannot be written the item stays queued and is tried again.
 func (o *Outbox) giveUp(j job, reason string, status int) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
@@ -278,7 +276,7 @@ func (o *Outbox) giveUp(j job, reason string, status int) {
 		o.mu.Lock()
 		o.landedLocked(it)
 		j.l.state = laneIdle
-		o.scheduleLocked(j.l, time.Now().Add(time.Minute))
+		o.scheduleLocked(j.l, o.clock.Now().Add(time.Minute))
 		o.mu.Unlock()
 		return
 	}
@@ -308,7 +306,7 @@ func (o *Outbox) finish(j job) {
 	st.pending--
 	l.state = laneIdle
 	if len(l.items) > 0 {
-		o.scheduleLocked(l, time.Now())
+		o.scheduleLocked(l, o.clock.Now())
 	} else if st.lanes[l.key] == l {
 		delete(st.lanes, l.key)
 	}
@@ -334,7 +332,7 @@ func (o *Outbox) abandon(j job) {
 		j.it.attempts--
 	}
 	j.l.state = laneIdle
-	o.scheduleLocked(j.l, time.Now())
+	o.scheduleLocked(j.l, o.clock.Now())
 	o.dropIfIdleLocked(j.st)
 }
 

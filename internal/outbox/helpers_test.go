@@ -17,22 +17,31 @@ import (
 	"github.com/nocbridge/nocbridge/internal/store"
 )
 
-// fixture is an outbox on a real store in a temporary directory.
+// fixture is an outbox on a real store in a temporary directory, on a
+// fake clock that survives restarts.
 type fixture struct {
-	t   *testing.T
-	dir string
-	st  *store.Store
-	ob  *Outbox
-	reg *prometheus.Registry
-	log *logRecorder
+	t     *testing.T
+	dir   string
+	clock *fakeClock
+	st    *store.Store
+	ob    *Outbox
+	reg   *prometheus.Registry
+	log   *logRecorder
 
-	stop    context.CancelFunc
-	stopped chan error
+	stop   context.CancelFunc // ends Run
+	runErr error              // what Run returned, once runEnd is closed
+	runEnd chan struct{}
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir()}
+	return openFixture(t, t.TempDir())
+}
+
+// openFixture opens an outbox on the state directory dir.
+func openFixture(t *testing.T, dir string) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: dir, clock: newFakeClock()}
 	f.open()
 	t.Cleanup(f.close)
 	return f
@@ -50,7 +59,7 @@ func (f *fixture) open() {
 	f.st = st
 	f.reg = prometheus.NewRegistry()
 	f.log = &logRecorder{}
-	f.ob, err = New(ctx, st, Options{Logger: slog.New(f.log), Registerer: f.reg})
+	f.ob, err = New(ctx, st, Options{Logger: slog.New(f.log), Registerer: f.reg, Clock: f.clock})
 	if err != nil {
 		st.Close()
 		f.t.Fatalf("outbox.New: %v", err)
@@ -60,26 +69,131 @@ func (f *fixture) open() {
 // run starts Run; close (or stopRun) stops it.
 func (f *fixture) run() {
 	ctx, cancel := context.WithCancel(context.Background())
-	f.stop, f.stopped = cancel, make(chan error, 1)
-	ob := f.ob
-	go func() { f.stopped <- ob.Run(ctx) }()
+	f.stop, f.runEnd = cancel, make(chan struct{})
+	ob, end := f.ob, f.runEnd
+	go func() {
+		f.runErr = ob.Run(ctx)
+		close(end)
+	}()
 }
 
+// stopRun stops Run, lets its stop grace pass on the clock and waits for
+// Run to return.
 func (f *fixture) stopRun() {
 	f.t.Helper()
 	if f.stop == nil {
 		return
 	}
+	if grace, ok := f.cancelRun(); ok {
+		f.clock.advanceTo(grace)
+	}
+	f.waitStopped()
+}
+
+// cancelRun ends Run's context and waits until Run has set its stop grace
+// (then it returns when the grace ends) or has returned.
+func (f *fixture) cancelRun() (time.Time, bool) {
+	f.t.Helper()
+	made := f.clock.madeCount()
 	f.stop()
+	timeout := time.After(10 * time.Second)
+	for {
+		grace, set, changed := f.clock.timerMadeAfter(made, stopGrace)
+		if set {
+			return grace, true
+		}
+		select {
+		case <-f.runEnd:
+			return time.Time{}, false
+		case <-changed:
+		case <-timeout:
+			f.t.Fatal("Run neither set its stop grace nor returned within 10s of its context ending")
+		}
+	}
+}
+
+// waitStopped waits for Run, whose context ended, to return.
+func (f *fixture) waitStopped() {
+	f.t.Helper()
 	select {
-	case err := <-f.stopped:
-		if err != nil {
-			f.t.Errorf("Run returned %v after cancel; want nil", err)
+	case <-f.runEnd:
+		if f.runErr != nil {
+			f.t.Errorf("Run returned %v after cancel; want nil", f.runErr)
 		}
 	case <-time.After(10 * time.Second):
-		f.t.Fatal("Run did not return within 10s of its context ending")
+		f.t.Fatal("Run did not return within 10s (and its stop grace on the clock) of its context ending")
 	}
 	f.stop = nil
+}
+
+// ifIdle calls fn, with the outbox locked, if nothing happens in it until
+// the clock moves on: no attempt under way or ready, nothing being written,
+// no lane due now. waiting says whether a lane waits for a later time,
+// next. ifIdle returns what fn returned, or false.
+func (f *fixture) ifIdle(fn func(next time.Time, waiting bool) bool) bool {
+	o := f.ob
+	o.jmu.Lock()
+	writing := o.flushIdle != nil || len(o.jqueue) > 0
+	o.jmu.Unlock()
+	if writing {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, st := range o.dests {
+		if st.inflight > 0 || len(st.ready) > 0 {
+			return false
+		}
+		for _, l := range st.lanes {
+			if l.state == laneBusy || l.state == laneReady {
+				return false
+			}
+		}
+	}
+	next, waiting := o.timers.Next()
+	if waiting && !next.After(f.clock.Now()) {
+		return false
+	}
+	return fn(next, waiting)
+}
+
+// advanceUntil waits until cond holds, moving the clock on to the next
+// lane's due time whenever the outbox is idle: retries come at once, and
+// never earlier on the clock than their backoff says. The clock moves with
+// the outbox locked, so Run's timer and its queue agree.
+func (f *fixture) advanceUntil(what string, cond func() bool) {
+	f.t.Helper()
+	waitFor(f.t, 10*time.Second, what, func() bool {
+		if cond() {
+			return true
+		}
+		f.ifIdle(func(next time.Time, waiting bool) bool {
+			if waiting {
+				f.clock.advanceTo(next)
+			}
+			return false
+		})
+		return false
+	})
+}
+
+// waitQuiet waits until nothing is under way and no lane waits: nothing
+// more will happen until the test does something.
+func (f *fixture) waitQuiet() {
+	f.t.Helper()
+	waitFor(f.t, 10*time.Second, "the outbox to go quiet", func() bool {
+		return f.ifIdle(func(_ time.Time, waiting bool) bool { return !waiting })
+	})
+}
+
+// looped waits until Run has been once through its loop since looped was
+// called: Run takes the second poke only after it dispatched for the first.
+func (f *fixture) looped() {
+	f.t.Helper()
+	for range 2 {
+		f.ob.wake <- struct{}{}
+		waitFor(f.t, 5*time.Second, "Run to take a poke", func() bool { return len(f.ob.wake) == 0 })
+	}
 }
 
 func (f *fixture) close() {
@@ -148,14 +262,15 @@ func labelValue(m *dto.Metric, name string) string {
 	return ""
 }
 
+// waitFor polls cond, often at first, then every 2ms at the most.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !cond() {
+	for pause := 50 * time.Microsecond; !cond(); pause = min(2*pause, 2*time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(pause)
 	}
 }
 
@@ -170,21 +285,24 @@ type call struct {
 
 // fakeNotifier answers each Send with a scripted result.
 type fakeNotifier struct {
+	clock  Clock
 	mu     sync.Mutex
 	calls  []call
 	answer func(n notify.Notification, calls int) error // calls: for this id, including this one
 }
 
-func newFake(answer func(n notify.Notification, calls int) error) *fakeNotifier {
+// fake makes a fake notifier that notes the fixture's clock at each Send;
+// a nil answer accepts everything.
+func (f *fixture) fake(answer func(n notify.Notification, calls int) error) *fakeNotifier {
 	if answer == nil {
 		answer = func(notify.Notification, int) error { return nil }
 	}
-	return &fakeNotifier{answer: answer}
+	return &fakeNotifier{clock: f.clock, answer: answer}
 }
 
 func (f *fakeNotifier) Send(ctx context.Context, n notify.Notification) error {
 	f.mu.Lock()
-	f.calls = append(f.calls, call{ID: n.ID, InstanceID: n.Event.InstanceID, Status: n.Event.Status, Attempt: n.Attempt, At: time.Now()})
+	f.calls = append(f.calls, call{ID: n.ID, InstanceID: n.Event.InstanceID, Status: n.Event.Status, Attempt: n.Attempt, At: f.clock.Now()})
 	count := 0
 	for _, c := range f.calls {
 		if c.ID == n.ID {

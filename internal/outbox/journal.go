@@ -11,15 +11,14 @@ import (
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 const (
-	queueStream       = "NOCBRIDGE_OUTBOX"
+	queueLog          = "NOCBRIDGE_OUTBOX"
 	queueSubject      = "nocbridge.outbox"
-	deadStream        = "NOCBRIDGE_DEADLETTERS"
+	deadLog           = "NOCBRIDGE_DEADLETTERS"
 	deadSubjectPrefix = "nocbridge.deadletter."
 
 	// A record stays well below the server's 1 MiB message limit.
@@ -33,8 +32,8 @@ const (
 	maxRelocPerRound   = 256
 )
 
-// location is where an item line is in the queue stream: the message
-// sequence and the item's index among that message's item lines.
+// location is where an item line is in the queue log: the record's
+// sequence and the item's index among that record's item lines.
 type location struct {
 	Seq uint64 `json:"seq"`
 	Idx int    `json:"idx"`
@@ -98,7 +97,7 @@ func (it *item) toStored() storedItem {
 	return storedItem{ID: it.id, Destination: it.dest, Event: it.ev, EnqueuedAt: it.enqueuedAt, Attempts: it.attempts}
 }
 
-// segment is one queue message that still holds pending items.
+// segment is one queue record that still holds pending items.
 type segment struct {
 	seq   uint64
 	live  int
@@ -265,14 +264,8 @@ func (o *Outbox) flush() {
 			buf.Write(e.data)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		ack, err := o.js.Publish(ctx, queueSubject, buf.Bytes())
+		seq, err := o.queue.Append(ctx, queueSubject, buf.Bytes())
 		cancel()
-		var seq uint64
-		if err == nil {
-			seq = ack.Sequence
-		} else {
-			err = fmt.Errorf("writing to stream %s: %w", queueStream, err)
-		}
 		o.applyFlush(batch, seq, err)
 		o.maybePurge()
 	}
@@ -310,7 +303,7 @@ func (o *Outbox) applyFlush(batch []*entry, seq uint64, err error) {
 				seg.add(it)
 			}
 			if it.lane != nil && it.lane.state == laneIdle {
-				o.scheduleLocked(it.lane, time.Now())
+				o.scheduleLocked(it.lane, o.clock.Now())
 			}
 		case entDone:
 			// The item was delivered even if this record failed; the
@@ -373,24 +366,24 @@ func (o *Outbox) watermarkLocked() uint64 {
 func (o *Outbox) maybePurge() {
 	o.mu.Lock()
 	w := o.watermarkLocked()
-	due := w > o.purgedTo && (w-o.purgedTo >= purgeEvery || time.Since(o.lastPurge) >= purgeInterval)
+	due := w > o.purgedTo && (w-o.purgedTo >= purgeEvery || o.clock.Now().Sub(o.lastPurge) >= purgeInterval)
 	o.mu.Unlock()
 	if !due {
 		return
 	}
 	if err := o.purge(context.Background(), w); err != nil {
-		o.log.Warn("trimming the outbox stream", "below_seq", w, "err", err)
+		o.log.Warn("trimming the outbox log", "below_seq", w, "err", err)
 	}
 }
 
 func (o *Outbox) purge(ctx context.Context, below uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if err := o.queue.Purge(ctx, jetstream.WithPurgeSequence(below)); err != nil {
+	if err := o.queue.PurgeBelow(ctx, below); err != nil {
 		return err
 	}
 	o.mu.Lock()
-	o.purgedTo, o.lastPurge = below, time.Now()
+	o.purgedTo, o.lastPurge = below, o.clock.Now()
 	o.mu.Unlock()
 	return nil
 }
@@ -429,18 +422,19 @@ func (o *Outbox) relocations(room int) []*entry {
 	return out
 }
 
-// rebuild reads the queue stream and restores every pending item.
+// rebuild reads the queue log and restores every pending item.
 func (o *Outbox) rebuild(ctx context.Context) error {
-	info, err := o.queue.Info(ctx)
+	state, err := o.queue.State(ctx)
 	if err != nil {
-		return fmt.Errorf("outbox stream: %w", err)
+		return fmt.Errorf("outbox log: %w", err)
 	}
-	o.lastSeq, o.purgedTo = info.State.LastSeq, info.State.FirstSeq
+	o.lastSeq, o.purgedTo = state.Last, state.First
 	live := map[location]*item{}
-	err = readStream(ctx, o.queue, func(m jetstream.Msg, seq uint64) {
+	err = o.queue.ReadAll(ctx, func(r store.Record) error {
+		seq := r.Seq
 		seg := &segment{seq: seq}
 		idx := 0
-		dec := json.NewDecoder(bytes.NewReader(m.Data()))
+		dec := json.NewDecoder(bytes.NewReader(r.Data))
 		for {
 			var l line
 			if err := dec.Decode(&l); errors.Is(err, io.EOF) {
@@ -474,9 +468,10 @@ func (o *Outbox) rebuild(ctx context.Context) error {
 			o.segs = append(o.segs, seg)
 			o.segsByNum[seq] = seg
 		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("reading outbox stream: %w", err)
+		return err
 	}
 	items := make([]*item, 0, len(live))
 	for _, it := range live {
@@ -502,43 +497,8 @@ func (o *Outbox) rebuild(ctx context.Context) error {
 	}
 	if w > o.purgedTo {
 		if err := o.purge(ctx, w); err != nil {
-			o.log.Warn("trimming the outbox stream", "below_seq", w, "err", err)
+			o.log.Warn("trimming the outbox log", "below_seq", w, "err", err)
 		}
 	}
 	return nil
-}
-
-// readStream calls fn for every message in the stream, oldest first, until
-// it has caught up with the stream's end.
-func readStream(ctx context.Context, st jetstream.Stream, fn func(m jetstream.Msg, seq uint64)) error {
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return err
-	}
-	msgs, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	defer msgs.Stop()
-	for {
-		m, err := msgs.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return err
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			return err
-		}
-		fn(m, meta.Sequence.Stream)
-		if meta.NumPending == 0 {
-			return nil
-		}
-	}
 }

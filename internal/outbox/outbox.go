@@ -1,14 +1,14 @@
 // Package outbox is nocbridge's durable delivery queue and the only place
 // that retries (SPEC 6).
 //
-// Every notification is written to a JetStream stream (file storage, fsynced)
-// before Enqueue returns and stays there until the receiver accepted it or it
-// moved to the dead-letter stream. The in-memory index is authoritative while
-// the process runs and is rebuilt from the stream at start, so a kill -9 at
-// any moment loses nothing: what was not yet recorded as delivered is sent
-// again, with the same webhook-id.
+// Every notification is written to a durable log of the store (store.Log:
+// file storage, fsynced) before Enqueue returns and stays there until the
+// receiver accepted it or it moved to the dead-letter log. The in-memory
+// index is authoritative while the process runs and is rebuilt from the log
+// at start, so a kill -9 at any moment loses nothing: what was not yet
+// recorded as delivered is sent again, with the same webhook-id.
 //
-// The stream is a log of records, each a few JSON lines: "item" lines add
+// The queue log holds records, each a few JSON lines: "item" lines add
 // notifications, "done" lines mark earlier ones delivered (or dead-lettered).
 // Concurrent writers share one record per fsync (group commit), and the
 // log is trimmed from its head once nothing before a point is pending. A
@@ -31,7 +31,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
@@ -73,6 +72,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the outbox metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// Clock is real time when nil.
+	Clock Clock
 }
 
 // DeadLetter is a notification that was given up on, with why.
@@ -130,9 +131,9 @@ const (
 // Outbox delivers items durably. Enqueue may be called before and after Run.
 type Outbox struct {
 	log     *slog.Logger
-	js      jetstream.JetStream
-	queue   jetstream.Stream
-	dead    jetstream.Stream
+	clock   Clock
+	queue   *store.Log // notifications and their completions (journal.go)
+	dead    *store.Log // dead letters, one per webhook-id (deadletter.go)
 	metrics *metrics
 	// randN draws the jitter: rand.Int64N, fixed in tests.
 	randN func(int64) int64
@@ -155,10 +156,10 @@ type Outbox struct {
 	deadIdx    map[string]deadRef // dead letters by id
 	deadCount  map[string]int     // per destination
 	deadActive map[string]string  // dead-lettered actives: destination + instance → webhook-id
-	purgedTo   uint64             // stream sequences below this are gone
+	purgedTo   uint64             // queue sequences below this are gone
 	lastPurge  time.Time
-	lastSeq    uint64     // last sequence written to the queue stream
-	segs       []*segment // queue messages holding pending items, oldest first
+	lastSeq    uint64     // last sequence written to the queue log
+	segs       []*segment // queue records holding pending items, oldest first
 	segsByNum  map[uint64]*segment
 }
 
@@ -177,15 +178,19 @@ type destState struct {
 	recentN  int
 }
 
-// New opens (or creates) the outbox streams and rebuilds the index from them.
+// New opens (or creates) the outbox logs and rebuilds the index from them.
 func New(ctx context.Context, st *store.Store, opts Options) (*Outbox, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
+	clock := opts.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
 	o := &Outbox{
 		log:         log,
-		js:          st.JetStream(),
+		clock:       clock,
 		randN:       rand.Int64N,
 		relocateLag: defaultRelocateLag,
 		dests:       map[string]*destState{},
@@ -197,32 +202,22 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Outbox, error) {
 		segsByNum:   map[uint64]*segment{},
 	}
 	var err error
-	o.queue, err = o.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        queueStream,
+	o.queue, err = st.Log(ctx, store.LogConfig{
+		Name:        queueLog,
 		Description: "nocbridge outbox: notifications not yet delivered",
 		Subjects:    []string{queueSubject},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew, // never drop a notification to make room
-		MaxMsgs:     -1,
-		MaxBytes:    -1,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox stream: %w", err)
+		return nil, fmt.Errorf("outbox log: %w", err)
 	}
-	o.dead, err = o.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              deadStream,
-		Description:       "nocbridge dead letters: notifications given up on, replayable",
-		Subjects:          []string{deadSubjectPrefix + ">"},
-		Storage:           jetstream.FileStorage,
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardNew,
-		MaxMsgsPerSubject: 1, // one dead letter per webhook-id
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
+	o.dead, err = st.Log(ctx, store.LogConfig{
+		Name:          deadLog,
+		Description:   "nocbridge dead letters: notifications given up on, replayable",
+		Subjects:      []string{deadSubjectPrefix + ">"},
+		OnePerSubject: true, // one dead letter per webhook-id
 	})
 	if err != nil {
-		return nil, fmt.Errorf("dead-letter stream: %w", err)
+		return nil, fmt.Errorf("dead-letter log: %w", err)
 	}
 	if err := o.rebuild(ctx); err != nil {
 		return nil, err
@@ -314,7 +309,7 @@ func (o *Outbox) dropIfIdleLocked(st *destState) {
 // manager re-dispatches a transition it cannot prove was stored.
 func (o *Outbox) Enqueue(ctx context.Context, items ...Item) error {
 	news := make([]*item, 0, len(items))
-	now := time.Now()
+	now := o.clock.Now()
 	for _, in := range items {
 		if in.Destination == "" {
 			return fmt.Errorf("outbox: item for event %s (instance %s) has no destination", in.Event.EventID, in.Event.InstanceID)

@@ -18,15 +18,16 @@ import (
 )
 
 func TestRetryUntilSuccessKeepsIDAndBacksOff(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(failFirst(2, errUnavailable))
+	n := f.fake(failFirst(2, errUnavailable))
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	e := ev("inst-1", event.StatusActive, 0)
 	f.enqueue(Item{Destination: "hook", Event: e})
 	f.run()
 
 	id := e.NotificationID("hook")
-	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
+	f.advanceUntil("delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
 	calls := n.got()
 	if len(calls) != 3 {
 		t.Fatalf("%d attempts, want 3 (2 failures, 1 success): %+v", len(calls), calls)
@@ -80,13 +81,14 @@ func TestRetryUntilSuccessKeepsIDAndBacksOff(t *testing.T) {
 }
 
 func TestRetryAfterIsHonoured(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	slowDown := &notify.Error{Retryable: true, Status: 429, RetryAfter: 300 * time.Millisecond, Reason: "HTTP 429: slow down"}
-	n := newFake(failFirst(1, slowDown))
+	n := f.fake(failFirst(1, slowDown))
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
 	f.run()
-	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
+	f.advanceUntil("delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
 	calls := n.got()
 	if len(calls) != 2 {
 		t.Fatalf("%d attempts, want 2", len(calls))
@@ -97,15 +99,16 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 }
 
 func TestAttemptTimeout(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(func(notify.Notification, int) error { return nil })
+	n := f.fake(func(notify.Notification, int) error { return nil })
 	hang := &hangingNotifier{fake: n, hangFirst: 1}
 	d := dest("hook", hang)
 	d.Timeout = 50 * time.Millisecond
 	f.ob.SetDestinations([]Destination{d})
 	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
 	f.run()
-	waitFor(t, 5*time.Second, "delivery after a timed-out attempt", func() bool { return f.ob.Pending()["hook"] == 0 })
+	f.advanceUntil("delivery after a timed-out attempt", func() bool { return f.ob.Pending()["hook"] == 0 })
 	r := f.ob.Recent("hook")
 	if len(r) != 2 || r[1].Result != ResultRetry || !strings.Contains(r[1].Error, "deadline exceeded") {
 		t.Fatalf("recent %+v; want a timed-out attempt retried", r)
@@ -136,9 +139,10 @@ func (h *hangingNotifier) Send(ctx context.Context, n notify.Notification) error
 }
 
 func TestRejectedIsDeadLetteredThenReplayed(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	reject := notify.StatusError(400, []byte(`{"error":"field severity must be a string"}`), 0)
-	n := newFake(always(reject))
+	n := f.fake(always(reject))
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	e := ev("inst-1", event.StatusActive, 0)
 	id := e.NotificationID("hook")
@@ -207,18 +211,20 @@ func TestRejectedIsDeadLetteredThenReplayed(t *testing.T) {
 }
 
 func TestMaxAgeDeadLetters(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(always(errUnavailable))
+	n := f.fake(always(errUnavailable))
 	d := dest("hook", n)
 	d.Retry = RetryPolicy{Initial: 20 * time.Millisecond, Max: 40 * time.Millisecond, MaxAge: 200 * time.Millisecond}
 	f.ob.SetDestinations([]Destination{d})
 	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
 	f.run()
 	var dls []DeadLetter
-	waitFor(t, 5*time.Second, "the dead letter", func() bool {
+	f.advanceUntil("the dead letter", func() bool {
 		dls, _ = f.ob.DeadLetters(context.Background())
 		return len(dls) == 1
 	})
+	f.waitQuiet()
 	attempts := len(n.got())
 	if attempts < 3 {
 		t.Errorf("gave up after %d attempts within a 200ms max_age at 20-40ms backoff", attempts)
@@ -229,17 +235,20 @@ func TestMaxAgeDeadLetters(t *testing.T) {
 	if dls[0].Attempts != attempts || dls[0].Status != 503 {
 		t.Errorf("dead letter attempts %d status %d; want %d and 503", dls[0].Attempts, dls[0].Status, attempts)
 	}
-	time.Sleep(100 * time.Millisecond)
-	if len(n.got()) != attempts {
+	// Nothing waits on the clock any more: a minute on, still nothing.
+	f.clock.Advance(time.Minute)
+	f.waitQuiet()
+	if len(n.got()) != attempts || f.ob.Pending()["hook"] != 0 {
 		t.Error("attempts continued after the dead letter")
 	}
 }
 
 func TestOrderPerAlertInstance(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	active := ev("inst-1", event.StatusActive, 0)
 	resolved := ev("inst-1", event.StatusResolved, time.Minute)
-	n := newFake(func(nt notify.Notification, calls int) error {
+	n := f.fake(func(nt notify.Notification, calls int) error {
 		if nt.Event.Status == event.StatusActive && calls <= 2 {
 			return errUnavailable
 		}
@@ -250,7 +259,7 @@ func TestOrderPerAlertInstance(t *testing.T) {
 	f.run()
 	waitFor(t, 5*time.Second, "the first failure", func() bool { return len(n.got()) >= 1 })
 	f.enqueue(Item{Destination: "hook", Event: resolved})
-	waitFor(t, 5*time.Second, "both deliveries", func() bool { return f.ob.Pending()["hook"] == 0 })
+	f.advanceUntil("both deliveries", func() bool { return f.ob.Pending()["hook"] == 0 })
 	var order []string
 	for _, c := range n.got() {
 		order = append(order, string(c.Status))
@@ -265,8 +274,9 @@ func TestOrderPerAlertInstance(t *testing.T) {
 // active would then reopen a closed alert): it is dead-lettered beside it,
 // and replaying the destination's dead letters delivers both, in order.
 func TestResolveWaitsForItsDeadLetteredActive(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(func(nt notify.Notification, _ int) error {
+	n := f.fake(func(nt notify.Notification, _ int) error {
 		if nt.Event.Status == event.StatusActive {
 			return notify.StatusError(422, []byte("bad"), 0)
 		}
@@ -307,16 +317,17 @@ func TestResolveWaitsForItsDeadLetteredActive(t *testing.T) {
 }
 
 func TestParallelInstancesAndDestinations(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	stuck := ev("stuck", event.StatusActive, 0)
-	flaky := newFake(func(nt notify.Notification, _ int) error {
+	flaky := f.fake(func(nt notify.Notification, _ int) error {
 		if nt.Event.InstanceID == "stuck" {
 			return errUnavailable
 		}
 		return nil
 	})
 	// A destination whose receiver hangs until the attempt times out.
-	hung := &hangingNotifier{fake: newFake(nil), hangFirst: 1 << 30}
+	hung := &hangingNotifier{fake: f.fake(nil), hangFirst: 1 << 30}
 	slow := dest("down", hung)
 	slow.Timeout = 10 * time.Second
 	f.ob.SetDestinations([]Destination{dest("hook", flaky), slow})
@@ -349,15 +360,16 @@ func TestParallelInstancesAndDestinations(t *testing.T) {
 }
 
 func TestRestartMidRetryDeliversSameID(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(always(errUnavailable))
+	n := f.fake(always(errUnavailable))
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	retrying := ev("inst-1", event.StatusActive, 0)
 	resolved := ev("inst-1", event.StatusResolved, time.Minute)
 	delivered := ev("inst-2", event.StatusActive, 0)
 	f.enqueue(Item{Destination: "hook", Event: retrying})
 	f.run()
-	waitFor(t, 5*time.Second, "two failed attempts", func() bool { return len(n.got()) >= 2 })
+	f.advanceUntil("two failed attempts", func() bool { return len(n.got()) >= 2 })
 	f.enqueue(Item{Destination: "hook", Event: resolved})
 	n.setAnswer(func(nt notify.Notification, _ int) error {
 		if nt.Event.InstanceID == "inst-2" {
@@ -372,7 +384,7 @@ func TestRestartMidRetryDeliversSameID(t *testing.T) {
 	if p := f.ob.Pending(); p["hook"] != 2 {
 		t.Fatalf("pending after restart %v; want the retrying active and its resolve", p)
 	}
-	ok := newFake(nil)
+	ok := f.fake(nil)
 	f.ob.SetDestinations([]Destination{dest("hook", ok)})
 	f.run()
 	waitFor(t, 5*time.Second, "delivery after restart", func() bool { return f.ob.Pending()["hook"] == 0 })
@@ -384,8 +396,9 @@ func TestRestartMidRetryDeliversSameID(t *testing.T) {
 }
 
 func TestDuplicateEnqueueIsNoop(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(nil)
+	n := f.fake(nil)
 	e := ev("inst-1", event.StatusActive, 0)
 	item := Item{Destination: "hook", Event: e}
 	var wg sync.WaitGroup
@@ -408,13 +421,14 @@ func TestDuplicateEnqueueIsNoop(t *testing.T) {
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	f.run()
 	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
-	time.Sleep(50 * time.Millisecond)
+	f.waitQuiet()
 	if len(n.got()) != 1 {
 		t.Fatalf("%d deliveries; want 1", len(n.got()))
 	}
 }
 
 func TestEnqueueRejectsItemWithoutDestination(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	err := f.ob.Enqueue(context.Background(), Item{Event: ev("inst-1", event.StatusActive, 0)})
 	if err == nil || !strings.Contains(err.Error(), "no destination") {
@@ -426,8 +440,9 @@ func TestEnqueueRejectsItemWithoutDestination(t *testing.T) {
 }
 
 func TestUnknownDestinationIsDeadLetteredAndReplayableOnceBack(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(nil)
+	n := f.fake(nil)
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	e := ev("inst-1", event.StatusActive, 0)
 	f.enqueue(Item{Destination: "gone", Event: e})
@@ -450,7 +465,7 @@ func TestUnknownDestinationIsDeadLetteredAndReplayableOnceBack(t *testing.T) {
 		t.Fatalf("ReplayAll(\"\") = %d, %v; want 0 (its destination is missing), nil", n, err)
 	}
 
-	back := newFake(nil)
+	back := f.fake(nil)
 	f.ob.SetDestinations([]Destination{dest("hook", n), dest("gone", back)})
 	if err := f.ob.Replay(context.Background(), dls[0].ID); err != nil {
 		t.Fatal(err)
@@ -462,8 +477,9 @@ func TestUnknownDestinationIsDeadLetteredAndReplayableOnceBack(t *testing.T) {
 }
 
 func TestReloadRemovingDestinationDeadLettersItsQueue(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(always(errUnavailable))
+	n := f.fake(always(errUnavailable))
 	d := dest("hook", n)
 	d.Retry.Initial, d.Retry.Max = 200*time.Millisecond, 200*time.Millisecond
 	f.ob.SetDestinations([]Destination{d})
@@ -471,7 +487,7 @@ func TestReloadRemovingDestinationDeadLettersItsQueue(t *testing.T) {
 	f.run()
 	waitFor(t, 5*time.Second, "a failed attempt", func() bool { return len(n.got()) == 1 })
 	f.ob.SetDestinations(nil)
-	waitFor(t, 5*time.Second, "the dead letter", func() bool {
+	f.advanceUntil("the dead letter", func() bool {
 		dls, _ := f.ob.DeadLetters(context.Background())
 		return len(dls) == 1 && strings.Contains(dls[0].Reason, "not in the current configuration")
 	})
@@ -483,9 +499,10 @@ func TestReloadRemovingDestinationDeadLettersItsQueue(t *testing.T) {
 }
 
 func TestReplayAllByDestination(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	reject := notify.StatusError(400, []byte("no"), 0)
-	a, b := newFake(always(reject)), newFake(always(reject))
+	a, b := f.fake(always(reject)), f.fake(always(reject))
 	f.ob.SetDestinations([]Destination{dest("a", a), dest("b", b)})
 	for i := range 3 {
 		e := ev(fmt.Sprintf("inst-%d", i), event.StatusActive, 0)
@@ -522,26 +539,39 @@ func TestReplayAllByDestination(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(nil)
+	n := f.fake(nil)
 	d := dest("hook", n)
 	d.RateLimit = 20 // burst 20, then one per 50ms
 	f.ob.SetDestinations([]Destination{d})
 	for i := range 30 {
 		f.enqueue(Item{Destination: "hook", Event: ev(fmt.Sprintf("inst-%d", i), event.StatusActive, 0)})
 	}
-	start := time.Now()
+	start := f.clock.Now()
 	f.run()
-	waitFor(t, 10*time.Second, "30 deliveries", func() bool { return f.ob.Pending()["hook"] == 0 })
-	if took := time.Since(start); took < 450*time.Millisecond {
-		t.Fatalf("30 deliveries at 20/s (burst 20) took %v; want about 500ms", took)
+	// The burst goes at once; the other 10 wait in the limiter, 50ms apart.
+	waitFor(t, 5*time.Second, "the burst", func() bool { return f.ob.Pending()["hook"] <= 10 && f.clock.dueWithin(500*time.Millisecond) == 10 })
+	if p, sent := f.ob.Pending()["hook"], len(n.got()); p != 10 || sent != 20 {
+		t.Fatalf("%d sent, %d pending at once; want the burst of 20 sent, 10 waiting", sent, p)
+	}
+	f.clock.Advance(449 * time.Millisecond)
+	waitFor(t, 5*time.Second, "the deliveries of the first 449ms", func() bool { return f.ob.Pending()["hook"] <= 2 })
+	if p, sent, waiting := f.ob.Pending()["hook"], len(n.got()), f.clock.dueWithin(time.Second); p != 2 || sent != 28 || waiting != 2 {
+		t.Fatalf("%d sent, %d pending, %d waiting in the limiter 449ms on; want 28 sent and 2 waiting: 30 at 20/s (burst 20) take 500ms", sent, p, waiting)
+	}
+	f.clock.Advance(51 * time.Millisecond)
+	waitFor(t, 5*time.Second, "30 deliveries", func() bool { return f.ob.Pending()["hook"] == 0 })
+	if took := f.clock.Now().Sub(start); len(n.got()) != 30 || took != 500*time.Millisecond {
+		t.Fatalf("%d deliveries in %v; want 30 in 500ms", len(n.got()), took)
 	}
 }
 
 func TestLogLevels(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	other := &notify.Error{Retryable: true, Reason: "POST http://127.0.0.1/hook: timeout"}
-	n := newFake(func(_ notify.Notification, calls int) error {
+	n := f.fake(func(_ notify.Notification, calls int) error {
 		switch calls {
 		case 1, 2:
 			return errUnavailable
@@ -553,7 +583,7 @@ func TestLogLevels(t *testing.T) {
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
 	f.run()
-	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
+	f.advanceUntil("delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
 	var levels []string
 	for _, r := range f.log.find("notification delivery failed; will retry") {
 		levels = append(levels, r.Level.String())
@@ -569,10 +599,11 @@ func TestLogLevels(t *testing.T) {
 	}
 }
 
+// TestRunStopsCleanly is not parallel: it counts goroutines.
 func TestRunStopsCleanly(t *testing.T) {
 	f := newFixture(t)
 	before := runtime.NumGoroutine()
-	hung := &hangingNotifier{fake: newFake(nil), hangFirst: 1 << 30}
+	hung := &hangingNotifier{fake: f.fake(nil), hangFirst: 1 << 30}
 	d := dest("hook", hung)
 	d.Timeout = time.Minute
 	d.RateLimit = 1 // a second attempt waits in the limiter
@@ -586,9 +617,13 @@ func TestRunStopsCleanly(t *testing.T) {
 		defer hung.mu.Unlock()
 		return hung.hung >= 1
 	})
-	start := time.Now()
+	f.clock.waitUntil(t, "the other two attempts to wait in the limiter", func() bool { return f.clock.dueWithin(2*time.Second) == 2 })
+	start, realStart := f.clock.Now(), time.Now()
 	f.stopRun()
-	if took := time.Since(start); took > 2*time.Second {
+	if took := f.clock.Now().Sub(start); took > stopGrace {
+		t.Errorf("Run took %v on the clock to stop with an attempt hanging; want the stop grace, %v", took, stopGrace)
+	}
+	if took := time.Since(realStart); took > 2*time.Second {
 		t.Errorf("Run took %v to stop with an attempt hanging", took)
 	}
 	if p := f.ob.Pending(); p["hook"] != 3 {
@@ -600,7 +635,7 @@ func TestRunStopsCleanly(t *testing.T) {
 	}
 
 	// Run again: the abandoned attempt is made again, counted as attempt 1.
-	ok := newFake(nil)
+	ok := f.fake(nil)
 	f.ob.SetDestinations([]Destination{dest("hook", ok)})
 	f.run()
 	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["hook"] == 0 })
@@ -615,14 +650,21 @@ func TestRunStopsCleanly(t *testing.T) {
 }
 
 func TestNothingIsSentBeforeDestinationsAreSet(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.enqueue(Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)})
 	f.run()
-	time.Sleep(100 * time.Millisecond)
+	f.looped()
+	f.ob.mu.Lock()
+	started := f.ob.dests["hook"].inflight
+	f.ob.mu.Unlock()
+	if started != 0 {
+		t.Fatal("an attempt started before any config was set")
+	}
 	if dls, _ := f.ob.DeadLetters(context.Background()); len(dls) != 0 {
 		t.Fatalf("dead-lettered before any config was set: %+v", dls)
 	}
-	n := newFake(nil)
+	n := f.fake(nil)
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	waitFor(t, 5*time.Second, "delivery", func() bool { return len(n.got()) == 1 })
 }
@@ -631,10 +673,11 @@ func TestNothingIsSentBeforeDestinationsAreSet(t *testing.T) {
 // copied forward so the stream does not grow behind it, and keeps its
 // place ahead of its resolve across a restart.
 func TestLogHeadIsTrimmedPastAStuckItem(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.ob.relocateLag = 8
-	down := newFake(always(errUnavailable))
-	up := newFake(nil)
+	down := f.fake(always(errUnavailable))
+	up := f.fake(nil)
 	d := dest("down", down)
 	d.Retry = RetryPolicy{Initial: time.Hour, Max: time.Hour, MaxAge: 2 * time.Hour}
 	f.ob.SetDestinations([]Destination{d, dest("up", up)})
@@ -648,24 +691,24 @@ func TestLogHeadIsTrimmedPastAStuckItem(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the other deliveries", func() bool { return f.ob.Pending()["up"] == 0 })
 	// One more record after the last completion lets the trim catch up.
-	time.Sleep(purgeInterval)
+	f.clock.Advance(purgeInterval)
 	f.enqueue(Item{Destination: "up", Event: ev("last", event.StatusActive, 0)})
 	waitFor(t, 5*time.Second, "the last delivery", func() bool { return f.ob.Pending()["up"] == 0 })
 
-	info, err := f.ob.queue.Info(context.Background())
+	state, err := f.ob.queue.State(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs > 30 {
-		t.Fatalf("outbox stream holds %d records (first %d, last %d) behind a stuck notification; want it trimmed",
-			info.State.Msgs, info.State.FirstSeq, info.State.LastSeq)
+	if state.Records > 30 {
+		t.Fatalf("outbox log holds %d records (first %d, last %d) behind a stuck notification; want it trimmed",
+			state.Records, state.First, state.Last)
 	}
 
 	f.restart()
 	if p := f.ob.Pending(); p["down"] != 2 || p["up"] != 0 {
 		t.Fatalf("pending after restart %v; want the stuck active and its resolve only", p)
 	}
-	ok := newFake(nil)
+	ok := f.fake(nil)
 	f.ob.SetDestinations([]Destination{dest("down", ok), dest("up", up)})
 	f.run()
 	waitFor(t, 5*time.Second, "delivery", func() bool { return f.ob.Pending()["down"] == 0 })
@@ -679,6 +722,7 @@ func TestLogHeadIsTrimmedPastAStuckItem(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	p := RetryPolicy{Initial: time.Second, Max: 5 * time.Minute}
 	top := func(n int64) int64 { return n - 1 }
 	bottom := func(int64) int64 { return 0 }
@@ -722,8 +766,9 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestDeliveryOfReenqueuedNotificationClearsItsDeadLetter(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	n := newFake(always(notify.StatusError(400, []byte("no"), 0)))
+	n := f.fake(always(notify.StatusError(400, []byte("no"), 0)))
 	f.ob.SetDestinations([]Destination{dest("hook", n)})
 	item := Item{Destination: "hook", Event: ev("inst-1", event.StatusActive, 0)}
 	f.enqueue(item)
@@ -765,18 +810,20 @@ func (a *answerLate) Send(ctx context.Context, n notify.Notification) error {
 // is answered within stopGrace; its delivery is recorded, so a restart does
 // not send the notification again.
 func TestStopLetsAnAttemptUnderWayFinish(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	late := &answerLate{sending: make(chan struct{}), release: make(chan struct{}), fake: newFake(nil)}
+	late := &answerLate{sending: make(chan struct{}), release: make(chan struct{}), fake: f.fake(nil)}
 	f.ob.SetDestinations([]Destination{dest("hook", late)})
 	e := ev("inst-1", event.StatusActive, 0)
 	f.enqueue(Item{Destination: "hook", Event: e})
 	f.run()
 	<-late.sending
-	go func() {
-		time.Sleep(stopGrace / 4)
-		close(late.release)
-	}()
-	f.stopRun()
+	if _, ok := f.cancelRun(); !ok {
+		t.Fatal("Run returned with an attempt under way")
+	}
+	f.clock.Advance(stopGrace / 4)
+	close(late.release)
+	f.waitStopped()
 	if p := f.ob.Pending()["hook"]; p != 0 {
 		t.Fatalf("pending %d after stopping; the answered attempt must count as delivered", p)
 	}

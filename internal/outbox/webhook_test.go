@@ -38,6 +38,7 @@ type received struct {
 // receiver: a 503 is retried with the same webhook-id and a valid signature
 // each time, a 400 is dead-lettered with the receiver's body as reason.
 func TestWebhookDelivery(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var got []received
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -71,7 +72,7 @@ func TestWebhookDelivery(t *testing.T) {
 	active := ev("5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f", event.StatusActive, 0)
 	f.enqueue(Item{Destination: "itsm", Event: active})
 	f.run()
-	waitFor(t, 5*time.Second, "delivery after a 503", func() bool { return f.ob.Pending()["itsm"] == 0 })
+	f.advanceUntil("delivery after a 503", func() bool { return f.ob.Pending()["itsm"] == 0 })
 
 	mu.Lock()
 	reqs := append([]received(nil), got...)

@@ -1,6 +1,7 @@
 // Package store runs the embedded NATS JetStream server that holds
 // nocbridge's durable state (alert state, the outbox, destination state) in
-// files under the state directory, and hands out streams and KV buckets.
+// files under the state directory, and hands out durable logs (Log) and KV
+// buckets, so that no other package needs to know NATS.
 //
 // The server opens no network listener: the process talks to it through an
 // in-process connection. Scale-out (SPEC 9) would add cluster or leaf-node
