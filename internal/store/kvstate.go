@@ -29,7 +29,7 @@ func (s *KVState) key(k string) string {
 // Bucket opens a bucket whose keys are valid JetStream keys
 // ([-/_=.A-Za-z0-9]) and stored as they are.
 func (s *Store) Bucket(ctx context.Context, bucket string) (*KVState, error) {
-	kv, err := s.KV(ctx, bucket)
+	kv, err := s.kv(ctx, bucket)
 	if err != nil {
 		return nil, err
 	}

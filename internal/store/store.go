@@ -178,17 +178,14 @@ func (s *Store) drain() error {
 // Dir is the absolute state directory.
 func (s *Store) Dir() string { return s.dir }
 
-// JetStream is the JetStream API over the in-process connection.
-func (s *Store) JetStream() jetstream.JetStream { return s.js }
-
 // markerTTL is how long a deletion marker outlives the key it deleted; it
 // only matters to watchers, and expiring markers keeps buckets whose keys
 // are never reused (alert instance ids) from growing forever.
 const markerTTL = time.Hour
 
-// KV opens the bucket, creating it (file storage, latest value only) when it
+// kv opens the bucket, creating it (file storage, latest value only) when it
 // does not exist. The name must be valid for JetStream ([A-Za-z0-9_-]+).
-func (s *Store) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+func (s *Store) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
 	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:         bucket,
 		History:        1,
@@ -203,7 +200,7 @@ func (s *Store) KV(ctx context.Context, bucket string) (jetstream.KeyValue, erro
 
 // StateStore opens a bucket as a notify.StateStore.
 func (s *Store) StateStore(ctx context.Context, bucket string) (*KVState, error) {
-	kv, err := s.KV(ctx, bucket)
+	kv, err := s.kv(ctx, bucket)
 	if err != nil {
 		return nil, err
 	}

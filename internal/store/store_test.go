@@ -113,13 +113,6 @@ func TestReopenKeepsValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := s.KV(ctx, "alerts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e, err := raw.Get(ctx, "rule.device"); err != nil || string(e.Value()) != "firing" {
-		t.Fatalf("alerts bucket after reopen, read raw: %v %v", e, err)
-	}
 	if all, err := alerts.All(ctx); err != nil || len(all) != 1 || string(all["rule.device"]) != "firing" {
 		t.Errorf("alerts All = %q, %v", all, err)
 	}
@@ -164,9 +157,9 @@ func TestInvalidInput(t *testing.T) {
 
 	s := open(t, t.TempDir())
 	defer s.Close()
-	_, err := s.KV(context.Background(), "bad.name")
+	_, err := s.Bucket(context.Background(), "bad.name")
 	if !errors.Is(err, jetstream.ErrInvalidBucketName) || !strings.Contains(err.Error(), `"bad.name"`) {
-		t.Fatalf("KV(bad.name) = %v; want ErrInvalidBucketName naming the bucket", err)
+		t.Fatalf("Bucket(bad.name) = %v; want ErrInvalidBucketName naming the bucket", err)
 	}
 }
 
