@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
@@ -42,16 +41,8 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	return &Notifier{
 		s:           s,
 		externalURL: env.ExternalURL,
-		api: &notify.JSONAPI{
-			Client:         deps.Client,
-			UserAgent:      deps.UserAgent,
-			Authorization:  s.auth,
-			Redactor:       notify.NewRedactor(4, s.secrets...),
-			ServiceMessage: serviceMessage,
-			AnswerName:     "Table API JSON (instance hibernating, or a login page?)",
-			Now:            time.Now,
-		},
-		log: deps.Logger.With("table", s.table),
+		api:         notify.NewJSONAPI(deps, s.auth, s.secrets, serviceMessage, "Table API JSON (instance hibernating, or a login page?)"),
+		log:         deps.Logger.With("table", s.table),
 	}, nil
 }
 
@@ -215,14 +206,11 @@ func impactUrgency(severity int) (impact, urgency string) {
 
 // tableURL is <instance>/api/now/table/<table>[/<sys_id>]?<q>.
 func (n *Notifier) tableURL(sysID string, q url.Values) *url.URL {
-	u := *n.s.base
-	u.Path += "/api/now/table/" + n.s.table
+	path := "/api/now/table/" + n.s.table
 	if sysID != "" {
-		u.Path += "/" + sysID
+		path += "/" + sysID
 	}
-	u.RawPath = ""
-	u.RawQuery = q.Encode()
-	return &u
+	return notify.JoinURL(n.s.base, path, q)
 }
 
 // serviceMessage extracts the Table API's error message and detail, or a
