@@ -83,20 +83,13 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 // open creates the record for a firing alert unless an open one exists.
 func (n *Notifier) open(ctx context.Context, nt notify.Notification) error {
 	id := nt.Event.InstanceID
-	var found struct {
-		Result []record `json:"result"`
-	}
-	q := url.Values{
-		"sysparm_query":  {"correlation_id=" + id + "^active=true"},
-		"sysparm_fields": {"sys_id,number,state"},
-		"sysparm_limit":  {"1"},
-	}
-	if err := n.api.Call(ctx, http.MethodGet, n.tableURL("", q), nil, &found); err != nil {
+	found, err := n.records(ctx, "correlation_id="+id+"^active=true", "sys_id,number,state", "1")
+	if err != nil {
 		return err
 	}
-	if len(found.Result) > 0 {
+	if len(found) > 0 {
 		n.log.Info("servicenow record already open for this alert, not creating another",
-			"number", found.Result[0].Number, "instance_id", id)
+			"number", found[0].Number, "instance_id", id)
 		return nil
 	}
 	fields, err := n.newRecord(nt)
@@ -117,18 +110,11 @@ func (n *Notifier) open(ctx context.Context, nt notify.Notification) error {
 // resolve moves every open record of the alert to the resolved state.
 func (n *Notifier) resolve(ctx context.Context, nt notify.Notification) error {
 	id := nt.Event.InstanceID
-	var found struct {
-		Result []record `json:"result"`
-	}
-	q := url.Values{
-		"sysparm_query":  {"correlation_id=" + id + "^ORDERBYDESCsys_created_on"},
-		"sysparm_fields": {"sys_id,number,state,active"},
-		"sysparm_limit":  {resolveLookupLimit},
-	}
-	if err := n.api.Call(ctx, http.MethodGet, n.tableURL("", q), nil, &found); err != nil {
+	found, err := n.records(ctx, "correlation_id="+id+"^ORDERBYDESCsys_created_on", "sys_id,number,state,active", resolveLookupLimit)
+	if err != nil {
 		return err
 	}
-	if len(found.Result) == 0 {
+	if len(found) == 0 {
 		// The firing notification never reached ServiceNow (filtered, or
 		// the record was deleted): there is nothing to resolve.
 		n.log.Info("no servicenow record to resolve", "instance_id", id)
@@ -143,7 +129,7 @@ func (n *Notifier) resolve(ctx context.Context, nt notify.Notification) error {
 		"close_code":  n.s.closeCode,
 		"close_notes": notes,
 	}
-	for _, rec := range found.Result {
+	for _, rec := range found {
 		if rec.Active == "false" || rec.State == n.s.resolveState {
 			n.log.Debug("servicenow record already resolved or closed", "number", rec.Number, "state", rec.State)
 			continue
@@ -155,6 +141,19 @@ func (n *Notifier) resolve(ctx context.Context, nt notify.Notification) error {
 		n.log.Info("servicenow record resolved", "number", rec.Number, "instance_id", id)
 	}
 	return nil
+}
+
+// records lists the table's records matching an encoded query: fields of
+// each, at most limit.
+func (n *Notifier) records(ctx context.Context, query, fields, limit string) ([]record, error) {
+	var found struct {
+		Result []record `json:"result"`
+	}
+	q := url.Values{"sysparm_query": {query}, "sysparm_fields": {fields}, "sysparm_limit": {limit}}
+	if err := n.api.Call(ctx, http.MethodGet, n.tableURL("", q), nil, &found); err != nil {
+		return nil, err
+	}
+	return found.Result, nil
 }
 
 // newRecord is the body of a new record: nocbridge's fields, then the
