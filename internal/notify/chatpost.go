@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"time"
@@ -38,6 +39,22 @@ func NewWebhookPoster(service string, u *url.URL, deps Deps, errorText func([]by
 		Redactor:  NewRedactor(2, u.String(), u.RawQuery, u.EscapedPath(), u.Path),
 		ErrorText: errorText,
 	}
+}
+
+// Send is a chat type's Send: text renders the notification's main text
+// (ChatText, or the type's own), message wraps it in the JSON body, which
+// is posted once (Post). Rendering fails only on a template, and then on
+// every retry too: a permanent *Error "<service>: rendering template_file".
+func (p *ChatPoster) Send(ctx context.Context, service string, nt Notification, text func(Notification) (string, error), message func(text string) any) (int, error) {
+	t, err := text(nt)
+	if err != nil {
+		return 0, &Error{Reason: service + ": rendering template_file", Err: err}
+	}
+	payload, err := json.Marshal(message(t))
+	if err != nil {
+		return 0, &Error{Reason: service + ": encoding message", Err: err}
+	}
+	return p.Post(ctx, payload)
 }
 
 // Post sends payload once and returns the 2xx status. A failure is a *Error

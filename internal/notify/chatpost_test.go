@@ -114,3 +114,37 @@ func TestTextOnly(t *testing.T) {
 		t.Errorf("TextOnly = %q, %v; want BUSY, 0", text, delay)
 	}
 }
+
+func TestChatPosterSend(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got = append(got, string(body))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL + "/hook")
+	p := NewWebhookPoster("chat webhook", u, Deps{Client: srv.Client(), UserAgent: "nocbridge/test"}, TextOnly(func(b []byte) string { return string(b) }))
+	nt := Notification{ID: "msg_1"}
+	nt.Event.Name = "Device unreachable"
+	text := func(nt Notification) (string, error) { return nt.Event.Name, nil }
+	message := func(text string) any { return map[string]string{"text": text} }
+
+	status, err := p.Send(context.Background(), "chat", nt, text, message)
+	if err != nil || status != http.StatusNoContent || len(got) != 1 || got[0] != `{"text":"Device unreachable"}` {
+		t.Fatalf("Send = %d, %v; posted %q", status, err, got)
+	}
+
+	broken := errors.New("template: t:1: boom")
+	_, err = p.Send(context.Background(), "chat", nt, func(Notification) (string, error) { return "", broken }, message)
+	var ne *Error
+	if !errors.As(err, &ne) || ne.Retryable || ne.Reason != "chat: rendering template_file" || !errors.Is(err, broken) {
+		t.Errorf("template failure: %v, want a permanent failure wrapping it", err)
+	}
+	if _, err := p.Send(context.Background(), "chat", nt, text, func(string) any { return func() {} }); !errors.As(err, &ne) || ne.Reason != "chat: encoding message" {
+		t.Errorf("encoding failure: %v", err)
+	}
+	if len(got) != 1 {
+		t.Errorf("a failed rendering must not post: %q", got)
+	}
+}

@@ -55,6 +55,52 @@ func (c *ConfigCheck) Secret(key string, inline config.Secret, file string) (s c
 	return s, path, true
 }
 
+// RequiredSecret is Secret for a secret the type cannot do without: an
+// empty one is recorded as "<key> (or <key>_file) is required: <what>"
+// (what may be empty). ok is false when anything was recorded.
+func (c *ConfigCheck) RequiredSecret(key string, inline config.Secret, file, what string) (s config.Secret, path string, ok bool) {
+	s, path, ok = c.Secret(key, inline, file)
+	if ok && s == "" {
+		c.Bad(path, "%s", required(key+" (or "+key+"_file)", what))
+		return "", path, false
+	}
+	return s, path, ok
+}
+
+// required is the message for a missing value: "<subject> is required",
+// then ": <what>" when what says more.
+func required(subject, what string) string {
+	if what == "" {
+		return subject + " is required"
+	}
+	return subject + " is required: " + what
+}
+
+// BasicCredentials are a user and a secret (password or API token) for
+// HTTP Basic auth, both required; the hints say what each is, for the
+// "required" messages.
+type BasicCredentials struct {
+	UserKey, User, UserHint string
+	SecretKey               string // the secret's key; SecretFile is <key>_file's value
+	Secret                  config.Secret
+	SecretFile, SecretHint  string
+}
+
+// BasicCredentials checks b (the secret first) and returns BasicAuth's
+// header and secrets; both are empty when a problem was recorded.
+func (c *ConfigCheck) BasicCredentials(b BasicCredentials) (header string, secrets []string) {
+	pw, _, ok := c.RequiredSecret(b.SecretKey, b.Secret, b.SecretFile, b.SecretHint)
+	switch {
+	case b.User == "":
+		c.Bad(b.UserKey, "%s", required(b.UserKey, b.UserHint))
+	case strings.Contains(b.User, ":"):
+		c.Bad(b.UserKey, "%s must not contain ':'", b.UserKey)
+	case ok:
+		return BasicAuth(b.User, pw.Reveal())
+	}
+	return "", nil
+}
+
 // Template loads template_file when file is set, recording a failure at
 // that key; nil means the type's default text.
 func (c *ConfigCheck) Template(file string) *template.Template {
@@ -119,6 +165,26 @@ func CheckServiceBase(raw, credentialsHint string) (*url.URL, string) {
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, ""
+}
+
+// ServiceBase checks raw, the value of key, with CheckServiceBase; a
+// problem is recorded as "<key> <message>" and the result is nil.
+func (c *ConfigCheck) ServiceBase(key, raw, credentialsHint string) *url.URL {
+	return c.serviceURL(key, raw, credentialsHint, CheckServiceBase)
+}
+
+// ServiceURL is ServiceBase for a whole endpoint (CheckServiceURL).
+func (c *ConfigCheck) ServiceURL(key, raw, credentialsHint string) *url.URL {
+	return c.serviceURL(key, raw, credentialsHint, CheckServiceURL)
+}
+
+func (c *ConfigCheck) serviceURL(key, raw, credentialsHint string, check func(raw, credentialsHint string) (*url.URL, string)) *url.URL {
+	u, msg := check(raw, credentialsHint)
+	if msg != "" {
+		c.Bad(key, "%s %s", key, msg)
+		return nil
+	}
+	return u
 }
 
 // BasicAuth is the Authorization header value for user and password, with

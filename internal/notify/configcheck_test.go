@@ -2,8 +2,10 @@ package notify
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,5 +156,99 @@ func TestBasicAuth(t *testing.T) {
 	}
 	if len(secrets) != 2 || secrets[0] != "pa:ss" || secrets[1] != encoded {
 		t.Errorf("secrets %q, want the password and the encoded credentials", secrets)
+	}
+}
+
+// recorded is what check recorded, as "LINE: message" without the
+// destination prefix.
+func recorded(check *ConfigCheck) []string {
+	var out []string
+	for _, e := range check.Errors() {
+		out = append(out, fmt.Sprintf("%d: %s", e.Line, strings.TrimPrefix(e.Msg, `destination "d1": `)))
+	}
+	return out
+}
+
+func TestConfigCheckRequiredSecret(t *testing.T) {
+	d := parseDest(t, "type: x\nuser: bob\napi_token: \"\"\n")
+	env := Env{ConfigFile: "nocbridge.yaml", BaseDir: t.TempDir()}
+	check := NewConfigCheck(env, d)
+	if s, path, ok := check.RequiredSecret("api_token", "", "", "an API token of user"); s != "" || path != "api_token" || ok {
+		t.Errorf("empty: (%q, %q, %v), want not ok", s, path, ok)
+	}
+	if s, _, ok := check.RequiredSecret("password", "", "", ""); s != "" || ok {
+		t.Errorf("empty, no hint: (%q, %v), want not ok", s, ok)
+	}
+	if s, _, ok := check.RequiredSecret("password", "s3cr3t", "absent", ""); s != "" || ok {
+		t.Errorf("unresolvable: (len %d, %v), want not ok", len(s), ok)
+	}
+	if s, _, ok := check.RequiredSecret("api_token", "s3cr3t", "", "x"); s != "s3cr3t" || !ok {
+		t.Errorf("given: ok %v", ok)
+	}
+	got, want := recorded(check), []string{
+		"3: api_token (or api_token_file) is required: an API token of user",
+		"1: password (or password_file) is required",
+		"1: password: set either the value or the _file key, not both",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("recorded\n %q\nwant\n %q", got, want)
+	}
+}
+
+func TestConfigCheckBasicCredentials(t *testing.T) {
+	d := parseDest(t, "type: x\nuser: bob\napi_token: t\n")
+	env := Env{ConfigFile: "nocbridge.yaml"}
+	creds := func(user string, secret config.Secret) BasicCredentials {
+		return BasicCredentials{UserKey: "user", User: user, UserHint: "the account",
+			SecretKey: "api_token", Secret: secret, SecretHint: "its token"}
+	}
+	for _, tc := range []struct {
+		name, user   string
+		secret       config.Secret
+		wantRecorded []string
+	}{
+		{name: "ok", user: "bob", secret: "s3cr3t"},
+		{name: "no user", secret: "s3cr3t", wantRecorded: []string{"2: user is required: the account"}},
+		{name: "colon", user: "b:ob", secret: "s3cr3t", wantRecorded: []string{"2: user must not contain ':'"}},
+		{name: "neither, secret first", wantRecorded: []string{"3: api_token (or api_token_file) is required: its token", "2: user is required: the account"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := NewConfigCheck(env, d)
+			header, secrets := check.BasicCredentials(creds(tc.user, tc.secret))
+			if got := recorded(check); !slices.Equal(got, tc.wantRecorded) {
+				t.Errorf("recorded %q, want %q", got, tc.wantRecorded)
+			}
+			wantHeader, wantSecrets := "", []string(nil)
+			if tc.wantRecorded == nil {
+				wantHeader, wantSecrets = BasicAuth(tc.user, tc.secret.Reveal())
+			}
+			if header != wantHeader || !slices.Equal(secrets, wantSecrets) {
+				t.Errorf("got %q %q, want %q %q", header, secrets, wantHeader, wantSecrets)
+			}
+		})
+	}
+}
+
+func TestConfigCheckServiceURL(t *testing.T) {
+	d := parseDest(t, "type: x\napi_url: ftp://x\nurl: y\n")
+	check := NewConfigCheck(Env{ConfigFile: "nocbridge.yaml"}, d)
+	if u := check.ServiceBase("api_url", "https://api.example/v1/", "the key goes in api_key"); u == nil || u.String() != "https://api.example/v1" {
+		t.Errorf("ServiceBase = %v", u)
+	}
+	if u := check.ServiceURL("url", "https://events.example/enqueue?x=1", "k"); u == nil || u.String() != "https://events.example/enqueue?x=1" {
+		t.Errorf("ServiceURL = %v", u)
+	}
+	if u := check.ServiceBase("api_url", "ftp://x", "k"); u != nil {
+		t.Errorf("bad base = %v, want nil", u)
+	}
+	if u := check.ServiceURL("url", "https://u:p@events.example", "k"); u != nil {
+		t.Errorf("bad URL = %v, want nil", u)
+	}
+	got, want := recorded(check), []string{
+		"2: api_url ftp://x: scheme must be http or https",
+		"3: url https://events.example: must not hold credentials (k)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("recorded\n %q\nwant\n %q", got, want)
 	}
 }

@@ -204,6 +204,36 @@ func TestJSONAPI(t *testing.T) {
 	}
 }
 
+// TestNewJSONAPI: what the ticket types build from Prepare's deps.
+func TestNewJSONAPI(t *testing.T) {
+	deps := Deps{Client: &http.Client{}, UserAgent: "nocbridge/test"}
+	msg := func(b []byte) string { return Excerpt(b) }
+	api := NewJSONAPI(deps, "Basic abc", []string{"s3cr3t", "abc"}, msg, "Test JSON")
+	if api.Client != deps.Client || api.UserAgent != "nocbridge/test" || api.Authorization != "Basic abc" ||
+		api.AnswerName != "Test JSON" || api.ServiceMessage == nil || api.Now == nil {
+		t.Errorf("fields not taken: %+v", api)
+	}
+	if got := api.Redactor.Redact("s3cr3t abc"); got != Redacted+" abc" {
+		t.Errorf("Redact = %q: secrets of 4 characters or more are hidden, shorter ones kept", got)
+	}
+}
+
+func TestJoinURL(t *testing.T) {
+	base, msg := CheckServiceBase("https://acme.example/sub/", "")
+	if msg != "" {
+		t.Fatal(msg)
+	}
+	if got := JoinURL(base, "/api/x y", url.Values{"b": {"2"}, "a": {"1&"}}).String(); got != "https://acme.example/sub/api/x%20y?a=1%26&b=2" {
+		t.Errorf("JoinURL = %s", got)
+	}
+	if got := JoinURL(base, "/rest", nil).String(); got != "https://acme.example/sub/rest" {
+		t.Errorf("JoinURL without query = %s", got)
+	}
+	if base.String() != "https://acme.example/sub" {
+		t.Errorf("base changed: %s", base)
+	}
+}
+
 func TestEnvDeps(t *testing.T) {
 	deps, err := Env{}.Deps(config.Destination{Name: "d"})
 	if err != nil {

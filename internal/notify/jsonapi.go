@@ -33,6 +33,33 @@ type JSONAPI struct {
 	Now func() time.Time
 }
 
+// NewJSONAPI is the JSONAPI a type's New builds from Prepare's deps: their
+// client and user agent, time.Now, and a Redactor hiding secrets (values
+// under 4 characters skipped). auth is the Authorization header value ("":
+// none); serviceMessage and answerName are as in JSONAPI.
+func NewJSONAPI(deps Deps, auth string, secrets []string, serviceMessage func(body []byte) string, answerName string) *JSONAPI {
+	return &JSONAPI{
+		Client:         deps.Client,
+		UserAgent:      deps.UserAgent,
+		Authorization:  auth,
+		Redactor:       NewRedactor(4, secrets...),
+		ServiceMessage: serviceMessage,
+		AnswerName:     answerName,
+		Now:            time.Now,
+	}
+}
+
+// JoinURL is base with path appended as given and query q: the URL of an
+// API call on a base checked by CheckServiceBase (no trailing slash, no
+// query). base is not changed.
+func JoinURL(base *url.URL, path string, q url.Values) *url.URL {
+	u := *base
+	u.Path += path
+	u.RawPath = ""
+	u.RawQuery = q.Encode()
+	return &u
+}
+
 // Call sends body (when not nil) as JSON and decodes a 2xx answer into out
 // (when not nil). An answer that does not decode is a retryable failure:
 // never act on an answer not understood (creating blindly could duplicate),

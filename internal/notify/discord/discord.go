@@ -61,21 +61,11 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 
 // Send makes one attempt. The outbox retries; this only classifies.
 func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
-	desc, err := n.description(nt)
-	if err != nil {
-		// A template that fails on this event fails on every retry too.
-		return &notify.Error{Reason: "discord: rendering template_file", Err: err}
+	status, err := n.post.Send(ctx, "discord", nt, n.description, func(desc string) any { return render(nt.Event, n.externalURL, desc) })
+	if err == nil {
+		n.log.Debug("discord embed posted", "status", status, "event_status", nt.Event.Status)
 	}
-	payload, err := json.Marshal(render(nt.Event, n.externalURL, desc))
-	if err != nil {
-		return &notify.Error{Reason: "discord: encoding message", Err: err}
-	}
-	status, err := n.post.Post(ctx, payload)
-	if err != nil {
-		return err
-	}
-	n.log.Debug("discord embed posted", "status", status, "event_status", nt.Event.Status)
-	return nil
+	return err
 }
 
 // parseError reads Discord's error body: {"message", "code", "errors"} for

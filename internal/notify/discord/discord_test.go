@@ -274,37 +274,19 @@ func TestConfigErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"missing url", "", []string{`c.yaml:1: destination "d": url is required`}},
-		{"unknown key", "url_file: hook\nusername: bot\n", []string{`c.yaml:4: destination "d": unknown key "username" (known: template_file, url, url_file)`}},
-		{"url and url_file", "url: https://discord.com/x\nurl_file: hook\n", []string{`c.yaml:4: destination "d": url: set either the value or the _file key, not both`}},
-		{"url_file missing", "url_file: nope\n", []string{`c.yaml:3: destination "d": url: reading secret file`}},
-		{"url_file empty", "url_file: empty\n", []string{`c.yaml:3: destination "d": url: secret file ` + filepath.Join(dir, "empty") + ` is empty`}},
-		{"scheme", "url: discord.com/api/webhooks/1/x\n", []string{`c.yaml:3: destination "d": url must be an http or https URL`}},
-		{"broken template", "url_file: hook\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "d": template_file: template: broken.tmpl:2: unexpected {{end}}`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: d\ntype: discord\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+	notifytest.ConfigCases(t, New, "name: d\ntype: discord\n", dir, []notifytest.ConfigCase{
+		{Name: "missing url", YAML: "", Want: []string{`c.yaml:1: destination "d": url is required`}},
+		{Name: "unknown key", YAML: "url_file: hook\nusername: bot\n", Want: []string{`c.yaml:4: destination "d": unknown key "username" (known: template_file, url, url_file)`}},
+		{Name: "url and url_file", YAML: "url: https://discord.com/x\nurl_file: hook\n", Want: []string{`c.yaml:4: destination "d": url: set either the value or the _file key, not both`}},
+		{Name: "url_file missing", YAML: "url_file: nope\n", Want: []string{`c.yaml:3: destination "d": url: reading secret file`}},
+		{Name: "url_file empty", YAML: "url_file: empty\n", Want: []string{`c.yaml:3: destination "d": url: secret file ` + filepath.Join(dir, "empty") + ` is empty`}},
+		{Name: "scheme", YAML: "url: discord.com/api/webhooks/1/x\n", Want: []string{`c.yaml:3: destination "d": url must be an http or https URL`}},
+		{Name: "broken template", YAML: "url_file: hook\ntemplate_file: broken.tmpl\n", Want: []string{`c.yaml:4: destination "d": template_file: template: broken.tmpl:2: unexpected {{end}}`}},
+	})
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	srv, closed := notifytest.ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	n := newNotifier(t, notifytest.Destination(t, hookYAML(srv.URL)), t.TempDir(), nil)
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	notifytest.WaitClosed(t, closed)
+	notifytest.ClosesIdleConnections(t, notifytest.Reply{Status: http.StatusNoContent}, func(base string) notify.Notifier {
+		return newNotifier(t, notifytest.Destination(t, hookYAML(base)), t.TempDir(), nil)
+	}, notification(activeEvent()))
 }

@@ -62,24 +62,13 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 
 	if c.URL == "" {
 		bad("url", "url is required: the Jira Cloud site, e.g. https://acme.atlassian.net")
-	} else if u, msg := notify.CheckServiceBase(c.URL, "use user and api_token"); msg != "" {
-		bad("url", "url %s", msg)
 	} else {
-		s.base = u
+		s.base = check.ServiceBase("url", c.URL, "use user and api_token")
 	}
-
-	tok, tokPath, ok := check.Secret("api_token", c.APIToken, c.APITokenFile)
-	if ok && tok == "" {
-		bad(tokPath, "api_token (or api_token_file) is required: an Atlassian API token of user")
-	}
-	switch {
-	case c.User == "":
-		bad("user", "user is required: the e-mail of the Atlassian account the API token belongs to")
-	case strings.Contains(c.User, ":"):
-		bad("user", "user must not contain ':'")
-	case ok && tok != "":
-		s.auth, s.secrets = notify.BasicAuth(c.User, tok.Reveal())
-	}
+	s.auth, s.secrets = check.BasicCredentials(notify.BasicCredentials{
+		UserKey: "user", User: c.User, UserHint: "the e-mail of the Atlassian account the API token belongs to",
+		SecretKey: "api_token", Secret: c.APIToken, SecretFile: c.APITokenFile, SecretHint: "an Atlassian API token of user",
+	})
 
 	switch {
 	case c.Project == "":

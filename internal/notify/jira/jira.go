@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
@@ -44,16 +43,8 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	return &Notifier{
 		s:           s,
 		externalURL: env.ExternalURL,
-		api: &notify.JSONAPI{
-			Client:         deps.Client,
-			UserAgent:      deps.UserAgent,
-			Authorization:  s.auth,
-			Redactor:       notify.NewRedactor(4, s.secrets...),
-			ServiceMessage: serviceMessage,
-			AnswerName:     "Jira REST JSON",
-			Now:            time.Now,
-		},
-		log: deps.Logger.With("project", s.project),
+		api:         notify.NewJSONAPI(deps, s.auth, s.secrets, serviceMessage, "Jira REST JSON"),
+		log:         deps.Logger.With("project", s.project),
 	}, nil
 }
 
@@ -301,10 +292,7 @@ func textNodes(line string) []adfNode {
 
 // apiURL is <site>/rest/api/3/<path>.
 func (n *Notifier) apiURL(path string) *url.URL {
-	u := *n.s.base
-	u.Path += "/rest/api/3/" + path
-	u.RawPath = ""
-	return &u
+	return notify.JoinURL(n.s.base, "/rest/api/3/"+path, nil)
 }
 
 // serviceMessage joins Jira's errorMessages and field errors, or returns a

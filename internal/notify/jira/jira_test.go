@@ -643,37 +643,27 @@ func TestConfigErrors(t *testing.T) {
 	notifytest.WriteFile(t, dir, "broken.tmpl", "{{ range .Device.Labels }}\n")
 	notifytest.WriteFile(t, dir, "missing.tmpl", "{{ .Device.Nmae }}")
 	base := "url: https://acme.atlassian.net\nuser: a@b.c\napi_token: t\nproject: NOC\n"
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"nothing set", "", []string{
+	notifytest.ConfigCases(t, New, "name: jira\ntype: jira\n", dir, []notifytest.ConfigCase{
+		{Name: "nothing set", YAML: "", Want: []string{
 			`c.yaml:1: destination "jira": url is required`,
 			`c.yaml:1: destination "jira": api_token (or api_token_file) is required`,
 			`c.yaml:1: destination "jira": user is required`,
 			`c.yaml:1: destination "jira": project is required`}},
-		{"unknown key", base + "transition: Done\n", []string{
+		{Name: "unknown key", YAML: base + "transition: Done\n", Want: []string{
 			`c.yaml:7: destination "jira": unknown key "transition" (known: api_token, api_token_file, issue_type, project, resolve_transition, template_file, url, user)`}},
-		{"token inline and file", base + "api_token_file: token\n", []string{
+		{Name: "token inline and file", YAML: base + "api_token_file: token\n", Want: []string{
 			`c.yaml:7: destination "jira": api_token: set either the value or the _file key, not both`}},
-		{"token file missing", "url: https://acme.atlassian.net\nuser: a@b.c\napi_token_file: nope\nproject: NOC\n", []string{
+		{Name: "token file missing", YAML: "url: https://acme.atlassian.net\nuser: a@b.c\napi_token_file: nope\nproject: NOC\n", Want: []string{
 			`c.yaml:5: destination "jira": api_token: reading secret file`}},
-		{"project name instead of key", "url: https://acme.atlassian.net\nuser: a@b.c\napi_token: t\nproject: Network Ops\n", []string{
+		{Name: "project name instead of key", YAML: "url: https://acme.atlassian.net\nuser: a@b.c\napi_token: t\nproject: Network Ops\n", Want: []string{
 			`c.yaml:6: destination "jira": project "Network Ops": want the project key`}},
-		{"url without scheme", "url: acme.atlassian.net\nuser: a@b.c\napi_token: t\nproject: NOC\n", []string{
+		{Name: "url without scheme", YAML: "url: acme.atlassian.net\nuser: a@b.c\napi_token: t\nproject: NOC\n", Want: []string{
 			`c.yaml:3: destination "jira": url acme.atlassian.net: scheme must be http or https`}},
-		{"broken template", base + "template_file: broken.tmpl\n", []string{
+		{Name: "broken template", YAML: base + "template_file: broken.tmpl\n", Want: []string{
 			`c.yaml:7: destination "jira": template_file: template: broken.tmpl:2: unexpected EOF`}},
-		{"template with a typo", base + "template_file: missing.tmpl\n", []string{
+		{Name: "template with a typo", YAML: base + "template_file: missing.tmpl\n", Want: []string{
 			`c.yaml:7: destination "jira": template_file: ` + filepath.Join(dir, "missing.tmpl") + `: template: missing.tmpl:1:`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: jira\ntype: jira\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+	})
 }
 
 func TestDefaults(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -245,4 +246,46 @@ func Unreachable(t testing.TB, n notify.Notifier, first, then notify.Notificatio
 		t.Fatalf("canceled: got %v, want retryable wrapping context.Canceled", err)
 	}
 	return ne
+}
+
+// ConfigCase is a destination config that New must refuse: the type's own
+// keys (YAML, after its name and type) and the errors it must give, as
+// ConfigErrors checks them.
+type ConfigCase struct {
+	Name string
+	YAML string
+	Want []string
+}
+
+// ConfigCases runs each case as a subtest: factory builds header + YAML,
+// with config file "c.yaml" and files relative to dir, and must fail with
+// Want.
+func ConfigCases(t *testing.T, factory notify.Factory, header, dir string, cases []ConfigCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			_, err := factory(Destination(t, header+c.YAML), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
+			ConfigErrors(t, err, c.Want)
+		})
+	}
+}
+
+// ClosesIdleConnections sends nt through the notifier that build makes for
+// a loopback server answering reply, closes the notifier, and fails the
+// test unless the server sees the keep-alive connection closed.
+func ClosesIdleConnections(t *testing.T, reply Reply, build func(serverURL string) notify.Notifier, nt notify.Notification) {
+	t.Helper()
+	srv, closed := ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { reply.Write(w) }))
+	n := build(srv.URL)
+	if err := n.Send(context.Background(), nt); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := n.(io.Closer)
+	if !ok {
+		t.Fatalf("%T has no Close", n)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	WaitClosed(t, closed)
 }

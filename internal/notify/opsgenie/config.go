@@ -1,6 +1,7 @@
 package opsgenie
 
 import (
+	"cmp"
 	"net/url"
 	"strings"
 	"text/template"
@@ -37,25 +38,15 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 	bad := check.Bad
 	s := &settings{}
 
-	switch key, keyPath, ok := check.Secret("api_key", c.APIKey, c.APIKeyFile); {
-	case !ok: // check.Secret reported it
-	case key == "":
-		bad(keyPath, "api_key (or api_key_file) is required: the key of an API integration")
+	switch key, keyPath, ok := check.RequiredSecret("api_key", c.APIKey, c.APIKeyFile, "the key of an API integration"); {
+	case !ok: // check.RequiredSecret reported it
 	case strings.ContainsAny(key.Reveal(), " \t\r\n"):
 		bad(keyPath, "api_key must not contain white space")
 	default:
 		s.apiKey = key
 	}
 
-	raw := c.APIURL
-	if raw == "" {
-		raw = DefaultAPIURL
-	}
-	if u, msg := notify.CheckServiceBase(raw, "the key goes in api_key"); msg != "" {
-		bad("api_url", "api_url %s", msg)
-	} else {
-		s.base = u
-	}
+	s.base = check.ServiceBase("api_url", cmp.Or(c.APIURL, DefaultAPIURL), "the key goes in api_key")
 
 	s.tmpl = check.Template(c.TemplateFile)
 	return s, check.Errors()

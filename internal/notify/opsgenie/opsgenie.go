@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
@@ -45,15 +44,8 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	return &Notifier{
 		s:           s,
 		externalURL: env.ExternalURL,
-		api: &notify.JSONAPI{
-			Client:         deps.Client,
-			UserAgent:      deps.UserAgent,
-			Authorization:  "GenieKey " + s.apiKey.Reveal(),
-			Redactor:       notify.NewRedactor(4, s.apiKey.Reveal()),
-			ServiceMessage: serviceMessage,
-			Now:            time.Now,
-		},
-		log: deps.Logger,
+		api:         notify.NewJSONAPI(deps, "GenieKey "+s.apiKey.Reveal(), []string{s.apiKey.Reveal()}, serviceMessage, ""),
+		log:         deps.Logger,
 	}, nil
 }
 
@@ -152,12 +144,9 @@ func tags(values ...string) []string {
 	return out
 }
 
+// apiURL is <api_url><path>?<q>.
 func (n *Notifier) apiURL(path string, q url.Values) *url.URL {
-	u := *n.s.base
-	u.Path += path
-	u.RawPath = ""
-	u.RawQuery = q.Encode()
-	return &u
+	return notify.JoinURL(n.s.base, path, q)
 }
 
 // serviceMessage is Opsgenie's message plus its per-field errors, or a

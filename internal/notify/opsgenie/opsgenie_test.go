@@ -362,25 +362,15 @@ func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	notifytest.WriteFile(t, dir, "key", apiKey+"\n")
 	notifytest.WriteFile(t, dir, "broken.tmpl", "ok\n{{ end }}\n")
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"missing key", "api_url: https://api.eu.opsgenie.com\n", []string{`c.yaml:1: destination "og": api_key (or api_key_file) is required`}},
-		{"unknown key", "api_key: k\napikey: k\n", []string{`c.yaml:4: destination "og": unknown key "apikey" (known: api_key, api_key_file, api_url, template_file)`}},
-		{"inline and file", "api_key: k\napi_key_file: key\n", []string{`c.yaml:4: destination "og": api_key: set either the value or the _file key, not both`}},
-		{"file missing", "api_key_file: nope\n", []string{`c.yaml:3: destination "og": api_key: reading secret file`}},
-		{"key with spaces", "api_key: \"GenieKey abc\"\n", []string{`c.yaml:3: destination "og": api_key must not contain white space`}},
-		{"bad api_url", "api_key: k\napi_url: api.opsgenie.com\n", []string{`c.yaml:4: destination "og": api_url api.opsgenie.com: scheme must be http or https`}},
-		{"broken template", "api_key: k\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "og": template_file: template: broken.tmpl:2: unexpected {{end}}`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: og\ntype: opsgenie\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+	notifytest.ConfigCases(t, New, "name: og\ntype: opsgenie\n", dir, []notifytest.ConfigCase{
+		{Name: "missing key", YAML: "api_url: https://api.eu.opsgenie.com\n", Want: []string{`c.yaml:1: destination "og": api_key (or api_key_file) is required`}},
+		{Name: "unknown key", YAML: "api_key: k\napikey: k\n", Want: []string{`c.yaml:4: destination "og": unknown key "apikey" (known: api_key, api_key_file, api_url, template_file)`}},
+		{Name: "inline and file", YAML: "api_key: k\napi_key_file: key\n", Want: []string{`c.yaml:4: destination "og": api_key: set either the value or the _file key, not both`}},
+		{Name: "file missing", YAML: "api_key_file: nope\n", Want: []string{`c.yaml:3: destination "og": api_key: reading secret file`}},
+		{Name: "key with spaces", YAML: "api_key: \"GenieKey abc\"\n", Want: []string{`c.yaml:3: destination "og": api_key must not contain white space`}},
+		{Name: "bad api_url", YAML: "api_key: k\napi_url: api.opsgenie.com\n", Want: []string{`c.yaml:4: destination "og": api_url api.opsgenie.com: scheme must be http or https`}},
+		{Name: "broken template", YAML: "api_key: k\ntemplate_file: broken.tmpl\n", Want: []string{`c.yaml:4: destination "og": template_file: template: broken.tmpl:2: unexpected {{end}}`}},
+	})
 }
 
 func TestDefaultAndEUURL(t *testing.T) {

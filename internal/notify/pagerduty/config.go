@@ -1,6 +1,7 @@
 package pagerduty
 
 import (
+	"cmp"
 	"net/url"
 	"text/template"
 
@@ -32,26 +33,12 @@ type settings struct {
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
 	check := notify.NewConfigCheck(env, d)
-	bad := check.Bad
 	s := &settings{}
 
-	switch key, keyPath, ok := check.Secret("routing_key", c.RoutingKey, c.RoutingKeyFile); {
-	case !ok: // check.Secret reported it
-	case key == "":
-		bad(keyPath, "routing_key (or routing_key_file) is required: the integration key of an Events API v2 integration")
-	default:
+	if key, _, ok := check.RequiredSecret("routing_key", c.RoutingKey, c.RoutingKeyFile, "the integration key of an Events API v2 integration"); ok {
 		s.routingKey = key
 	}
-
-	raw := c.URL
-	if raw == "" {
-		raw = DefaultURL
-	}
-	if u, msg := notify.CheckServiceURL(raw, "the routing key goes in routing_key"); msg != "" {
-		bad("url", "url %s", msg)
-	} else {
-		s.url = u
-	}
+	s.url = check.ServiceURL("url", cmp.Or(c.URL, DefaultURL), "the routing key goes in routing_key")
 
 	s.tmpl = check.Template(c.TemplateFile)
 	return s, check.Errors()

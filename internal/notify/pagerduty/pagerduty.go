@@ -43,14 +43,8 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 		s:           s,
 		target:      http.MethodPost + " " + notify.RedactURL(s.url),
 		externalURL: env.ExternalURL,
-		api: &notify.JSONAPI{
-			Client:         deps.Client,
-			UserAgent:      deps.UserAgent,
-			Redactor:       notify.NewRedactor(4, s.routingKey.Reveal()),
-			ServiceMessage: serviceMessage,
-			Now:            time.Now,
-		},
-		log: deps.Logger,
+		api:         notify.NewJSONAPI(deps, "", []string{s.routingKey.Reveal()}, serviceMessage, ""),
+		log:         deps.Logger,
 	}, nil
 }
 

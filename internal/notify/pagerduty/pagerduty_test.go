@@ -369,32 +369,22 @@ func TestConfigErrors(t *testing.T) {
 	notifytest.WriteFile(t, dir, "empty", "\n")
 	notifytest.WriteFile(t, dir, "broken.tmpl", "[{{ .Priority }]\n")
 	notifytest.WriteFile(t, dir, "missing.tmpl", "{{ .NoSuchField }}")
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"missing routing key", "url: http://127.0.0.1/x\n", []string{`c.yaml:1: destination "pd": routing_key (or routing_key_file) is required`}},
-		{"unknown key", "routing_key: k\nrouting-key: k\n", []string{`c.yaml:4: destination "pd": unknown key "routing-key" (known: routing_key, routing_key_file, template_file, url)`}},
-		{"inline and file", "routing_key: k\nrouting_key_file: key\n", []string{`c.yaml:4: destination "pd": routing_key: set either the value or the _file key, not both`}},
-		{"file missing", "routing_key_file: nope\n", []string{`c.yaml:3: destination "pd": routing_key: reading secret file`}},
-		{"file empty", "routing_key_file: empty\n", []string{`c.yaml:3: destination "pd": routing_key: secret file ` + filepath.Join(dir, "empty") + ` is empty`}},
-		{"bad url scheme", "routing_key: k\nurl: ftp://events.example/x\n", []string{`c.yaml:4: destination "pd": url ftp://events.example/x: scheme must be http or https`}},
-		{"url with credentials", "routing_key: k\nurl: https://u:p@events.example/x\n", []string{`c.yaml:4: destination "pd": url https://events.example/x: must not hold credentials`}},
-		{"broken template", "routing_key: k\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "pd": template_file: template: broken.tmpl:1: unexpected "}" in operand`}},
-		{"template with unknown field", "routing_key: k\ntemplate_file: missing.tmpl\n", []string{`c.yaml:4: destination "pd": template_file: ` + filepath.Join(dir, "missing.tmpl") + `: template: missing.tmpl:1:`}},
-		{"template file missing", "routing_key: k\ntemplate_file: none.tmpl\n", []string{`c.yaml:4: destination "pd": template_file: open ` + filepath.Join(dir, "none.tmpl")}},
-		{"several at once", "url: gopher://x/\ntemplate_file: broken.tmpl\n", []string{
+	notifytest.ConfigCases(t, New, "name: pd\ntype: pagerduty\n", dir, []notifytest.ConfigCase{
+		{Name: "missing routing key", YAML: "url: http://127.0.0.1/x\n", Want: []string{`c.yaml:1: destination "pd": routing_key (or routing_key_file) is required`}},
+		{Name: "unknown key", YAML: "routing_key: k\nrouting-key: k\n", Want: []string{`c.yaml:4: destination "pd": unknown key "routing-key" (known: routing_key, routing_key_file, template_file, url)`}},
+		{Name: "inline and file", YAML: "routing_key: k\nrouting_key_file: key\n", Want: []string{`c.yaml:4: destination "pd": routing_key: set either the value or the _file key, not both`}},
+		{Name: "file missing", YAML: "routing_key_file: nope\n", Want: []string{`c.yaml:3: destination "pd": routing_key: reading secret file`}},
+		{Name: "file empty", YAML: "routing_key_file: empty\n", Want: []string{`c.yaml:3: destination "pd": routing_key: secret file ` + filepath.Join(dir, "empty") + ` is empty`}},
+		{Name: "bad url scheme", YAML: "routing_key: k\nurl: ftp://events.example/x\n", Want: []string{`c.yaml:4: destination "pd": url ftp://events.example/x: scheme must be http or https`}},
+		{Name: "url with credentials", YAML: "routing_key: k\nurl: https://u:p@events.example/x\n", Want: []string{`c.yaml:4: destination "pd": url https://events.example/x: must not hold credentials`}},
+		{Name: "broken template", YAML: "routing_key: k\ntemplate_file: broken.tmpl\n", Want: []string{`c.yaml:4: destination "pd": template_file: template: broken.tmpl:1: unexpected "}" in operand`}},
+		{Name: "template with unknown field", YAML: "routing_key: k\ntemplate_file: missing.tmpl\n", Want: []string{`c.yaml:4: destination "pd": template_file: ` + filepath.Join(dir, "missing.tmpl") + `: template: missing.tmpl:1:`}},
+		{Name: "template file missing", YAML: "routing_key: k\ntemplate_file: none.tmpl\n", Want: []string{`c.yaml:4: destination "pd": template_file: open ` + filepath.Join(dir, "none.tmpl")}},
+		{Name: "several at once", YAML: "url: gopher://x/\ntemplate_file: broken.tmpl\n", Want: []string{
 			`c.yaml:1: destination "pd": routing_key`,
 			`c.yaml:3: destination "pd": url gopher://x/`,
 			`c.yaml:4: destination "pd": template_file`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: pd\ntype: pagerduty\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+	})
 }
 
 func TestDefaultURL(t *testing.T) {

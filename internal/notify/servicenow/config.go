@@ -4,7 +4,6 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
-	"strings"
 	"text/template"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -86,24 +85,13 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 
 	if c.InstanceURL == "" {
 		bad("instance_url", "instance_url is required, e.g. https://acme.service-now.com")
-	} else if u, msg := notify.CheckServiceBase(c.InstanceURL, "use username and password"); msg != "" {
-		bad("instance_url", "instance_url %s", msg)
 	} else {
-		s.base = u
+		s.base = check.ServiceBase("instance_url", c.InstanceURL, "use username and password")
 	}
-
-	pw, pwPath, ok := check.Secret("password", c.Password, c.PasswordFile)
-	if ok && pw == "" {
-		bad(pwPath, "password (or password_file) is required")
-	}
-	switch {
-	case c.Username == "":
-		bad("username", "username is required: a ServiceNow user with the itil role (or table rights)")
-	case strings.Contains(c.Username, ":"):
-		bad("username", "username must not contain ':'")
-	case ok && pw != "":
-		s.auth, s.secrets = notify.BasicAuth(c.Username, pw.Reveal())
-	}
+	s.auth, s.secrets = check.BasicCredentials(notify.BasicCredentials{
+		UserKey: "username", User: c.Username, UserHint: "a ServiceNow user with the itil role (or table rights)",
+		SecretKey: "password", Secret: c.Password, SecretFile: c.PasswordFile,
+	})
 
 	if s.table == "" {
 		s.table = DefaultTable

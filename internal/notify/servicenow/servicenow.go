@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
@@ -42,16 +41,8 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 	return &Notifier{
 		s:           s,
 		externalURL: env.ExternalURL,
-		api: &notify.JSONAPI{
-			Client:         deps.Client,
-			UserAgent:      deps.UserAgent,
-			Authorization:  s.auth,
-			Redactor:       notify.NewRedactor(4, s.secrets...),
-			ServiceMessage: serviceMessage,
-			AnswerName:     "Table API JSON (instance hibernating, or a login page?)",
-			Now:            time.Now,
-		},
-		log: deps.Logger.With("table", s.table),
+		api:         notify.NewJSONAPI(deps, s.auth, s.secrets, serviceMessage, "Table API JSON (instance hibernating, or a login page?)"),
+		log:         deps.Logger.With("table", s.table),
 	}, nil
 }
 
@@ -92,20 +83,13 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 // open creates the record for a firing alert unless an open one exists.
 func (n *Notifier) open(ctx context.Context, nt notify.Notification) error {
 	id := nt.Event.InstanceID
-	var found struct {
-		Result []record `json:"result"`
-	}
-	q := url.Values{
-		"sysparm_query":  {"correlation_id=" + id + "^active=true"},
-		"sysparm_fields": {"sys_id,number,state"},
-		"sysparm_limit":  {"1"},
-	}
-	if err := n.api.Call(ctx, http.MethodGet, n.tableURL("", q), nil, &found); err != nil {
+	found, err := n.records(ctx, "correlation_id="+id+"^active=true", "sys_id,number,state", "1")
+	if err != nil {
 		return err
 	}
-	if len(found.Result) > 0 {
+	if len(found) > 0 {
 		n.log.Info("servicenow record already open for this alert, not creating another",
-			"number", found.Result[0].Number, "instance_id", id)
+			"number", found[0].Number, "instance_id", id)
 		return nil
 	}
 	fields, err := n.newRecord(nt)
@@ -126,18 +110,11 @@ func (n *Notifier) open(ctx context.Context, nt notify.Notification) error {
 // resolve moves every open record of the alert to the resolved state.
 func (n *Notifier) resolve(ctx context.Context, nt notify.Notification) error {
 	id := nt.Event.InstanceID
-	var found struct {
-		Result []record `json:"result"`
-	}
-	q := url.Values{
-		"sysparm_query":  {"correlation_id=" + id + "^ORDERBYDESCsys_created_on"},
-		"sysparm_fields": {"sys_id,number,state,active"},
-		"sysparm_limit":  {resolveLookupLimit},
-	}
-	if err := n.api.Call(ctx, http.MethodGet, n.tableURL("", q), nil, &found); err != nil {
+	found, err := n.records(ctx, "correlation_id="+id+"^ORDERBYDESCsys_created_on", "sys_id,number,state,active", resolveLookupLimit)
+	if err != nil {
 		return err
 	}
-	if len(found.Result) == 0 {
+	if len(found) == 0 {
 		// The firing notification never reached ServiceNow (filtered, or
 		// the record was deleted): there is nothing to resolve.
 		n.log.Info("no servicenow record to resolve", "instance_id", id)
@@ -152,7 +129,7 @@ func (n *Notifier) resolve(ctx context.Context, nt notify.Notification) error {
 		"close_code":  n.s.closeCode,
 		"close_notes": notes,
 	}
-	for _, rec := range found.Result {
+	for _, rec := range found {
 		if rec.Active == "false" || rec.State == n.s.resolveState {
 			n.log.Debug("servicenow record already resolved or closed", "number", rec.Number, "state", rec.State)
 			continue
@@ -164,6 +141,19 @@ func (n *Notifier) resolve(ctx context.Context, nt notify.Notification) error {
 		n.log.Info("servicenow record resolved", "number", rec.Number, "instance_id", id)
 	}
 	return nil
+}
+
+// records lists the table's records matching an encoded query: fields of
+// each, at most limit.
+func (n *Notifier) records(ctx context.Context, query, fields, limit string) ([]record, error) {
+	var found struct {
+		Result []record `json:"result"`
+	}
+	q := url.Values{"sysparm_query": {query}, "sysparm_fields": {fields}, "sysparm_limit": {limit}}
+	if err := n.api.Call(ctx, http.MethodGet, n.tableURL("", q), nil, &found); err != nil {
+		return nil, err
+	}
+	return found.Result, nil
 }
 
 // newRecord is the body of a new record: nocbridge's fields, then the
@@ -215,14 +205,11 @@ func impactUrgency(severity int) (impact, urgency string) {
 
 // tableURL is <instance>/api/now/table/<table>[/<sys_id>]?<q>.
 func (n *Notifier) tableURL(sysID string, q url.Values) *url.URL {
-	u := *n.s.base
-	u.Path += "/api/now/table/" + n.s.table
+	path := "/api/now/table/" + n.s.table
 	if sysID != "" {
-		u.Path += "/" + sysID
+		path += "/" + sysID
 	}
-	u.RawPath = ""
-	u.RawQuery = q.Encode()
-	return &u
+	return notify.JoinURL(n.s.base, path, q)
 }
 
 // serviceMessage extracts the Table API's error message and detail, or a

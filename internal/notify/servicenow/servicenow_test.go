@@ -535,44 +535,34 @@ func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	notifytest.WriteFile(t, dir, "pw", "x\n")
 	notifytest.WriteFile(t, dir, "broken.tmpl", "line one\n{{ .Device.Name \n")
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"nothing set", "", []string{
+	notifytest.ConfigCases(t, New, "name: snow\ntype: servicenow\n", dir, []notifytest.ConfigCase{
+		{Name: "nothing set", YAML: "", Want: []string{
 			`c.yaml:1: destination "snow": instance_url is required`,
 			`c.yaml:1: destination "snow": password (or password_file) is required`,
 			`c.yaml:1: destination "snow": username is required`}},
-		{"unknown key", "instance_url: https://acme.service-now.com\nusername: u\npassword: p\nassignment-group: NOC\n", []string{
+		{Name: "unknown key", YAML: "instance_url: https://acme.service-now.com\nusername: u\npassword: p\nassignment-group: NOC\n", Want: []string{
 			`c.yaml:6: destination "snow": unknown key "assignment-group" (known: assignment_group, close_code, fields, instance_url, password, password_file, resolve_state, table, template_file, username)`}},
-		{"password inline and file", "instance_url: https://acme.service-now.com\nusername: u\npassword: p\npassword_file: pw\n", []string{
+		{Name: "password inline and file", YAML: "instance_url: https://acme.service-now.com\nusername: u\npassword: p\npassword_file: pw\n", Want: []string{
 			`c.yaml:6: destination "snow": password: set either the value or the _file key, not both`}},
-		{"password file missing", "instance_url: https://acme.service-now.com\nusername: u\npassword_file: nope\n", []string{
+		{Name: "password file missing", YAML: "instance_url: https://acme.service-now.com\nusername: u\npassword_file: nope\n", Want: []string{
 			`c.yaml:5: destination "snow": password: reading secret file`}},
-		{"bad url", "instance_url: acme.service-now.com\nusername: u\npassword: p\n", []string{
+		{Name: "bad url", YAML: "instance_url: acme.service-now.com\nusername: u\npassword: p\n", Want: []string{
 			`c.yaml:3: destination "snow": instance_url acme.service-now.com: scheme must be http or https`}},
-		{"url with query", "instance_url: https://acme.service-now.com/?x=1\nusername: u\npassword: p\n", []string{
+		{Name: "url with query", YAML: "instance_url: https://acme.service-now.com/?x=1\nusername: u\npassword: p\n", Want: []string{
 			`c.yaml:3: destination "snow": instance_url https://acme.service-now.com/: must not have a query or fragment`}},
-		{"username with colon", "instance_url: https://a.example\nusername: a:b\npassword: p\n", []string{
+		{Name: "username with colon", YAML: "instance_url: https://a.example\nusername: a:b\npassword: p\n", Want: []string{
 			`c.yaml:4: destination "snow": username must not contain ':'`}},
-		{"bad table", "instance_url: https://a.example\nusername: u\npassword: p\ntable: Incident Table\n", []string{
+		{Name: "bad table", YAML: "instance_url: https://a.example\nusername: u\npassword: p\ntable: Incident Table\n", Want: []string{
 			`c.yaml:6: destination "snow": table "Incident Table": want a table name`}},
-		{"reserved and invalid fields", "instance_url: https://a.example\nusername: u\npassword: p\nfields:\n  correlation_id: x\n  Bad Name: y\n  description: z\n", []string{
+		{Name: "reserved and invalid fields", YAML: "instance_url: https://a.example\nusername: u\npassword: p\nfields:\n  correlation_id: x\n  Bad Name: y\n  description: z\n", Want: []string{
 			`c.yaml:7: destination "snow": fields: correlation_id cannot be set here`,
 			`c.yaml:8: destination "snow": fields: "Bad Name" is not a ServiceNow field name`,
 			`c.yaml:9: destination "snow": fields: description cannot be set here: use template_file`}},
-		{"fields not strings", "instance_url: https://a.example\nusername: u\npassword: p\nfields:\n  impact: [1]\n", []string{
+		{Name: "fields not strings", YAML: "instance_url: https://a.example\nusername: u\npassword: p\nfields:\n  impact: [1]\n", Want: []string{
 			`c.yaml:7: destination "snow": fields.impact must be a string, not a list`}},
-		{"broken template", "instance_url: https://a.example\nusername: u\npassword: p\ntemplate_file: broken.tmpl\n", []string{
+		{Name: "broken template", YAML: "instance_url: https://a.example\nusername: u\npassword: p\ntemplate_file: broken.tmpl\n", Want: []string{
 			`c.yaml:6: destination "snow": template_file: template: broken.tmpl:3: unclosed action started at broken.tmpl:2`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: snow\ntype: servicenow\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+	})
 }
 
 func TestDefaults(t *testing.T) {

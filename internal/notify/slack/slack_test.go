@@ -809,40 +809,30 @@ func TestConfigErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tests := []struct {
-		name string
-		yaml string
-		want []string // each error as a FILE:LINE: message prefix
-	}{
-		{"neither mode", "channel: C1\n", []string{`c.yaml:1: destination "s": set url (incoming webhook) or token and channel (bot)`}},
-		{"unknown key", "url: https://hooks.slack.com/x\nchanel: C1\n", []string{`c.yaml:4: destination "s": unknown key "chanel" (known: api_url, channel, template_file, token, token_file, url, url_file)`}},
-		{"both modes", "url: https://hooks.slack.com/x\ntoken: t\nchannel: C1\n", []string{`c.yaml:4: destination "s": set url (incoming webhook) or token and channel (bot), not both`}},
-		{"token without channel", "token: t\n", []string{`c.yaml:1: destination "s": channel is required with token`}},
-		{"token_file without channel", "token_file: token\n", []string{`c.yaml:1: destination "s": channel is required with token`}},
-		{"channel with webhook", "url_file: hook\nchannel: C1\n", []string{`c.yaml:4: destination "s": channel is for bot mode (token)`}},
-		{"api_url with webhook", "url: https://hooks.slack.com/x\napi_url: http://127.0.0.1/api\n", []string{`c.yaml:4: destination "s": api_url is for bot mode (token)`}},
-		{"url and url_file", "url: https://hooks.slack.com/x\nurl_file: hook\n", []string{`c.yaml:4: destination "s": url: set either the value or the _file key, not both`}},
-		{"token and token_file", "token: t\ntoken_file: token\nchannel: C1\n", []string{`c.yaml:4: destination "s": token: set either the value or the _file key, not both`}},
-		{"url_file missing", "url_file: nope\n", []string{`c.yaml:3: destination "s": url: reading secret file`}},
-		{"url_file empty", "url_file: empty\n", []string{`c.yaml:3: destination "s": url: secret file ` + filepath.Join(dir, "empty") + ` is empty`}},
-		{"token_file missing", "token_file: nope\nchannel: C1\n", []string{`c.yaml:3: destination "s": token: reading secret file`}},
-		{"url scheme", "url: ftp://hooks.slack.com/x\n", []string{`c.yaml:3: destination "s": url must be an http or https URL`}},
-		{"url host", "url: https:///x\n", []string{`c.yaml:3: destination "s": url is missing a host`}},
-		{"api_url bad", "token: t\nchannel: C1\napi_url: slack.com/api\n", []string{`c.yaml:5: destination "s": api_url must be an http or https URL`}},
-		{"wrong type", "url: https://hooks.slack.com/x\ntemplate_file: [a]\n", []string{`c.yaml:4: destination "s": template_file must be a string, not a list`}},
-		{"template parse error", "url: https://hooks.slack.com/x\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "s": template_file: template: broken.tmpl:1: unexpected "}" in operand`}},
-		{"template missing field", "url: https://hooks.slack.com/x\ntemplate_file: field.tmpl\n", []string{`c.yaml:4: destination "s": template_file: ` + filepath.Join(dir, "field.tmpl") + `: template: field.tmpl:2:`}},
-		{"several at once", "token: t\napi_url: gopher://x\ntemplate_file: nope.tmpl\n", []string{
+	notifytest.ConfigCases(t, New, "name: s\ntype: slack\n", dir, []notifytest.ConfigCase{
+		{Name: "neither mode", YAML: "channel: C1\n", Want: []string{`c.yaml:1: destination "s": set url (incoming webhook) or token and channel (bot)`}},
+		{Name: "unknown key", YAML: "url: https://hooks.slack.com/x\nchanel: C1\n", Want: []string{`c.yaml:4: destination "s": unknown key "chanel" (known: api_url, channel, template_file, token, token_file, url, url_file)`}},
+		{Name: "both modes", YAML: "url: https://hooks.slack.com/x\ntoken: t\nchannel: C1\n", Want: []string{`c.yaml:4: destination "s": set url (incoming webhook) or token and channel (bot), not both`}},
+		{Name: "token without channel", YAML: "token: t\n", Want: []string{`c.yaml:1: destination "s": channel is required with token`}},
+		{Name: "token_file without channel", YAML: "token_file: token\n", Want: []string{`c.yaml:1: destination "s": channel is required with token`}},
+		{Name: "channel with webhook", YAML: "url_file: hook\nchannel: C1\n", Want: []string{`c.yaml:4: destination "s": channel is for bot mode (token)`}},
+		{Name: "api_url with webhook", YAML: "url: https://hooks.slack.com/x\napi_url: http://127.0.0.1/api\n", Want: []string{`c.yaml:4: destination "s": api_url is for bot mode (token)`}},
+		{Name: "url and url_file", YAML: "url: https://hooks.slack.com/x\nurl_file: hook\n", Want: []string{`c.yaml:4: destination "s": url: set either the value or the _file key, not both`}},
+		{Name: "token and token_file", YAML: "token: t\ntoken_file: token\nchannel: C1\n", Want: []string{`c.yaml:4: destination "s": token: set either the value or the _file key, not both`}},
+		{Name: "url_file missing", YAML: "url_file: nope\n", Want: []string{`c.yaml:3: destination "s": url: reading secret file`}},
+		{Name: "url_file empty", YAML: "url_file: empty\n", Want: []string{`c.yaml:3: destination "s": url: secret file ` + filepath.Join(dir, "empty") + ` is empty`}},
+		{Name: "token_file missing", YAML: "token_file: nope\nchannel: C1\n", Want: []string{`c.yaml:3: destination "s": token: reading secret file`}},
+		{Name: "url scheme", YAML: "url: ftp://hooks.slack.com/x\n", Want: []string{`c.yaml:3: destination "s": url must be an http or https URL`}},
+		{Name: "url host", YAML: "url: https:///x\n", Want: []string{`c.yaml:3: destination "s": url is missing a host`}},
+		{Name: "api_url bad", YAML: "token: t\nchannel: C1\napi_url: slack.com/api\n", Want: []string{`c.yaml:5: destination "s": api_url must be an http or https URL`}},
+		{Name: "wrong type", YAML: "url: https://hooks.slack.com/x\ntemplate_file: [a]\n", Want: []string{`c.yaml:4: destination "s": template_file must be a string, not a list`}},
+		{Name: "template parse error", YAML: "url: https://hooks.slack.com/x\ntemplate_file: broken.tmpl\n", Want: []string{`c.yaml:4: destination "s": template_file: template: broken.tmpl:1: unexpected "}" in operand`}},
+		{Name: "template missing field", YAML: "url: https://hooks.slack.com/x\ntemplate_file: field.tmpl\n", Want: []string{`c.yaml:4: destination "s": template_file: ` + filepath.Join(dir, "field.tmpl") + `: template: field.tmpl:2:`}},
+		{Name: "several at once", YAML: "token: t\napi_url: gopher://x\ntemplate_file: nope.tmpl\n", Want: []string{
 			`c.yaml:1: destination "s": channel is required`,
 			`c.yaml:4: destination "s": api_url must be`,
 			`c.yaml:5: destination "s": template_file:`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: s\ntype: slack\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+	})
 }
 
 func TestValidConfigs(t *testing.T) {
@@ -904,15 +894,7 @@ func TestTokenNotSentToRedirectTarget(t *testing.T) {
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	srv, closed := notifytest.ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	}))
-	n := newNotifier(t, notifytest.Destination(t, "name: s\ntype: slack\nurl: "+srv.URL+hookPath+"\n"), setup{dir: t.TempDir()})
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	notifytest.WaitClosed(t, closed)
+	notifytest.ClosesIdleConnections(t, notifytest.Reply{Status: http.StatusOK, Body: "ok"}, func(base string) notify.Notifier {
+		return newNotifier(t, notifytest.Destination(t, "name: s\ntype: slack\nurl: "+base+hookPath+"\n"), setup{dir: t.TempDir()})
+	}, notification(activeEvent()))
 }

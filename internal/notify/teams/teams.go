@@ -51,22 +51,12 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 
 // Send makes one attempt. The outbox retries; this only classifies.
 func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
-	text, err := n.bodyText(nt)
-	if err != nil {
-		// A template that fails on this event fails on every retry too.
-		return &notify.Error{Reason: "teams: rendering template_file", Err: err}
+	status, err := n.post.Send(ctx, "teams", nt, n.bodyText, func(text string) any { return render(nt.Event, n.externalURL, text) })
+	if err == nil {
+		// Workflows answer 202 Accepted: the run is queued, not yet posted.
+		n.log.Debug("teams card accepted", "status", status, "event_status", nt.Event.Status)
 	}
-	payload, err := json.Marshal(render(nt.Event, n.externalURL, text))
-	if err != nil {
-		return &notify.Error{Reason: "teams: encoding card", Err: err}
-	}
-	status, err := n.post.Post(ctx, payload)
-	if err != nil {
-		return err
-	}
-	// Workflows answer 202 Accepted: the run is queued, not yet posted.
-	n.log.Debug("teams card accepted", "status", status, "event_status", nt.Event.Status)
-	return nil
+	return err
 }
 
 // errorText is the Workflow service's own explanation

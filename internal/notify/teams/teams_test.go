@@ -247,37 +247,19 @@ func TestConfigErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"missing url", "template_file: x\n", []string{`c.yaml:1: destination "t": url is required`, `c.yaml:3: destination "t": template_file: open `}},
-		{"unknown key", "url_file: flow\nwebhook_url: x\n", []string{`c.yaml:4: destination "t": unknown key "webhook_url" (known: template_file, url, url_file)`}},
-		{"url and url_file", "url: https://x.logic.azure.com/w\nurl_file: flow\n", []string{`c.yaml:4: destination "t": url: set either the value or the _file key, not both`}},
-		{"url_file missing", "url_file: nope\n", []string{`c.yaml:3: destination "t": url: reading secret file`}},
-		{"scheme", "url: x.logic.azure.com/w\n", []string{`c.yaml:3: destination "t": url must be an http or https URL`}},
-		{"host", "url: https:///w\n", []string{`c.yaml:3: destination "t": url is missing a host`}},
-		{"broken template", "url_file: flow\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "t": template_file: template: broken.tmpl:1: function "nosuchfunc" not defined`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: t\ntype: teams\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+	notifytest.ConfigCases(t, New, "name: t\ntype: teams\n", dir, []notifytest.ConfigCase{
+		{Name: "missing url", YAML: "template_file: x\n", Want: []string{`c.yaml:1: destination "t": url is required`, `c.yaml:3: destination "t": template_file: open `}},
+		{Name: "unknown key", YAML: "url_file: flow\nwebhook_url: x\n", Want: []string{`c.yaml:4: destination "t": unknown key "webhook_url" (known: template_file, url, url_file)`}},
+		{Name: "url and url_file", YAML: "url: https://x.logic.azure.com/w\nurl_file: flow\n", Want: []string{`c.yaml:4: destination "t": url: set either the value or the _file key, not both`}},
+		{Name: "url_file missing", YAML: "url_file: nope\n", Want: []string{`c.yaml:3: destination "t": url: reading secret file`}},
+		{Name: "scheme", YAML: "url: x.logic.azure.com/w\n", Want: []string{`c.yaml:3: destination "t": url must be an http or https URL`}},
+		{Name: "host", YAML: "url: https:///w\n", Want: []string{`c.yaml:3: destination "t": url is missing a host`}},
+		{Name: "broken template", YAML: "url_file: flow\ntemplate_file: broken.tmpl\n", Want: []string{`c.yaml:4: destination "t": template_file: template: broken.tmpl:1: function "nosuchfunc" not defined`}},
+	})
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	srv, closed := notifytest.ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	n := newNotifier(t, notifytest.Destination(t, flowYAML(srv.URL)), t.TempDir(), nil)
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	notifytest.WaitClosed(t, closed)
+	notifytest.ClosesIdleConnections(t, notifytest.Reply{Status: http.StatusAccepted}, func(base string) notify.Notifier {
+		return newNotifier(t, notifytest.Destination(t, flowYAML(base)), t.TempDir(), nil)
+	}, notification(activeEvent()))
 }

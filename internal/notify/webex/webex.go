@@ -67,21 +67,13 @@ type message struct {
 
 // Send makes one attempt. The outbox retries; this only classifies.
 func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
-	body, err := n.bodyText(nt)
-	if err != nil {
-		// A template that fails on this event fails on every retry too.
-		return &notify.Error{Reason: "webex: rendering template_file", Err: err}
+	status, err := n.post.Send(ctx, "webex", nt, n.bodyText, func(body string) any {
+		return message{RoomID: n.s.roomID, Markdown: render(nt.Event, n.externalURL, body)}
+	})
+	if err == nil {
+		n.log.Debug("webex message posted", "status", status, "event_status", nt.Event.Status)
 	}
-	payload, err := json.Marshal(message{RoomID: n.s.roomID, Markdown: render(nt.Event, n.externalURL, body)})
-	if err != nil {
-		return &notify.Error{Reason: "webex: encoding message", Err: err}
-	}
-	status, err := n.post.Post(ctx, payload)
-	if err != nil {
-		return err
-	}
-	n.log.Debug("webex message posted", "status", status, "event_status", nt.Event.Status)
-	return nil
+	return err
 }
 
 // errorText is Webex's own explanation from an error body

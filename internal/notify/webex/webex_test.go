@@ -292,32 +292,22 @@ func TestConfigErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"neither mode", "room_id: R\n", []string{`c.yaml:1: destination "w": set url (incoming webhook) or token and room_id (bot)`}},
-		{"unknown key", "url_file: hook\nroom: R\n", []string{`c.yaml:4: destination "w": unknown key "room" (known: api_url, room_id, template_file, token, token_file, url, url_file)`}},
-		{"both modes", "url_file: hook\ntoken_file: token\nroom_id: R\n", []string{`c.yaml:4: destination "w": set url (incoming webhook) or token and room_id (bot), not both`}},
-		{"token without room", "token_file: token\n", []string{`c.yaml:1: destination "w": room_id is required with token`}},
-		{"room with webhook", "url: https://webexapis.com/x\nroom_id: R\n", []string{`c.yaml:4: destination "w": room_id is for bot mode (token)`}},
-		{"api_url with webhook", "url: https://webexapis.com/x\napi_url: https://webexapis.com/v1\n", []string{`c.yaml:4: destination "w": api_url is for bot mode (token)`}},
-		{"url and url_file", "url: https://webexapis.com/x\nurl_file: hook\n", []string{`c.yaml:4: destination "w": url: set either the value or the _file key, not both`}},
-		{"token and token_file", "token: t\ntoken_file: token\nroom_id: R\n", []string{`c.yaml:4: destination "w": token: set either the value or the _file key, not both`}},
-		{"url_file missing", "url_file: nope\n", []string{`c.yaml:3: destination "w": url: reading secret file`}},
-		{"token_file missing", "token_file: nope\nroom_id: R\n", []string{`c.yaml:3: destination "w": token: reading secret file`}},
-		{"url scheme", "url: webexapis.com/x\n", []string{`c.yaml:3: destination "w": url must be an http or https URL`}},
-		{"api_url host", "token: t\nroom_id: R\napi_url: https:///v1\n", []string{`c.yaml:5: destination "w": api_url is missing a host`}},
-		{"template parse error", "url_file: hook\ntemplate_file: broken.tmpl\n", []string{`c.yaml:4: destination "w": template_file: template: broken.tmpl:2: unexpected EOF`}},
-		{"template missing", "url_file: hook\ntemplate_file: nope.tmpl\n", []string{`c.yaml:4: destination "w": template_file: open `}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: w\ntype: webex\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+	notifytest.ConfigCases(t, New, "name: w\ntype: webex\n", dir, []notifytest.ConfigCase{
+		{Name: "neither mode", YAML: "room_id: R\n", Want: []string{`c.yaml:1: destination "w": set url (incoming webhook) or token and room_id (bot)`}},
+		{Name: "unknown key", YAML: "url_file: hook\nroom: R\n", Want: []string{`c.yaml:4: destination "w": unknown key "room" (known: api_url, room_id, template_file, token, token_file, url, url_file)`}},
+		{Name: "both modes", YAML: "url_file: hook\ntoken_file: token\nroom_id: R\n", Want: []string{`c.yaml:4: destination "w": set url (incoming webhook) or token and room_id (bot), not both`}},
+		{Name: "token without room", YAML: "token_file: token\n", Want: []string{`c.yaml:1: destination "w": room_id is required with token`}},
+		{Name: "room with webhook", YAML: "url: https://webexapis.com/x\nroom_id: R\n", Want: []string{`c.yaml:4: destination "w": room_id is for bot mode (token)`}},
+		{Name: "api_url with webhook", YAML: "url: https://webexapis.com/x\napi_url: https://webexapis.com/v1\n", Want: []string{`c.yaml:4: destination "w": api_url is for bot mode (token)`}},
+		{Name: "url and url_file", YAML: "url: https://webexapis.com/x\nurl_file: hook\n", Want: []string{`c.yaml:4: destination "w": url: set either the value or the _file key, not both`}},
+		{Name: "token and token_file", YAML: "token: t\ntoken_file: token\nroom_id: R\n", Want: []string{`c.yaml:4: destination "w": token: set either the value or the _file key, not both`}},
+		{Name: "url_file missing", YAML: "url_file: nope\n", Want: []string{`c.yaml:3: destination "w": url: reading secret file`}},
+		{Name: "token_file missing", YAML: "token_file: nope\nroom_id: R\n", Want: []string{`c.yaml:3: destination "w": token: reading secret file`}},
+		{Name: "url scheme", YAML: "url: webexapis.com/x\n", Want: []string{`c.yaml:3: destination "w": url must be an http or https URL`}},
+		{Name: "api_url host", YAML: "token: t\nroom_id: R\napi_url: https:///v1\n", Want: []string{`c.yaml:5: destination "w": api_url is missing a host`}},
+		{Name: "template parse error", YAML: "url_file: hook\ntemplate_file: broken.tmpl\n", Want: []string{`c.yaml:4: destination "w": template_file: template: broken.tmpl:2: unexpected EOF`}},
+		{Name: "template missing", YAML: "url_file: hook\ntemplate_file: nope.tmpl\n", Want: []string{`c.yaml:4: destination "w": template_file: open `}},
+	})
 }
 
 func TestDefaultAPIURL(t *testing.T) {
@@ -331,15 +321,7 @@ func TestDefaultAPIURL(t *testing.T) {
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	srv, closed := notifytest.ConnTrackingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	n := newNotifier(t, notifytest.Destination(t, "name: w\ntype: webex\nurl: "+srv.URL+hookPath+"\n"), t.TempDir(), nil)
-	if err := n.Send(context.Background(), notification(activeEvent())); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	notifytest.WaitClosed(t, closed)
+	notifytest.ClosesIdleConnections(t, notifytest.Reply{Status: http.StatusNoContent}, func(base string) notify.Notifier {
+		return newNotifier(t, notifytest.Destination(t, "name: w\ntype: webex\nurl: "+base+hookPath+"\n"), t.TempDir(), nil)
+	}, notification(activeEvent()))
 }

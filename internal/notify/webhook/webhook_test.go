@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -563,45 +562,35 @@ func TestConfigErrors(t *testing.T) {
 	notifytest.WriteFile(t, dir, "broken.tmpl", "{\n  \"a\": {{ .Name }\n}\n")
 	notifytest.WriteFile(t, dir, "missing-field.tmpl", `{"a": "{{ .NoSuchField }}"}`)
 	notifytest.WriteFile(t, dir, "plain-secret", "not-a-whsec\n")
-	tests := []struct {
-		name string
-		yaml string
-		want []string // each error, in order, as FILE:LINE: message prefix
-	}{
-		{"missing url", "method: POST\n", []string{`c.yaml:1: destination "h": url is required`}},
-		{"bad scheme", "url: ftp://host/x\n", []string{`c.yaml:3: destination "h": url ftp://host/x: scheme must be http or https`}},
-		{"no host", "url: http:///x\n", []string{`c.yaml:3: destination "h": url http:///x: missing host`}},
-		{"method", "url: http://h/\nmethod: DELETE\n", []string{`c.yaml:4: destination "h": method "DELETE": must be POST or PUT`}},
-		{"unknown key", "url: http://h/\nsecrte: x\n", []string{`c.yaml:4: destination "h": unknown key "secrte" (known: basic_auth, bearer_token`}},
-		{"unknown nested key", "url: http://h/\nbasic_auth:\n  username: u\n  pasword: p\n", []string{`c.yaml:6: destination "h": unknown key "pasword" in basic_auth (known: password, password_file, username)`}},
-		{"secret not whsec", "url: http://h/\nsecret: abc123\n", []string{`c.yaml:4: destination "h": secret: secret must be whsec_ followed by base64`}},
-		{"secret file not whsec", "url: http://h/\nsecret_file: plain-secret\n", []string{`c.yaml:4: destination "h": secret: secret must be whsec_`}},
-		{"secret file missing", "url: http://h/\nsecret_file: nope\n", []string{`c.yaml:4: destination "h": secret: reading secret file`}},
-		{"secret and file", "url: http://h/\nsecret: " + testSecret + "\nsecret_file: plain-secret\n", []string{`c.yaml:5: destination "h": secret: set either the value or the _file key, not both`}},
-		{"basic and bearer", "url: http://h/\nbasic_auth: {username: u, password: p}\nbearer_token: t\n", []string{`c.yaml:5: destination "h": set basic_auth or bearer_token, not both`}},
-		{"basic without username", "url: http://h/\nbasic_auth: {password: p}\n", []string{`c.yaml:4: destination "h": basic_auth.username is required`}},
-		{"reserved header", "url: http://h/\nheaders:\n  webhook-id: x\n  content-type: text/plain\n", []string{
+	notifytest.ConfigCases(t, New, "name: h\ntype: webhook\n", dir, []notifytest.ConfigCase{
+		{Name: "missing url", YAML: "method: POST\n", Want: []string{`c.yaml:1: destination "h": url is required`}},
+		{Name: "bad scheme", YAML: "url: ftp://host/x\n", Want: []string{`c.yaml:3: destination "h": url ftp://host/x: scheme must be http or https`}},
+		{Name: "no host", YAML: "url: http:///x\n", Want: []string{`c.yaml:3: destination "h": url http:///x: missing host`}},
+		{Name: "method", YAML: "url: http://h/\nmethod: DELETE\n", Want: []string{`c.yaml:4: destination "h": method "DELETE": must be POST or PUT`}},
+		{Name: "unknown key", YAML: "url: http://h/\nsecrte: x\n", Want: []string{`c.yaml:4: destination "h": unknown key "secrte" (known: basic_auth, bearer_token`}},
+		{Name: "unknown nested key", YAML: "url: http://h/\nbasic_auth:\n  username: u\n  pasword: p\n", Want: []string{`c.yaml:6: destination "h": unknown key "pasword" in basic_auth (known: password, password_file, username)`}},
+		{Name: "secret not whsec", YAML: "url: http://h/\nsecret: abc123\n", Want: []string{`c.yaml:4: destination "h": secret: secret must be whsec_ followed by base64`}},
+		{Name: "secret file not whsec", YAML: "url: http://h/\nsecret_file: plain-secret\n", Want: []string{`c.yaml:4: destination "h": secret: secret must be whsec_`}},
+		{Name: "secret file missing", YAML: "url: http://h/\nsecret_file: nope\n", Want: []string{`c.yaml:4: destination "h": secret: reading secret file`}},
+		{Name: "secret and file", YAML: "url: http://h/\nsecret: " + testSecret + "\nsecret_file: plain-secret\n", Want: []string{`c.yaml:5: destination "h": secret: set either the value or the _file key, not both`}},
+		{Name: "basic and bearer", YAML: "url: http://h/\nbasic_auth: {username: u, password: p}\nbearer_token: t\n", Want: []string{`c.yaml:5: destination "h": set basic_auth or bearer_token, not both`}},
+		{Name: "basic without username", YAML: "url: http://h/\nbasic_auth: {password: p}\n", Want: []string{`c.yaml:4: destination "h": basic_auth.username is required`}},
+		{Name: "reserved header", YAML: "url: http://h/\nheaders:\n  webhook-id: x\n  content-type: text/plain\n", Want: []string{
 			`c.yaml:5: destination "h": header webhook-id is set by nocbridge`,
 			`c.yaml:6: destination "h": header content-type is set by nocbridge`}},
-		{"authorization with auth", "url: http://h/\nbearer_token: t\nheaders: {Authorization: x}\n", []string{`c.yaml:5: destination "h": header Authorization conflicts with basic_auth/bearer_token`}},
-		{"bad header name", "url: http://h/\nheaders: {\"X Bad\": x}\n", []string{`c.yaml:4: destination "h": header name "X Bad" is not a valid HTTP header name`}},
-		{"template without file", "url: http://h/\nformat: template\n", []string{`c.yaml:4: destination "h": format template needs template_file`}},
-		{"template_file without format", "url: http://h/\ntemplate_file: x.tmpl\n", []string{`c.yaml:4: destination "h": template_file needs format: template`}},
-		{"bad format", "url: http://h/\nformat: xml\n", []string{`c.yaml:4: destination "h": format "xml": must be dnac or template`}},
-		{"template parse error", "url: http://h/\nformat: template\ntemplate_file: broken.tmpl\n", []string{`c.yaml:5: destination "h": template_file: template: broken.tmpl:2: unexpected "}" in operand`}},
-		{"template missing field", "url: http://h/\nformat: template\ntemplate_file: missing-field.tmpl\n", []string{`c.yaml:5: destination "h": template_file: ` + filepath.Join(dir, "missing-field.tmpl") + `: template: missing-field.tmpl:1:`}},
-		{"several at once", "url: gopher://h/\nmethod: GET\nformat: xml\n", []string{
+		{Name: "authorization with auth", YAML: "url: http://h/\nbearer_token: t\nheaders: {Authorization: x}\n", Want: []string{`c.yaml:5: destination "h": header Authorization conflicts with basic_auth/bearer_token`}},
+		{Name: "bad header name", YAML: "url: http://h/\nheaders: {\"X Bad\": x}\n", Want: []string{`c.yaml:4: destination "h": header name "X Bad" is not a valid HTTP header name`}},
+		{Name: "template without file", YAML: "url: http://h/\nformat: template\n", Want: []string{`c.yaml:4: destination "h": format template needs template_file`}},
+		{Name: "template_file without format", YAML: "url: http://h/\ntemplate_file: x.tmpl\n", Want: []string{`c.yaml:4: destination "h": template_file needs format: template`}},
+		{Name: "bad format", YAML: "url: http://h/\nformat: xml\n", Want: []string{`c.yaml:4: destination "h": format "xml": must be dnac or template`}},
+		{Name: "template parse error", YAML: "url: http://h/\nformat: template\ntemplate_file: broken.tmpl\n", Want: []string{`c.yaml:5: destination "h": template_file: template: broken.tmpl:2: unexpected "}" in operand`}},
+		{Name: "template missing field", YAML: "url: http://h/\nformat: template\ntemplate_file: missing-field.tmpl\n", Want: []string{`c.yaml:5: destination "h": template_file: ` + filepath.Join(dir, "missing-field.tmpl") + `: template: missing-field.tmpl:1:`}},
+		{Name: "several at once", YAML: "url: gopher://h/\nmethod: GET\nformat: xml\n", Want: []string{
 			`c.yaml:3: destination "h": url gopher://h/`,
 			`c.yaml:4: destination "h": method "GET"`,
 			`c.yaml:5: destination "h": format "xml"`}},
-		{"wrong value type", "url: http://h/\nheaders: [a, b]\n", []string{`c.yaml:4: destination "h": headers must be a mapping, not a list`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(notifytest.Destination(t, "name: h\ntype: webhook\n"+tt.yaml), notify.Env{ConfigFile: "c.yaml", BaseDir: dir})
-			notifytest.ConfigErrors(t, err, tt.want)
-		})
-	}
+		{Name: "wrong value type", YAML: "url: http://h/\nheaders: [a, b]\n", Want: []string{`c.yaml:4: destination "h": headers must be a mapping, not a list`}},
+	})
 }
 
 func TestValidConfigs(t *testing.T) {
@@ -619,23 +608,7 @@ func TestValidConfigs(t *testing.T) {
 }
 
 func TestCloseDropsIdleConnections(t *testing.T) {
-	closed := make(chan struct{}, 1)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			closed <- struct{}{}
-		}
-	}
-	srv.Start()
-	defer srv.Close()
-	n := newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+srv.URL+"\n"), t.TempDir())
-	if err := n.Send(context.Background(), notification(activeEvent(), "h")); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	notifytest.WaitClosed(t, closed)
+	notifytest.ClosesIdleConnections(t, notifytest.Reply{Status: http.StatusNoContent}, func(base string) notify.Notifier {
+		return newNotifier(t, notifytest.Destination(t, "name: h\ntype: webhook\nurl: "+base+"\n"), t.TempDir())
+	}, notification(activeEvent(), "h"))
 }
