@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/schedule"
 )
 
@@ -30,9 +31,10 @@ const (
 // target is the scheduler's state for one device.
 type target struct {
 	cfg     Target
-	ip      netip.Addr    // the address when configured as a literal; invalid for DNS names
-	phase   time.Duration // offset of the target's slots from the Unix epoch grid
-	spacing time.Duration // between the echoes of a round
+	dev     *inventory.Device // what its observations carry
+	ip      netip.Addr        // the address when configured as a literal; invalid for DNS names
+	phase   time.Duration     // offset of the target's slots from the Unix epoch grid
+	spacing time.Duration     // between the echoes of a round
 
 	schedule.Due           // when the scheduler next needs this target
 	slot         time.Time // grid slot of the current, or the next, round
@@ -331,7 +333,7 @@ func (s *scheduler) handleReply(r reply) {
 
 // finish reports the round and schedules the next one.
 func (s *scheduler) finish(t *target, now time.Time) {
-	res := Result{Device: t.cfg.Device, Address: t.cfg.Address, Time: now, Sent: len(t.echoes), Recv: t.recv, Loss: 100, Err: t.err, dev: t.cfg.device()}
+	res := Result{Device: t.cfg.Device, Address: t.cfg.Address, Time: now, Sent: len(t.echoes), Recv: t.recv, Loss: 100, Err: t.err, dev: t.dev}
 	if res.Sent > 0 {
 		res.Loss = 100 * float64(res.Sent-res.Recv) / float64(res.Sent)
 	}
@@ -380,7 +382,7 @@ func (s *scheduler) applyTargets(now time.Time) {
 			if !sameSchedule(t.cfg, c) {
 				return false
 			}
-			t.cfg = c // the reload's record of the same device
+			t.cfg, t.dev = c, c.device() // the reload's record of the same device
 			return true
 		},
 		Start: func(c Target) *target {
@@ -417,7 +419,7 @@ func withDefaults(cfg Target) Target {
 }
 
 func newTarget(cfg Target, now time.Time) *target {
-	t := &target{cfg: cfg, phase: schedule.Phase(cfg.Device, cfg.Interval, phaseQuantum), spacing: echoSpacing(cfg)}
+	t := &target{cfg: cfg, dev: cfg.device(), phase: schedule.Phase(cfg.Device, cfg.Interval, phaseQuantum), spacing: echoSpacing(cfg)}
 	if ip, err := netip.ParseAddr(cfg.Address); err == nil {
 		t.ip = ip.Unmap()
 	}
