@@ -1,19 +1,17 @@
 package app
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/httpapi"
 	"github.com/nocbridge/nocbridge/internal/notify"
 )
 
@@ -64,35 +62,18 @@ func DeadLetters(ctx context.Context, path, action, id, destination string, out 
 	if err != nil {
 		return err
 	}
-	base := "http://" + cfg.HTTP.Listen
-	client := &http.Client{Timeout: 30 * time.Second}
-	var req *http.Request
+	c := httpapi.NewClient(cfg)
+	var b []byte
 	switch action {
 	case "list", "":
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/deadletters", nil)
+		b, err = c.Call(ctx, http.MethodGet, "/api/v1/deadletters", nil)
 	case "replay":
-		body, _ := json.Marshal(map[string]string{"id": id, "destination": destination})
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/deadletters/replay", bytes.NewReader(body))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-			if tok := cfg.HTTP.Token.Reveal(); tok != "" {
-				req.Header.Set("Authorization", "Bearer "+tok)
-			}
-		}
+		b, err = c.Call(ctx, http.MethodPost, "/api/v1/deadletters/replay", map[string]string{"id": id, "destination": destination})
 	default:
 		return fmt.Errorf("%w: dlq %q: want list or replay", ErrUsage, action)
 	}
 	if err != nil {
 		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("is nocbridge running on %s? %w", cfg.HTTP.Listen, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	_, err = out.Write(b)
 	return err

@@ -1,5 +1,6 @@
 // Package httpapi serves health, metrics, the read-only JSON API and the
-// dead-letter replay endpoint.
+// dead-letter replay endpoint, and holds the client the CLI's commands on a
+// running daemon use (Client).
 package httpapi
 
 import (
