@@ -240,7 +240,7 @@ func TestLoadFull(t *testing.T) {
 			{Name: "everything-to-log", Destinations: []string{"noc-log"}, SendResolved: &yes, Line: 80},
 			{Name: "critical-to-itsm", Filter: Filter{
 				Severities: []int{1, 2}, EventIDs: []string{"NETWORK-DEVICES-*"}, Categories: []string{"ALERT", "ERROR"},
-				Sites: []string{"HQ"}, Roles: []string{"core"}, Devices: []string{"core-*"}, Labels: map[string]string{"vendor": "cisco"},
+				Selector: Selector{Sites: []string{"HQ"}, Roles: []string{"core"}, Devices: []string{"core-*"}, Labels: map[string]string{"vendor": "cisco"}},
 			}, Destinations: []string{"itsm-hook", "noc-slack"}, SendResolved: &no, Line: 82},
 		},
 	}

@@ -8,6 +8,7 @@ package config
 import (
 	"encoding/hex"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,13 +243,42 @@ type Subscription struct {
 }
 
 type Filter struct {
-	EventIDs   []string          `yaml:"event_ids"` // globs
-	Severities []int             `yaml:"severities"`
-	Categories []string          `yaml:"categories"`
-	Sites      []string          `yaml:"sites"`
-	Roles      []string          `yaml:"roles"`
-	Devices    []string          `yaml:"devices"`
-	Labels     map[string]string `yaml:"labels"`
+	Selector   `yaml:",inline"` // devices, sites, roles, labels
+	EventIDs   []string         `yaml:"event_ids"` // globs
+	Severities []int            `yaml:"severities"`
+	Categories []string         `yaml:"categories"`
+}
+
+// Selector picks devices, as rules' `match`, subscriptions' filters and
+// maintenance windows write it: every non-empty field must match; device
+// names are globs (path.Match).
+type Selector struct {
+	Devices []string          `yaml:"devices"`
+	Sites   []string          `yaml:"sites"`
+	Roles   []string          `yaml:"roles"`
+	Labels  map[string]string `yaml:"labels"`
+}
+
+// Matches reports whether a device with these attributes is selected.
+func (s Selector) Matches(name, site, role string, labels map[string]string) bool {
+	if len(s.Devices) > 0 && !slices.ContainsFunc(s.Devices, func(g string) bool {
+		ok, _ := path.Match(g, name)
+		return ok
+	}) {
+		return false
+	}
+	if len(s.Sites) > 0 && !slices.Contains(s.Sites, site) {
+		return false
+	}
+	if len(s.Roles) > 0 && !slices.Contains(s.Roles, role) {
+		return false
+	}
+	for k, v := range s.Labels {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s").

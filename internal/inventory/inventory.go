@@ -31,6 +31,9 @@ type Device struct {
 	SNMP    *SNMP             `json:"-"` // nil: not polled
 }
 
+// In reports whether the selector picks the device.
+func (d *Device) In(s config.Selector) bool { return s.Matches(d.Name, d.Site, d.Role, d.Labels) }
+
 // ICMP is a device's effective ping settings (config defaults applied).
 type ICMP struct {
 	Interval, Timeout time.Duration

@@ -29,7 +29,7 @@ func TestDispatch(t *testing.T) {
 	no := false
 	subs := []config.Subscription{
 		{Name: "all", Destinations: []string{"log"}},
-		{Name: "chat", Filter: config.Filter{Roles: []string{"core"}}, Destinations: []string{"slack"}, SendResolved: &no},
+		{Name: "chat", Filter: config.Filter{Selector: config.Selector{Roles: []string{"core"}}}, Destinations: []string{"slack"}, SendResolved: &no},
 	}
 	active := event.Event{InstanceID: "i1", EventID: "NETWORK-DEVICES-1-101", Status: event.StatusActive,
 		Device: inventory.Device{Name: "core-sw1", Role: "core"}}

@@ -61,22 +61,5 @@ func matches(f config.Filter, ev event.Event) bool {
 	if len(f.Categories) > 0 && !slices.Contains(f.Categories, ev.Category) {
 		return false
 	}
-	if len(f.Sites) > 0 && !slices.Contains(f.Sites, ev.Device.Site) {
-		return false
-	}
-	if len(f.Roles) > 0 && !slices.Contains(f.Roles, ev.Device.Role) {
-		return false
-	}
-	if len(f.Devices) > 0 && !slices.ContainsFunc(f.Devices, func(g string) bool {
-		ok, _ := path.Match(g, ev.Device.Name)
-		return ok
-	}) {
-		return false
-	}
-	for k, v := range f.Labels {
-		if ev.Device.Labels[k] != v {
-			return false
-		}
-	}
-	return true
+	return ev.Device.In(f.Selector)
 }

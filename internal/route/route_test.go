@@ -13,9 +13,9 @@ func TestMatch(t *testing.T) {
 	no := false
 	subs := []config.Subscription{
 		{Name: "all", Destinations: []string{"log"}},
-		{Name: "crit", Filter: config.Filter{Severities: []int{1, 2}, EventIDs: []string{"NETWORK-DEVICES-*"}, Sites: []string{"HQ"}}, Destinations: []string{"itsm", "slack"}},
-		{Name: "chat-no-resolve", Filter: config.Filter{Roles: []string{"access"}}, Destinations: []string{"slack"}, SendResolved: &no},
-		{Name: "cisco", Filter: config.Filter{Labels: map[string]string{"vendor": "cisco"}, Categories: []string{"ALERT"}, Devices: []string{"core-*"}}, Destinations: []string{"cisco-team"}},
+		{Name: "crit", Filter: config.Filter{Severities: []int{1, 2}, EventIDs: []string{"NETWORK-DEVICES-*"}, Selector: config.Selector{Sites: []string{"HQ"}}}, Destinations: []string{"itsm", "slack"}},
+		{Name: "chat-no-resolve", Filter: config.Filter{Selector: config.Selector{Roles: []string{"access"}}}, Destinations: []string{"slack"}, SendResolved: &no},
+		{Name: "cisco", Filter: config.Filter{Selector: config.Selector{Labels: map[string]string{"vendor": "cisco"}, Devices: []string{"core-*"}}, Categories: []string{"ALERT"}}, Destinations: []string{"cisco-team"}},
 	}
 	r := New(subs)
 	base := event.Event{EventID: "NETWORK-DEVICES-1-101", Severity: 1, Category: "ALERT",

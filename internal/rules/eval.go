@@ -44,7 +44,7 @@ func (s *Set) Evaluate(obs observation.Observation) ([]Condition, []error) {
 	}
 	env["device"] = deviceEnv(obs.Device)
 	for _, r := range s.ForSource(obs.Source) {
-		if !r.Match.Matches(obs.Device) {
+		if !obs.Device.In(r.Match) {
 			continue
 		}
 		c, ok, err := r.evaluate(env, obs)

@@ -53,7 +53,7 @@ type ruleYAML struct {
 	Name        string          `yaml:"name"`
 	Source      string          `yaml:"source"`
 	Kind        string          `yaml:"kind"`
-	Match       Match           `yaml:"match"`
+	Match       config.Selector `yaml:"match"`
 	When        string          `yaml:"when"`
 	For         config.Duration `yaml:"for"`
 	ClearWhen   string          `yaml:"clear_when"`

@@ -5,11 +5,11 @@ package rules
 import (
 	"bytes"
 	"fmt"
-	"path"
 	"text/template"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
+	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
 )
@@ -18,8 +18,8 @@ import (
 type Rule struct {
 	EventID     string
 	Source      observation.Source
-	Kind        string // event.KindEvent for one-shot rules
-	Match       Match
+	Kind        string          // event.KindEvent for one-shot rules
+	Match       config.Selector // the devices the rule applies to
 	For         time.Duration
 	ClearFor    time.Duration
 	Severity    int
@@ -37,14 +37,6 @@ type Rule struct {
 	description *template.Template
 }
 
-// Match restricts a rule to devices; empty fields match everything.
-type Match struct {
-	Devices []string          `yaml:"devices"`
-	Sites   []string          `yaml:"sites"`
-	Roles   []string          `yaml:"roles"`
-	Labels  map[string]string `yaml:"labels"`
-}
-
 // deviceEnv is what expressions see as `device`.
 func deviceEnv(d *inventory.Device) map[string]any {
 	labels := d.Labels
@@ -52,44 +44,6 @@ func deviceEnv(d *inventory.Device) map[string]any {
 		labels = map[string]string{}
 	}
 	return map[string]any{"name": d.Name, "address": d.Address, "site": d.Site, "role": d.Role, "labels": labels}
-}
-
-// Matches reports whether the rule applies to the device. Device names are
-// globs (path.Match), as are event id filters elsewhere.
-func (m Match) Matches(d *inventory.Device) bool {
-	if len(m.Devices) > 0 && !anyGlob(m.Devices, d.Name) {
-		return false
-	}
-	if len(m.Sites) > 0 && !contains(m.Sites, d.Site) {
-		return false
-	}
-	if len(m.Roles) > 0 && !contains(m.Roles, d.Role) {
-		return false
-	}
-	for k, v := range m.Labels {
-		if d.Labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func anyGlob(globs []string, s string) bool {
-	for _, g := range globs {
-		if ok, _ := path.Match(g, s); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // TemplateData is what name and description templates see.
