@@ -166,6 +166,7 @@ type Engine struct {
 	lookup     lookupFunc
 
 	targets  schedule.Latest[Target]
+	probeNow chan []string // out-of-round probes asked for, handed to the scheduler
 	ran      atomic.Bool
 	closeOne sync.Once
 }
@@ -189,7 +190,7 @@ func newEngine(opts Options, open opener, lookup lookupFunc) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{log: log, lookup: lookup}
+	e := &Engine{log: log, lookup: lookup, probeNow: make(chan []string, 64)}
 	var idBytes [2]byte
 	_, _ = rand.Read(idBytes[:]) // crypto/rand.Read never fails
 	_, _ = rand.Read(e.nonce[:])
@@ -208,6 +209,18 @@ func newEngine(opts Options, open opener, lookup lookupFunc) (*Engine, error) {
 	}
 	e.log = log.With("sockets", kind)
 	return e, nil
+}
+
+// ProbeNow asks for an out-of-round probe of the named devices (noise
+// control asks for a failing device's parents, so their verdict comes
+// before the device's own alert is due). A device already probing is left
+// alone; the grid of rounds is kept. It never blocks: asked while 64 other
+// requests wait, it is dropped, the devices' own rounds come anyway.
+func (e *Engine) ProbeNow(devices ...string) {
+	select {
+	case e.probeNow <- devices:
+	default:
+	}
 }
 
 // Privileged reports whether the engine uses raw sockets.

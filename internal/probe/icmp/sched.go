@@ -39,6 +39,7 @@ type target struct {
 	schedule.Due           // when the scheduler next needs this target
 	slot         time.Time // grid slot of the current, or the next, round
 	removed      bool      // dropped by SetTargets; late DNS answers are ignored
+	extra        bool      // the round in flight was asked for out of the grid (ProbeNow)
 
 	state   roundState
 	round   uint64 // identifies the round a DNS answer belongs to
@@ -127,6 +128,8 @@ func (s *scheduler) loop(ctx context.Context, replies <-chan reply) {
 			s.handleResolution(res)
 		case <-s.e.targets.Changed():
 			s.applyTargets(time.Now())
+		case names := <-s.e.probeNow:
+			s.probeNow(names, time.Now())
 		}
 	}
 }
@@ -172,6 +175,17 @@ func (s *scheduler) begin(t *target, now time.Time) {
 		t.state = resolving
 		s.queue.Remove(t)
 		s.resolve(t)
+	}
+}
+
+// probeNow starts a round at once for each named target that is between
+// rounds; one already probing is left alone, its verdict is near.
+func (s *scheduler) probeNow(names []string, now time.Time) {
+	for _, name := range names {
+		if t, ok := s.byName[name]; ok && t.state == idle {
+			t.extra = true
+			s.begin(t, now)
+		}
 	}
 }
 
@@ -342,6 +356,13 @@ func (s *scheduler) finish(t *target, now time.Time) {
 	}
 	s.logTransition(t)
 	t.state = idle
+	if t.extra {
+		// An out-of-round probe leaves the grid alone: the next round
+		// is the slot it was waiting for, or the one after if that
+		// passed meanwhile.
+		t.extra = false
+		t.slot = t.slot.Add(-t.cfg.Interval)
+	}
 	t.slot = t.slot.Add(t.cfg.Interval)
 	// A round that overran its next slot (slow DNS, a stopped process)
 	// skips to the next slot ahead rather than bursting to catch up; a

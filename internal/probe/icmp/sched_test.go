@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -697,6 +698,66 @@ func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
 		for k := 2; k < len(sends); k += 2 {
 			if d := sends[k].Sub(sends[k-2]); d != interval {
 				t.Errorf("rounds %v apart across the reload, want the schedule kept (%v)", d, interval)
+			}
+		}
+	})
+}
+
+// ProbeNow sends a round at once, out of the grid, and leaves the grid as
+// it was; a device already probing is not probed twice.
+func TestProbeNowRunsOutOfRoundKeepingTheGrid(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 10 * time.Second
+		fn := newFakeNet()
+		fn.host("192.0.2.1", fakeHost{delay: time.Millisecond})
+		fn.host("192.0.2.2", fakeHost{delay: 900 * time.Millisecond})
+		e := newFakeEngine(t, fn, ModeRaw)
+		e.SetTargets([]Target{
+			{Device: "parent", Address: "192.0.2.1", Interval: interval, Timeout: time.Second, Count: 1},
+			{Device: "slow", Address: "192.0.2.2", Interval: interval, Timeout: time.Second, Count: 1},
+		})
+		start := time.Now()
+		rec, stop := startFake(t, e)
+		phase := schedule.Phase("parent", interval, phaseQuantum)
+		first := schedule.Slot(start, interval, phase)
+		// Ask halfway between two of parent's slots.
+		time.Sleep(first.Add(interval / 2).Sub(time.Now()))
+		asked := time.Now()
+		e.ProbeNow("parent", "unknown-device")
+		synctest.Wait()
+		slowPhase := schedule.Phase("slow", interval, phaseQuantum)
+		// And slow while its round is in flight.
+		time.Sleep(schedule.Slot(time.Now(), interval, slowPhase).Add(100 * time.Millisecond).Sub(time.Now()))
+		e.ProbeNow("slow")
+		time.Sleep(3*interval - time.Since(start))
+		stop()
+
+		sends := fn.sendTimes("192.0.2.1")
+		var grid []time.Time
+		extra := 0
+		for _, at := range sends {
+			switch {
+			case at.Equal(asked):
+				extra++
+			case at.Sub(first)%interval == 0:
+				grid = append(grid, at)
+			default:
+				t.Errorf("parent echo at +%v: neither on its grid nor at the ProbeNow", at.Sub(start))
+			}
+		}
+		var want []time.Time // every slot of the grid in the run, none skipped
+		for at := first; at.Before(start.Add(3 * interval)); at = at.Add(interval) {
+			want = append(want, at)
+		}
+		if extra != 1 || !slices.EqualFunc(grid, want, time.Time.Equal) {
+			t.Errorf("parent: %d out-of-round echoes, grid echoes at %v; want 1 and every slot %v", extra, grid, want)
+		}
+		if n := len(rec.byDevice()["parent"]); n != len(sends) {
+			t.Errorf("parent: %d results for %d rounds", n, len(sends))
+		}
+		for _, at := range fn.sendTimes("192.0.2.2") {
+			if at.Sub(schedule.Slot(start, interval, slowPhase))%interval != 0 {
+				t.Errorf("slow echo at +%v off its grid: a ProbeNow during its round started another", at.Sub(start))
 			}
 		}
 	})
