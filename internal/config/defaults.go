@@ -25,6 +25,12 @@ const (
 	defaultTrapUnknownSources     = "accept"
 	defaultTrapRateLimitPerSource = 1000
 
+	defaultFlapChanges    = 5
+	defaultFlapWindow     = 15 * time.Minute
+	defaultSiteWindow     = time.Minute
+	defaultSiteMinDevices = 3
+	defaultSiteRatio      = 0.5
+
 	defaultDestinationTimeout = 10 * time.Second
 	defaultRetryInitial       = time.Second
 	defaultRetryMax           = 5 * time.Minute
@@ -45,6 +51,8 @@ const (
 //	destinations                 timeout 10s, retry initial 1s, max 5m, max_age 24h
 //	                             (each retry field separately)
 //	subscriptions                send_resolved true
+//	noise.flap                   changes 5, window 15m
+//	noise.site_outage            window 1m, min_devices 3, ratio 0.5
 //
 // set reports whether the file gives the key at a path: numbers default only
 // when absent, because an explicit 0 means something (retries: 0, no limit)
@@ -91,6 +99,14 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 		defaultString(&c.Traps.Listen, defaultTrapListen)
 		defaultString(&c.Traps.UnknownSources, defaultTrapUnknownSources)
 		defaultInt(&c.Traps.RateLimitPerSource, defaultTrapRateLimitPerSource, "traps", "rate_limit_per_source")
+	}
+
+	defaultInt(&c.Noise.Flap.Changes, defaultFlapChanges, "noise", "flap", "changes")
+	defaultDuration(&c.Noise.Flap.Window, defaultFlapWindow, "noise", "flap", "window")
+	defaultDuration(&c.Noise.SiteOutage.Window, defaultSiteWindow, "noise", "site_outage", "window")
+	defaultInt(&c.Noise.SiteOutage.MinDevices, defaultSiteMinDevices, "noise", "site_outage", "min_devices")
+	if !set("noise", "site_outage", "ratio") {
+		c.Noise.SiteOutage.Ratio = defaultSiteRatio
 	}
 
 	for i := range c.Destinations {

@@ -135,7 +135,7 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-types.yaml:23: subscription "all" filter: severities[1] must be an integer, not a string`,
 	},
 	"invalid-unknown-keys.yaml": {
-		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: destinations, devices, external_url, http, icmp, rules, snmp, state_dir, store, subscriptions, traps)`,
+		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: destinations, devices, external_url, http, icmp, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
 		`testdata/invalid-unknown-keys.yaml:6: unknown key "intervall" in icmp (known: count, interval, privileged, timeout)`,
 		`testdata/invalid-unknown-keys.yaml:12: unknown key "salt" in snmp profile "core-v3" auth (known: passphrase, passphrase_file, protocol)`,
 		`testdata/invalid-unknown-keys.yaml:16: unknown key "adress" in device "sw1" (known: address, icmp, labels, name, parents, role, site, snmp)`,
@@ -143,6 +143,16 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-unknown-keys.yaml:22: unknown key "inital" in destination "hook" retry (known: initial, max, max_age)`,
 		`testdata/invalid-unknown-keys.yaml:23: unknown key "ca" in destination "hook" tls (known: ca_file, insecure_skip_verify)`,
 		`testdata/invalid-unknown-keys.yaml:27: unknown key "severity" in subscription "all" filter (known: categories, devices, event_ids, labels, roles, severities, sites)`,
+	},
+	"invalid-noise.yaml": {
+		`testdata/invalid-noise.yaml:3: noise: flap: changes 1 must be at least 2`,
+		`testdata/invalid-noise.yaml:7: noise: site_outage: min_devices 0 must be at least 1`,
+		`testdata/invalid-noise.yaml:8: noise: site_outage: ratio 1.5 must be above 0 and at most 1`,
+		`testdata/invalid-noise.yaml:9: unknown key "windw" in noise site_outage (known: min_devices, ratio, window)`,
+	},
+	"invalid-noise-kinds.yaml": {
+		`testdata/invalid-noise-kinds.yaml:3: noise: flap must be false, true (the defaults) or a mapping, not a string`,
+		`testdata/invalid-noise-kinds.yaml:4: noise: site_outage must be false, true (the defaults) or a mapping, not a list`,
 	},
 }
 
@@ -242,6 +252,10 @@ func TestLoadFull(t *testing.T) {
 				Severities: []int{1, 2}, EventIDs: []string{"NETWORK-DEVICES-*"}, Categories: []string{"ALERT", "ERROR"},
 				Selector: Selector{Sites: []string{"HQ"}, Roles: []string{"core"}, Devices: []string{"core-*"}, Labels: map[string]string{"vendor": "cisco"}},
 			}, Destinations: []string{"itsm-hook", "noc-slack"}, SendResolved: &no, Line: 82},
+		},
+		Noise: Noise{ // the defaults
+			Flap:       Flap{Changes: 5, Window: Duration(15 * time.Minute)},
+			SiteOutage: SiteOutage{Window: Duration(time.Minute), MinDevices: 3, Ratio: 0.5},
 		},
 	}
 
@@ -819,7 +833,7 @@ devices:
     name: sw2
 `)
 	_, err := Load(path)
-	if want := path + `:2: unknown key "x-retry" (known: destinations, devices, external_url, http, icmp, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
+	if want := path + `:2: unknown key "x-retry" (known: destinations, devices, external_url, http, icmp, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
 		t.Fatalf("error %v, want %s", err, want)
 	}
 	b, _ := os.ReadFile(path)
@@ -875,5 +889,35 @@ func TestLoadBadListenNoDefaultURLError(t *testing.T) {
 	_, err := Load(path)
 	if want := path + `:2: http: listen "bad host!:9720": host "bad host!" is not an IP address or a DNS name`; err == nil || err.Error() != want {
 		t.Errorf("errors:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+func TestNoiseSwitches(t *testing.T) {
+	for _, tc := range []struct {
+		yaml       string
+		flapOff    bool
+		changes    int
+		siteOff    bool
+		minDevices int
+	}{
+		{"noise: {flap: false, site_outage: false}", true, 5, true, 3},
+		{"noise: {flap: true, site_outage: true}", false, 5, false, 3},
+		{"noise: {flap: {changes: 3}, site_outage: {min_devices: 5}}", false, 3, false, 5},
+		{"", false, 5, false, 3},
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "nocbridge.yaml")
+		if err := os.WriteFile(path, []byte("state_dir: ./data\n"+tc.yaml+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(path)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		n := cfg.Noise
+		if n.Flap.Off != tc.flapOff || n.Flap.Changes != tc.changes || n.Flap.Window.D() != 15*time.Minute ||
+			n.SiteOutage.Off != tc.siteOff || n.SiteOutage.MinDevices != tc.minDevices || n.SiteOutage.Ratio != 0.5 {
+			t.Errorf("%q: noise %+v", tc.yaml, n)
+		}
 	}
 }

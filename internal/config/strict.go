@@ -186,6 +186,12 @@ func (w *walk) checkShape(n *yaml.Node, t reflect.Type, where, key string) {
 		return // an interface takes anything
 	}
 	subject := subjectOf(where, key, w.Name)
+	if reflect.PointerTo(t).Implements(switchType) && n.Kind != yaml.MappingNode {
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			w.add(n.Line, "%s must be false, true (the defaults) or a mapping, not %s", subject, describeNode(n))
+		}
+		return
+	}
 	if n.Kind != want {
 		w.add(n.Line, "%s", strings.TrimSpace(fmt.Sprintf("%s must be %s, not %s", subject, describeType(t), describeNode(n))))
 		return
@@ -242,7 +248,7 @@ func (w *walk) checkScalar(n *yaml.Node, t reflect.Type, subject string) {
 // hands them on. At the top, keys in Skip belong to another decoder.
 func (w *walk) checkMapping(n *yaml.Node, t reflect.Type, where string) {
 	fields := yamlFields(t)
-	open := reflect.PointerTo(t).Implements(unmarshalerType)
+	open := reflect.PointerTo(t).Implements(unmarshalerType) && !reflect.PointerTo(t).Implements(switchType)
 	w.checkKeyDuplicates(n, where)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]

@@ -37,6 +37,8 @@ type Config struct {
 	Devices       []Device       `yaml:"devices"`
 	Destinations  []Destination  `yaml:"destinations"`
 	Subscriptions []Subscription `yaml:"subscriptions"`
+
+	Noise Noise `yaml:"noise"` // noise control (SPEC 11)
 }
 
 // HTTP is the API / metrics listener.

@@ -26,6 +26,7 @@ func (l *loader) validate(c *Config) {
 	l.validateDevices(c)
 	l.validateDestinations(c)
 	l.validateSubscriptions(c)
+	l.validateNoise(c)
 }
 
 func (l *loader) validateTop(c *Config) {
