@@ -218,7 +218,7 @@ func (m *Manager) SetRules(ctx context.Context, set *rules.Set, inv *inventory.I
 			continue
 		}
 		r := set.ByEventID(in.EventID)
-		if d, ok := inv.Device(in.Device.Name); r != nil && ok && d.In(r.Match) {
+		if d, ok := inv.Current(in.Device); r != nil && ok && d.In(r.Match) {
 			continue
 		}
 		if in.State == StatePending {

@@ -57,7 +57,8 @@ type Inventory struct {
 	byAddr   map[netip.Addr]*Device // literal addresses, plus resolved names
 	children map[string][]*Device
 	sites    map[string][]*Device
-	names    []*Device // devices configured by DNS name, for the resolver
+	siteDevs map[string]*Device // each site's own record
+	names    []*Device          // devices configured by DNS name, for the resolver
 }
 
 // New builds the inventory of a loaded (validated) config.
@@ -87,6 +88,7 @@ func Of(devices ...Device) *Inventory {
 		literal:  make(map[netip.Addr]*Device, len(devices)),
 		children: map[string][]*Device{},
 		sites:    map[string][]*Device{},
+		siteDevs: map[string]*Device{},
 	}
 	for i := range devices {
 		d := &devices[i]
@@ -107,6 +109,9 @@ func Of(devices ...Device) *Inventory {
 		}
 		if d.Site != "" {
 			inv.sites[d.Site] = append(inv.sites[d.Site], d)
+			if _, ok := inv.siteDevs[d.Site]; !ok {
+				inv.siteDevs[d.Site] = &Device{Name: d.Site, Site: d.Site, Role: SiteRole}
+			}
 		}
 	}
 	inv.byAddr = inv.literal
@@ -149,6 +154,27 @@ func (inv *Inventory) Children(name string) []*Device { return inv.children[name
 
 // Site lists the devices of a site, in config order.
 func (inv *Inventory) Site(site string) []*Device { return inv.sites[site] }
+
+// SiteRole is the role of a site's own record (SiteDevice).
+const SiteRole = "site"
+
+// SiteDevice is the record a site-wide alert (a site outage) is about: named
+// after the site, role "site", no address. ok is false for an unknown site.
+func (inv *Inventory) SiteDevice(site string) (*Device, bool) {
+	d, ok := inv.siteDevs[site]
+	return d, ok
+}
+
+// Current finds today's record of d as an alert stored it: the device of
+// that name, or the record of a site that still has devices.
+func (inv *Inventory) Current(d Device) (*Device, bool) {
+	if d.Role == SiteRole && d.Address == "" {
+		cur, ok := inv.siteDevs[d.Name]
+		return cur, ok
+	}
+	cur, ok := inv.byName[d.Name]
+	return cur, ok
+}
 
 // Sites lists the site names, sorted.
 func (inv *Inventory) Sites() []string {

@@ -21,10 +21,14 @@ const (
 	ICMP Source = "icmp"
 	SNMP Source = "snmp"
 	Trap Source = "trap"
+	// Site is derived by noise control from the ICMP rounds of a site's
+	// devices (SPEC 11.2): one observation per change of a site's state,
+	// about the site's own record (inventory.SiteDevice).
+	Site Source = "site"
 )
 
 // Sources lists every source, for validation and metric labels.
-var Sources = []Source{ICMP, SNMP, Trap}
+var Sources = []Source{ICMP, SNMP, Trap, Site}
 
 // Schema is a sample of the variables a source's observations carry, each
 // with a value of its type, so rule expressions are type-checked at load
@@ -38,6 +42,8 @@ func Schema(s Source) map[string]any {
 		return map[string]any{"cpu": 0.0, "mem": 0.0, "uptime_s": 0.0, "uptime_reset": false}
 	case Trap:
 		return map[string]any{"trap": "", "trap_oid": "", "vars": map[string]any{}, "source": "", "version": ""}
+	case Site:
+		return map[string]any{"site": "", "outage": false, "down": 0, "pinged": 0, "ratio": 0.0, "devices": ""}
 	}
 	return nil
 }
@@ -49,7 +55,8 @@ type Observation struct {
 	Time   time.Time
 	// Vars are the variables rules see (icmp: up, loss, rtt_ms, sent,
 	// recv; snmp: cpu, mem, uptime_s, uptime_reset and custom OIDs; trap:
-	// trap, trap_oid, vars, source, version). Nil when nothing was measured
+	// trap, trap_oid, vars, source, version; site: site, outage, down,
+	// pinged, ratio, devices). Nil when nothing was measured
 	// (a failed poll): no rule fires or clears on missing data.
 	Vars map[string]any
 	// Err is why the probe failed, and Reason its class (snmp: timeout,
@@ -79,7 +86,7 @@ func NewQueue(size int, reg prometheus.Registerer) (*Queue, error) {
 			Help: "Observations a source could not hand on because rule evaluation was behind (queue full), by source.",
 		}, []string{"source"}),
 	}
-	for _, s := range Sources {
+	for _, s := range []Source{ICMP, SNMP, Trap} { // the sources that emit into the queue
 		q.dropped.WithLabelValues(string(s)) // present at zero, so a rate() works from the start
 	}
 	if reg != nil {

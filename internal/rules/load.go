@@ -66,6 +66,7 @@ type ruleYAML struct {
 	Domain      string          `yaml:"domain"`
 	SubDomain   string          `yaml:"sub_domain"`
 	Description string          `yaml:"description"`
+	Flap        *config.Flap    `yaml:"flap"` // nil: noise.flap; `flap: false`: never flapping
 }
 
 // Load reads every file matched by the globs. All problems come back at once
@@ -214,7 +215,7 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	r := &Rule{
 		EventID: ry.EventID, Source: observation.Source(ry.Source), Kind: ry.Kind, Match: ry.Match,
 		For: ry.For.D(), ClearFor: ry.ClearFor.D(), Severity: ry.Severity,
-		Category: ry.Category, Domain: ry.Domain, SubDomain: ry.SubDomain,
+		Category: ry.Category, Domain: ry.Domain, SubDomain: ry.SubDomain, Flap: ry.Flap,
 		File: file, Line: line,
 	}
 	if !event.ValidID(ry.EventID) {
@@ -238,6 +239,11 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	}
 	if ry.Name == "" {
 		bad("event_id", "rule %s has no name", ry.EventID)
+	}
+	if ry.Flap != nil {
+		if err := ry.Flap.Check(); err != nil {
+			bad("flap", "%v", err)
+		}
 	}
 	if r.For < 0 || r.ClearFor < 0 {
 		bad("for", "for and clear_for must not be negative")

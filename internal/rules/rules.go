@@ -20,6 +20,7 @@ type Rule struct {
 	Source      observation.Source
 	Kind        string          // event.KindEvent for one-shot rules
 	Match       config.Selector // the devices the rule applies to
+	Flap        *config.Flap    // the rule's own flap policy; nil: noise.flap
 	For         time.Duration
 	ClearFor    time.Duration
 	Severity    int

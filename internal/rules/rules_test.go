@@ -38,7 +38,7 @@ func TestInvalidRules(t *testing.T) {
 			"testdata/invalid-rules.yaml:18: category \"CRITICAL\": want ALERT, ERROR, WARN or INFO",
 		}},
 		{"testdata/unknown-key.yaml", []string{
-			`testdata/unknown-key.yaml:7: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, for, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
+			`testdata/unknown-key.yaml:7: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, flap, for, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
 		}},
 	}
 	for _, tt := range tests {
@@ -79,7 +79,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 			`t.yaml:6: rule "Device unreachable": severity must be an integer, not a string`,
 			`t.yaml:7: rule "Device unreachable": for: invalid duration: want a Go duration such as 500ms, 10s or 5m`,
 			`t.yaml:8: rule "Device unreachable": clear_for: invalid duration: want a Go duration such as 500ms, 10s or 5m`,
-			`t.yaml:9: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, for, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
+			`t.yaml:9: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, flap, for, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
 			`t.yaml:10: duplicate key "when" in rule "Device unreachable" (first at line 5)`,
 			`t.yaml:11: rule "Device unreachable" match: roles must be a list, not a string`,
 			`t.yaml:11: unknown key "site" in rule "Device unreachable" match (known: devices, labels, roles, sites)`,
@@ -294,5 +294,29 @@ rules:
 	polled.Err, polled.Reason, polled.Vars = nil, "", map[string]any{"cpu": 95.0}
 	if conds, _ := set.Evaluate(polled); len(conds) != 1 || !conds[0].Firing {
 		t.Errorf("poll with cpu 95: conditions %+v, want one firing", conds)
+	}
+}
+
+func TestRuleFlapPolicy(t *testing.T) {
+	rs, errs := Parse([]byte(`
+rules:
+  - {event_id: NETWORK-DEVICES-1-101, name: a, source: icmp, when: "loss == 100", severity: 1}
+  - {event_id: NETWORK-DEVICES-1-102, name: b, source: icmp, when: "loss == 100", severity: 1, flap: false}
+  - {event_id: NETWORK-DEVICES-1-103, name: c, source: icmp, when: "loss == 100", severity: 1, flap: {changes: 3, window: 5m}}
+`), "t.yaml")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if rs[0].Flap != nil || rs[1].Flap == nil || !rs[1].Flap.Off || rs[2].Flap == nil || rs[2].Flap.Changes != 3 || rs[2].Flap.Window.D() != 5*time.Minute {
+		t.Errorf("flap policies %+v %+v %+v", rs[0].Flap, rs[1].Flap, rs[2].Flap)
+	}
+	_, errs = Parse([]byte(`
+rules:
+  - {event_id: NETWORK-DEVICES-1-101, name: a, source: icmp, when: "loss == 100", severity: 1, flap: {changes: 1, window: 5m}}
+  - {event_id: NETWORK-DEVICES-1-102, name: b, source: icmp, when: "loss == 100", severity: 1, flap: sometimes}
+`), "t.yaml")
+	want := "t.yaml:3: flap: changes 1 must be at least 2\nt.yaml:4: rule \"b\": flap must be false, true (the defaults) or a mapping, not a string"
+	if errs.Sorted().Error() != want {
+		t.Errorf("errors:\n%v\nwant:\n%s", errs, want)
 	}
 }
