@@ -20,6 +20,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/httpapi"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/outbox"
@@ -49,6 +50,7 @@ type App struct {
 	outbox   *outbox.Outbox
 	dispatch *route.Dispatcher
 	alerts   *alert.Manager
+	noise    *noise.Gate
 	devices  *inventory.Live
 	states   *devstate.Tracker
 	queue    *observation.Queue
@@ -161,6 +163,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	goRun(&pipe, "outbox", func() error { return a.outbox.Run(pipeCtx) })
 	goRun(&pipe, "http", func() error { return srv.Serve(pipeCtx) })
 	goRun(&pipe, "inventory", func() error { return a.devices.Run(pipeCtx) })
+	goRun(&pipe, "noise", func() error { return a.noise.Run(pipeCtx) })
 	// Alert state: resolve what vanished from config and send what was
 	// stored but not handed to the outbox before a crash.
 	if err := a.alerts.SetRules(ctx, gen.rules, gen.inventory); err != nil {
@@ -171,6 +174,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	evaluated.Go(func() {
 		a.queue.Drain(func(o observation.Observation) {
 			a.states.Record(o)
+			a.noise.Observe(o)
 			_ = a.alerts.Observe(pipeCtx, o) // failures are logged by the manager and retried from the store
 		})
 	})
@@ -222,18 +226,28 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 	}
 	a.outbox.SetDestinations(gen.destinations)
 	a.dispatch = route.NewDispatcher(gen.router, a.outbox)
+	if a.queue, err = observation.NewQueue(queueSize, a.reg); err != nil {
+		return err
+	}
+	decisions, err := a.store.Bucket(ctx, "noise")
+	if err != nil {
+		return fmt.Errorf("noise-control bucket: %w", err)
+	}
+	a.noise, err = noise.New(ctx, noise.Options{Store: decisions, Next: a.dispatch, Emit: a.queue.Emit,
+		Logger: a.log.With("component", "noise"), Registerer: a.reg})
+	if err != nil {
+		return err
+	}
+	a.noise.Configure(gen.cfg.Noise, gen.rules, gen.inventory)
 	bucket, err := a.store.Bucket(ctx, "alerts")
 	if err != nil {
 		return fmt.Errorf("alert state bucket: %w", err)
 	}
-	if a.alerts, err = alert.New(ctx, bucket, a.dispatch, alert.Options{Logger: a.log.With("component", "alert"), Registerer: a.reg}); err != nil {
+	if a.alerts, err = alert.New(ctx, bucket, a.noise, alert.Options{Logger: a.log.With("component", "alert"), Registerer: a.reg}); err != nil {
 		return err
 	}
 	a.devices = inventory.NewLive(gen.inventory, a.log.With("component", "inventory"))
-	if a.states, err = devstate.New(a.reg); err != nil {
-		return err
-	}
-	a.queue, err = observation.NewQueue(queueSize, a.reg)
+	a.states, err = devstate.New(a.reg)
 	return err
 }
 
@@ -247,6 +261,7 @@ func (a *App) openSources(gen *generation) error {
 	case err == nil:
 		a.icmp = e
 		a.icmp.SetTargets(targets)
+		a.noise.SetProber(e) // parent first: failing devices' parents are probed at once
 	case len(targets) > 0:
 		return err
 	default:
@@ -310,6 +325,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.states.Retain(gen.inventory)
 	a.outbox.SetDestinations(gen.destinations)
 	a.dispatch.SetRouter(gen.router)
+	a.noise.Configure(gen.cfg.Noise, gen.rules, gen.inventory)
 	old.notifiers.Close(a.log)
 	if a.icmp != nil {
 		a.icmp.SetTargets(icmp.Targets(gen.inventory))
@@ -357,7 +373,12 @@ func (a *App) apiDeps() httpapi.Deps {
 		Gatherer: a.reg,
 		Ready:    a.Ready,
 		Alerts:   a.alerts.Instances,
-		Devices:  func() []devstate.Status { return a.states.List(a.devices.Load()) },
+		Devices: func() []devstate.Status {
+			list := a.states.List(a.devices.Load())
+			a.noise.Annotate(list)
+			return list
+		},
+		Noise: a.noise,
 		Destinations: func() []string {
 			var names []string
 			for _, d := range a.gen.Load().destinations {

@@ -18,16 +18,19 @@ import (
 
 // Status is one device as /api/v1/devices shows it.
 type Status struct {
-	Name      string            `json:"name"`
-	Address   string            `json:"address"`
-	Site      string            `json:"site,omitempty"`
-	Role      string            `json:"role,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	State     string            `json:"state"` // up | down | unknown
-	LossPct   float64           `json:"loss_pct"`
-	RTTMs     float64           `json:"last_rtt_ms"`
-	LastProbe time.Time         `json:"last_probe,omitzero"`
-	Error     string            `json:"error,omitempty"`
+	Name    string            `json:"name"`
+	Address string            `json:"address"`
+	Site    string            `json:"site,omitempty"`
+	Role    string            `json:"role,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	State   string            `json:"state"` // up | down | unreachable | unknown
+	// SuppressedBy are what an unreachable device fails behind: down
+	// parents, or "site S" in a site outage (noise control).
+	SuppressedBy []string  `json:"suppressed_by,omitempty"`
+	LossPct      float64   `json:"loss_pct"`
+	RTTMs        float64   `json:"last_rtt_ms"`
+	LastProbe    time.Time `json:"last_probe,omitzero"`
+	Error        string    `json:"error,omitempty"`
 	// SNMP polling: state is ok or the failure reason (timeout, auth,
 	// unreachable, error); the last good values stay beside a failure.
 	SNMPState string    `json:"snmp_state,omitempty"`

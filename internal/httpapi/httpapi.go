@@ -23,6 +23,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/alert"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/devstate"
+	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/outbox"
 )
 
@@ -35,6 +36,30 @@ type Outbox interface {
 	Pending() map[string]int
 }
 
+// Noise is what noise control shows: per alert, and in summary.
+type Noise interface {
+	AlertStatus(eventID, device, key string) noise.AlertStatus
+	Summary() noise.Summary
+}
+
+// alertView is an alert with what noise control says of it.
+type alertView struct {
+	alert.Instance
+	noise.AlertStatus
+}
+
+func (d Deps) alerts() []alertView {
+	ins := d.Alerts()
+	out := make([]alertView, len(ins))
+	for i, in := range ins {
+		out[i].Instance = in
+		if d.Noise != nil {
+			out[i].AlertStatus = d.Noise.AlertStatus(in.EventID, in.Device.Name, in.Key)
+		}
+	}
+	return out
+}
+
 // Deps are the read models the API serves.
 type Deps struct {
 	Logger       *slog.Logger
@@ -44,6 +69,7 @@ type Deps struct {
 	Devices      func() []devstate.Status
 	Destinations func() []string
 	Outbox       Outbox
+	Noise        Noise
 	// Token guards mutating endpoints; empty disables them.
 	Token func() config.Secret
 }
@@ -63,10 +89,17 @@ func Handler(d Deps) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.Alerts()) })
+	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.alerts()) })
+	mux.HandleFunc("GET /api/v1/noise", func(w http.ResponseWriter, _ *http.Request) {
+		if d.Noise == nil {
+			writeJSON(w, noise.Summary{})
+			return
+		}
+		writeJSON(w, d.Noise.Summary())
+	})
 	mux.HandleFunc("GET /alerts/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		for _, in := range d.Alerts() {
+		for _, in := range d.alerts() {
 			if in.Event != nil && in.Event.InstanceID == id {
 				writeJSON(w, in)
 				return
@@ -133,7 +166,11 @@ func Handler(d Deps) http.Handler {
 		devs := d.Devices()
 		sort.Slice(devs, func(i, j int) bool { return devs[i].Name < devs[j].Name })
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = statusPage.Execute(w, map[string]any{"Alerts": d.Alerts(), "Devices": devs})
+		var sum noise.Summary
+		if d.Noise != nil {
+			sum = d.Noise.Summary()
+		}
+		_ = statusPage.Execute(w, map[string]any{"Alerts": d.alerts(), "Devices": devs, "Noise": sum})
 	})
 	return logPanics(d.Logger, mux)
 }
@@ -224,16 +261,21 @@ func (s *Server) Serve(ctx context.Context) error {
 
 var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>nocbridge</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}.down{color:#b00}.up{color:#070}</style></head>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}.down{color:#b00}.up{color:#070}.unreachable{color:#a60}</style></head>
 <body><h1>nocbridge</h1>
 <h2>Alerts</h2>
-{{if .Alerts}}<table><tr><th>event</th><th>device</th><th>key</th><th>state</th><th>since</th><th>description</th></tr>
-{{range .Alerts}}<tr><td>{{.EventID}}</td><td>{{.Device.Name}}</td><td>{{.Key}}</td><td>{{.State}}</td><td>{{.Since.Format "2006-01-02 15:04:05Z07:00"}}</td><td>{{with .Event}}{{.Description}}{{end}}</td></tr>
+{{if .Alerts}}<table><tr><th>event</th><th>device</th><th>key</th><th>state</th><th>since</th><th>noise control</th><th>description</th></tr>
+{{range .Alerts}}<tr><td>{{.EventID}}</td><td>{{.Device.Name}}</td><td>{{.Key}}</td><td>{{.State}}</td><td>{{.Since.Format "2006-01-02 15:04:05Z07:00"}}</td><td>{{with .Suppressed}}suppressed ({{.}}){{end}}{{with .SuppressedBy}} behind {{range $i, $b := .}}{{if $i}}, {{end}}{{$b}}{{end}}{{end}}{{with .MutedBy}}muted by {{range $i, $b := .}}{{if $i}}, {{end}}{{$b}}{{end}}{{end}}{{if .Flapping}} flapping{{end}}{{if eq .Held "parent_wait"}}waiting for parents{{end}}</td><td>{{with .Event}}{{.Description}}{{end}}</td></tr>
 {{end}}</table>{{else}}<p>No active alerts.</p>{{end}}
+<h2>Held back by noise control</h2>
+<p>{{len .Noise.Held}} alerts held back, {{len .Noise.Flapping}} flapping, {{len .Noise.Unreachable}} devices unreachable{{with .Noise.SiteOutages}}, site outages: {{range $i, $s := .}}{{if $i}}, {{end}}{{$s}}{{end}}{{end}}, {{len .Noise.Muted}} one-shot events muted (<a href="/api/v1/noise">details</a>).</p>
+{{if .Noise.Held}}<table><tr><th>event</th><th>device</th><th>reason</th><th>by</th><th>since</th></tr>
+{{range .Noise.Held}}<tr><td>{{.Event.EventID}}</td><td>{{.Event.Device.Name}}</td><td>{{.Reason}}</td><td>{{range $i, $b := .By}}{{if $i}}, {{end}}{{$b}}{{end}}</td><td>{{.Since.Format "2006-01-02 15:04:05Z07:00"}}</td></tr>
+{{end}}</table>{{end}}
 <h2>Devices</h2>
 <table><tr><th>name</th><th>address</th><th>site</th><th>role</th><th>state</th><th>loss %</th><th>RTT ms</th></tr>
-{{range .Devices}}<tr><td>{{.Name}}</td><td>{{.Address}}</td><td>{{.Site}}</td><td>{{.Role}}</td><td class="{{.State}}">{{.State}}</td><td>{{.LossPct}}</td><td>{{printf "%.2f" .RTTMs}}</td></tr>
+{{range .Devices}}<tr><td>{{.Name}}</td><td>{{.Address}}</td><td>{{.Site}}</td><td>{{.Role}}</td><td class="{{.State}}">{{.State}}{{with .SuppressedBy}} (behind {{range $i, $b := .}}{{if $i}}, {{end}}{{$b}}{{end}}){{end}}</td><td>{{.LossPct}}</td><td>{{printf "%.2f" .RTTMs}}</td></tr>
 {{end}}</table>
-<p><a href="/api/v1/alerts">alerts</a> · <a href="/api/v1/devices">devices</a> · <a href="/api/v1/deliveries">deliveries</a> · <a href="/api/v1/deadletters">dead letters</a> · <a href="/metrics">metrics</a></p>
+<p><a href="/api/v1/alerts">alerts</a> · <a href="/api/v1/devices">devices</a> · <a href="/api/v1/noise">noise control</a> · <a href="/api/v1/deliveries">deliveries</a> · <a href="/api/v1/deadletters">dead letters</a> · <a href="/metrics">metrics</a></p>
 </body></html>
 `))

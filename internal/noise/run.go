@@ -1,0 +1,195 @@
+package noise
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/nocbridge/nocbridge/internal/observation"
+)
+
+// tickEvery coalesces the wake-ups a storm of device changes causes: held
+// alerts are judged again at most this often (well inside the second
+// SPEC 11.4 allows at a mute's end).
+const tickEvery = 200 * time.Millisecond
+
+// Run judges held alerts again until ctx ends: when a parent's verdict
+// arrives or its wait runs out, when a parent or site comes back and the
+// device's own `for` has passed, when a mute ends, when a flap episode goes
+// quiet. It also evaluates sites whose devices changed.
+func (g *Gate) Run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := g.tick(ctx)
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(g.now()), 0)
+		}
+		timer.Reset(wait)
+		var mutes <-chan struct{}
+		if g.mutes != nil {
+			mutes = g.mutes.Changed()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-mutes:
+		case <-g.wake:
+			select { // let a burst of changes settle into one pass
+			case <-ctx.Done():
+				return nil
+			case <-time.After(tickEvery):
+			}
+		}
+	}
+}
+
+// tick judges what is due and returns when to look next (zero: nothing
+// waits on time).
+func (g *Gate) tick(ctx context.Context) time.Time {
+	now := g.now()
+	var next time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	g.mu.Lock()
+	derived := g.evaluateSitesLocked(now)
+	for _, st := range g.sites {
+		if st.dirty {
+			consider(st.checked.Add(siteEvery))
+		}
+	}
+	var due []string
+	for _, k := range keysOf(g.recs) {
+		rec := g.recs[k]
+		switch {
+		case rec.Flapping:
+			end := g.flapEndLocked(rec)
+			if !now.Before(end) {
+				due = append(due, k)
+			} else {
+				consider(end)
+			}
+		case rec.Held != nil:
+			due = append(due, k) // cheap to judge; most stay held
+			consider(rec.Deadline)
+			consider(rec.Eligible)
+		}
+	}
+	if g.mutes != nil {
+		if b, ok := g.mutes.NextBoundary(now); ok {
+			consider(b)
+		}
+	}
+	g.mu.Unlock()
+	for _, o := range derived {
+		g.emitOne(o)
+	}
+	for _, k := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		g.redecide(ctx, k, now)
+	}
+	return next
+}
+
+func (g *Gate) flapEndLocked(rec *record) time.Time {
+	if len(rec.Changes) == 0 {
+		return time.Time{}
+	}
+	return rec.Changes[len(rec.Changes)-1].Add(g.flapPolicy(rec.EventID).Window.D())
+}
+
+// redecide judges one held or flapping key again and carries out what
+// follows; a failure is logged and retried at the next pass.
+func (g *Gate) redecide(ctx context.Context, k string, now time.Time) {
+	unlock := g.keys.lock(k)
+	defer unlock()
+	g.mu.Lock()
+	rec := g.recs[k]
+	if rec == nil {
+		g.mu.Unlock()
+		return
+	}
+	st := g.reconsiderLocked(rec, now)
+	g.mu.Unlock()
+	if _, err := g.apply(ctx, k, rec, st); err != nil {
+		g.log.Error("releasing a held alert failed; tried again shortly", "event_id", rec.EventID, "device", rec.Device, "err", err)
+		g.poke()
+	}
+}
+
+// reconsiderLocked is the timer's decision for one key.
+func (g *Gate) reconsiderLocked(rec *record, now time.Time) step {
+	if rec.Flapping {
+		if now.Before(g.flapEndLocked(rec)) {
+			return step{}
+		}
+		rec.Flapping = false
+		g.log.Info("alert no longer flapping: its real state goes out", "event_id", rec.EventID, "device", rec.Device,
+			"key", rec.Key, "active", rec.Active)
+		if !rec.Active && rec.Told != nil {
+			res := resolveOf(*rec.Told, now)
+			return step{send: &res, to: rec.ToldTo, clear: true}
+		}
+		return step{} // still active: its active went out; its resolve follows the real one
+	}
+	if rec.Held == nil {
+		return step{}
+	}
+	held := *rec.Held
+	dev := g.deviceLocked(held.Device)
+	reason, by := g.holdReasonLocked(dev, held, now)
+	switch rec.Reason {
+	case ReasonParentWait:
+		if reason == ReasonParentWait && now.Before(rec.Deadline) {
+			return step{}
+		}
+		if reason == ReasonParentWait {
+			g.log.Warn("parents' verdict did not come in time: the alert goes out", "event_id", held.EventID,
+				"device", held.Device.Name, "parents", strings.Join(by, ", "))
+			reason, by = g.mutedLocked(dev, held, now)
+		}
+	case ReasonParent, ReasonSite:
+		switch {
+		case reason == ReasonParent || reason == ReasonSite:
+			rec.Back, rec.Rejudge, rec.Eligible = time.Time{}, time.Time{}, time.Time{}
+			rec.Reason, rec.By = reason, by
+			return step{}
+		case rec.Back.IsZero():
+			// The cause came back: the device is judged from its own
+			// next round (rejudgeLocked), or, unpinged, from now.
+			rec.Back = now
+			if dev.ICMP == nil {
+				rec.Rejudge, rec.Eligible = now, now.Add(g.ruleFor(held.EventID))
+			}
+			return step{}
+		case rec.Eligible.IsZero() || now.Before(rec.Eligible):
+			return step{}
+		}
+	}
+	if reason != "" {
+		if reason != rec.Reason {
+			g.holdLocked(rec, held, reason, by, now, dev)
+		} else {
+			rec.By = by
+		}
+		return step{}
+	}
+	g.log.Info("held alert released", "event_id", held.EventID, "device", held.Device.Name, "key", held.Key,
+		"instance_id", held.InstanceID, "was", rec.Reason)
+	out := g.decorateLocked(held, dev)
+	return step{send: &out, told: true, release: true}
+}
+
+// emitOne hands a derived observation on; a nil Emit drops it (tests).
+func (g *Gate) emitOne(o observation.Observation) {
+	if g.emit != nil {
+		g.emit(o)
+	}
+}
