@@ -163,7 +163,9 @@ type DigestView struct {
 	Entries []DigestEntry // at most MaxDigestEntries
 	// ListURL is nocbridge's alert list, linked for what is not listed.
 	ListURL string
-	total   int
+	// Latest is the time of the digest's last notification.
+	Latest time.Time
+	total  int
 }
 
 // NewDigestView lays out d for destination policy p.
@@ -173,6 +175,9 @@ func NewDigestView(d Digest, p DigestPolicy, externalURL string) DigestView {
 		Title:   fmt.Sprintf("%d more: past this room's limit of %d notifications per %s", len(d.Notifications), p.After, ShortDuration(p.Window)),
 		ListURL: strings.TrimRight(externalURL, "/") + "/api/v1/alerts",
 		total:   len(d.Notifications),
+	}
+	if n := len(d.Notifications); n > 0 {
+		v.Latest = d.Notifications[n-1].Event.Timestamp
 	}
 	for _, nt := range d.Notifications[:min(len(d.Notifications), MaxDigestEntries)] {
 		ev := nt.Event

@@ -36,7 +36,14 @@ func TestDigestID(t *testing.T) {
 }
 
 func TestDigestView(t *testing.T) {
-	v := notify.NewDigestView(notifytest.Digest(60), notify.DefaultDigest, "http://nb:9720/")
+	d := notifytest.Digest(60)
+	v := notify.NewDigestView(d, notify.DefaultDigest, "http://nb:9720/")
+	if !v.Latest.Equal(d.Notifications[59].Event.Timestamp) || v.ID != d.ID {
+		t.Errorf("latest %v, id %s; want the last notification's time and the digest's id", v.Latest, v.ID)
+	}
+	if empty := notify.NewDigestView(notify.Digest{}, notify.DefaultDigest, ""); !empty.Latest.IsZero() || len(empty.Entries) != 0 {
+		t.Errorf("an empty digest's view: %+v", empty)
+	}
 	if v.Title != "60 more: past this room's limit of 10 notifications per 1m" || v.ListURL != "http://nb:9720/api/v1/alerts" {
 		t.Errorf("title %q, list %q", v.Title, v.ListURL)
 	}

@@ -293,7 +293,7 @@ func renderDigest(d notify.Digest, p notify.DigestPolicy, externalURL string) me
 		Title:     truncate("📦 "+v.Title, maxTitle),
 		URL:       v.ListURL,
 		Color:     digestColor,
-		Timestamp: d.Notifications[len(d.Notifications)-1].Event.Timestamp.UTC().Format(time.RFC3339),
+		Timestamp: v.Latest.UTC().Format(time.RFC3339),
 		Fields:    []field{},
 		Footer:    &footer{Text: "nocbridge digest · " + v.ID},
 	}
