@@ -55,6 +55,7 @@ func load(path, version string, logger *slog.Logger, state stateFor) (*generatio
 			Retry:     outbox.RetryPolicy{Initial: d.Retry.Initial.D(), Max: d.Retry.Max.D(), MaxAge: d.Retry.MaxAge.D()},
 			RateLimit: d.RateLimit,
 			Timeout:   d.Timeout.D(),
+			Digest:    notify.DigesterOf(g.notifiers[d.Name]),
 		})
 	}
 	return g, nil

@@ -50,7 +50,13 @@ func (p *ChatPoster) Send(ctx context.Context, service string, nt Notification, 
 	if err != nil {
 		return 0, &Error{Reason: service + ": rendering template_file", Err: err}
 	}
-	payload, err := json.Marshal(message(t))
+	return p.PostJSON(ctx, service, message(t))
+}
+
+// PostJSON encodes message and posts it once (Post). A digest goes this
+// way: the service's message, with no notification's text to render.
+func (p *ChatPoster) PostJSON(ctx context.Context, service string, message any) (int, error) {
+	payload, err := json.Marshal(message)
 	if err != nil {
 		return 0, &Error{Reason: service + ": encoding message", Err: err}
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 )
@@ -250,5 +251,54 @@ func TestConfigCheckServiceURL(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("recorded\n %q\nwant\n %q", got, want)
+	}
+}
+
+func TestConfigCheckDigest(t *testing.T) {
+	env := Env{ConfigFile: "nocbridge.yaml"}
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want DigestPolicy
+		errs []string // each at its line, in order
+	}{
+		{name: "absent: the default", yaml: "url: x\n", want: DigestPolicy{After: 10, Window: time.Minute}},
+		{name: "empty: the default", yaml: "digest:\n", want: DefaultDigest},
+		{name: "true: the default", yaml: "digest: true\n", want: DefaultDigest},
+		{name: "false: off", yaml: "digest: false\n", want: DigestPolicy{}},
+		{name: "both keys", yaml: "digest: {after: 3, window: 30s}\n", want: DigestPolicy{After: 3, Window: 30 * time.Second}},
+		{name: "one key, the other default", yaml: "digest:\n  window: 5m\n", want: DigestPolicy{After: 10, Window: 5 * time.Minute}},
+		{name: "merged", yaml: "base: &b {digest: {after: 2}}\n<<: *b\n", want: DigestPolicy{After: 2, Window: time.Minute}},
+		{name: "a string", yaml: "digest: off\n", want: DefaultDigest,
+			errs: []string{`nocbridge.yaml:1: destination "d1": digest must be a mapping {after: 10, window: 1m} or false`}},
+		{name: "unknown key", yaml: "digest:\n  after: 3\n  windw: 1m\n", want: DefaultDigest,
+			errs: []string{`nocbridge.yaml:3: destination "d1": digest: unknown key "windw" (known: after, window)`}},
+		{name: "wrong kinds", yaml: "digest:\n  after: ten\n  window: 60\n", want: DefaultDigest,
+			errs: []string{
+				`nocbridge.yaml:2: destination "d1": digest: after must be an integer, not a string`,
+				`nocbridge.yaml:3: destination "d1": digest: window: invalid duration`,
+			}},
+		{name: "out of range", yaml: "digest:\n  after: 0\n  window: 10ms\n", want: DigestPolicy{After: 0, Window: 10 * time.Millisecond},
+			errs: []string{
+				`nocbridge.yaml:2: destination "d1": digest: after must be at least 1`,
+				`nocbridge.yaml:3: destination "d1": digest: window must be at least 1s`,
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := NewConfigCheck(env, parseDest(t, tc.yaml))
+			got := check.Digest()
+			errs := check.Errors().Sorted()
+			if len(errs) != len(tc.errs) {
+				t.Fatalf("errors %v, want %d: %v", errs, len(tc.errs), tc.errs)
+			}
+			for i, want := range tc.errs {
+				if !strings.HasPrefix(errs[i].Error(), want) {
+					t.Errorf("error %d: %s\nwant prefix %s", i, errs[i], want)
+				}
+			}
+			if len(tc.errs) == 0 && got != tc.want {
+				t.Errorf("policy %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

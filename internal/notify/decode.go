@@ -2,6 +2,7 @@ package notify
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -16,8 +17,51 @@ import (
 // line, so a typo never silently turns a feature off. Errors are
 // config.Errors (FILE:LINE: destination "NAME": message).
 func DecodeConfig(env Env, d config.Destination, out any) error {
-	s := config.Strict{File: env.ConfigFile, Prefix: fmt.Sprintf("destination %q: ", d.Name), Skip: config.CommonDestinationKeys}
+	skip := config.CommonDestinationKeys
+	if _, ok := out.(interface{ takesDigest() }); ok {
+		// ConfigCheck.Digest reads it: a mapping or a boolean.
+		skip = append(slices.Clip(skip), "digest")
+	}
+	s := config.Strict{File: env.ConfigFile, Prefix: fmt.Sprintf("destination %q: ", d.Name), Skip: skip}
 	return s.Decode(d.Node, out).Err()
+}
+
+// valueNode is the value of key in mapping n (a document's too), following
+// aliases and merge keys (<<) as the decoder does: a key of n's own wins.
+func valueNode(n *yaml.Node, key string) *yaml.Node {
+	n = resolveAlias(n)
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = resolveAlias(n.Content[0])
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	var merged []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch k, v := n.Content[i], n.Content[i+1]; {
+		case k.ShortTag() == "!!merge":
+			if v = resolveAlias(v); v != nil && v.Kind == yaml.SequenceNode {
+				merged = append(merged, v.Content...)
+			} else {
+				merged = append(merged, v)
+			}
+		case k.Value == key:
+			return resolveAlias(v)
+		}
+	}
+	for _, m := range merged {
+		if v := valueNode(m, key); v != nil {
+			return v
+		}
+	}
+	return nil
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 // KeyLine is the line of the value at a dotted key path ("basic_auth.password")

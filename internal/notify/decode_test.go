@@ -128,3 +128,30 @@ func TestKeyLineAndConfigError(t *testing.T) {
 		t.Errorf("KeyLine without node = %d, want the destination line", got)
 	}
 }
+
+// chatConfig takes `digest` like the chat types; plainConfig does not.
+type chatConfig struct {
+	URL         string `yaml:"url"`
+	TakesDigest `yaml:"-"`
+}
+
+type plainConfig struct {
+	URL string `yaml:"url"`
+}
+
+// TestDecodeConfigDigestKey: the key is skipped for a config that takes
+// digests and unknown for any other, as every key a type does not declare.
+func TestDecodeConfigDigestKey(t *testing.T) {
+	d := parseDest(t, "url: x\ndigest: {after: 3}\n")
+	env := Env{ConfigFile: "c.yaml"}
+	if err := DecodeConfig(env, d, &chatConfig{}); err != nil {
+		t.Errorf("a chat config refused digest: %v", err)
+	}
+	err := DecodeConfig(env, d, &plainConfig{})
+	if err == nil || !strings.Contains(err.Error(), `c.yaml:2: destination "d1": unknown key "digest" (known: url)`) {
+		t.Errorf("a config without digests: %v; want digest an unknown key", err)
+	}
+	if got := config.CommonDestinationKeys; len(got) != 7 || got[len(got)-1] != "rate_limit" {
+		t.Errorf("DecodeConfig changed the shared list of common keys: %v", got)
+	}
+}

@@ -180,3 +180,26 @@ func ChatText(t *template.Template, nt Notification, externalURL string, esc fun
 	}
 	return RenderText(t, EscapeEvent(nt.Event, esc), nt.ID, externalURL)
 }
+
+// severityEmoji marks severities 1 … 5 in chat text (Discord, Webex).
+var severityEmoji = map[int]string{1: "🔴", 2: "🟠", 3: "🟡", 4: "🔵", 5: "⚪"}
+
+// ResolvedEmoji marks a resolve in chat text.
+const ResolvedEmoji = "✅"
+
+// SeverityEmoji marks a severity in chat text; one outside 1–5 looks
+// like 5.
+func SeverityEmoji(severity int) string {
+	if e, ok := severityEmoji[severity]; ok {
+		return e
+	}
+	return severityEmoji[5]
+}
+
+// StatusEmoji is ResolvedEmoji for a resolve, else SeverityEmoji.
+func StatusEmoji(severity int, status event.Status) string {
+	if status == event.StatusResolved {
+		return ResolvedEmoji
+	}
+	return SeverityEmoji(severity)
+}

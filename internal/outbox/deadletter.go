@@ -81,11 +81,15 @@ func (o *Outbox) unblockLocked(ref deadRef) {
 // would reopen a closed alert at the receiver (SPEC 6: a resolve is never
 // delivered before its active).
 func (o *Outbox) blockedByDeadActive(it *item) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.blockedLocked(it)
+}
+
+func (o *Outbox) blockedLocked(it *item) (string, bool) {
 	if it.ev.Status != event.StatusResolved {
 		return "", false
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	id, ok := o.deadActive[deadRef{dest: it.dest, instance: it.ev.InstanceID}.laneKey()]
 	return id, ok
 }

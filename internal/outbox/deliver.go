@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ const (
 	laneWaiting                  // in o.timers until its due time
 	laneReady                    // due, in its destination's ready list
 	laneBusy                     // its head is being attempted or recorded
+	laneParked                   // held by a digest (digest.go): its head past the window's budget
 )
 
 // lane is one alert instance's notifications to one destination, in enqueue
@@ -30,7 +32,8 @@ type lane struct {
 	dest         *destState
 	items        []*item
 	state        laneState
-	schedule.Due // when it falls due, while laneWaiting
+	dg           *digest // the digest holding it, while laneParked
+	schedule.Due         // when it falls due, while laneWaiting
 }
 
 // admitLocked puts a durable item at the end of its lane.
@@ -55,7 +58,7 @@ func (o *Outbox) admitLocked(it *item) {
 
 // scheduleLocked makes an idle or waiting lane due at the given time.
 func (o *Outbox) scheduleLocked(l *lane, due time.Time) {
-	if len(l.items) == 0 || l.state == laneBusy || l.state == laneReady {
+	if len(l.items) == 0 || l.state == laneBusy || l.state == laneReady || l.state == laneParked {
 		return
 	}
 	l.state = laneWaiting
@@ -132,12 +135,19 @@ func (o *Outbox) dispatchLocked(ctx, send context.Context, wg *sync.WaitGroup, n
 		return time.Time{}, false // without a config every destination would look removed
 	}
 	for {
-		l, ok := o.timers.PopDue(now)
+		x, ok := o.timers.PopDue(now)
 		if !ok {
 			break
 		}
-		l.state = laneReady
-		l.dest.ready = append(l.dest.ready, l)
+		switch x := x.(type) {
+		case *lane:
+			x.state = laneReady
+			x.dest.ready = append(x.dest.ready, x)
+		case *digest:
+			// Its window ended, or its retry is due. One request in place
+			// of many: it goes at once, past the in-flight bound if need be.
+			o.startDigestLocked(ctx, send, wg, x)
+		}
 	}
 	for _, st := range o.dests {
 		for len(st.ready) > 0 && st.inflight < maxInFlight {
@@ -148,6 +158,9 @@ func (o *Outbox) dispatchLocked(ctx, send context.Context, wg *sync.WaitGroup, n
 			it := l.items[0]
 			if it.relocating {
 				continue // rescheduled once the copy is written
+			}
+			if o.parkLocked(st, l, now) {
+				continue // goes in the window's digest
 			}
 			l.state = laneBusy
 			it.inFlight = true
@@ -181,25 +194,13 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 		o.giveUp(j, reason, 0)
 		return
 	}
-	if j.limiter != nil {
-		if err := o.waitLimiter(ctx, j.limiter); err != nil {
-			o.abandon(j)
-			return
-		}
-	}
-	// The attempt's timeout and duration are real time: they bound and
-	// measure I/O, not the schedule. Measured from before the deadline is
-	// set, a timed-out attempt never looks shorter than its timeout.
-	start, began := o.clock.Now(), time.Now()
-	actx, cancel := context.WithTimeout(send, j.cfg.Timeout)
-	err := j.cfg.Notifier.Send(actx, notify.Notification{ID: it.id, Event: it.ev, Attempt: j.n})
-	took := time.Since(began)
-	cancel()
-	if err != nil && ctx.Err() != nil {
-		o.abandon(j) // stopping: not the receiver's failure
+	start, took, stopped, err := o.try(ctx, send, j.cfg, j.limiter, func(actx context.Context) error {
+		return j.cfg.Notifier.Send(actx, notify.Notification{ID: it.id, Event: it.ev, Attempt: j.n})
+	})
+	if stopped {
+		o.abandon(j)
 		return
 	}
-	o.metrics.duration.WithLabelValues(it.dest).Observe(took.Seconds())
 	switch {
 	case err == nil:
 		retried := o.concluded(j, start, took, ResultDelivered, "")
@@ -218,50 +219,101 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 	}
 }
 
+// try makes one attempt with send once the destination's rate limit
+// allows it, and says when it started and how long it took. stopped says
+// Run stopped first: the attempt does not count.
+//
+// The attempt's timeout and duration are real time: they bound and
+// measure I/O, not the schedule. Measured from before the deadline is
+// set, a timed-out attempt never looks shorter than its timeout.
+func (o *Outbox) try(ctx, sendCtx context.Context, cfg *Destination, limiter *rate.Limiter, send func(context.Context) error) (start time.Time, took time.Duration, stopped bool, err error) {
+	if limiter != nil {
+		if err := o.waitLimiter(ctx, limiter); err != nil {
+			return start, 0, true, err
+		}
+	}
+	start, began := o.clock.Now(), time.Now()
+	actx, cancel := context.WithTimeout(sendCtx, cfg.Timeout)
+	err = send(actx)
+	took = time.Since(began)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		return start, took, true, err // stopping: not the receiver's failure
+	}
+	o.metrics.duration.WithLabelValues(cfg.Name).Observe(took.Seconds())
+	return start, took, false, err
+}
+
 // concluded frees the attempt's slot and records it; it returns the item's
 // previous failure reason.
 func (o *Outbox) concluded(j job, start time.Time, took time.Duration, result, reason string) (previous string) {
+	return o.conclude(j.st, Attempt{
+		ID: j.it.id, Destination: j.it.dest, InstanceID: j.it.ev.InstanceID, EventID: j.it.ev.EventID,
+		Status: j.it.ev.Status, Attempt: j.n, At: start, Duration: took, Result: result, Error: reason,
+	}, 1, &j.it.lastReason)
+}
+
+// conclude frees an attempt's slot and records it: a dead result counts
+// the notifications given up on (dead), others the attempt. last keeps the
+// failure reason; conclude returns the one it held before.
+func (o *Outbox) conclude(st *destState, a Attempt, dead int, last *string) (previous string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	defer o.poke()
-	j.st.inflight--
-	j.st.record(Attempt{
-		ID: j.it.id, Destination: j.it.dest, InstanceID: j.it.ev.InstanceID, EventID: j.it.ev.EventID,
-		Status: j.it.ev.Status, Attempt: j.n, At: start, Duration: took, Result: result, Error: reason,
-	})
-	o.metrics.notifications.WithLabelValues(j.it.dest, metricResult(result)).Inc()
-	previous = j.it.lastReason
-	if reason != "" {
-		j.it.lastReason = reason
+	st.inflight--
+	st.record(a)
+	n := 1
+	if a.Result == ResultDead {
+		n = dead
+	}
+	o.metrics.notifications.WithLabelValues(a.Destination, metricResult(a.Result)).Add(float64(n))
+	previous = *last
+	if a.Error != "" {
+		*last = a.Error
 	}
 	return previous
 }
 
 func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
-	it, p := j.it, j.cfg.Retry
-	reason := err.Error()
-	now := o.clock.Now()
-	delay := max(backoff(p, j.n, o.randN), notify.RetryAfter(err))
-	if deadline := it.enqueuedAt.Add(p.MaxAge); now.Add(delay).After(deadline) {
-		reason = fmt.Sprintf("%s (gave up after %d attempts: retry.max_age %v reached)", reason, j.n, p.MaxAge)
+	it := j.it
+	next, reason, expired := o.nextTry(j.cfg.Retry, j.n, err, it.enqueuedAt)
+	if expired {
 		o.concluded(j, start, took, ResultDead, reason)
 		o.giveUp(j, reason, statusOf(err))
 		return
 	}
 	previous := o.concluded(j, start, took, ResultRetry, reason)
 	// Said before the lane is free, so the next attempt's log comes after.
-	level := j.st.log.Warn
-	if previous == reason {
-		level = j.st.log.Debug // said already
-	}
-	level("notification delivery failed; will retry", "id", it.id, "event_id", it.ev.EventID,
-		"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempt", j.n, "retry_in", delay.Round(time.Millisecond), "reason", reason)
+	failLevel(j.st.log, previous, reason)("notification delivery failed; will retry", "id", it.id, "event_id", it.ev.EventID,
+		"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempt", j.n, "retry_in", next.Sub(o.clock.Now()).Round(time.Millisecond), "reason", reason)
 
 	o.mu.Lock()
 	o.landedLocked(it)
 	j.l.state = laneIdle
-	o.scheduleLocked(j.l, now.Add(delay))
+	o.scheduleLocked(j.l, next)
 	o.mu.Unlock()
+}
+
+// nextTry is when the n-th failed attempt of what was enqueued at
+// enqueuedAt may go again: after its backoff, or the service's Retry-After
+// when later. expired says that would pass retry.max_age, and reason, the
+// failure's text, then says so too.
+func (o *Outbox) nextTry(p RetryPolicy, n int, err error, enqueuedAt time.Time) (next time.Time, reason string, expired bool) {
+	reason = err.Error()
+	next = o.clock.Now().Add(max(backoff(p, n, o.randN), notify.RetryAfter(err)))
+	if next.After(enqueuedAt.Add(p.MaxAge)) {
+		return next, fmt.Sprintf("%s (gave up after %d attempts: retry.max_age %v reached)", reason, n, p.MaxAge), true
+	}
+	return next, reason, false
+}
+
+// failLevel logs a failed attempt at Warn, or at Debug when its reason is
+// the one said last time.
+func failLevel(log *slog.Logger, previous, reason string) func(msg string, args ...any) {
+	if previous == reason {
+		return log.Debug
+	}
+	return log.Warn
 }
 
 // giveUp moves the item to the dead-letter log, then off the queue. If
@@ -285,30 +337,47 @@ func (o *Outbox) giveUp(j job, reason string, status int) {
 	o.finish(j)
 }
 
-// finish records the item completed, then lets its lane move on: the next
-// notification of an alert goes only once this one's fate is on disk.
+// finish records the item completed, then lets its lane move on.
 func (o *Outbox) finish(j job) {
-	it, l, st := j.it, j.l, j.st
+	o.complete(j.st, j.it.id, []*item{j.it}, []*item{j.it}, []*lane{j.l})
+}
+
+// complete records done (delivered or dead-lettered) completed, ends the
+// attempt of landed, then lets lanes move on past their completed heads:
+// the next notification of an alert goes only once this one's fate is on
+// disk. id names what was attempted, for the log.
+func (o *Outbox) complete(st *destState, id string, done, landed []*item, lanes []*lane) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	if err := o.recordDone(ctx, it); err != nil {
-		st.log.Error("recording a completed notification failed; it may be sent again after a restart", "id", it.id, "err", err)
+	if err := o.recordDones(ctx, done); err != nil {
+		st.log.Error("recording a completed notification failed; it may be sent again after a restart", "id", id, "err", err)
 	}
 	cancel()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	it.state = itemDone
-	o.landedLocked(it)
-	if o.byID[it.id] == it {
-		delete(o.byID, it.id)
+	for _, it := range done {
+		it.state = itemDone
+		if o.byID[it.id] == it {
+			delete(o.byID, it.id)
+		}
 	}
-	l.items[0] = nil
-	l.items = l.items[1:]
-	st.pending--
-	l.state = laneIdle
-	if len(l.items) > 0 {
-		o.scheduleLocked(l, o.clock.Now())
-	} else if st.lanes[l.key] == l {
-		delete(st.lanes, l.key)
+	for _, it := range landed {
+		o.landedLocked(it)
+	}
+	now := o.clock.Now()
+	for _, l := range lanes {
+		n := 0
+		for n < len(l.items) && l.items[n].state == itemDone {
+			n++
+		}
+		clear(l.items[:n])
+		l.items = l.items[n:]
+		st.pending -= n
+		l.state, l.dg = laneIdle, nil
+		if len(l.items) > 0 {
+			o.scheduleLocked(l, now)
+		} else if st.lanes[l.key] == l {
+			delete(st.lanes, l.key)
+		}
 	}
 	o.dropIfIdleLocked(st)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -424,4 +425,98 @@ func (h *logRecorder) find(msg string) []logRecord {
 		}
 	}
 	return out
+}
+
+// sentDigest is one SendDigest the fake digester received.
+type sentDigest struct {
+	notify.Digest
+	At time.Time
+}
+
+// fakeDigester is a fake notifier of a chat type: one by one through the
+// fake notifier, digests recorded and answered by answer.
+type fakeDigester struct {
+	*fakeNotifier
+	policy  notify.DigestPolicy
+	dmu     sync.Mutex
+	digests []sentDigest
+	tries   map[string]int                         // by digest id
+	answer  func(d notify.Digest, calls int) error // calls: of this digest id, this one included
+}
+
+func (f *fixture) digester(after int, window time.Duration, answer func(notify.Digest, int) error) *fakeDigester {
+	if answer == nil {
+		answer = func(notify.Digest, int) error { return nil }
+	}
+	return &fakeDigester{fakeNotifier: f.fake(nil), policy: notify.DigestPolicy{After: after, Window: window}, tries: map[string]int{}, answer: answer}
+}
+
+func (f *fakeDigester) DigestPolicy() notify.DigestPolicy { return f.policy }
+
+func (f *fakeDigester) SendDigest(_ context.Context, d notify.Digest) error {
+	f.dmu.Lock()
+	f.digests = append(f.digests, sentDigest{Digest: d, At: f.clock.Now()})
+	f.tries[d.ID]++
+	answer, calls := f.answer, f.tries[d.ID]
+	f.dmu.Unlock()
+	return answer(d, calls)
+}
+
+func (f *fakeDigester) sent() []sentDigest {
+	f.dmu.Lock()
+	defer f.dmu.Unlock()
+	return slices.Clone(f.digests)
+}
+
+// chatDest is dest with digests.
+func chatDest(name string, d *fakeDigester) Destination {
+	out := dest(name, d)
+	out.Digest = d
+	return out
+}
+
+// storm enqueues n active notifications of new alert instances.
+func (f *fixture) storm(destination, prefix string, n int) []string {
+	var ids []string
+	for i := range n {
+		e := ev(fmt.Sprintf("%s-%02d", prefix, i), event.StatusActive, 0)
+		f.enqueue(Item{Destination: destination, Event: e})
+		ids = append(ids, e.NotificationID(destination))
+	}
+	return ids
+}
+
+func ids(ns []notify.Notification) []string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, n.ID)
+	}
+	return out
+}
+
+// parkedStorm runs a chat destination (after 10 per minute) through a
+// storm of 25: it returns once 10 went one by one and 15 are parked, with
+// the storm's ids.
+func (f *fixture) parkedStorm() (*fakeDigester, []string) {
+	chat := f.digester(10, time.Minute, nil)
+	f.ob.SetDestinations([]Destination{chatDest("chat", chat)})
+	all := f.storm("chat", "inst", 25)
+	f.run()
+	// Parked notifications stay queued: pending counts them.
+	waitFor(f.t, 5*time.Second, "10 sent and 15 parked", func() bool {
+		return len(chat.got()) == 10 && f.metric("nocbridge_digest_parked", "destination", "chat") == 15 && f.ob.Pending()["chat"] == 15
+	})
+	return chat, all
+}
+
+// deadLetters moves the clock on until there are n dead letters and
+// nothing more happens, and returns them.
+func (f *fixture) deadLetters(n int) []DeadLetter {
+	var dls []DeadLetter
+	f.advanceUntil(fmt.Sprintf("%d dead letters", n), func() bool {
+		dls, _ = f.ob.DeadLetters(context.Background())
+		return len(dls) == n
+	})
+	f.waitQuiet()
+	return dls
 }

@@ -89,6 +89,9 @@ type item struct {
 	inFlight   bool // an attempt or its recording is under way
 	relocating bool // being copied forward: not attempted meanwhile
 	lastReason string
+
+	dg     *digest // the digest carrying it, once taken (digest.go)
+	single bool    // counted in a digest window's budget, or out of a digest: goes one by one
 }
 
 func orderOf(l location) uint64 { return l.Seq<<16 | uint64(l.Idx) }
@@ -225,13 +228,20 @@ func (o *Outbox) flushed() {
 	}
 }
 
-// recordDone durably marks an attempted item completed.
-func (o *Outbox) recordDone(ctx context.Context, it *item) error {
-	data, err := marshalLine(line{Done: &it.loc})
-	if err != nil {
-		return err
+// recordDones durably marks attempted items completed, in one commit.
+func (o *Outbox) recordDones(ctx context.Context, its []*item) error {
+	if len(its) == 0 {
+		return nil
 	}
-	return o.submit([]*entry{{kind: entDone, data: data, it: it}}).wait(ctx)
+	entries := make([]*entry, len(its))
+	for i, it := range its {
+		data, err := marshalLine(line{Done: &it.loc})
+		if err != nil {
+			return err
+		}
+		entries[i] = &entry{kind: entDone, data: data, it: it}
+	}
+	return o.submit(entries).wait(ctx)
 }
 
 // flush writes queued entries, many per record, until the queue is empty.
@@ -304,6 +314,11 @@ func (o *Outbox) applyFlush(batch []*entry, seq uint64, err error) {
 			}
 			if it.lane != nil && it.lane.state == laneIdle {
 				o.scheduleLocked(it.lane, o.clock.Now())
+			}
+			if dg := it.dg; dg != nil && dg.waiting {
+				dg.waiting = false
+				o.timers.Set(dg, o.clock.Now())
+				o.poke()
 			}
 		case entDone:
 			// The item was delivered even if this record failed; the

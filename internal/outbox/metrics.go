@@ -10,6 +10,10 @@ type metrics struct {
 	duration      *prometheus.HistogramVec
 	pending       *prometheus.Desc
 	dead          *prometheus.Desc
+
+	digestMessages      *prometheus.CounterVec
+	digestNotifications *prometheus.CounterVec
+	parked              *prometheus.Desc
 }
 
 func newMetrics(o *Outbox) *metrics {
@@ -28,11 +32,21 @@ func newMetrics(o *Outbox) *metrics {
 			"Notifications stored and not yet delivered or dead-lettered, by destination.", []string{"destination"}, nil),
 		dead: prometheus.NewDesc("nocbridge_deadletters",
 			"Dead letters waiting for a replay, by destination.", []string{"destination"}, nil),
+		digestMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nocbridge_digest_messages_total",
+			Help: "Digests delivered, by destination: messages that carried the notifications past a chat destination's budget.",
+		}, []string{"destination"}),
+		digestNotifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nocbridge_digest_notifications_total",
+			Help: "Notifications delivered in digests rather than one by one, by destination.",
+		}, []string{"destination"}),
+		parked: prometheus.NewDesc("nocbridge_digest_parked",
+			"Notifications waiting for a digest (the window's end, or the digest's delivery), by destination.", []string{"destination"}, nil),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.notifications, m.duration, m} {
+	for _, c := range []prometheus.Collector{m.notifications, m.duration, m.digestMessages, m.digestNotifications, m} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -44,6 +58,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.pending
 	ch <- m.dead
+	ch <- m.parked
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -57,6 +72,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if st.cfg != nil {
 			dead[name] = 0
+		}
+		if st.cfg != nil && st.cfg.Digest != nil || len(st.digests) > 0 {
+			ch <- prometheus.MustNewConstMetric(m.parked, prometheus.GaugeValue, float64(st.parkedLocked()), name)
 		}
 	}
 	for name, n := range o.deadCount {

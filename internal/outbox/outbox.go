@@ -19,6 +19,11 @@
 // alert's notifications in enqueue order and only its head is attempted, so
 // a resolve never overtakes its active. Lanes run in parallel, bounded per
 // destination, so a slow or dead destination never holds up another.
+//
+// A chat destination's digest (SPEC 11.5, digest.go) is a lane state too:
+// past its budget per window, a lane is parked, and at the window's end the
+// parked lanes' notifications go as one message, retried and dead-lettered
+// like one notification.
 package outbox
 
 import (
@@ -65,6 +70,10 @@ type Destination struct {
 	RateLimit float64
 	// Timeout bounds one attempt; 0 is notify.DefaultTimeout.
 	Timeout time.Duration
+	// Digest folds what goes past its policy's budget into one message
+	// (SPEC 11.5, digest.go); nil sends every notification on its own.
+	// notify.DigesterOf fills it from the notifier.
+	Digest notify.Digester
 }
 
 // Options configure New.
@@ -100,6 +109,9 @@ type Attempt struct {
 	Duration    time.Duration `json:"duration"`
 	Result      string        `json:"result"` // delivered | retry | dead
 	Error       string        `json:"error,omitempty"`
+	// Notifications is how many a digest carried; 0 for one notification,
+	// whose instance, event and status the fields above give.
+	Notifications int `json:"notifications,omitempty"`
 }
 
 // MarshalJSON writes the duration as text ("1.2ms"), not nanoseconds.
@@ -150,8 +162,8 @@ type Outbox struct {
 	configured bool // SetDestinations was called: unknown destinations are really unknown
 	running    bool
 	dests      map[string]*destState
-	byID       map[string]*item      // pending and being-stored items
-	timers     schedule.Queue[*lane] // lanes waiting for their next attempt
+	byID       map[string]*item               // pending and being-stored items
+	timers     schedule.Queue[schedule.Timed] // lanes waiting for their next attempt, digests for theirs (digest.go)
 	wake       chan struct{}
 	deadIdx    map[string]deadRef // dead letters by id
 	deadCount  map[string]int     // per destination
@@ -176,6 +188,13 @@ type destState struct {
 	pending  int
 	recent   []Attempt // ring buffer; the next write goes to recentN
 	recentN  int
+
+	// Digests (digest.go), while cfg.Digest is set.
+	policy  notify.DigestPolicy
+	window  time.Time // when the current digest window ends
+	singles int       // notifications sent one by one in it
+	parking *digest   // collects the lanes parked in it
+	digests []*digest // collecting or taken, not yet concluded
 }
 
 // New opens (or creates) the outbox logs and rebuilds the index from them.
@@ -249,10 +268,16 @@ func (o *Outbox) SetDestinations(ds []Destination) {
 			st.limiter = newLimiter(d.RateLimit)
 		}
 		st.cfg = &d
+		if d.Digest != nil {
+			st.policy = d.Digest.DigestPolicy()
+		} else {
+			o.releaseDigestsLocked(st)
+		}
 	}
 	for name, st := range o.dests {
 		if !seen[name] {
 			st.cfg, st.limiter = nil, nil
+			o.releaseDigestsLocked(st)
 			o.dropIfIdleLocked(st)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -833,5 +834,382 @@ func TestStopLetsAnAttemptUnderWayFinish(t *testing.T) {
 	f.restart()
 	if p := f.ob.Pending()["hook"]; p != 0 {
 		t.Errorf("%d pending after the restart; the delivered notification would go again", p)
+	}
+}
+
+// TestDigestStorm: 25 notifications due in one window with after 10: 10
+// go one by one at once, the other 15 in one digest at the window's end,
+// logged once and counted; the next window starts fresh.
+func TestDigestStorm(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	start := f.clock.Now()
+	chat, all := f.parkedStorm()
+	f.advanceUntil("the digest", func() bool { return len(chat.sent()) == 1 && f.ob.Pending()["chat"] == 0 })
+	d := chat.sent()[0]
+	if d.At != start.Add(time.Minute) {
+		t.Errorf("digest sent %v after the window opened, want at its end (1m)", d.At.Sub(start))
+	}
+	var singles []string
+	for _, c := range chat.got() {
+		singles = append(singles, c.ID)
+	}
+	carried := ids(d.Notifications)
+	if len(carried) != 15 || len(singles) != 10 {
+		t.Fatalf("%d one by one, %d in the digest; want 10 and 15", len(singles), len(carried))
+	}
+	if got := append(slices.Clone(singles), carried...); !sameSet(got, all) {
+		t.Errorf("one by one and digested %v; want each of the 25 once", got)
+	}
+	if d.ID != notify.DigestID(carried) || d.Attempt != 1 {
+		t.Errorf("digest id %s attempt %d; want DigestID of its items, attempt 1", d.ID, d.Attempt)
+	}
+	r := f.ob.Recent("chat")[0]
+	if r.ID != d.ID || r.Notifications != 15 || r.Result != ResultDelivered {
+		t.Errorf("recent attempt %+v; want the digest, delivered, carrying 15", r)
+	}
+	for _, m := range []struct {
+		name string
+		want float64
+	}{
+		{"nocbridge_digest_messages_total", 1},
+		{"nocbridge_digest_notifications_total", 15},
+		{"nocbridge_digest_parked", 0},
+		{"nocbridge_outbox_pending", 0},
+	} {
+		if got := f.metric(m.name, "destination", "chat"); got != m.want {
+			t.Errorf("%s = %v, want %v", m.name, got, m.want)
+		}
+	}
+	if recs := f.log.find("digest delivered"); len(recs) != 1 || recs[0].Attrs["notifications"] != "15" || recs[0].Attrs["destination"] != "chat" {
+		t.Errorf("digest log records %+v; want one, scoped with the destination, naming 15", recs)
+	}
+
+	// The next window starts fresh: 10 more one by one, then a digest of 2.
+	f.clock.Advance(time.Hour)
+	f.storm("chat", "next", 12)
+	second := f.clock.Now()
+	f.advanceUntil("the second window's digest", func() bool { return len(chat.sent()) == 2 && f.ob.Pending()["chat"] == 0 })
+	if n, d := len(chat.got()), chat.sent()[1]; n != 20 || len(d.Notifications) != 2 || d.At != second.Add(time.Minute) {
+		t.Errorf("second window: %d one by one in all, a digest of %d at +%v; want 20, 2, +1m", n, len(d.Notifications), d.At.Sub(second))
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// TestDigestKeepsOrderPerAlert: an active parked with its resolve behind
+// it go in the digest in order; a digested active's resolve goes later,
+// one by one in a fresh window, or in the next digest while the room is
+// over its budget.
+func TestDigestKeepsOrderPerAlert(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	chat := f.digester(1, time.Minute, nil)
+	f.ob.SetDestinations([]Destination{chatDest("chat", chat)})
+	f.run()
+	f.enqueue(Item{Destination: "chat", Event: ev("first", event.StatusActive, 0)})
+	waitFor(t, 5*time.Second, "the window's one notification", func() bool { return len(chat.got()) == 1 })
+	a1, r1 := ev("a", event.StatusActive, 0), ev("a", event.StatusResolved, time.Second)
+	b1, c1 := ev("b", event.StatusActive, 0), ev("c", event.StatusActive, 0)
+	f.enqueue(Item{Destination: "chat", Event: a1}, Item{Destination: "chat", Event: b1}, Item{Destination: "chat", Event: c1})
+	waitFor(t, 5*time.Second, "three parked", func() bool { return f.metric("nocbridge_digest_parked", "destination", "chat") == 3 })
+	f.enqueue(Item{Destination: "chat", Event: r1}) // behind its parked active
+	f.advanceUntil("the first digest", func() bool { return len(chat.sent()) == 1 && f.ob.Pending()["chat"] == 0 })
+	got := ids(chat.sent()[0].Notifications)
+	ia, ir := slices.Index(got, a1.NotificationID("chat")), slices.Index(got, r1.NotificationID("chat"))
+	if len(got) != 4 || ia < 0 || ir != ia+1 {
+		t.Fatalf("digest carried %v; want a's active then its resolve, b and c", got)
+	}
+
+	// A fresh window: b's resolve goes one by one; c's, past the budget,
+	// in the next digest.
+	f.clock.Advance(time.Hour)
+	b2, c2 := ev("b", event.StatusResolved, time.Hour), ev("c", event.StatusResolved, time.Hour)
+	f.enqueue(Item{Destination: "chat", Event: b2})
+	waitFor(t, 5*time.Second, "b's resolve", func() bool { return len(chat.got()) == 2 })
+	f.enqueue(Item{Destination: "chat", Event: c2})
+	f.advanceUntil("the second digest", func() bool { return len(chat.sent()) == 2 && f.ob.Pending()["chat"] == 0 })
+	if c := chat.got()[1]; c.ID != b2.NotificationID("chat") {
+		t.Errorf("one by one: %+v; want b's resolve", c)
+	}
+	if got := ids(chat.sent()[1].Notifications); !slices.Equal(got, []string{c2.NotificationID("chat")}) {
+		t.Errorf("second digest %v; want c's resolve", got)
+	}
+}
+
+// TestDigestRetriedAsOne: a 500 on the digest retries it after its
+// backoff, the same notifications under the same id; one digest is
+// delivered and counted.
+func TestDigestRetriedAsOne(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	boom := notify.StatusError(500, []byte("boom"), 0)
+	chat := f.digester(2, 10*time.Second, func(_ notify.Digest, calls int) error { // well within max_age (1m)
+		if calls == 1 {
+			return boom
+		}
+		return nil
+	})
+	f.ob.SetDestinations([]Destination{chatDest("chat", chat)})
+	f.storm("chat", "inst", 5)
+	f.run()
+	f.advanceUntil("the digest delivered", func() bool { return len(chat.sent()) == 2 && f.ob.Pending()["chat"] == 0 })
+	s := chat.sent()
+	if s[0].ID != s[1].ID || !slices.Equal(ids(s[0].Notifications), ids(s[1].Notifications)) || len(s[0].Notifications) != 3 {
+		t.Errorf("retry changed the digest: %s %v, then %s %v", s[0].ID, ids(s[0].Notifications), s[1].ID, ids(s[1].Notifications))
+	}
+	if s[1].Attempt != 2 || s[1].At.Sub(s[0].At) < 20*time.Millisecond {
+		t.Errorf("second attempt numbered %d, %v after the first; want 2, after retry.initial", s[1].Attempt, s[1].At.Sub(s[0].At))
+	}
+	var results []string
+	for _, a := range f.ob.Recent("chat") {
+		if a.Notifications > 0 {
+			results = append(results, a.Result)
+		}
+	}
+	if got := strings.Join(results, ","); got != "delivered,retry" {
+		t.Errorf("digest attempts %s; want delivered,retry", got)
+	}
+	if got := f.metric("nocbridge_digest_messages_total", "destination", "chat"); got != 1 {
+		t.Errorf("nocbridge_digest_messages_total = %v, want 1", got)
+	}
+	if recs := f.log.find("digest delivery failed; will retry"); len(recs) != 1 || recs[0].Level != slog.LevelWarn || recs[0].Attrs["notifications"] != "3" {
+		t.Errorf("retry log records %+v; want one warning naming 3 notifications", recs)
+	}
+}
+
+// TestDigestRejectedDeadLettersEveryItem: a 400 on the digest dead-letters
+// each of its notifications with the reason, logged once.
+func TestDigestRejectedDeadLettersEveryItem(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	chat := f.digester(2, time.Minute, func(notify.Digest, int) error {
+		return notify.StatusError(400, []byte("invalid_blocks"), 0)
+	})
+	f.ob.SetDestinations([]Destination{chatDest("chat", chat)})
+	all := f.storm("chat", "inst", 6)
+	f.run()
+	dls := f.deadLetters(4)
+	if p := f.ob.Pending()["chat"]; p != 0 {
+		t.Errorf("%d pending after the digest was dead-lettered", p)
+	}
+	d := chat.sent()[0]
+	for _, dl := range dls {
+		if !slices.Contains(ids(d.Notifications), dl.ID) || dl.Status != 400 || dl.Attempts != 1 ||
+			dl.Reason != "in digest "+d.ID+" of 4 notifications: HTTP 400: invalid_blocks" {
+			t.Errorf("dead letter %s: status %d, attempts %d, reason %q", dl.ID, dl.Status, dl.Attempts, dl.Reason)
+		}
+	}
+	if len(chat.sent()) != 1 || len(chat.got()) != 2 {
+		t.Errorf("%d digests, %d one by one; want one digest, never retried, and 2", len(chat.sent()), len(chat.got()))
+	}
+	if got := f.metric("nocbridge_deadletters", "destination", "chat"); got != 4 {
+		t.Errorf("nocbridge_deadletters = %v, want 4", got)
+	}
+	if got := f.metric("nocbridge_notifications_total", "destination", "chat", "result", "dead"); got != 4 {
+		t.Errorf("dead counter = %v, want 4 (one per notification)", got)
+	}
+	if recs := f.log.find("digest dead-lettered"); len(recs) != 1 || len(f.log.find("notification dead-lettered")) != 0 {
+		t.Errorf("%d digest and %d notification dead-letter logs; want one for the digest only", len(recs), len(f.log.find("notification dead-lettered")))
+	}
+	// Replayed, they go one by one or in a digest again, like any.
+	chat.dmu.Lock()
+	chat.answer = func(notify.Digest, int) error { return nil }
+	chat.dmu.Unlock()
+	if n, err := f.ob.ReplayAll(context.Background(), "chat"); err != nil || n != 4 {
+		t.Fatalf("ReplayAll = %d, %v", n, err)
+	}
+	f.advanceUntil("the replays", func() bool { return f.ob.Pending()["chat"] == 0 })
+	delivered := ids(chat.sent()[len(chat.sent())-1].Notifications)
+	for _, c := range chat.got() {
+		delivered = append(delivered, c.ID)
+	}
+	if !sameSet(delivered, all) {
+		t.Errorf("after the replay, delivered %v; want all 6", delivered)
+	}
+}
+
+// TestDigestMaxAge: a digest failing until retry.max_age dead-letters
+// every notification it carried, naming max_age.
+func TestDigestMaxAge(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	chat := f.digester(1, 100*time.Millisecond, func(notify.Digest, int) error { return errUnavailable })
+	d := chatDest("chat", chat)
+	d.Retry.MaxAge = 500 * time.Millisecond
+	f.ob.SetDestinations([]Destination{d})
+	f.storm("chat", "inst", 3)
+	f.run()
+	dls := f.deadLetters(2)
+	tries := len(chat.sent())
+	for _, dl := range dls {
+		if !strings.Contains(dl.Reason, "retry.max_age 500ms reached") || dl.Attempts != tries || dl.Status != 503 {
+			t.Errorf("dead letter %+v; want max_age named, %d attempts, 503", dl, tries)
+		}
+	}
+	if tries < 3 || f.ob.Pending()["chat"] != 0 {
+		t.Errorf("%d digest attempts, %d pending", tries, f.ob.Pending()["chat"])
+	}
+}
+
+// TestDigestParkedSurviveRestart: notifications parked when the process
+// stops are stored; after the restart each is delivered once.
+func TestDigestParkedSurviveRestart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	chat, all := f.parkedStorm()
+	f.restart()
+	if p := f.ob.Pending()["chat"]; p != 15 {
+		t.Fatalf("pending after the restart %d, want the 15 parked", p)
+	}
+	again := f.digester(10, time.Minute, nil)
+	f.ob.SetDestinations([]Destination{chatDest("chat", again)})
+	f.run()
+	f.advanceUntil("the restored notifications", func() bool { return f.ob.Pending()["chat"] == 0 && len(again.sent()) == 1 })
+	var delivered []string
+	for _, c := range append(chat.got(), again.got()...) {
+		delivered = append(delivered, c.ID)
+	}
+	for _, d := range append(chat.sent(), again.sent()...) {
+		delivered = append(delivered, ids(d.Notifications)...)
+	}
+	if len(delivered) != 25 || !sameSet(delivered, all) {
+		t.Errorf("delivered %d: %v; want each of the 25 once", len(delivered), delivered)
+	}
+}
+
+// TestOnlyDigestersAreDigested: destinations without a digest (webhooks,
+// ticket systems) take the same storm one by one, beside a chat
+// destination that digests it.
+func TestOnlyDigestersAreDigested(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	chat := f.digester(10, time.Minute, nil)
+	hook, ticket := f.fake(nil), f.fake(nil)
+	f.ob.SetDestinations([]Destination{chatDest("chat", chat), dest("hook", hook), dest("ticket", ticket)})
+	for i := range 25 {
+		e := ev(fmt.Sprintf("inst-%02d", i), event.StatusActive, 0)
+		f.enqueue(Item{Destination: "chat", Event: e}, Item{Destination: "hook", Event: e}, Item{Destination: "ticket", Event: e})
+	}
+	f.run()
+	f.advanceUntil("every delivery", func() bool {
+		p := f.ob.Pending()
+		return p["chat"]+p["hook"]+p["ticket"] == 0
+	})
+	if len(hook.got()) != 25 || len(ticket.got()) != 25 {
+		t.Errorf("webhook %d, ticket %d one by one; want 25 each", len(hook.got()), len(ticket.got()))
+	}
+	if len(chat.got()) != 10 || len(chat.sent()) != 1 {
+		t.Errorf("chat: %d one by one, %d digests; want 10 and 1", len(chat.got()), len(chat.sent()))
+	}
+	for _, name := range []string{"hook", "ticket"} {
+		if got := f.metric("nocbridge_digest_messages_total", "destination", name); got != 0 {
+			t.Errorf("%s sent %v digests", name, got)
+		}
+	}
+}
+
+// TestReloadDissolvesDigests: turning a destination's digests off hands
+// its parked notifications back, one by one; removing it dead-letters them.
+func TestReloadDissolvesDigests(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	chat := f.digester(2, time.Minute, nil)
+	f.ob.SetDestinations([]Destination{chatDest("chat", chat), chatDest("gone", f.digester(2, time.Minute, nil))})
+	f.storm("chat", "inst", 5)
+	f.storm("gone", "inst", 5)
+	f.run()
+	waitFor(t, 5*time.Second, "3 parked at each", func() bool {
+		return f.metric("nocbridge_digest_parked", "destination", "chat") == 3 && f.metric("nocbridge_digest_parked", "destination", "gone") == 3
+	})
+	f.ob.SetDestinations([]Destination{dest("chat", chat)})
+	waitFor(t, 5*time.Second, "the parked ones one by one", func() bool { return len(chat.got()) == 5 && f.ob.Pending()["chat"] == 0 })
+	waitFor(t, 5*time.Second, "the removed one's dead letters", func() bool {
+		dls, _ := f.ob.DeadLetters(context.Background())
+		return len(dls) == 3 && f.ob.Pending()["gone"] == 0
+	})
+	if len(chat.sent()) != 0 {
+		t.Errorf("%d digests sent after digests were turned off", len(chat.sent()))
+	}
+}
+
+// TestParkedItemsCopiedForward: parked notifications pin the log's head
+// like any pending one, so they are copied forward; the digest delivers
+// them from their new place, and a restart finds nothing left to send.
+func TestParkedItemsCopiedForward(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.ob.relocateLag = 8
+	chat, up := f.digester(1, time.Minute, nil), f.fake(nil)
+	f.ob.SetDestinations([]Destination{chatDest("chat", chat), dest("up", up)})
+	f.run()
+	f.storm("chat", "first", 1)
+	waitFor(t, 5*time.Second, "the window's one", func() bool { return len(chat.got()) == 1 && f.ob.Pending()["chat"] == 0 })
+	parked := f.storm("chat", "inst", 3)
+	waitFor(t, 5*time.Second, "three parked", func() bool { return f.metric("nocbridge_digest_parked", "destination", "chat") == 3 })
+	locs := func() map[string]uint64 {
+		f.ob.mu.Lock()
+		defer f.ob.mu.Unlock()
+		out := map[string]uint64{}
+		for _, id := range parked {
+			out[id] = f.ob.byID[id].loc.Seq
+		}
+		return out
+	}
+	before := locs()
+	f.storm("up", "other", 60)
+	waitFor(t, 5*time.Second, "the other deliveries and the copies", func() bool {
+		moved := 0
+		for id, seq := range locs() {
+			if seq != before[id] {
+				moved++
+			}
+		}
+		return f.ob.Pending()["up"] == 0 && moved == 3
+	})
+	f.advanceUntil("the digest", func() bool { return len(chat.sent()) == 1 && f.ob.Pending()["chat"] == 0 })
+	if got := ids(chat.sent()[0].Notifications); !sameSet(got, parked) {
+		t.Errorf("digest carried %v, want the 3 parked", got)
+	}
+	f.restart()
+	if p := f.ob.Pending(); p["chat"] != 0 || p["up"] != 0 {
+		t.Errorf("pending after the restart %v: a copied-forward notification came back", p)
+	}
+}
+
+// TestResolveOfDeadActiveIsNotDigested: a resolve whose active was
+// dead-lettered is dead-lettered beside it, never delivered in a digest.
+func TestResolveOfDeadActiveIsNotDigested(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	chat := f.digester(1, time.Minute, nil)
+	chat.setAnswer(func(n notify.Notification, _ int) error {
+		if n.Event.InstanceID == "a" {
+			return notify.StatusError(400, []byte("no"), 0)
+		}
+		return nil
+	})
+	f.ob.SetDestinations([]Destination{chatDest("chat", chat)})
+	f.run()
+	active := ev("a", event.StatusActive, 0)
+	f.enqueue(Item{Destination: "chat", Event: active})
+	waitFor(t, 5*time.Second, "the active dead-lettered", func() bool {
+		dls, _ := f.ob.DeadLetters(context.Background())
+		return len(dls) == 1
+	})
+	f.storm("chat", "b", 1) // past the budget: parked
+	resolve := ev("a", event.StatusResolved, time.Minute)
+	f.enqueue(Item{Destination: "chat", Event: resolve})
+	f.advanceUntil("the digest and the resolve's dead letter", func() bool {
+		dls, _ := f.ob.DeadLetters(context.Background())
+		return len(dls) == 2 && len(chat.sent()) == 1 && f.ob.Pending()["chat"] == 0
+	})
+	if got := ids(chat.sent()[0].Notifications); slices.Contains(got, resolve.NotificationID("chat")) {
+		t.Errorf("the resolve of a dead-lettered active went in a digest: %v", got)
 	}
 }

@@ -129,3 +129,17 @@ func TestBuildErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyChatTypesTakeDigest: `digest` is a key of the four chat types
+// (SPEC 11.5); every other type refuses it as an unknown key.
+func TestOnlyChatTypesTakeDigest(t *testing.T) {
+	chat := []string{"discord", "slack", "teams", "webex"}
+	for _, typ := range Types() {
+		ds := parse(t, "- name: d\n  type: "+typ+"\n  digest: false\n")
+		_, err := Build(ds[0], notify.Env{ConfigFile: "c.yaml", BaseDir: t.TempDir()})
+		refused := err != nil && strings.Contains(err.Error(), `c.yaml:3: destination "d": unknown key "digest"`)
+		if refused == slices.Contains(chat, typ) {
+			t.Errorf("%s: %v; want digest refused only by types other than %v", typ, err, chat)
+		}
+	}
+}

@@ -14,13 +14,16 @@ type Config struct {
 	URL          config.Secret `yaml:"url"`
 	URLFile      string        `yaml:"url_file"`
 	TemplateFile string        `yaml:"template_file"`
+	// digest, a mapping or false, is read by notify.ConfigCheck.Digest.
+	notify.TakesDigest `yaml:"-"`
 }
 
 // settings is a validated Config with its secret resolved.
 type settings struct {
 	url *url.URL
 	// tmpl replaces the embed's description when set.
-	tmpl *template.Template
+	tmpl   *template.Template
+	digest notify.DigestPolicy
 }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
@@ -30,5 +33,6 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 	s.url = check.WebhookURL(c.URL, c.URLFile, "the channel's webhook URL")
 
 	s.tmpl = check.Template(c.TemplateFile)
+	s.digest = check.Digest()
 	return s, check.Errors()
 }

@@ -68,6 +68,16 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	return err
 }
 
+// DigestPolicy is the destination's `digest`.
+func (n *Notifier) DigestPolicy() notify.DigestPolicy { return n.s.digest }
+
+// SendDigest posts the digest as one embed. The outbox retries; this only
+// classifies.
+func (n *Notifier) SendDigest(ctx context.Context, d notify.Digest) error {
+	_, err := n.post.PostJSON(ctx, "discord", renderDigest(d, n.s.digest, n.externalURL))
+	return err
+}
+
 // parseError reads Discord's error body: {"message", "code", "errors"} for
 // failures, {"message", "retry_after" (seconds, fractional), "global"} for a
 // 429. retry_after is more precise than the integer Retry-After header.
@@ -200,8 +210,6 @@ var severityColors = map[int]int{1: 0xD40E0D, 2: 0xF2711C, 3: 0xECB22E, 4: 0x1E8
 
 const resolvedColor = 0x2EB67D
 
-var severityEmoji = map[int]string{1: "🔴", 2: "🟠", 3: "🟡", 4: "🔵", 5: "⚪"}
-
 // render builds the embed within Discord's limits; when the total would
 // exceed 6,000 characters the description gives way, never the facts.
 func render(ev event.Event, externalURL, desc string) message {
@@ -209,13 +217,9 @@ func render(ev event.Event, externalURL, desc string) message {
 	if !ok {
 		color = severityColors[5]
 	}
-	emoji := severityEmoji[ev.Severity]
-	if emoji == "" {
-		emoji = severityEmoji[5]
-	}
-	title := emoji + " " + ev.Priority() + " " + ev.Name
+	title := notify.SeverityEmoji(ev.Severity) + " " + ev.Priority() + " " + ev.Name
 	if ev.Status == event.StatusResolved {
-		color, title = resolvedColor, "✅ RESOLVED: "+ev.Name
+		color, title = resolvedColor, notify.ResolvedEmoji+" RESOLVED: "+ev.Name
 	}
 	dev := notify.DeviceLabel(ev.Device)
 	fields := []field{
@@ -274,4 +278,27 @@ func truncate(s string, max int) string {
 		head = head[:len(head)-1]
 	}
 	return head + truncatedMark
+}
+
+// digestColor is Discord's blurple: a digest mixes severities.
+const digestColor = 0x5865F2
+
+// renderDigest is one embed: the count as title (linking to the alert
+// list), one line per alert in the description, the digest's id in the
+// footer. Lines that would pass the description's or the embed's limit are
+// counted in the "and N more" line instead.
+func renderDigest(d notify.Digest, p notify.DigestPolicy, externalURL string) message {
+	v := notify.NewDigestView(d, p, externalURL)
+	e := embed{
+		Title:     truncate("📦 "+v.Title, maxTitle),
+		URL:       v.ListURL,
+		Color:     digestColor,
+		Timestamp: v.Latest.UTC().Format(time.RFC3339),
+		Fields:    []field{},
+		Footer:    &footer{Text: "nocbridge digest · " + v.ID},
+	}
+	room := min(maxDescription, maxEmbedTotal-utf8.RuneCountInString(e.Title)-utf8.RuneCountInString(e.Footer.Text))
+	lines := v.Lines(room, utf8.RuneCountInString, func(en notify.DigestEntry) string { return en.Markdown(esc) }, v.MarkdownMore)
+	e.Description = strings.Join(lines, "\n")
+	return message{Embeds: []embed{e}, AllowedMentions: allowedMentions{Parse: []string{}}}
 }

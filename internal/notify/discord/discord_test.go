@@ -290,3 +290,29 @@ func TestCloseDropsIdleConnections(t *testing.T) {
 		return newNotifier(t, notifytest.Destination(t, hookYAML(base)), t.TempDir(), nil)
 	}, notification(activeEvent()))
 }
+
+// TestDigestGolden: one embed listing the alerts, posted like any embed.
+func TestDigestGolden(t *testing.T) {
+	f := newFakeDiscord(t)
+	n := newNotifier(t, notifytest.Destination(t, hookYAML(f.URL)), t.TempDir(), nil)
+	want := notifytest.Want{Method: http.MethodPost, Path: hookPath, Header: map[string]string{"Content-Type": "application/json", "User-Agent": notifytest.UserAgent}}
+	notifytest.ServerDigestGoldens(t, "", f, want, n.SendDigest)
+}
+
+// TestDigestLimits: long names fill the description before 50 lines; the
+// lines left out are counted, and the embed stays within Discord's limits.
+func TestDigestLimits(t *testing.T) {
+	d := notifytest.LongDigest(60, strings.Repeat("n", 300))
+	e := renderDigest(d, notify.DefaultDigest, notifytest.ExternalURL).Embeds[0]
+	count := utf8.RuneCountInString
+	if count(e.Description) > maxDescription || count(e.Title)+count(e.Description)+count(e.Footer.Text) > maxEmbedTotal {
+		t.Errorf("title %d, description %d, footer %d characters", count(e.Title), count(e.Description), count(e.Footer.Text))
+	}
+	if listed := notifytest.Listed(t, d, strings.Split(e.Description, "\n"), notify.NewDigestView(d, notify.DefaultDigest, notifytest.ExternalURL).MarkdownMore); listed < 10 {
+		t.Errorf("only %d listed", listed)
+	}
+}
+
+func TestDigestKey(t *testing.T) {
+	notifytest.DigestKey(t, New, hookYAML("https://discord.com"))
+}

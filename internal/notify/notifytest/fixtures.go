@@ -3,6 +3,7 @@ package notifytest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -288,4 +289,149 @@ func ClosesIdleConnections(t *testing.T, reply Reply, build func(serverURL strin
 		t.Fatal(err)
 	}
 	WaitClosed(t, closed)
+}
+
+// digestNames are the alerts a test digest cycles through; the second's
+// name carries markup and mentions, which every chat type must escape.
+var digestNames = []string{"Device unreachable", "Interface [Gi1/0/1] *down* @everyone <!channel>", "High CPU utilization", "Power supply failed"}
+
+// Digest is n notifications of different alerts, as the outbox hands a
+// chat type's SendDigest: severities 1 to 5 in turn, every fourth a
+// resolve, one second apart from DeviceDown's time.
+func Digest(n int) notify.Digest {
+	var ids []string
+	d := notify.Digest{Attempt: 1}
+	for i := range n {
+		ev := DeviceDown()
+		ev.InstanceID = fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
+		ev.Name = digestNames[i%len(digestNames)]
+		ev.Severity = 1 + i%5
+		ev.Timestamp = ev.Timestamp.Add(time.Duration(i) * time.Second)
+		ev.Device = inventory.Device{Name: fmt.Sprintf("acc-sw%02d", i+1), Address: fmt.Sprintf("10.0.1.%d", i+1), Site: "HQ", Role: "access"}
+		if i%4 == 3 {
+			ev = Recovered(ev)
+		}
+		id := ev.NotificationID("noc-chat")
+		ids = append(ids, id)
+		d.Notifications = append(d.Notifications, notify.Notification{ID: id, Event: ev, Attempt: 1})
+	}
+	d.ID = notify.DigestID(ids)
+	return d
+}
+
+// LongDigest is Digest(n) with every alert's name name, to fill a
+// size-limited message.
+func LongDigest(n int, name string) notify.Digest {
+	d := Digest(n)
+	for i := range d.Notifications {
+		d.Notifications[i].Event.Name = name
+	}
+	return d
+}
+
+// DigestGoldens sends a 3- and a 60-notification digest with send, which
+// checks the request the service received and returns its body (as JSON),
+// and compares each with testdata/<prefix>digest-3.json and -60.json.
+func DigestGoldens(t *testing.T, prefix string, send func(t *testing.T, d notify.Digest) []byte) {
+	t.Helper()
+	for _, n := range []int{3, 60} {
+		t.Run(fmt.Sprintf("%d notifications", n), func(t *testing.T) {
+			GoldenJSON(t, fmt.Sprintf("%sdigest-%d.json", prefix, n), send(t, Digest(n)))
+		})
+	}
+}
+
+// ServerDigestGoldens is DigestGoldens for a type that posts to srv: each
+// digest must be one request, as want says.
+func ServerDigestGoldens(t *testing.T, prefix string, srv *Server, want Want, send func(context.Context, notify.Digest) error) {
+	t.Helper()
+	DigestGoldens(t, prefix, func(t *testing.T, d notify.Digest) []byte {
+		srv.Reset()
+		if err := send(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(srv.Requests()); n != 1 {
+			t.Errorf("%d requests, want 1", n)
+		}
+		r := srv.Last(t)
+		want.Check(t, r)
+		return r.Body
+	})
+}
+
+// Want is what a request must be: its method and path, its query when set,
+// and each header given, "" for one that must be absent. Authorization's
+// value is never printed.
+type Want struct {
+	Method, Path, RawQuery string
+	Header                 map[string]string
+}
+
+// Check fails the test unless r is what w wants.
+func (w Want) Check(t testing.TB, r Request) {
+	t.Helper()
+	if r.Method != w.Method || r.Path != w.Path || (w.RawQuery != "" && r.RawQuery != w.RawQuery) {
+		t.Errorf("request %s %s, want %s %s", r.Method, r.Path, w.Method, w.Path)
+	}
+	for k, v := range w.Header {
+		switch got := r.Header.Get(k); {
+		case got == v:
+		case http.CanonicalHeaderKey(k) == "Authorization":
+			t.Errorf("Authorization is not as wanted (set: %v, want set: %v)", got != "", v != "")
+		default:
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+// Listed checks that lines, a digest's list of d, end with more(n) for the
+// n alerts not listed, and returns how many are.
+func Listed(t testing.TB, d notify.Digest, lines []string, more func(n int) string) int {
+	t.Helper()
+	listed := len(lines) - 1
+	if want := more(len(d.Notifications) - listed); lines[listed] != want {
+		t.Errorf("%d listed, then %q; want %q", listed, lines[listed], want)
+	}
+	return listed
+}
+
+// DigestKey checks a chat type's `digest` key: factory builds header (a
+// valid destination of the type, without digest) plus each value and must
+// give its policy, or refuse it at its line.
+func DigestKey(t *testing.T, factory notify.Factory, header string) {
+	t.Helper()
+	line := strings.Count(header, "\n") + 1
+	for _, tc := range []struct {
+		yaml string
+		want notify.DigestPolicy
+		err  string
+	}{
+		{yaml: "", want: notify.DefaultDigest},
+		{yaml: "digest: false\n"},
+		{yaml: "digest: {after: 3, window: 30s}\n", want: notify.DigestPolicy{After: 3, Window: 30 * time.Second}},
+		{yaml: "digest:\n  after: 0\n", err: fmt.Sprintf("c.yaml:%d: destination ", line+1)},
+	} {
+		t.Run(strings.TrimSpace(tc.yaml), func(t *testing.T) {
+			n, err := factory(Destination(t, header+tc.yaml), notify.Env{ConfigFile: "c.yaml"})
+			if tc.err != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tc.err) || !strings.Contains(err.Error(), "digest: after must be at least 1") {
+					t.Fatalf("got %v, want an error at %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, ok := n.(io.Closer); ok {
+				defer c.Close()
+			}
+			dg, ok := n.(notify.Digester)
+			if !ok {
+				t.Fatalf("%T does not digest", n)
+			}
+			if got := dg.DigestPolicy(); got != tc.want {
+				t.Errorf("policy %+v, want %+v", got, tc.want)
+			}
+		})
+	}
 }

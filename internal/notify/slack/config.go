@@ -23,6 +23,8 @@ type Config struct {
 	Channel      string        `yaml:"channel"`
 	APIURL       string        `yaml:"api_url"`
 	TemplateFile string        `yaml:"template_file"`
+	// digest, a mapping or false, is read by notify.ConfigCheck.Digest.
+	notify.TakesDigest `yaml:"-"`
 }
 
 // settings is a validated Config with its secrets resolved.
@@ -34,7 +36,8 @@ type settings struct {
 	channel string
 	apiURL  *url.URL
 	// tmpl replaces the message body text when set.
-	tmpl *template.Template
+	tmpl   *template.Template
+	digest notify.DigestPolicy
 }
 
 func (s *settings) botMode() bool { return s.token != "" }
@@ -61,5 +64,6 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 	}
 
 	s.tmpl = check.Template(c.TemplateFile)
+	s.digest = check.Digest()
 	return s, check.Errors()
 }

@@ -121,6 +121,21 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	return n.fire(ctx, key, th, found, ev, msg)
 }
 
+// DigestPolicy is the destination's `digest`.
+func (n *Notifier) DigestPolicy() notify.DigestPolicy { return n.s.digest }
+
+// SendDigest posts the digest as one message. In bot mode it is a plain
+// new message: threads belong to single alerts, whose state it leaves
+// alone. The outbox retries; this only classifies.
+func (n *Notifier) SendDigest(ctx context.Context, d notify.Digest) error {
+	msg := renderDigest(d, n.s.digest, n.externalURL)
+	if !n.s.botMode() {
+		return n.postWebhook(ctx, msg)
+	}
+	_, _, err := n.post(ctx, n.s.channel, msg, "")
+	return err
+}
+
 // fire posts the alert's message, or updates it when one was posted already
 // (the same notification after a crash or restart): never a second message.
 func (n *Notifier) fire(ctx context.Context, key string, th thread, found bool, ev event.Event, msg message) error {
@@ -456,6 +471,17 @@ const resolvedColor = "#2EB67D"
 
 var severityEmoji = map[int]string{1: ":red_circle:", 2: ":large_orange_circle:", 3: ":large_yellow_circle:", 4: ":large_blue_circle:", 5: ":white_circle:"}
 
+// emojiOf marks a status and severity; a severity outside 1–5 looks like 5.
+func emojiOf(severity int, status event.Status) string {
+	if status == event.StatusResolved {
+		return ":white_check_mark:"
+	}
+	if e, ok := severityEmoji[severity]; ok {
+		return e
+	}
+	return severityEmoji[5]
+}
+
 func colorOf(ev event.Event) string {
 	if ev.Status == event.StatusResolved {
 		return resolvedColor
@@ -486,13 +512,7 @@ func title(ev event.Event) string {
 // render builds the alert's message: header, body sections, fields and the
 // link, within Slack's limits.
 func render(ev event.Event, externalURL, body string) message {
-	emoji := severityEmoji[ev.Severity]
-	if emoji == "" {
-		emoji = severityEmoji[5]
-	}
-	if ev.Status == event.StatusResolved {
-		emoji = ":white_check_mark:"
-	}
+	emoji := emojiOf(ev.Severity, ev.Status)
 	header := slackapi.NewHeaderBlock(slackapi.NewTextBlockObject(slackapi.PlainTextType,
 		truncate(emoji+" "+title(ev), maxHeaderText), true, false))
 
@@ -624,4 +644,22 @@ func safeCut(s string, cut int) int {
 		cut = lt
 	}
 	return cut
+}
+
+// renderDigest is a header with the count, one line per alert in as many
+// sections as the lines need, and the digest's id; no colour bar, since a
+// digest mixes severities.
+func renderDigest(d notify.Digest, p notify.DigestPolicy, externalURL string) message {
+	v := notify.NewDigestView(d, p, externalURL)
+	header := slackapi.NewHeaderBlock(slackapi.NewTextBlockObject(slackapi.PlainTextType, truncate(":package: "+v.Title, maxHeaderText), true, false))
+	// Fifty lines of a few hundred characters fill a few sections of the
+	// 48 left: the entry count bounds the message, not a size.
+	lines := v.Lines(0, utf8.RuneCountInString, func(e notify.DigestEntry) string {
+		return fmt.Sprintf("%s *%s* %s · <%s|%s> · %s", emojiOf(e.Severity, e.Status), e.Priority, e.Status, e.URL, esc(e.Name), esc(e.Device))
+	}, func(left int) string {
+		return fmt.Sprintf("… and %d more: <%s|alert list>", left, v.ListURL)
+	})
+	blocks := append([]slackapi.Block{header}, sections(strings.Join(lines, "\n"), maxBlocks-2)...)
+	blocks = append(blocks, slackapi.NewContextBlock("", slackapi.NewTextBlockObject(slackapi.MarkdownType, "nocbridge digest `"+v.ID+"`", false, false)))
+	return message{text: truncate(":package: "+v.Title, maxFallbackText), blocks: blocks}
 }

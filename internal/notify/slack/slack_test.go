@@ -19,6 +19,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	slackapi "github.com/slack-go/slack"
+
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/inventory"
@@ -897,4 +899,78 @@ func TestCloseDropsIdleConnections(t *testing.T) {
 	notifytest.ClosesIdleConnections(t, notifytest.Reply{Status: http.StatusOK, Body: "ok"}, func(base string) notify.Notifier {
 		return newNotifier(t, notifytest.Destination(t, "name: s\ntype: slack\nurl: "+base+hookPath+"\n"), setup{dir: t.TempDir()})
 	}, notification(activeEvent()))
+}
+
+// TestDigestGolden: webhook mode posts the digest like any message.
+func TestDigestGolden(t *testing.T) {
+	f := newFakeSlack(t)
+	n := newNotifier(t, notifytest.Destination(t, hookYAML(f)), setup{dir: t.TempDir()})
+	notifytest.DigestGoldens(t, "webhook-", func(t *testing.T, d notify.Digest) []byte {
+		before := len(f.all())
+		if err := n.SendDigest(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		calls := f.all()[before:]
+		c := calls[len(calls)-1]
+		if len(calls) != 1 || c.method != http.MethodPost || c.path != hookPath || c.contentType != "application/json" || c.userAgent != notifytest.UserAgent || c.auth != "" {
+			t.Errorf("%d requests, last %s %s (Content-Type %q, User-Agent %q, Authorization set %v)", len(calls), c.method, c.path, c.contentType, c.userAgent, c.auth != "")
+		}
+		return c.body
+	})
+}
+
+// TestBotDigestIsAPlainMessage: in bot mode a digest is one new message in
+// the channel, neither threaded nor remembered: threads and the state
+// store belong to single alerts.
+func TestBotDigestIsAPlainMessage(t *testing.T) {
+	f := newFakeSlack(t)
+	st := newMemState()
+	n := newNotifier(t, notifytest.Destination(t, botYAML(f)), setup{dir: t.TempDir(), state: st})
+	if err := n.SendDigest(context.Background(), notifytest.Digest(3)); err != nil {
+		t.Fatal(err)
+	}
+	calls := f.all()
+	if len(calls) != 1 {
+		t.Fatalf("%d requests, want one chat.postMessage", len(calls))
+	}
+	checkAPICall(t, calls[0], "/api/chat.postMessage")
+	if calls[0].form.Get("channel") != "#noc" || calls[0].form.Has("thread_ts") || calls[0].form.Has("attachments") {
+		t.Errorf("digest form %v: want the configured channel, no thread, no colour bar", calls[0].form)
+	}
+	notifytest.GoldenJSON(t, "bot-digest-3.json", formJSON(t, calls[0].form))
+	if st.len() != 0 {
+		t.Errorf("a digest left %d entries in the state store", st.len())
+	}
+}
+
+// TestDigestLimits: fifty long lines stay within Block Kit's limits, the
+// ten past fifty counted, names escaped.
+func TestDigestLimits(t *testing.T) {
+	d := notifytest.LongDigest(60, strings.Repeat("<&>", 100))
+	m := renderDigest(d, notify.DefaultDigest, notifytest.ExternalURL)
+	if len(m.blocks) > maxBlocks || utf8.RuneCountInString(m.text) > maxFallbackText {
+		t.Errorf("%d blocks, text of %d characters", len(m.blocks), utf8.RuneCountInString(m.text))
+	}
+	var text []string
+	for _, b := range m.blocks {
+		if s, ok := b.(*slackapi.SectionBlock); ok {
+			if n := utf8.RuneCountInString(s.Text.Text); n > maxSectionText {
+				t.Errorf("section of %d characters", n)
+			}
+			text = append(text, s.Text.Text)
+		}
+	}
+	all := strings.Join(text, "\n")
+	if listed := notifytest.Listed(t, d, strings.Split(all, "\n"), func(n int) string {
+		return fmt.Sprintf("… and %d more: <%s/api/v1/alerts|alert list>", n, notifytest.ExternalURL)
+	}); listed != notify.MaxDigestEntries {
+		t.Errorf("%d listed, want %d", listed, notify.MaxDigestEntries)
+	}
+	if strings.Contains(all, "<&>") {
+		t.Errorf("a name's markup reached the message unescaped")
+	}
+}
+
+func TestDigestKey(t *testing.T) {
+	notifytest.DigestKey(t, New, "name: s\ntype: slack\nurl: https://hooks.slack.com/services/T/B/x\n")
 }

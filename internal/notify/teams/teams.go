@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -56,6 +57,16 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 		// Workflows answer 202 Accepted: the run is queued, not yet posted.
 		n.log.Debug("teams card accepted", "status", status, "event_status", nt.Event.Status)
 	}
+	return err
+}
+
+// DigestPolicy is the destination's `digest`.
+func (n *Notifier) DigestPolicy() notify.DigestPolicy { return n.s.digest }
+
+// SendDigest posts the digest as one card. The outbox retries; this only
+// classifies.
+func (n *Notifier) SendDigest(ctx context.Context, d notify.Digest) error {
+	_, err := n.post.PostJSON(ctx, "teams", renderDigest(d, n.s.digest, n.externalURL))
 	return err
 }
 
@@ -163,6 +174,31 @@ func severityStyle(ev event.Event) string {
 	return "default"
 }
 
+// newMessage wraps an Adaptive Card's body and its one button.
+func newMessage(body []any, button action) message {
+	return message{
+		Type: "message",
+		Attachments: []attachment{{
+			ContentType: "application/vnd.microsoft.card.adaptive",
+			Content: card{
+				Type:    "AdaptiveCard",
+				Version: "1.4",
+				Schema:  "http://adaptivecards.io/schemas/adaptive-card.json",
+				MSTeams: map[string]any{"width": "Full"},
+				Body:    body,
+				Actions: []action{button},
+			},
+		}},
+	}
+}
+
+// titleBand is the card's heading on a band coloured by style.
+func titleBand(style, title string) container {
+	return container{Type: "Container", Style: style, Bleed: true, Items: []any{
+		textBlock{Type: "TextBlock", Text: title, Wrap: true, Weight: "Bolder", Size: "Large", Color: style},
+	}}
+}
+
 // render builds the card: a coloured title band, the text, the facts, and a
 // button to the alert.
 func render(ev event.Event, externalURL, text string) message {
@@ -184,29 +220,29 @@ func render(ev event.Event, externalURL, text string) message {
 	if ev.Key != "" {
 		facts = append(facts, fact{"Instance", ev.Key})
 	}
-	body := []any{
-		container{Type: "Container", Style: style, Bleed: true, Items: []any{
-			textBlock{Type: "TextBlock", Text: title, Wrap: true, Weight: "Bolder", Size: "Large", Color: style},
-		}},
-	}
+	body := []any{titleBand(style, title)}
 	if text != "" {
 		body = append(body, textBlock{Type: "TextBlock", Text: truncate(text, MaxTextBytes), Wrap: true})
 	}
 	body = append(body, factSet{Type: "FactSet", Facts: facts})
-	return message{
-		Type: "message",
-		Attachments: []attachment{{
-			ContentType: "application/vnd.microsoft.card.adaptive",
-			Content: card{
-				Type:    "AdaptiveCard",
-				Version: "1.4",
-				Schema:  "http://adaptivecards.io/schemas/adaptive-card.json",
-				MSTeams: map[string]any{"width": "Full"},
-				Body:    body,
-				Actions: []action{{Type: "Action.OpenUrl", Title: "Open alert", URL: ev.AlertURL(externalURL)}},
-			},
-		}},
+	return newMessage(body, action{Type: "Action.OpenUrl", Title: "Open alert", URL: ev.AlertURL(externalURL)})
+}
+
+// linkText keeps a name from closing the markdown link it is the text of.
+var linkText = strings.NewReplacer("[", "(", "]", ")")
+
+// renderDigest is a card: the count on an accent band, one text line per
+// alert, the digest's id, and a button to the alert list. The lines stay
+// within MaxTextBytes; those past it are counted in the "and N more" line.
+func renderDigest(d notify.Digest, p notify.DigestPolicy, externalURL string) message {
+	v := notify.NewDigestView(d, p, externalURL)
+	body := []any{titleBand("accent", v.Title)}
+	lines := v.Lines(MaxTextBytes, func(s string) int { return len(s) }, func(e notify.DigestEntry) string { return e.Markdown(linkText.Replace) }, v.MarkdownMore)
+	for _, l := range lines {
+		body = append(body, textBlock{Type: "TextBlock", Text: l, Wrap: true})
 	}
+	body = append(body, textBlock{Type: "TextBlock", Text: "nocbridge digest " + v.ID, Wrap: true, Size: "Small"})
+	return newMessage(body, action{Type: "Action.OpenUrl", Title: "Open alert list", URL: v.ListURL})
 }
 
 const truncatedMark = "…(truncated)"

@@ -263,3 +263,42 @@ func TestCloseDropsIdleConnections(t *testing.T) {
 		return newNotifier(t, notifytest.Destination(t, flowYAML(base)), t.TempDir(), nil)
 	}, notification(activeEvent()))
 }
+
+// TestDigestGolden: one card per digest, to the Workflow like any card.
+func TestDigestGolden(t *testing.T) {
+	f := newFakeWorkflow(t)
+	n := newNotifier(t, notifytest.Destination(t, flowYAML(f.URL)), t.TempDir(), nil)
+	want := notifytest.Want{Method: http.MethodPost, Path: flowPath, RawQuery: flowQuery, Header: map[string]string{"Content-Type": "application/json", "User-Agent": notifytest.UserAgent}}
+	notifytest.ServerDigestGoldens(t, "", f, want, n.SendDigest)
+}
+
+// TestDigestLimits: a digest of long names stays under the ~28 KB Teams
+// accepts, the lines past MaxTextBytes counted instead of listed.
+func TestDigestLimits(t *testing.T) {
+	d := notifytest.LongDigest(60, strings.Repeat("名", 300))
+	for i := range d.Notifications {
+		d.Notifications[i].Event.Device.Name = strings.Repeat("d", 300)
+	}
+	body, err := json.Marshal(renderDigest(d, notify.DefaultDigest, notifytest.ExternalURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) > 28<<10 {
+		t.Errorf("card of %d bytes, Teams refuses more than about 28 KB", len(body))
+	}
+	var m message
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, b := range m.Attachments[0].Content.Body[1 : len(m.Attachments[0].Content.Body)-1] { // the band and the id left out
+		lines = append(lines, b.(map[string]any)["text"].(string))
+	}
+	if listed := notifytest.Listed(t, d, lines, notify.NewDigestView(d, notify.DefaultDigest, notifytest.ExternalURL).MarkdownMore); listed < 10 || listed == notify.MaxDigestEntries {
+		t.Errorf("%d listed: want MaxTextBytes to bound the list", listed)
+	}
+}
+
+func TestDigestKey(t *testing.T) {
+	notifytest.DigestKey(t, New, flowYAML("https://prod.example.com"))
+}

@@ -22,6 +22,8 @@ type Config struct {
 	RoomID       string        `yaml:"room_id"`
 	APIURL       string        `yaml:"api_url"`
 	TemplateFile string        `yaml:"template_file"`
+	// digest, a mapping or false, is read by notify.ConfigCheck.Digest.
+	notify.TakesDigest `yaml:"-"`
 }
 
 // settings is a validated Config with its secrets resolved.
@@ -32,7 +34,8 @@ type settings struct {
 	auth   string
 	roomID string
 	// tmpl replaces the message body when set.
-	tmpl *template.Template
+	tmpl   *template.Template
+	digest notify.DigestPolicy
 }
 
 func (c *Config) validate(env notify.Env, d config.Destination) (*settings, config.Errors) {
@@ -56,5 +59,6 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 	}
 
 	s.tmpl = check.Template(c.TemplateFile)
+	s.digest = check.Digest()
 	return s, check.Errors()
 }

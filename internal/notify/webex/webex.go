@@ -76,6 +76,16 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	return err
 }
 
+// DigestPolicy is the destination's `digest`.
+func (n *Notifier) DigestPolicy() notify.DigestPolicy { return n.s.digest }
+
+// SendDigest posts the digest as one message. The outbox retries; this
+// only classifies.
+func (n *Notifier) SendDigest(ctx context.Context, d notify.Digest) error {
+	_, err := n.post.PostJSON(ctx, "webex", message{RoomID: n.s.roomID, Markdown: renderDigest(d, n.s.digest, n.externalURL)})
+	return err
+}
+
 // errorText is Webex's own explanation from an error body
 // ({"message": …, "errors": [{"description": …}], "trackingId": …}), or the
 // raw excerpt when the body is something else (a proxy's page).
@@ -130,18 +140,13 @@ var escaper = strings.NewReplacer(
 
 func esc(s string) string { return escaper.Replace(s) }
 
-var severityEmoji = map[int]string{1: "🔴", 2: "🟠", 3: "🟡", 4: "🔵", 5: "⚪"}
-
 // render builds the message: a heading line, the facts, the link, then the
 // body, cut so the whole stays within MaxMarkdownBytes. The facts and the
 // link come first so a long body never pushes them out.
 func render(ev event.Event, externalURL, body string) string {
-	emoji, title := severityEmoji[ev.Severity], ev.Priority()+" "+ev.Name
-	if emoji == "" {
-		emoji = severityEmoji[5]
-	}
+	emoji, title := notify.SeverityEmoji(ev.Severity), ev.Priority()+" "+ev.Name
 	if ev.Status == event.StatusResolved {
-		emoji, title = "✅", "RESOLVED: "+ev.Name
+		emoji, title = notify.ResolvedEmoji, "RESOLVED: "+ev.Name
 	}
 	dev := notify.DeviceLabel(ev.Device)
 	var b strings.Builder
@@ -194,4 +199,15 @@ func truncate(s string, max int) string {
 		head += fence
 	}
 	return head + truncatedMark
+}
+
+// renderDigest is a heading, one line per alert and the digest's id,
+// within MaxMarkdownBytes: lines that would pass it are counted in the
+// "and N more" line instead.
+func renderDigest(d notify.Digest, p notify.DigestPolicy, externalURL string) string {
+	v := notify.NewDigestView(d, p, externalURL)
+	head := "📦 **" + esc(v.Title) + "**\n\n"
+	foot := "\n\nnocbridge digest `" + v.ID + "`"
+	lines := v.Lines(MaxMarkdownBytes-len(head)-len(foot), func(s string) int { return len(s) }, func(e notify.DigestEntry) string { return e.Markdown(esc) }, v.MarkdownMore)
+	return head + strings.Join(lines, "\n") + foot
 }

@@ -325,3 +325,36 @@ func TestCloseDropsIdleConnections(t *testing.T) {
 		return newNotifier(t, notifytest.Destination(t, "name: w\ntype: webex\nurl: "+base+hookPath+"\n"), t.TempDir(), nil)
 	}, notification(activeEvent()))
 }
+
+// TestDigestGolden: one markdown message per digest in both modes, the
+// bot's to its room.
+func TestDigestGolden(t *testing.T) {
+	f := newFakeWebex(t)
+	for mode, y := range map[string]string{"webhook": hookYAML(f), "bot": botYAML(f)} {
+		t.Run(mode, func(t *testing.T) {
+			want := notifytest.Want{Method: http.MethodPost, Path: hookPath, Header: map[string]string{"Authorization": "", "Content-Type": "application/json", "User-Agent": notifytest.UserAgent}}
+			if mode == "bot" {
+				want.Path, want.Header["Authorization"] = "/v1/messages", "Bearer "+botToken
+			}
+			n := newNotifier(t, notifytest.Destination(t, y), t.TempDir(), nil)
+			notifytest.ServerDigestGoldens(t, mode+"-", f, want, n.SendDigest)
+		})
+	}
+}
+
+// TestDigestLimits: long names reach the 7,439-byte cap before 50 lines;
+// the lines left out are counted and the id stays.
+func TestDigestLimits(t *testing.T) {
+	d := notifytest.LongDigest(60, strings.Repeat("ü", 300))
+	md := renderDigest(d, notify.DefaultDigest, notifytest.ExternalURL)
+	if len(md) > MaxMarkdownBytes || !strings.HasSuffix(md, "nocbridge digest `"+d.ID+"`") {
+		t.Errorf("%d bytes, want at most %d ending with the id", len(md), MaxMarkdownBytes)
+	}
+	if listed := notifytest.Listed(t, d, strings.Split(strings.Split(md, "\n\n")[1], "\n"), notify.NewDigestView(d, notify.DefaultDigest, notifytest.ExternalURL).MarkdownMore); listed < 10 {
+		t.Errorf("only %d listed", listed)
+	}
+}
+
+func TestDigestKey(t *testing.T) {
+	notifytest.DigestKey(t, New, "name: w\ntype: webex\ntoken: t0k3n\nroom_id: r\n")
+}
