@@ -233,7 +233,12 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 	if err != nil {
 		return fmt.Errorf("noise-control bucket: %w", err)
 	}
-	a.noise, err = noise.New(ctx, noise.Options{Store: decisions, Next: a.dispatch, Emit: a.queue.Emit,
+	// A site's own observations go straight to alert state: they come from
+	// the evaluation goroutine and the gate's timers, after the sources'
+	// queue may be closed.
+	siteCtx := context.WithoutCancel(ctx)
+	a.noise, err = noise.New(ctx, noise.Options{Store: decisions, Next: a.dispatch,
+		Emit:   func(o observation.Observation) { _ = a.alerts.Observe(siteCtx, o) },
 		Logger: a.log.With("component", "noise"), Registerer: a.reg})
 	if err != nil {
 		return err

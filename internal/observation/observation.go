@@ -86,7 +86,7 @@ func NewQueue(size int, reg prometheus.Registerer) (*Queue, error) {
 			Help: "Observations a source could not hand on because rule evaluation was behind (queue full), by source.",
 		}, []string{"source"}),
 	}
-	for _, s := range Sources {
+	for _, s := range []Source{ICMP, SNMP, Trap} { // the sources that emit into the queue
 		q.dropped.WithLabelValues(string(s)) // present at zero, so a rate() works from the start
 	}
 	if reg != nil {

@@ -37,7 +37,6 @@ func TestQueueDropsAndCountsWhenFull(t *testing.T) {
 # HELP nocbridge_observations_dropped_total Observations a source could not hand on because rule evaluation was behind (queue full), by source.
 # TYPE nocbridge_observations_dropped_total counter
 nocbridge_observations_dropped_total{source="icmp"} 1
-nocbridge_observations_dropped_total{source="site"} 0
 nocbridge_observations_dropped_total{source="snmp"} 0
 nocbridge_observations_dropped_total{source="trap"} 1
 `
