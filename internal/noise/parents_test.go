@@ -256,3 +256,66 @@ func TestParentVerdictDeadline(t *testing.T) {
 		}
 	})
 }
+
+// A site without parents configured: when at least 3 and half of its
+// pinged devices fail within a minute, one site alert goes out (naming
+// them) and their own alerts are suppressed behind the site; it resolves
+// when fewer than 3 stay down, and a device still down then fires on its
+// own.
+func TestSiteOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var devs []inventory.Device
+		for _, n := range names(6, "hq") {
+			devs = append(devs, pinged(n, "HQ"))
+		}
+		devs = append(devs, pinged("branch1", "Branch"))
+		l := newLab(t, labOpts{devices: devs, rules: icmpRule + siteRule})
+		defer l.stop()
+		wait(25 * time.Second)
+		l.setDown(true, "hq1", "hq2", "hq3", "hq4", "branch1")
+		wait(2 * time.Minute)
+		got := l.routing.summary()
+		if got != "active HQ, active branch1" && got != "active branch1, active HQ" {
+			t.Fatalf("4 of 6 HQ devices and branch1 down: %q, want the site's alert and branch1's own", got)
+		}
+		site := l.sentFor("HQ")[0].ev
+		// As known when it is sent: the site goes down at its third device.
+		if site.EventID != "NETWORK-SITES-1-501" || site.Key != "HQ" || !strings.HasPrefix(site.Details["Affected Devices"], "3: hq") {
+			t.Errorf("site alert %s key %q details %v", site.EventID, site.Key, site.Details)
+		}
+		for _, u := range l.gate.Summary().Unreachable {
+			if strings.Join(u.SuppressedBy, ",") != "site HQ" {
+				t.Errorf("%s suppressed by %v, want the site", u.Name, u.SuppressedBy)
+			}
+		}
+		l.setDown(false, "hq1", "hq2", "hq3") // hq4 stays down: fewer than 3
+		wait(2 * time.Minute)
+		var hq4 []string
+		for _, s := range l.sentFor("hq4") {
+			hq4 = append(hq4, string(s.ev.Status))
+		}
+		if n := len(l.sentFor("HQ")); n != 2 || strings.Join(hq4, ",") != "active" {
+			t.Fatalf("after the site came back: %q; want the site's resolve and hq4's own active", l.routing.summary())
+		}
+	})
+}
+
+// Two devices of a site failing is no site outage (min_devices 3): each
+// is its own alert.
+func TestTwoDevicesAreNoSiteOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var devs []inventory.Device
+		for _, n := range names(4, "hq") {
+			devs = append(devs, pinged(n, "HQ"))
+		}
+		l := newLab(t, labOpts{devices: devs, rules: icmpRule + siteRule})
+		defer l.stop()
+		wait(25 * time.Second)
+		l.setDown(true, "hq1", "hq2")
+		wait(2 * time.Minute)
+		got := l.routing.summary()
+		if got != "active hq1, active hq2" && got != "active hq2, active hq1" {
+			t.Fatalf("two down: %q, want their own alerts", got)
+		}
+	})
+}
