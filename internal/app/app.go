@@ -226,6 +226,7 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 	}
 	a.outbox.SetDestinations(gen.destinations)
 	a.dispatch = route.NewDispatcher(gen.router, a.outbox)
+	a.dispatch.SetEditors(gen.notifiers.Edits)
 	if a.queue, err = observation.NewQueue(queueSize, a.reg); err != nil {
 		return err
 	}
@@ -330,6 +331,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.states.Retain(gen.inventory)
 	a.outbox.SetDestinations(gen.destinations)
 	a.dispatch.SetRouter(gen.router)
+	a.dispatch.SetEditors(gen.notifiers.Edits)
 	a.noise.Configure(gen.cfg.Noise, gen.rules, gen.inventory)
 	old.notifiers.Close(a.log)
 	if a.icmp != nil {

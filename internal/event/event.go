@@ -57,6 +57,10 @@ type Event struct {
 	Key string `json:"key,omitempty"`
 	// Details are extra string fields merged into the payload's details.
 	Details map[string]string `json:"details,omitempty"`
+	// Update marks a repeat of an active with fresher details (the count
+	// of devices unreachable behind it grew): only destinations that edit
+	// the message they posted (Slack in bot mode) get it.
+	Update bool `json:"update,omitempty"`
 }
 
 // NotificationID is the stable webhook-id of the notification of this event to
@@ -65,6 +69,10 @@ type Event struct {
 func (e Event) NotificationID(destination string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d", e.InstanceID, e.Status, destination, e.Timestamp.UnixNano())
+	if e.Update {
+		// An update keeps the active's time; its details tell it apart.
+		fmt.Fprintf(h, "\x00update\x00%s", e.Details["Affected Devices"])
+	}
 	return "msg_" + hex.EncodeToString(h.Sum(nil))[:32]
 }
 

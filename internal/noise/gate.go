@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,13 @@ type record struct {
 	Last     string      `json:"last,omitempty"`   // instance id and status last decided: a replay is not a change
 
 	stored bool // a version of it is in the store
+
+	// shown is the active receivers have with details["Affected Devices"]
+	// (shownCount devices, sent or updated at updated): as more devices
+	// become unreachable behind it, editors (Slack bot) get updates.
+	shown      *event.Event
+	shownCount int
+	updated    time.Time
 }
 
 // managed: the record holds something the alert manager does not know, so
@@ -147,6 +155,7 @@ func (g *Gate) decideLocked(k string, ev event.Event, resolveTo []string) (step,
 	g.startFlappingLocked(rec, ev, now)
 
 	if ev.Status == event.StatusResolved {
+		rec.shown = nil
 		return g.decideResolveLocked(rec, ev, resolveTo), rec
 	}
 	switch {
@@ -171,6 +180,7 @@ func (g *Gate) decideLocked(k string, ev event.Event, resolveTo []string) (step,
 		return step{}, rec
 	}
 	out := g.decorateLocked(ev, dev)
+	g.showLocked(rec, out, now)
 	if rec.managed() || rec.stored {
 		return step{send: &out, pass: true}, rec
 	}
@@ -308,6 +318,38 @@ func (g *Gate) holdLocked(rec *record, ev event.Event, reason string, by []strin
 			"instance_id", ev.InstanceID, "reason", reason, "by", strings.Join(by, ", "))
 	}
 	g.poke()
+}
+
+// showLocked notes an active sent with devices unreachable behind it, for
+// its updates.
+func (g *Gate) showLocked(rec *record, sent event.Event, now time.Time) {
+	if d, ok := sent.Details["Affected Devices"]; ok {
+		n, _ := strconv.Atoi(d[:strings.IndexByte(d, ':')])
+		rec.shown, rec.shownCount, rec.updated = &sent, n, now
+	}
+}
+
+// updateEvery spaces the updates of one alert's count: a growing outage
+// edits its message every few seconds, not for every device.
+const updateEvery = 10 * time.Second
+
+// updateLocked is the update of a shown active whose count of unreachable
+// devices grew, when one is due.
+func (g *Gate) updateLocked(rec *record, now time.Time) (event.Event, bool) {
+	if rec.shown == nil || !rec.Active || rec.Held != nil || rec.Flapping || now.Before(rec.updated.Add(updateEvery)) {
+		return event.Event{}, false
+	}
+	dev := g.deviceLocked(rec.shown.Device)
+	affected := g.affectedLocked(dev)
+	if len(affected) <= rec.shownCount {
+		return event.Event{}, false
+	}
+	upd := *rec.shown
+	upd.Details = maps.Clone(upd.Details)
+	upd.Details["Affected Devices"] = affectedDetail(affected)
+	upd.Update = true
+	rec.shown, rec.shownCount, rec.updated = &upd, len(affected), now
+	return upd, true
 }
 
 // decorateLocked adds details["Affected Devices"] to an active of a device

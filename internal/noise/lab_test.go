@@ -98,13 +98,18 @@ type sent struct {
 
 // routing records what the gate hands on; every active goes to "noc".
 type routing struct {
-	mu   sync.Mutex
-	sent []sent
+	mu      sync.Mutex
+	sent    []sent
+	updates []sent // actives' updates, which only editors (Slack bot) get
 }
 
 func (r *routing) Dispatch(_ context.Context, ev event.Event, resolveTo []string) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if ev.Update {
+		r.updates = append(r.updates, sent{at: time.Now(), ev: ev})
+		return nil, nil
+	}
 	if ev.Status == event.StatusResolved && len(resolveTo) == 0 {
 		return nil, nil // routing sends a resolve only where its active went
 	}

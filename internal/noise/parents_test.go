@@ -288,6 +288,14 @@ func TestSiteOutage(t *testing.T) {
 				t.Errorf("%s suppressed by %v, want the site", u.Name, u.SuppressedBy)
 			}
 		}
+		// hq4 failed after the site alert went: its count grows in an
+		// update (for destinations that edit their message).
+		l.routing.mu.Lock()
+		updates := l.routing.updates
+		l.routing.mu.Unlock()
+		if len(updates) != 1 || updates[0].ev.InstanceID != site.InstanceID || updates[0].ev.Details["Affected Devices"] != "4: hq1, hq2, hq3, hq4" {
+			t.Errorf("updates %+v, want one of the site alert naming the four", updates)
+		}
 		l.setDown(false, "hq1", "hq2", "hq3") // hq4 stays down: fewer than 3
 		wait(2 * time.Minute)
 		var hq4 []string

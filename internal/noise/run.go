@@ -78,6 +78,12 @@ func (g *Gate) tick(ctx context.Context) time.Time {
 			due = append(due, k) // cheap to judge; most stay held
 			consider(rec.Deadline)
 			consider(rec.Eligible)
+		case rec.shown != nil && rec.Active:
+			if at := rec.updated.Add(updateEvery); now.Before(at) {
+				consider(at)
+			} else {
+				due = append(due, k)
+			}
 		}
 	}
 	if g.mutes != nil {
@@ -140,6 +146,11 @@ func (g *Gate) reconsiderLocked(rec *record, now time.Time) step {
 		return step{} // still active: its active went out; its resolve follows the real one
 	}
 	if rec.Held == nil {
+		if upd, ok := g.updateLocked(rec, now); ok {
+			g.log.Info("alert updated: more devices unreachable behind it", "event_id", upd.EventID, "device", upd.Device.Name,
+				"affected", upd.Details["Affected Devices"])
+			return step{send: &upd, pass: true}
+		}
 		return step{}
 	}
 	held := *rec.Held
@@ -184,6 +195,7 @@ func (g *Gate) reconsiderLocked(rec *record, now time.Time) step {
 	g.log.Info("held alert released", "event_id", held.EventID, "device", held.Device.Name, "key", held.Key,
 		"instance_id", held.InstanceID, "was", rec.Reason)
 	out := g.decorateLocked(held, dev)
+	g.showLocked(rec, out, now)
 	return step{send: &out, told: true, release: true}
 }
 

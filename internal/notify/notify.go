@@ -28,6 +28,13 @@ type Notifier interface {
 	Send(ctx context.Context, n Notification) error
 }
 
+// Editor is a Notifier that edits the message it posted for an alert when
+// the same active comes again (Slack in bot mode): it gets the updates of
+// an alert's details (event.Event.Update).
+type Editor interface {
+	EditsMessages() bool
+}
+
 // Error is a classified delivery failure.
 type Error struct {
 	Retryable bool

@@ -19,8 +19,13 @@ type Enqueuer interface {
 // subscriptions say by then.
 type Dispatcher struct {
 	router atomic.Pointer[Router]
+	edits  atomic.Pointer[func(destination string) bool]
 	outbox Enqueuer
 }
+
+// SetEditors says which destinations edit the message they posted for an
+// alert: the ones an alert's update (event.Event.Update) goes to.
+func (d *Dispatcher) SetEditors(edits func(destination string) bool) { d.edits.Store(&edits) }
 
 // NewDispatcher routes with r into ob.
 func NewDispatcher(r *Router, ob Enqueuer) *Dispatcher {
@@ -44,6 +49,12 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev event.Event, resolveTo []s
 		}
 	} else {
 		for _, t := range d.router.Load().Match(ev) {
+			if ev.Update {
+				if edits := d.edits.Load(); edits != nil && (*edits)(t.Destination) {
+					items = append(items, outbox.Item{Destination: t.Destination, Event: ev})
+				}
+				continue // an update is no new active: no resolve owed for it
+			}
 			items = append(items, outbox.Item{Destination: t.Destination, Event: ev})
 			if t.SendResolved && ev.Kind != event.KindEvent {
 				wantResolve = append(wantResolve, t.Destination)

@@ -91,3 +91,43 @@ func TestDispatch(t *testing.T) {
 		}
 	})
 }
+
+// An alert's update (more devices behind it) goes only to destinations
+// that edit their message, and owes no resolve.
+func TestDispatchUpdateOnlyToEditors(t *testing.T) {
+	subs := []config.Subscription{{Name: "all", Destinations: []string{"noc-slack", "itsm"}}}
+	upd := event.Event{InstanceID: "i1", EventID: "NETWORK-DEVICES-1-101", Status: event.StatusActive, Update: true,
+		Device: inventory.Device{Name: "core"}, Details: map[string]string{"Affected Devices": "5: a, b, c, d, e"}}
+	for _, tc := range []struct {
+		name  string
+		edits func(string) bool
+		want  []string
+	}{
+		{"no editors configured", nil, nil},
+		{"slack bot edits", func(d string) bool { return d == "noc-slack" }, []string{"noc-slack"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ob := &fakeOutbox{}
+			d := NewDispatcher(New(subs), ob)
+			if tc.edits != nil {
+				d.SetEditors(tc.edits)
+			}
+			resolveTo, err := d.Dispatch(context.Background(), upd, nil)
+			if err != nil || resolveTo != nil {
+				t.Fatalf("Dispatch = %v, %v; want no resolve destinations", resolveTo, err)
+			}
+			var got []string
+			for _, it := range ob.items {
+				got = append(got, it.Destination)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("update went to %v, want %v", got, tc.want)
+			}
+		})
+	}
+	plain := upd
+	plain.Update = false
+	if upd.NotificationID("noc-slack") == plain.NotificationID("noc-slack") {
+		t.Error("an update has the webhook-id of its active: the outbox would drop it as a duplicate")
+	}
+}

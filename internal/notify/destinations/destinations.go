@@ -128,6 +128,13 @@ func positioned(err error, file string, d config.Destination) config.Errors {
 	return config.Errors{{File: file, Line: d.Line, Msg: msg}}
 }
 
+// Edits reports whether the destination edits the message it posted for
+// an alert (notify.Editor): the destinations alert updates go to.
+func (s Set) Edits(destination string) bool {
+	e, ok := s[destination].(notify.Editor)
+	return ok && e.EditsMessages()
+}
+
 // Close releases what the notifiers hold (open log files, idle
 // connections). An attempt still running on a closed notifier after a
 // reload fails retryably and the outbox retries it on the new one.

@@ -31,6 +31,7 @@ import (
 )
 
 var (
+	_ notify.Editor   = (*Notifier)(nil)
 	_ notify.Notifier = (*Notifier)(nil)
 	_ notify.Factory  = New
 )
@@ -120,6 +121,10 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 	}
 	return n.fire(ctx, key, th, found, ev, msg)
 }
+
+// EditsMessages: in bot mode, with a state store, an active seen again
+// updates the alert's message (notify.Editor).
+func (n *Notifier) EditsMessages() bool { return n.s.botMode() && n.state != nil }
 
 // DigestPolicy is the destination's `digest`.
 func (n *Notifier) DigestPolicy() notify.DigestPolicy { return n.s.digest }
