@@ -159,7 +159,19 @@ func (g *Gate) decideLocked(k string, ev event.Event, resolveTo []string) (step,
 		return g.decideResolveLocked(rec, ev, resolveTo), rec
 	}
 	switch {
-	case rec.Flapping:
+	case rec.Held != nil && rec.Held.InstanceID == ev.InstanceID:
+		return step{}, rec // a replay of what is held
+	case rec.Told != nil && rec.Told.InstanceID == ev.InstanceID:
+		return step{result: rec.ToldTo}, rec // a replay of what was sent
+	}
+	// An unreachable device, a pending verdict or a mute keeps an active
+	// back whether or not the key flaps: the flapping of a device behind a
+	// flapping parent is the parent's.
+	if reason, by := g.holdReasonLocked(dev, ev, now); reason != "" {
+		g.holdLocked(rec, ev, reason, by, now, dev)
+		return step{}, rec
+	}
+	if rec.Flapping {
 		if rec.Told != nil {
 			return step{}, rec // receivers already have an active of this key
 		}
@@ -170,14 +182,6 @@ func (g *Gate) decideLocked(k string, ev event.Event, resolveTo []string) (step,
 		}
 		flag.Details["Flapping"] = fmt.Sprintf("%d changes in %v", len(rec.Changes), g.flapPolicy(ev.EventID).Window.D())
 		return step{send: &flag, told: true}, rec
-	case rec.Held != nil && rec.Held.InstanceID == ev.InstanceID:
-		return step{}, rec // a replay of what is held
-	case rec.Told != nil && rec.Told.InstanceID == ev.InstanceID:
-		return step{result: rec.ToldTo}, rec // a replay of what was sent
-	}
-	if reason, by := g.holdReasonLocked(dev, ev, now); reason != "" {
-		g.holdLocked(rec, ev, reason, by, now, dev)
-		return step{}, rec
 	}
 	out := g.decorateLocked(ev, dev)
 	g.showLocked(rec, out, now)
@@ -392,9 +396,6 @@ func (g *Gate) startFlappingLocked(rec *record, ev event.Event, now time.Time) {
 		g.metrics.decisions.WithLabelValues(ReasonFlapping).Inc()
 		g.log.Warn("alert flapping: changes held back until it is quiet", "event_id", ev.EventID, "device", ev.Device.Name,
 			"key", ev.Key, "changes", len(rec.Changes), "window", p.Window.D())
-		if rec.Held != nil {
-			rec.Held, rec.Reason, rec.By = nil, "", nil // the flapping active speaks for it
-		}
 		g.poke()
 	}
 }

@@ -327,3 +327,28 @@ func TestTwoDevicesAreNoSiteOutage(t *testing.T) {
 		}
 	})
 }
+
+// A core that goes down and up three times in a few minutes flaps; the
+// access switches behind it change as often, but being unreachable they
+// never send, flapping or not.
+func TestFlappingParentKeepsChildrenSuppressed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLab(t, labOpts{devices: coreLab()})
+		defer l.stop()
+		wait(25 * time.Second)
+		all := append([]string{"core"}, names(4, "acc")...)
+		for range 3 {
+			l.setDown(true, all...)
+			wait(time.Minute)
+			l.setDown(false, all...)
+			wait(time.Minute)
+		}
+		if got := l.routing.summary(); got != "active core, resolved core, active core, resolved core, active core" {
+			t.Fatalf("receivers got %q, want the core's changes up to its flapping active, nothing of its children", got)
+		}
+		wait(16 * time.Minute)
+		if got := l.routing.summary(); !strings.HasSuffix(got, "active core, resolved core") || strings.Contains(got, "acc") {
+			t.Fatalf("after the core went quiet: %q", got)
+		}
+	})
+}

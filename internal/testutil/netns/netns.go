@@ -32,7 +32,8 @@ type Host struct {
 	HostLink    string       // veth end in the test process's namespace
 	DeviceLink  string       // veth end inside the namespace
 
-	lock *os.File
+	lock   *os.File
+	parent *Host // nil: joined to the test process's namespace
 }
 
 const (
@@ -87,6 +88,31 @@ func New(t testing.TB) *Host {
 	ipCmd(t, "-n", d.Name, "addr", "add", device, "dev", d.DeviceLink)
 	ipCmd(t, "-n", d.Name, "link", "set", d.DeviceLink, "up")
 	ipCmd(t, "-n", d.Name, "link", "set", "lo", "up")
+	return d
+}
+
+// Behind creates a device whose only link goes to p's namespace, and routes
+// it from the test process through p, which forwards: taking p's link down
+// cuts it off too, as an access switch behind a failed core. t.Cleanup
+// removes it (before p: cleanups run last-in first-out).
+func (p *Host) Behind(t testing.TB) *Host {
+	t.Helper()
+	d := claimSlot(t)
+	d.parent = p
+	t.Cleanup(func() { d.remove(t) })
+	d.removeLeftovers()
+	ipCmd(t, "netns", "add", d.Name)
+	ipCmd(t, "-n", p.Name, "link", "add", d.HostLink, "type", "veth", "peer", "name", d.DeviceLink, "netns", d.Name)
+	ipCmd(t, "-n", p.Name, "addr", "add", netip.PrefixFrom(d.MonitorAddr, d.Prefix.Bits()).String(), "dev", d.HostLink)
+	ipCmd(t, "-n", p.Name, "link", "set", d.HostLink, "up")
+	ipCmd(t, "-n", d.Name, "addr", "add", netip.PrefixFrom(d.Addr, d.Prefix.Bits()).String(), "dev", d.DeviceLink)
+	ipCmd(t, "-n", d.Name, "link", "set", d.DeviceLink, "up")
+	ipCmd(t, "-n", d.Name, "link", "set", "lo", "up")
+	ipCmd(t, "-n", d.Name, "route", "add", "default", "via", d.MonitorAddr.String())
+	if out, err := exec.Command("ip", "netns", "exec", p.Name, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward").CombinedOutput(); err != nil {
+		t.Fatalf("enabling forwarding in %s: %v: %s", p.Name, err, strings.TrimSpace(string(out)))
+	}
+	ipCmd(t, "route", "add", d.Prefix.String(), "via", p.Addr.String())
 	return d
 }
 
@@ -161,6 +187,7 @@ func slotDevice(slot int, lock *os.File) *Host {
 // removeLeftovers deletes what a killed process left in this slot.
 func (d *Host) removeLeftovers() {
 	_ = exec.Command("ip", "link", "del", d.HostLink).Run()
+	_ = exec.Command("ip", "route", "del", d.Prefix.String()).Run()
 	_ = exec.Command("ip", "netns", "del", d.Name).Run()
 }
 
@@ -168,8 +195,15 @@ func (d *Host) removeLeftovers() {
 // namespace, whose own teardown in the kernel is asynchronous.
 func (d *Host) remove(t testing.TB) {
 	defer d.lock.Close() // releases the slot
-	if out, err := exec.Command("ip", "link", "del", d.HostLink).CombinedOutput(); err != nil && !notFound(out) {
-		t.Errorf("netns cleanup: ip link del %s: %v: %s", d.HostLink, err, strings.TrimSpace(string(out)))
+	link := []string{"link", "del", d.HostLink}
+	if d.parent != nil {
+		link = append([]string{"-n", d.parent.Name}, link...)
+		if out, err := exec.Command("ip", "route", "del", d.Prefix.String()).CombinedOutput(); err != nil && !notFound(out) && !strings.Contains(string(out), "No such process") {
+			t.Errorf("netns cleanup: ip route del %s: %v: %s", d.Prefix, err, strings.TrimSpace(string(out)))
+		}
+	}
+	if out, err := exec.Command("ip", link...).CombinedOutput(); err != nil && !notFound(out) {
+		t.Errorf("netns cleanup: ip %s: %v: %s", strings.Join(link, " "), err, strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.Command("ip", "netns", "del", d.Name).CombinedOutput(); err != nil && !notFound(out) {
 		t.Errorf("netns cleanup: ip netns del %s: %v: %s", d.Name, err, strings.TrimSpace(string(out)))

@@ -131,3 +131,18 @@ func run(t *testing.T, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// A device behind another is reached through it, and cut off with it.
+func TestBehind(t *testing.T) {
+	core := netns.New(t)
+	acc := core.Behind(t)
+	p := newProber(t, core, acc)
+	p.waitState(t, core, true)
+	p.waitState(t, acc, true)
+	core.LinkDown(t)
+	p.waitState(t, acc, false)
+	p.waitState(t, core, false)
+	core.LinkUp(t)
+	p.waitState(t, core, true)
+	p.waitState(t, acc, true)
+}
