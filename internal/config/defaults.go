@@ -29,6 +29,8 @@ const (
 	defaultRetryInitial       = time.Second
 	defaultRetryMax           = 5 * time.Minute
 	defaultRetryMaxAge        = 24 * time.Hour
+
+	defaultMaintenanceTimezone = "Local" // time.LoadLocation's name for the machine's zone
 )
 
 // applyDefaults fills in every setting the file leaves out:
@@ -45,6 +47,7 @@ const (
 //	destinations                 timeout 10s, retry initial 1s, max 5m, max_age 24h
 //	                             (each retry field separately)
 //	subscriptions                send_resolved true
+//	maintenance                  timezone Local (the machine's time zone)
 //
 // set reports whether the file gives the key at a path: numbers default only
 // when absent, because an explicit 0 means something (retries: 0, no limit)
@@ -105,6 +108,9 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 			yes := true
 			c.Subscriptions[i].SendResolved = &yes
 		}
+	}
+	for i := range c.Maintenance {
+		defaultString(&c.Maintenance[i].Timezone, defaultMaintenanceTimezone)
 	}
 }
 

@@ -26,6 +26,7 @@ func (l *loader) validate(c *Config) {
 	l.validateDevices(c)
 	l.validateDestinations(c)
 	l.validateSubscriptions(c)
+	l.validateMaintenance(c)
 }
 
 func (l *loader) validateTop(c *Config) {
@@ -462,16 +463,97 @@ func (l *loader) validateSubscriptions(c *Config) {
 				l.bad(at("filter", "categories", j), "%s filter: category %q must be one of %s", where, cat, strings.Join(categories, ", "))
 			}
 		}
-		for _, globs := range []struct {
-			key  string
-			list []string
-		}{{"event_ids", f.EventIDs}, {"devices", f.Devices}} {
-			for j, g := range globs.list {
-				if _, err := path.Match(g, ""); err != nil {
-					l.bad(at("filter", globs.key, j), "%s filter: %s[%d] %q is not a valid glob: %v", where, globs.key, j, g, err)
-				}
+		l.checkGlobs(where+" filter", []any{"subscriptions", i, "filter"}, f.Selector, f.EventIDs)
+	}
+}
+
+// checkGlobs reports each invalid device or event_ids glob, under the
+// entry at keys.
+func (l *loader) checkGlobs(where string, keys []any, sel Selector, eventIDs []string) {
+	for _, globs := range []struct {
+		key  string
+		list []string
+	}{{"event_ids", eventIDs}, {"devices", sel.Devices}} {
+		for j, g := range globs.list {
+			if _, err := path.Match(g, ""); err != nil {
+				l.bad(l.line(append(slices.Clone(keys), globs.key, j)...), "%s: %s[%d] %q is not a valid glob: %v", where, globs.key, j, g, err)
 			}
 		}
+	}
+}
+
+func (l *loader) validateMaintenance(c *Config) {
+	first := map[string]int{}
+	for i, m := range c.Maintenance {
+		where := itemWhere("maintenance", m.Name, fmt.Sprintf("maintenance[%d]", i))
+		at := func(keys ...any) int { return l.line(append([]any{"maintenance", i}, keys...)...) }
+		has := func(key string) bool { return l.has("maintenance", i, key) }
+		switch j, dup := first[m.Name]; {
+		case m.Name == "":
+			l.bad(at("name"), "%s: name is required", where)
+		case dup:
+			l.bad(at("name"), "duplicate maintenance name %q (first at line %d)", m.Name, c.Maintenance[j].Line)
+		default:
+			first[m.Name] = i
+		}
+		if m.Match.Empty() {
+			l.bad(at("match"), `%s: match is empty, which would mute every alert; name devices, sites, roles, labels or event_ids (devices: ["*"] means every device)`, where)
+		}
+		l.checkGlobs(where+" match", []any{"maintenance", i, "match"}, m.Match.Selector, m.Match.EventIDs)
+		if _, err := time.LoadLocation(m.Timezone); err != nil {
+			l.bad(at("timezone"), "%s: timezone %q is not a known IANA time zone such as Europe/Berlin", where, m.Timezone)
+		}
+		every, once := has("every"), has("start") || has("end")
+		switch {
+		case every && once:
+			l.bad(at("every"), "%s: every and start/end exclude each other: every repeats the window, start and end give a single one", where)
+		case every:
+			l.checkRecurring(where, m, at, has)
+		case once:
+			l.checkOnce(where, m, at, has)
+		default:
+			l.bad(at(), "%s: set every (with duration) for a recurring window, or start and end for a single one", where)
+		}
+	}
+}
+
+// checkRecurring checks a window given by every and duration.
+func (l *loader) checkRecurring(where string, m Maintenance, at func(keys ...any) int, has func(string) bool) {
+	r, err := ParseEvery(m.Every)
+	if err != nil {
+		l.bad(at("every"), `%s: every %q: %v; write "sun 02:00" (weekly, mon..sun) or "02:00" (daily)`, where, m.Every, err)
+	}
+	switch {
+	case !has("duration"):
+		l.bad(at("every"), "%s: every needs duration, how long each window lasts", where)
+	case m.Duration <= 0:
+		l.bad(at("duration"), "%s: duration must be positive", where)
+	case err == nil && m.Duration.D() >= r.Period():
+		l.bad(at("duration"), "%s: duration %s must be shorter than a %s, the time from one window to the next; use start and end for a longer one",
+			where, m.Duration, map[bool]string{true: "day", false: "week"}[r.Daily])
+	}
+}
+
+// checkOnce checks a window given by start and end.
+func (l *loader) checkOnce(where string, m Maintenance, at func(keys ...any) int, has func(string) bool) {
+	if has("duration") {
+		l.bad(at("duration"), "%s: duration goes with every; a single window ends at end", where)
+	}
+	parse := func(key, other, v string) (time.Time, bool) {
+		if v == "" {
+			l.bad(at(other), "%s: %s needs %s", where, other, key)
+			return time.Time{}, false
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			l.bad(at(key), "%s: %s %q must be an RFC 3339 time such as 2026-12-12T22:00:00+01:00", where, key, v)
+		}
+		return t, err == nil
+	}
+	start, okStart := parse("start", "end", m.Start)
+	end, okEnd := parse("end", "start", m.End)
+	if okStart && okEnd && !end.After(start) {
+		l.bad(at("end"), "%s: end %s must be after start %s", where, m.End, m.Start)
 	}
 }
 
