@@ -324,6 +324,36 @@ func (m Match) MatchesEvent(eventID string) bool {
 	return len(m.EventIDs) == 0 || anyGlob(m.EventIDs, eventID)
 }
 
+// BadGlob is an entry of a match's devices or event_ids that is not a
+// valid glob.
+type BadGlob struct {
+	Key   string // devices | event_ids
+	Index int
+	Glob  string
+	Err   error
+}
+
+func (g BadGlob) String() string {
+	return fmt.Sprintf("%s[%d] %q is not a valid glob: %v", g.Key, g.Index, g.Glob, g.Err)
+}
+
+// InvalidGlobs lists the entries of event_ids and devices that are not
+// valid globs, in that order.
+func (m Match) InvalidGlobs() []BadGlob {
+	var out []BadGlob
+	for _, globs := range []struct {
+		key  string
+		list []string
+	}{{"event_ids", m.EventIDs}, {"devices", m.Devices}} {
+		for i, g := range globs.list {
+			if _, err := path.Match(g, ""); err != nil {
+				out = append(out, BadGlob{Key: globs.key, Index: i, Glob: g, Err: err})
+			}
+		}
+	}
+	return out
+}
+
 // String is the match as people read it: "devices=core-sw1,core-sw2 sites=HQ".
 func (m Match) String() string {
 	var parts []string

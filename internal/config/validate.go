@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -470,15 +469,8 @@ func (l *loader) validateSubscriptions(c *Config) {
 // checkGlobs reports each invalid device or event_ids glob, under the
 // entry at keys.
 func (l *loader) checkGlobs(where string, keys []any, sel Selector, eventIDs []string) {
-	for _, globs := range []struct {
-		key  string
-		list []string
-	}{{"event_ids", eventIDs}, {"devices", sel.Devices}} {
-		for j, g := range globs.list {
-			if _, err := path.Match(g, ""); err != nil {
-				l.bad(l.line(append(slices.Clone(keys), globs.key, j)...), "%s: %s[%d] %q is not a valid glob: %v", where, globs.key, j, g, err)
-			}
-		}
+	for _, g := range (Match{Selector: sel, EventIDs: eventIDs}).InvalidGlobs() {
+		l.bad(l.line(append(slices.Clone(keys), g.Key, g.Index)...), "%s: %s", where, g)
 	}
 }
 
