@@ -20,6 +20,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/httpapi"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/outbox"
@@ -49,6 +50,7 @@ type App struct {
 	outbox   *outbox.Outbox
 	dispatch *route.Dispatcher
 	alerts   *alert.Manager
+	mutes    *mute.Set // maintenance windows and silences, for the noise gate
 	devices  *inventory.Live
 	states   *devstate.Tracker
 	queue    *observation.Queue
@@ -161,6 +163,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	goRun(&pipe, "outbox", func() error { return a.outbox.Run(pipeCtx) })
 	goRun(&pipe, "http", func() error { return srv.Serve(pipeCtx) })
 	goRun(&pipe, "inventory", func() error { return a.devices.Run(pipeCtx) })
+	goRun(&pipe, "silences", func() error { return a.mutes.Run(pipeCtx) })
 	// Alert state: resolve what vanished from config and send what was
 	// stored but not handed to the outbox before a crash.
 	if err := a.alerts.SetRules(ctx, gen.rules, gen.inventory); err != nil {
@@ -230,6 +233,12 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 		return err
 	}
 	a.devices = inventory.NewLive(gen.inventory, a.log.With("component", "inventory"))
+	if bucket, err = a.store.Bucket(ctx, "silences"); err != nil {
+		return fmt.Errorf("silences bucket: %w", err)
+	}
+	if a.mutes, err = mute.New(ctx, bucket, gen.windows, mute.Options{Logger: a.log.With("component", "mute"), Registerer: a.reg}); err != nil {
+		return err
+	}
 	if a.states, err = devstate.New(a.reg); err != nil {
 		return err
 	}
@@ -310,6 +319,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.states.Retain(gen.inventory)
 	a.outbox.SetDestinations(gen.destinations)
 	a.dispatch.SetRouter(gen.router)
+	a.mutes.SetWindows(gen.windows)
 	old.notifiers.Close(a.log)
 	if a.icmp != nil {
 		a.icmp.SetTargets(icmp.Targets(gen.inventory))
@@ -365,7 +375,8 @@ func (a *App) apiDeps() httpapi.Deps {
 			}
 			return names
 		},
-		Outbox: a.outbox,
-		Token:  func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
+		Outbox:   a.outbox,
+		Silences: a.mutes,
+		Token:    func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
 	}
 }
