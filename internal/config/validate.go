@@ -277,19 +277,27 @@ func (l *loader) validateTraps(c *Config) {
 	}
 }
 
+// named checks the name of entry i of the list at key: required, and
+// unique (first maps each name to its first entry's index). It returns how
+// messages name the entry.
+func (l *loader) named(kind, key string, i int, name string, first map[string]int) string {
+	where := itemWhere(kind, name, fmt.Sprintf("%s[%d]", key, i))
+	switch j, dup := first[name]; {
+	case name == "":
+		l.bad(l.line(key, i, "name"), "%s: name is required", where)
+	case dup:
+		l.bad(l.line(key, i, "name"), "duplicate %s name %q (first at line %d)", kind, name, l.line(key, j))
+	default:
+		first[name] = i
+	}
+	return where
+}
+
 func (l *loader) validateDevices(c *Config) {
 	first := map[string]int{} // name → index
 	for i, d := range c.Devices {
-		where := itemWhere("device", d.Name, fmt.Sprintf("devices[%d]", i))
+		where := l.named("device", "devices", i, d.Name, first)
 		at := func(keys ...any) int { return l.line(append([]any{"devices", i}, keys...)...) }
-		switch j, dup := first[d.Name]; {
-		case d.Name == "":
-			l.bad(at("name"), "%s: name is required", where)
-		case dup:
-			l.bad(at("name"), "duplicate device name %q (first at line %d)", d.Name, c.Devices[j].Line)
-		default:
-			first[d.Name] = i
-		}
 		switch {
 		case d.Address == "":
 			l.bad(at("address"), "%s: address is required", where)
@@ -381,16 +389,8 @@ func (l *loader) checkParentCycles(c *Config, index map[string]int) {
 func (l *loader) validateDestinations(c *Config) {
 	first := map[string]int{}
 	for i, d := range c.Destinations {
-		where := itemWhere("destination", d.Name, fmt.Sprintf("destinations[%d]", i))
+		where := l.named("destination", "destinations", i, d.Name, first)
 		at := func(keys ...any) int { return l.line(append([]any{"destinations", i}, keys...)...) }
-		switch j, dup := first[d.Name]; {
-		case d.Name == "":
-			l.bad(at("name"), "%s: name is required", where)
-		case dup:
-			l.bad(at("name"), "duplicate destination name %q (first at line %d)", d.Name, c.Destinations[j].Line)
-		default:
-			first[d.Name] = i
-		}
 		if d.Type == "" {
 			l.bad(at("type"), "%s: type is required (webhook, slack, pagerduty, log, …)", where)
 		}
@@ -433,16 +433,8 @@ func (l *loader) validateSubscriptions(c *Config) {
 	}
 	first := map[string]int{}
 	for i, s := range c.Subscriptions {
-		where := itemWhere("subscription", s.Name, fmt.Sprintf("subscriptions[%d]", i))
+		where := l.named("subscription", "subscriptions", i, s.Name, first)
 		at := func(keys ...any) int { return l.line(append([]any{"subscriptions", i}, keys...)...) }
-		switch j, dup := first[s.Name]; {
-		case s.Name == "":
-			l.bad(at("name"), "%s: name is required", where)
-		case dup:
-			l.bad(at("name"), "duplicate subscription name %q (first at line %d)", s.Name, c.Subscriptions[j].Line)
-		default:
-			first[s.Name] = i
-		}
 		if len(s.Destinations) == 0 {
 			l.bad(at("destinations"), "%s: needs at least one destination", where)
 		}
@@ -477,17 +469,9 @@ func (l *loader) checkGlobs(where string, keys []any, sel Selector, eventIDs []s
 func (l *loader) validateMaintenance(c *Config) {
 	first := map[string]int{}
 	for i, m := range c.Maintenance {
-		where := itemWhere("maintenance", m.Name, fmt.Sprintf("maintenance[%d]", i))
+		where := l.named("maintenance", "maintenance", i, m.Name, first)
 		at := func(keys ...any) int { return l.line(append([]any{"maintenance", i}, keys...)...) }
 		has := func(key string) bool { return l.has("maintenance", i, key) }
-		switch j, dup := first[m.Name]; {
-		case m.Name == "":
-			l.bad(at("name"), "%s: name is required", where)
-		case dup:
-			l.bad(at("name"), "duplicate maintenance name %q (first at line %d)", m.Name, c.Maintenance[j].Line)
-		default:
-			first[m.Name] = i
-		}
 		if m.Match.Empty() {
 			l.bad(at("match"), `%s: match is empty, which would mute every alert; name devices, sites, roles, labels or event_ids (devices: ["*"] means every device)`, where)
 		}
