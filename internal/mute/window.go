@@ -78,7 +78,10 @@ func compile(m config.Maintenance) (*Window, error) {
 // Covering returns the occurrence that covers t (start <= t < end).
 func (w *Window) Covering(t time.Time) (start, end time.Time, ok bool) {
 	if w.every == nil {
-		return w.start, w.end, !t.Before(w.start) && t.Before(w.end)
+		if t.Before(w.start) || !t.Before(w.end) {
+			return time.Time{}, time.Time{}, false
+		}
+		return w.start, w.end, true
 	}
 	// Walk back over as many days as an occurrence can last, plus one for
 	// a DST shift; of overlapping occurrences (only on a DST day) the one
@@ -96,7 +99,10 @@ func (w *Window) Covering(t time.Time) (start, end time.Time, ok bool) {
 // Next returns the first occurrence that starts after the given time.
 func (w *Window) Next(after time.Time) (start, end time.Time, ok bool) {
 	if w.every == nil {
-		return w.start, w.end, w.start.After(after)
+		if !w.start.After(after) {
+			return time.Time{}, time.Time{}, false
+		}
+		return w.start, w.end, true
 	}
 	// From the day before: a start in a DST gap moves to the jump, which can
 	// fall on the next day's wall clock.
