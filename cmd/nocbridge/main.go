@@ -41,6 +41,11 @@ commands:
   test-notify  send a sample event to a destination  --config PATH --destination NAME [--event-id ID]
   receive      webhook tester: print and verify requests  --listen ADDR [--secret whsec_…]
   dlq          list or replay dead letters of the running daemon  list|replay [--id ID] [--destination NAME]
+  silence      silences of the running daemon:
+                 add --device NAME [--site S] [--role R] [--label K=V] [--event-id GLOB]
+                     (--for 2h | --until RFC3339) [--start RFC3339] --comment TEXT [--created-by NAME]
+                 list [--json]
+                 expire ID
   version      print version information
 
 Common flags: --log-format auto|text|json, --log-level debug|info|warn|error.
@@ -55,11 +60,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	cmd, args := args[0], args[1:]
-	// `dlq list|replay` takes its action first; flag parsing stops at the
-	// first non-flag, so take it off before parsing.
-	var action string
-	if cmd == "dlq" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	// `dlq list|replay` and `silence add|list|expire` take their action
+	// first; flag parsing stops at the first non-flag, so take it off before
+	// parsing (and the ID of `silence expire ID --config …` with it).
+	var action, operand string
+	if (cmd == "dlq" || cmd == "silence") && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		action, args = args[0], args[1:]
+	}
+	takesID := cmd == "silence" && action == "expire"
+	if takesID && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		operand, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -67,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, else JSON), text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	var destination, eventID, listen, secret, id *string
+	var silence app.SilenceCommand
+	var asJSON *bool
 	switch cmd {
 	case "test-notify":
 		destination = fs.String("destination", "", "destination name")
@@ -77,6 +89,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "dlq":
 		id = fs.String("id", "", "replay only this dead letter (webhook-id)")
 		destination = fs.String("destination", "", "replay only this destination's dead letters")
+	case "silence":
+		asJSON = silenceFlags(fs, &silence)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "nocbridge %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -91,8 +105,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitInvalid
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "nocbridge %s: unexpected argument %q\n", cmd, fs.Arg(0))
+	rest := fs.Args()
+	if takesID && operand == "" && len(rest) > 0 {
+		operand, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "nocbridge %s: unexpected argument %q\n", cmd, rest[0])
 		return exitInvalid
 	}
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
@@ -134,6 +152,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "dlq":
 		if err := app.DeadLetters(ctx, *configPath, action, *id, *destination, stdout); err != nil {
 			fmt.Fprintln(stderr, "nocbridge dlq:", err)
+			return exitCode(err)
+		}
+		return exitOK
+	case "silence":
+		silence.Action, silence.ID, silence.Table = action, operand, !*asJSON && onTerminal(stdout)
+		if err := app.Silence(ctx, *configPath, silence, stdout); err != nil {
+			fmt.Fprintln(stderr, "nocbridge silence:", err)
 			return exitCode(err)
 		}
 		return exitOK
@@ -192,7 +217,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lvl}
 	if format == "auto" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && isTerminal(f) {
+		if onTerminal(w) {
 			format = "text"
 		}
 	}
@@ -205,7 +230,58 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want auto, text or json", format)
 }
 
-func isTerminal(f *os.File) bool {
+func onTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// silenceFlags binds `silence`'s flags to c; the returned flag is --json.
+func silenceFlags(fs *flag.FlagSet, c *app.SilenceCommand) *bool {
+	fs.Var((*listFlag)(&c.Match.Devices), "device", "add: device name or glob (repeatable)")
+	fs.Var((*listFlag)(&c.Match.Sites), "site", "add: site (repeatable)")
+	fs.Var((*listFlag)(&c.Match.Roles), "role", "add: role (repeatable)")
+	fs.Var(labelFlag{&c.Match.Labels}, "label", "add: device label KEY=VALUE (repeatable)")
+	fs.Var((*listFlag)(&c.Match.EventIDs), "event-id", "add: event ID or glob such as NETWORK-INTERFACES-* (repeatable; default every event)")
+	fs.DurationVar(&c.For, "for", 0, "add: how long, from the start (2h, 30m)")
+	fs.StringVar(&c.Until, "until", "", "add: when it ends, RFC 3339 (instead of --for)")
+	fs.StringVar(&c.Start, "start", "", "add: when it starts, RFC 3339 (default now)")
+	fs.StringVar(&c.Comment, "comment", "", "add: why (required)")
+	fs.StringVar(&c.CreatedBy, "created-by", os.Getenv("USER"), "add: who asks")
+	return fs.Bool("json", false, "list: print JSON even on a terminal")
+}
+
+// listFlag is a flag that may be given more than once.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+// labelFlag collects KEY=VALUE flags into a map.
+type labelFlag struct{ m *map[string]string }
+
+func (l labelFlag) String() string {
+	if l.m == nil || len(*l.m) == 0 {
+		return ""
+	}
+	return fmt.Sprint(*l.m)
+}
+
+func (l labelFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, such as vendor=cisco")
+	}
+	if *l.m == nil {
+		*l.m = map[string]string{}
+	}
+	(*l.m)[k] = val
+	return nil
 }

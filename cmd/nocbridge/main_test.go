@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +37,14 @@ func TestCommands(t *testing.T) {
 		{"test-notify unknown destination", []string{"test-notify", "--config", "../../configs/nocbridge.yaml", "--destination", "nope"}, exitInvalid, "", `no destination "nope"`},
 		{"test-notify to the log destination", []string{"test-notify", "--config", "../../configs/nocbridge.yaml", "--destination", "noc-log"}, exitOK, "noc-log: delivered NETWORK-DEVICES-1-101", ""},
 		{"dlq unknown action", []string{"dlq", "purge", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", `want list or replay`},
+		{"silence unknown action", []string{"silence", "mute", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", `want add, list or expire`},
+		{"silence add without a match", []string{"silence", "add", "--config", "../../configs/nocbridge.yaml", "--for", "1h", "--comment", "c"}, exitInvalid, "", "say what to silence"},
+		{"silence add without an end", []string{"silence", "add", "--config", "../../configs/nocbridge.yaml", "--device", "sw1", "--comment", "c"}, exitInvalid, "", "give --for or --until"},
+		{"silence add with two ends", []string{"silence", "add", "--config", "../../configs/nocbridge.yaml", "--device", "sw1", "--for", "1h", "--until", "2026-12-12T22:00:00Z", "--comment", "c"}, exitInvalid, "", "give --for or --until"},
+		{"silence add with a bad time", []string{"silence", "add", "--config", "../../configs/nocbridge.yaml", "--device", "sw1", "--until", "tomorrow", "--comment", "c"}, exitInvalid, "", `--until "tomorrow": want an RFC 3339 time`},
+		{"silence add with a bad label", []string{"silence", "add", "--label", "vendor"}, exitInvalid, "", "want KEY=VALUE"},
+		{"silence expire without an ID", []string{"silence", "expire", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", "needs the silence's ID"},
+		{"silence expire with two IDs", []string{"silence", "expire", "a", "--config", "../../configs/nocbridge.yaml", "b"}, exitInvalid, "", `unexpected argument "b"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,5 +60,61 @@ func TestCommands(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tt.stderr, stderr.String())
 			}
 		})
+	}
+}
+
+// The silence commands reach the daemon's API with what the flags say.
+func TestSilenceThroughTheAPI(t *testing.T) {
+	var got []string // method path body
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got = append(got, r.Method+" "+r.URL.Path+" "+strings.TrimSpace(string(body)))
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.URL.Path == "/api/v1/silences/gone":
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"error":"silence \"gone\": no such silence"}`)
+		case r.Method == http.MethodGet:
+			_, _ = io.WriteString(w, `[{"id":"sil-1","state":"active"}]`)
+		default:
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, `{"id":"sil-1","ends_at":"2026-12-13T01:00:00Z"}`)
+		}
+	}))
+	defer srv.Close()
+	cfg := filepath.Join(t.TempDir(), "nocbridge.yaml")
+	if err := os.WriteFile(cfg, []byte("http:\n  listen: "+strings.TrimPrefix(srv.URL, "http://")+"\n  token: t0k3n-for-tests\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string
+		req    string
+	}{
+		{[]string{"silence", "add", "--config", cfg, "--device", "core-sw1", "--device", "core-sw2", "--site", "HQ", "--label", "vendor=cisco",
+			"--event-id", "NETWORK-*", "--start", "2026-12-12T22:00:00+01:00", "--until", "2026-12-13T02:00:00+01:00", "--comment", "CHG-7", "--created-by", "alice"},
+			exitOK, "sil-1\n",
+			`POST /api/v1/silences {"match":{"devices":["core-sw1","core-sw2"],"sites":["HQ"],"labels":{"vendor":"cisco"},"event_ids":["NETWORK-*"]},` +
+				`"starts_at":"2026-12-12T22:00:00+01:00","ends_at":"2026-12-13T02:00:00+01:00","comment":"CHG-7","created_by":"alice"}`},
+		{[]string{"silence", "add", "--config", cfg, "--role", "access", "--for", "90m", "--comment", "c", "--created-by", ""}, exitOK, "sil-1\n",
+			`POST /api/v1/silences {"match":{"roles":["access"]},"duration":"1h30m0s","comment":"c"}`},
+		{[]string{"silence", "list", "--config", cfg}, exitOK, `[{"id":"sil-1","state":"active"}]`, "GET /api/v1/silences "},
+		{[]string{"silence", "expire", "sil-1", "--config", cfg}, exitOK, "silence sil-1 expired at ", "DELETE /api/v1/silences/sil-1 "},
+		{[]string{"silence", "expire", "--config", cfg, "sil-1"}, exitOK, "silence sil-1 expired at ", "DELETE /api/v1/silences/sil-1 "},
+		{[]string{"silence", "expire", "gone", "--config", cfg}, exitInvalid, "", "DELETE /api/v1/silences/gone "},
+	}
+	for _, tt := range tests {
+		got = nil
+		var stdout, stderr bytes.Buffer
+		if code := run(tt.args, &stdout, &stderr); code != tt.code || !strings.HasPrefix(stdout.String(), tt.stdout) {
+			t.Errorf("%v: exit %d stdout %q stderr %q; want %d, %q", tt.args[:2], code, stdout.String(), stderr.String(), tt.code, tt.stdout)
+		}
+		if len(got) != 1 || got[0] != tt.req {
+			t.Errorf("%v: requests %q, want %q", tt.args[:2], got, tt.req)
+		}
+		if tt.code == exitInvalid && !strings.Contains(stderr.String(), `404 Not Found: silence "gone": no such silence`) {
+			t.Errorf("refused expire: stderr %q", stderr.String())
+		}
 	}
 }

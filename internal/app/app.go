@@ -20,6 +20,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/httpapi"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/observation"
@@ -51,6 +52,7 @@ type App struct {
 	dispatch *route.Dispatcher
 	alerts   *alert.Manager
 	noise    *noise.Gate
+	mutes    *mute.Set // maintenance windows and silences, for the noise gate
 	devices  *inventory.Live
 	states   *devstate.Tracker
 	queue    *observation.Queue
@@ -164,6 +166,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	goRun(&pipe, "http", func() error { return srv.Serve(pipeCtx) })
 	goRun(&pipe, "inventory", func() error { return a.devices.Run(pipeCtx) })
 	goRun(&pipe, "noise", func() error { return a.noise.Run(pipeCtx) })
+	goRun(&pipe, "silences", func() error { return a.mutes.Run(pipeCtx) })
 	// Alert state: resolve what vanished from config and send what was
 	// stored but not handed to the outbox before a crash.
 	if err := a.alerts.SetRules(ctx, gen.rules, gen.inventory); err != nil {
@@ -230,6 +233,13 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 	if a.queue, err = observation.NewQueue(queueSize, a.reg); err != nil {
 		return err
 	}
+	silences, err := a.store.Bucket(ctx, "silences")
+	if err != nil {
+		return fmt.Errorf("silences bucket: %w", err)
+	}
+	if a.mutes, err = mute.New(ctx, silences, gen.windows, mute.Options{Logger: a.log.With("component", "mute"), Registerer: a.reg}); err != nil {
+		return err
+	}
 	decisions, err := a.store.Bucket(ctx, "noise")
 	if err != nil {
 		return fmt.Errorf("noise-control bucket: %w", err)
@@ -238,18 +248,18 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 	// the evaluation goroutine and the gate's timers, after the sources'
 	// queue may be closed.
 	siteCtx := context.WithoutCancel(ctx)
-	a.noise, err = noise.New(ctx, noise.Options{Store: decisions, Next: a.dispatch,
+	a.noise, err = noise.New(ctx, noise.Options{Store: decisions, Next: a.dispatch, Mutes: a.mutes,
 		Emit:   func(o observation.Observation) { _ = a.alerts.Observe(siteCtx, o) },
 		Logger: a.log.With("component", "noise"), Registerer: a.reg})
 	if err != nil {
 		return err
 	}
 	a.noise.Configure(gen.cfg.Noise, gen.rules, gen.inventory)
-	bucket, err := a.store.Bucket(ctx, "alerts")
+	alerts, err := a.store.Bucket(ctx, "alerts")
 	if err != nil {
 		return fmt.Errorf("alert state bucket: %w", err)
 	}
-	if a.alerts, err = alert.New(ctx, bucket, a.noise, alert.Options{Logger: a.log.With("component", "alert"), Registerer: a.reg}); err != nil {
+	if a.alerts, err = alert.New(ctx, alerts, a.noise, alert.Options{Logger: a.log.With("component", "alert"), Registerer: a.reg}); err != nil {
 		return err
 	}
 	a.devices = inventory.NewLive(gen.inventory, a.log.With("component", "inventory"))
@@ -333,6 +343,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.dispatch.SetRouter(gen.router)
 	a.dispatch.SetEditors(gen.notifiers.Edits)
 	a.noise.Configure(gen.cfg.Noise, gen.rules, gen.inventory)
+	a.mutes.SetWindows(gen.windows)
 	old.notifiers.Close(a.log)
 	if a.icmp != nil {
 		a.icmp.SetTargets(icmp.Targets(gen.inventory))
@@ -393,7 +404,8 @@ func (a *App) apiDeps() httpapi.Deps {
 			}
 			return names
 		},
-		Outbox: a.outbox,
-		Token:  func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
+		Outbox:   a.outbox,
+		Silences: a.mutes,
+		Token:    func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
 	}
 }

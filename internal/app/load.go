@@ -5,6 +5,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/destinations"
 	"github.com/nocbridge/nocbridge/internal/outbox"
@@ -22,6 +23,7 @@ type generation struct {
 	notifiers    destinations.Set
 	destinations []outbox.Destination
 	traps        trap.Options // from config; the app adds what it wires
+	windows      []*mute.Window
 }
 
 // stateFor hands each destination its durable key/value space; nil when
@@ -38,6 +40,8 @@ func load(path, version string, logger *slog.Logger, state stateFor) (*generatio
 	var errs config.Errors
 	g := &generation{cfg: cfg, router: route.New(cfg.Subscriptions), inventory: inventory.New(cfg)}
 	g.rules, err = rules.Load(cfg.Rules)
+	errs = append(errs, config.AsErrors(err, path)...)
+	g.windows, err = mute.Compile(cfg.Maintenance)
 	errs = append(errs, config.AsErrors(err, path)...)
 	if g.traps, err = trap.OptionsFrom(cfg); err != nil {
 		errs = append(errs, config.Error{File: path, Msg: err.Error()})

@@ -35,6 +35,8 @@ const (
 	defaultRetryInitial       = time.Second
 	defaultRetryMax           = 5 * time.Minute
 	defaultRetryMaxAge        = 24 * time.Hour
+
+	defaultMaintenanceTimezone = "Local" // time.LoadLocation's name for the machine's zone
 )
 
 // applyDefaults fills in every setting the file leaves out:
@@ -53,6 +55,7 @@ const (
 //	subscriptions                send_resolved true
 //	noise.flap                   changes 5, window 15m
 //	noise.site_outage            window 1m, min_devices 3, ratio 0.5
+//	maintenance                  timezone Local (the machine's time zone)
 //
 // set reports whether the file gives the key at a path: numbers default only
 // when absent, because an explicit 0 means something (retries: 0, no limit)
@@ -121,6 +124,9 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 			yes := true
 			c.Subscriptions[i].SendResolved = &yes
 		}
+	}
+	for i := range c.Maintenance {
+		defaultString(&c.Maintenance[i].Timezone, defaultMaintenanceTimezone)
 	}
 }
 

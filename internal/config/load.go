@@ -150,6 +150,9 @@ func (l *loader) setLines(c *Config) {
 	for i := range c.Subscriptions {
 		c.Subscriptions[i].Line = l.line("subscriptions", i)
 	}
+	for i := range c.Maintenance {
+		c.Maintenance[i].Line = l.line("maintenance", i)
+	}
 	for name, p := range c.SNMP.Profiles {
 		p.Line = l.line("snmp", "profiles", name)
 		c.SNMP.Profiles[name] = p

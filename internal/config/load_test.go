@@ -67,6 +67,27 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-icmp.yaml:4: icmp: count 101 must be 1..100 echoes per round`,
 		`testdata/invalid-icmp.yaml:5: icmp: privileged "sometimes" must be auto, true or false`,
 	},
+	"invalid-maintenance.yaml": {
+		`testdata/invalid-maintenance.yaml:3: maintenance "weekly" match: devices[0] "core-\\" is not a valid glob: syntax error in pattern`,
+		`testdata/invalid-maintenance.yaml:4: maintenance "weekly": every "sunday 02:00": day "sunday" must be one of sun, mon, tue, wed, thu, fri, sat; write "sun 02:00" (weekly, mon..sun) or "02:00" (daily)`,
+		`testdata/invalid-maintenance.yaml:6: maintenance "weekly": timezone "Europe/Berln" is not a known IANA time zone such as Europe/Berlin`,
+		`testdata/invalid-maintenance.yaml:7: duplicate maintenance name "weekly" (first at line 2)`,
+		`testdata/invalid-maintenance.yaml:8: maintenance "weekly" match: event_ids[0] "NETWORK-[" is not a valid glob: syntax error in pattern`,
+		`testdata/invalid-maintenance.yaml:9: maintenance "weekly": every "25:00": time "25:00" must be HH:MM, 00:00 to 23:59; write "sun 02:00" (weekly, mon..sun) or "02:00" (daily)`,
+		`testdata/invalid-maintenance.yaml:10: maintenance "weekly": duration must be positive`,
+		`testdata/invalid-maintenance.yaml:13: maintenance "no-duration": every needs duration, how long each window lasts`,
+		`testdata/invalid-maintenance.yaml:17: maintenance "too-long": duration 24h0m0s must be shorter than a day, the time from one window to the next; use start and end for a longer one`,
+		`testdata/invalid-maintenance.yaml:20: maintenance "both": every and start/end exclude each other: every repeats the window, start and end give a single one`,
+		`testdata/invalid-maintenance.yaml:24: maintenance "neither": set every (with duration) for a recurring window, or start and end for a single one`,
+		`testdata/invalid-maintenance.yaml:29: maintenance "backwards": end 2026-12-12T22:00:00+01:00 must be after start 2026-12-13T02:00:00+01:00`,
+		`testdata/invalid-maintenance.yaml:30: maintenance "backwards": duration goes with every; a single window ends at end`,
+		`testdata/invalid-maintenance.yaml:33: maintenance "bad-times": start "2026-12-12 22:00" must be an RFC 3339 time such as 2026-12-12T22:00:00+01:00`,
+		`testdata/invalid-maintenance.yaml:34: maintenance "bad-times": end "tomorrow" must be an RFC 3339 time such as 2026-12-12T22:00:00+01:00`,
+		`testdata/invalid-maintenance.yaml:37: maintenance "half": start needs end`,
+		`testdata/invalid-maintenance.yaml:38: maintenance[9]: name is required`,
+		`testdata/invalid-maintenance.yaml:38: maintenance[9]: match is empty, which would mute every alert; name devices, sites, roles, labels or event_ids (devices: ["*"] means every device)`,
+		`testdata/invalid-maintenance.yaml:42: unknown key "device" in maintenance "unknown-key" match (known: devices, event_ids, labels, roles, sites)`,
+	},
 	"invalid-not-a-mapping.yaml": {
 		`testdata/invalid-not-a-mapping.yaml:1: the config must be a mapping of settings (state_dir, http, devices, …), not a list`,
 	},
@@ -135,7 +156,7 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-types.yaml:23: subscription "all" filter: severities[1] must be an integer, not a string`,
 	},
 	"invalid-unknown-keys.yaml": {
-		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: destinations, devices, external_url, http, icmp, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
+		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: destinations, devices, external_url, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
 		`testdata/invalid-unknown-keys.yaml:6: unknown key "intervall" in icmp (known: count, interval, privileged, timeout)`,
 		`testdata/invalid-unknown-keys.yaml:12: unknown key "salt" in snmp profile "core-v3" auth (known: passphrase, passphrase_file, protocol)`,
 		`testdata/invalid-unknown-keys.yaml:16: unknown key "adress" in device "sw1" (known: address, icmp, labels, name, parents, role, site, snmp)`,
@@ -257,6 +278,12 @@ func TestLoadFull(t *testing.T) {
 			Flap:       Flap{Changes: 5, Window: Duration(15 * time.Minute)},
 			SiteOutage: SiteOutage{Window: Duration(time.Minute), MinDevices: 3, Ratio: 0.5},
 		},
+		Maintenance: []Maintenance{
+			{Name: "sunday-patching", Match: Match{Selector: Selector{Sites: []string{"HQ"}, Roles: []string{"access"}}, EventIDs: []string{"NETWORK-*"}},
+				Every: "sun 02:00", Duration: d("2h"), Timezone: "Europe/Berlin", Line: 95},
+			{Name: "core-upgrade", Match: Match{Selector: Selector{Devices: []string{"core-sw1"}}},
+				Start: "2026-12-12T22:00:00+01:00", End: "2026-12-13T02:00:00+01:00", Timezone: "Local", Line: 100},
+		},
 	}
 
 	// The destinations' nodes hold their type-specific keys, for notify.
@@ -333,6 +360,9 @@ func lines(c *Config) string {
 	}
 	for _, s := range c.Subscriptions {
 		fmt.Fprintf(&b, "subscription %s:%d ", s.Name, s.Line)
+	}
+	for _, m := range c.Maintenance {
+		fmt.Fprintf(&b, "maintenance %s:%d ", m.Name, m.Line)
 	}
 	for _, name := range sortedKeys(c.SNMP.Profiles) {
 		fmt.Fprintf(&b, "profile %s:%d ", name, c.SNMP.Profiles[name].Line)
@@ -833,7 +863,7 @@ devices:
     name: sw2
 `)
 	_, err := Load(path)
-	if want := path + `:2: unknown key "x-retry" (known: destinations, devices, external_url, http, icmp, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
+	if want := path + `:2: unknown key "x-retry" (known: destinations, devices, external_url, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
 		t.Fatalf("error %v, want %s", err, want)
 	}
 	b, _ := os.ReadFile(path)

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,7 +39,8 @@ type Config struct {
 	Destinations  []Destination  `yaml:"destinations"`
 	Subscriptions []Subscription `yaml:"subscriptions"`
 
-	Noise Noise `yaml:"noise"` // noise control (SPEC 11)
+	Noise       Noise         `yaml:"noise"` // noise control (SPEC 11)
+	Maintenance []Maintenance `yaml:"maintenance"`
 }
 
 // HTTP is the API / metrics listener.
@@ -251,22 +253,19 @@ type Filter struct {
 	Categories []string         `yaml:"categories"`
 }
 
-// Selector picks devices, as rules' `match`, subscriptions' filters and
-// maintenance windows write it: every non-empty field must match; device
-// names are globs (path.Match).
+// Selector picks devices, as rules' `match`, subscriptions' filters,
+// maintenance windows and silences write it: every non-empty field must
+// match; device names are globs (path.Match).
 type Selector struct {
-	Devices []string          `yaml:"devices"`
-	Sites   []string          `yaml:"sites"`
-	Roles   []string          `yaml:"roles"`
-	Labels  map[string]string `yaml:"labels"`
+	Devices []string          `yaml:"devices" json:"devices,omitempty"`
+	Sites   []string          `yaml:"sites" json:"sites,omitempty"`
+	Roles   []string          `yaml:"roles" json:"roles,omitempty"`
+	Labels  map[string]string `yaml:"labels" json:"labels,omitempty"`
 }
 
 // Matches reports whether a device with these attributes is selected.
 func (s Selector) Matches(name, site, role string, labels map[string]string) bool {
-	if len(s.Devices) > 0 && !slices.ContainsFunc(s.Devices, func(g string) bool {
-		ok, _ := path.Match(g, name)
-		return ok
-	}) {
+	if len(s.Devices) > 0 && !anyGlob(s.Devices, name) {
 		return false
 	}
 	if len(s.Sites) > 0 && !slices.Contains(s.Sites, site) {
@@ -281,6 +280,143 @@ func (s Selector) Matches(name, site, role string, labels map[string]string) boo
 		}
 	}
 	return true
+}
+
+// anyGlob reports whether s matches one of globs (path.Match).
+func anyGlob(globs []string, s string) bool {
+	return slices.ContainsFunc(globs, func(g string) bool {
+		ok, _ := path.Match(g, s)
+		return ok
+	})
+}
+
+// Maintenance is a planned window in which the alerts it matches are muted
+// (SPEC 11.4): recurring (every with duration) or once (start and end).
+type Maintenance struct {
+	Name  string `yaml:"name"`
+	Match Match  `yaml:"match"`
+	// Every is "sun 02:00" (weekly, mon..sun) or "02:00" (daily), wall-clock
+	// time in Timezone; ParseEvery reads it.
+	Every    string   `yaml:"every"`
+	Duration Duration `yaml:"duration"`
+	// Start and End are RFC 3339 times, for a single window.
+	Start string `yaml:"start"`
+	End   string `yaml:"end"`
+	// Timezone is an IANA name for time.LoadLocation; "Local" by default.
+	Timezone string `yaml:"timezone"`
+	Line     int    `yaml:"-"`
+}
+
+// Match is what a maintenance window or a silence mutes: the devices the
+// selector picks and, when EventIDs is set, only those events (globs). An
+// empty Match would mute everything, so validation refuses it; muting
+// everything is written devices: ["*"].
+type Match struct {
+	Selector `yaml:",inline"`
+	EventIDs []string `yaml:"event_ids" json:"event_ids,omitempty"`
+}
+
+// Empty reports whether no field is set.
+func (m Match) Empty() bool {
+	return len(m.Devices) == 0 && len(m.Sites) == 0 && len(m.Roles) == 0 && len(m.Labels) == 0 && len(m.EventIDs) == 0
+}
+
+// MatchesEvent reports whether the event ID is one Match covers.
+func (m Match) MatchesEvent(eventID string) bool {
+	return len(m.EventIDs) == 0 || anyGlob(m.EventIDs, eventID)
+}
+
+// BadGlob is an entry of a match's devices or event_ids that is not a
+// valid glob.
+type BadGlob struct {
+	Key   string // devices | event_ids
+	Index int
+	Glob  string
+	Err   error
+}
+
+func (g BadGlob) String() string {
+	return fmt.Sprintf("%s[%d] %q is not a valid glob: %v", g.Key, g.Index, g.Glob, g.Err)
+}
+
+// InvalidGlobs lists the entries of event_ids and devices that are not
+// valid globs, in that order.
+func (m Match) InvalidGlobs() []BadGlob {
+	var out []BadGlob
+	for _, globs := range []struct {
+		key  string
+		list []string
+	}{{"event_ids", m.EventIDs}, {"devices", m.Devices}} {
+		for i, g := range globs.list {
+			if _, err := path.Match(g, ""); err != nil {
+				out = append(out, BadGlob{Key: globs.key, Index: i, Glob: g, Err: err})
+			}
+		}
+	}
+	return out
+}
+
+// String is the match as people read it: "devices=core-sw1,core-sw2 sites=HQ".
+func (m Match) String() string {
+	var parts []string
+	for _, f := range []struct {
+		key  string
+		list []string
+	}{{"devices", m.Devices}, {"sites", m.Sites}, {"roles", m.Roles}} {
+		if len(f.list) > 0 {
+			parts = append(parts, f.key+"="+strings.Join(f.list, ","))
+		}
+	}
+	for _, k := range sortedKeys(m.Labels) {
+		parts = append(parts, "label:"+k+"="+m.Labels[k])
+	}
+	if len(m.EventIDs) > 0 {
+		parts = append(parts, "event_ids="+strings.Join(m.EventIDs, ","))
+	}
+	return strings.Join(parts, " ")
+}
+
+// Recurrence is a parsed `every`: a wall-clock time each day, or each week
+// on one day.
+type Recurrence struct {
+	Daily        bool
+	Weekday      time.Weekday // when not Daily
+	Hour, Minute int
+}
+
+var clockRE = regexp.MustCompile(`^([01]?[0-9]|2[0-3]):([0-5][0-9])$`)
+
+var weekdays = []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"} // time.Weekday order
+
+// ParseEvery reads "sun 02:00" (weekly; day names mon..sun, any case) or
+// "02:00" (daily).
+func ParseEvery(s string) (Recurrence, error) {
+	var r Recurrence
+	clock := strings.TrimSpace(s)
+	if day, rest, ok := strings.Cut(clock, " "); ok {
+		i := slices.Index(weekdays, strings.ToLower(day))
+		if i < 0 {
+			return r, fmt.Errorf("day %q must be one of %s", day, strings.Join(weekdays, ", "))
+		}
+		r.Weekday, clock = time.Weekday(i), strings.TrimSpace(rest)
+	} else {
+		r.Daily = true
+	}
+	m := clockRE.FindStringSubmatch(clock)
+	if m == nil {
+		return r, fmt.Errorf("time %q must be HH:MM, 00:00 to 23:59", clock)
+	}
+	r.Hour, _ = strconv.Atoi(m[1])
+	r.Minute, _ = strconv.Atoi(m[2])
+	return r, nil
+}
+
+// Period is the time between occurrences on the wall clock.
+func (r Recurrence) Period() time.Duration {
+	if r.Daily {
+		return 24 * time.Hour
+	}
+	return 7 * 24 * time.Hour
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s").

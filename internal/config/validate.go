@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -27,6 +26,7 @@ func (l *loader) validate(c *Config) {
 	l.validateDestinations(c)
 	l.validateSubscriptions(c)
 	l.validateNoise(c)
+	l.validateMaintenance(c)
 }
 
 func (l *loader) validateTop(c *Config) {
@@ -278,19 +278,27 @@ func (l *loader) validateTraps(c *Config) {
 	}
 }
 
+// named checks the name of entry i of the list at key: required, and
+// unique (first maps each name to its first entry's index). It returns how
+// messages name the entry.
+func (l *loader) named(kind, key string, i int, name string, first map[string]int) string {
+	where := itemWhere(kind, name, fmt.Sprintf("%s[%d]", key, i))
+	switch j, dup := first[name]; {
+	case name == "":
+		l.bad(l.line(key, i, "name"), "%s: name is required", where)
+	case dup:
+		l.bad(l.line(key, i, "name"), "duplicate %s name %q (first at line %d)", kind, name, l.line(key, j))
+	default:
+		first[name] = i
+	}
+	return where
+}
+
 func (l *loader) validateDevices(c *Config) {
 	first := map[string]int{} // name → index
 	for i, d := range c.Devices {
-		where := itemWhere("device", d.Name, fmt.Sprintf("devices[%d]", i))
+		where := l.named("device", "devices", i, d.Name, first)
 		at := func(keys ...any) int { return l.line(append([]any{"devices", i}, keys...)...) }
-		switch j, dup := first[d.Name]; {
-		case d.Name == "":
-			l.bad(at("name"), "%s: name is required", where)
-		case dup:
-			l.bad(at("name"), "duplicate device name %q (first at line %d)", d.Name, c.Devices[j].Line)
-		default:
-			first[d.Name] = i
-		}
 		switch {
 		case d.Address == "":
 			l.bad(at("address"), "%s: address is required", where)
@@ -382,16 +390,8 @@ func (l *loader) checkParentCycles(c *Config, index map[string]int) {
 func (l *loader) validateDestinations(c *Config) {
 	first := map[string]int{}
 	for i, d := range c.Destinations {
-		where := itemWhere("destination", d.Name, fmt.Sprintf("destinations[%d]", i))
+		where := l.named("destination", "destinations", i, d.Name, first)
 		at := func(keys ...any) int { return l.line(append([]any{"destinations", i}, keys...)...) }
-		switch j, dup := first[d.Name]; {
-		case d.Name == "":
-			l.bad(at("name"), "%s: name is required", where)
-		case dup:
-			l.bad(at("name"), "duplicate destination name %q (first at line %d)", d.Name, c.Destinations[j].Line)
-		default:
-			first[d.Name] = i
-		}
 		if d.Type == "" {
 			l.bad(at("type"), "%s: type is required (webhook, slack, pagerduty, log, …)", where)
 		}
@@ -434,16 +434,8 @@ func (l *loader) validateSubscriptions(c *Config) {
 	}
 	first := map[string]int{}
 	for i, s := range c.Subscriptions {
-		where := itemWhere("subscription", s.Name, fmt.Sprintf("subscriptions[%d]", i))
+		where := l.named("subscription", "subscriptions", i, s.Name, first)
 		at := func(keys ...any) int { return l.line(append([]any{"subscriptions", i}, keys...)...) }
-		switch j, dup := first[s.Name]; {
-		case s.Name == "":
-			l.bad(at("name"), "%s: name is required", where)
-		case dup:
-			l.bad(at("name"), "duplicate subscription name %q (first at line %d)", s.Name, c.Subscriptions[j].Line)
-		default:
-			first[s.Name] = i
-		}
 		if len(s.Destinations) == 0 {
 			l.bad(at("destinations"), "%s: needs at least one destination", where)
 		}
@@ -463,16 +455,82 @@ func (l *loader) validateSubscriptions(c *Config) {
 				l.bad(at("filter", "categories", j), "%s filter: category %q must be one of %s", where, cat, strings.Join(categories, ", "))
 			}
 		}
-		for _, globs := range []struct {
-			key  string
-			list []string
-		}{{"event_ids", f.EventIDs}, {"devices", f.Devices}} {
-			for j, g := range globs.list {
-				if _, err := path.Match(g, ""); err != nil {
-					l.bad(at("filter", globs.key, j), "%s filter: %s[%d] %q is not a valid glob: %v", where, globs.key, j, g, err)
-				}
-			}
+		l.checkGlobs(where+" filter", []any{"subscriptions", i, "filter"}, f.Selector, f.EventIDs)
+	}
+}
+
+// checkGlobs reports each invalid device or event_ids glob, under the
+// entry at keys.
+func (l *loader) checkGlobs(where string, keys []any, sel Selector, eventIDs []string) {
+	for _, g := range (Match{Selector: sel, EventIDs: eventIDs}).InvalidGlobs() {
+		l.bad(l.line(append(slices.Clone(keys), g.Key, g.Index)...), "%s: %s", where, g)
+	}
+}
+
+func (l *loader) validateMaintenance(c *Config) {
+	first := map[string]int{}
+	for i, m := range c.Maintenance {
+		where := l.named("maintenance", "maintenance", i, m.Name, first)
+		at := func(keys ...any) int { return l.line(append([]any{"maintenance", i}, keys...)...) }
+		has := func(key string) bool { return l.has("maintenance", i, key) }
+		if m.Match.Empty() {
+			l.bad(at("match"), `%s: match is empty, which would mute every alert; name devices, sites, roles, labels or event_ids (devices: ["*"] means every device)`, where)
 		}
+		l.checkGlobs(where+" match", []any{"maintenance", i, "match"}, m.Match.Selector, m.Match.EventIDs)
+		if _, err := time.LoadLocation(m.Timezone); err != nil {
+			l.bad(at("timezone"), "%s: timezone %q is not a known IANA time zone such as Europe/Berlin", where, m.Timezone)
+		}
+		every, once := has("every"), has("start") || has("end")
+		switch {
+		case every && once:
+			l.bad(at("every"), "%s: every and start/end exclude each other: every repeats the window, start and end give a single one", where)
+		case every:
+			l.checkRecurring(where, m, at, has)
+		case once:
+			l.checkOnce(where, m, at, has)
+		default:
+			l.bad(at(), "%s: set every (with duration) for a recurring window, or start and end for a single one", where)
+		}
+	}
+}
+
+// checkRecurring checks a window given by every and duration.
+func (l *loader) checkRecurring(where string, m Maintenance, at func(keys ...any) int, has func(string) bool) {
+	r, err := ParseEvery(m.Every)
+	if err != nil {
+		l.bad(at("every"), `%s: every %q: %v; write "sun 02:00" (weekly, mon..sun) or "02:00" (daily)`, where, m.Every, err)
+	}
+	switch {
+	case !has("duration"):
+		l.bad(at("every"), "%s: every needs duration, how long each window lasts", where)
+	case m.Duration <= 0:
+		l.bad(at("duration"), "%s: duration must be positive", where)
+	case err == nil && m.Duration.D() >= r.Period():
+		l.bad(at("duration"), "%s: duration %s must be shorter than a %s, the time from one window to the next; use start and end for a longer one",
+			where, m.Duration, map[bool]string{true: "day", false: "week"}[r.Daily])
+	}
+}
+
+// checkOnce checks a window given by start and end.
+func (l *loader) checkOnce(where string, m Maintenance, at func(keys ...any) int, has func(string) bool) {
+	if has("duration") {
+		l.bad(at("duration"), "%s: duration goes with every; a single window ends at end", where)
+	}
+	parse := func(key, other, v string) (time.Time, bool) {
+		if v == "" {
+			l.bad(at(other), "%s: %s needs %s", where, other, key)
+			return time.Time{}, false
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			l.bad(at(key), "%s: %s %q must be an RFC 3339 time such as 2026-12-12T22:00:00+01:00", where, key, v)
+		}
+		return t, err == nil
+	}
+	start, okStart := parse("start", "end", m.Start)
+	end, okEnd := parse("end", "start", m.End)
+	if okStart && okEnd && !end.After(start) {
+		l.bad(at("end"), "%s: end %s must be after start %s", where, m.End, m.Start)
 	}
 }
 

@@ -57,7 +57,23 @@ func (c *Client) Call(ctx context.Context, method, path string, body any) ([]byt
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		msg := strings.TrimSpace(string(b))
+		var answer struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &answer) == nil && answer.Error != "" {
+			msg = answer.Error // the API's own words, without the JSON around them
+		}
+		return nil, &APIError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", resp.Status, msg)}
 	}
 	return b, nil
 }
+
+// APIError is an answer other than 2xx: its status code, and the status
+// line with the API's message.
+type APIError struct {
+	Status int
+	Msg    string
+}
+
+func (e *APIError) Error() string { return e.Msg }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -27,6 +28,8 @@ func TestClientCall(t *testing.T) {
 			_, _ = w.Write([]byte(`{"replayed":1}`))
 		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/deadletters":
 			_, _ = w.Write([]byte(`[]`))
+		case r.URL.Path == "/api/v1/refused":
+			writeError(w, http.StatusBadRequest, "comment is required")
 		default:
 			http.Error(w, "no such thing", http.StatusNotFound)
 		}
@@ -44,6 +47,11 @@ func TestClientCall(t *testing.T) {
 	_, err := c.Call(ctx, http.MethodGet, "/api/v1/nothing", nil)
 	if err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "no such thing") {
 		t.Errorf("a 404 answer: %v; want an error with the status and the message", err)
+	}
+	_, err = c.Call(ctx, http.MethodPost, "/api/v1/refused", map[string]string{})
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != 400 || err.Error() != "400 Bad Request: comment is required" {
+		t.Errorf("a JSON error answer: %v; want an APIError with the status and the API's message alone", err)
 	}
 	down := NewClient(&config.Config{HTTP: config.HTTP{Listen: "127.0.0.1:1"}})
 	if _, err := down.Call(ctx, http.MethodGet, "/api/v1/deadletters", nil); err == nil || !strings.Contains(err.Error(), "is nocbridge running on 127.0.0.1:1") {

@@ -1,6 +1,6 @@
-// Package httpapi serves health, metrics, the read-only JSON API and the
-// dead-letter replay endpoint, and holds the client the CLI's commands on a
-// running daemon use (Client).
+// Package httpapi serves health, metrics, the read-only JSON API, the
+// dead-letter replay and silence endpoints, and holds the client the CLI's
+// commands on a running daemon use (Client).
 package httpapi
 
 import (
@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/alert"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/devstate"
+	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/outbox"
 )
@@ -60,6 +62,13 @@ func (d Deps) alerts() []alertView {
 	return out
 }
 
+// Silences is what the silence endpoints read and change (mute.Set).
+type Silences interface {
+	Add(ctx context.Context, n mute.NewSilence) (mute.Silence, error)
+	List() []mute.Silence
+	Expire(ctx context.Context, id string) (mute.Silence, error)
+}
+
 // Deps are the read models the API serves.
 type Deps struct {
 	Logger       *slog.Logger
@@ -70,6 +79,7 @@ type Deps struct {
 	Destinations func() []string
 	Outbox       Outbox
 	Noise        Noise
+	Silences     Silences
 	// Token guards mutating endpoints; empty disables them.
 	Token func() config.Secret
 }
@@ -135,13 +145,8 @@ func Handler(d Deps) http.Handler {
 			ID          string `json:"id"`
 			Destination string `json:"destination"`
 		}
-		if r.ContentLength != 0 {
-			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
-				return
-			}
+		if r.ContentLength != 0 && !decodeJSON(w, r, &req) {
+			return
 		}
 		if req.ID != "" {
 			if err := d.Outbox.Replay(r.Context(), req.ID); err != nil {
@@ -161,6 +166,27 @@ func Handler(d Deps) http.Handler {
 			return
 		}
 		writeJSON(w, map[string]int{"replayed": n})
+	}))
+	mux.HandleFunc("GET /api/v1/silences", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.Silences.List()) })
+	mux.HandleFunc("POST /api/v1/silences", d.authorized(func(w http.ResponseWriter, r *http.Request) {
+		var req mute.NewSilence
+		if !decodeJSON(w, r, &req) {
+			return
+		}
+		sl, err := d.Silences.Add(r.Context(), req)
+		if err != nil {
+			writeError(w, silenceStatus(err), err.Error())
+			return
+		}
+		writeJSONStatus(w, http.StatusCreated, sl)
+	}))
+	mux.HandleFunc("DELETE /api/v1/silences/{id}", d.authorized(func(w http.ResponseWriter, r *http.Request) {
+		sl, err := d.Silences.Expire(r.Context(), r.PathValue("id"))
+		if err != nil {
+			writeError(w, silenceStatus(err), err.Error())
+			return
+		}
+		writeJSON(w, sl)
 	}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		devs := d.Devices()
@@ -192,8 +218,43 @@ func (d Deps) authorized(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+// decodeJSON reads a small JSON body into v, refusing unknown fields and
+// anything after the value; on a problem it answers 400 and returns false.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, "invalid JSON body: the body is empty")
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid JSON body: larger than %d bytes", maxBody))
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+	}
+	return err == nil
+}
+
+// silenceStatus is the answer's status for a silence call that failed.
+func silenceStatus(err error) int {
+	switch {
+	case errors.Is(err, mute.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, mute.ErrNotFound):
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
