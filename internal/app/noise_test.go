@@ -1,6 +1,8 @@
 package app
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 	"github.com/nocbridge/nocbridge/internal/testutil/netns"
 )
@@ -201,4 +204,52 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestSilenceMutesThenReleasesOverVeth: a device silenced with the CLI goes
+// down (real ICMP over a veth): its alert is held, shown muted in the API;
+// ending the silence sends it at once, and its resolve follows.
+func TestSilenceMutesThenReleasesOverVeth(t *testing.T) {
+	requireICMP(t)
+	dev := netns.New(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	path := writeConfig(t, t.TempDir(), testConfig{ReceiverURL: rcv.srv.URL, Device: dev.Addr.String(), Listen: freePort(t),
+		Token: "mute-test-token", RuleWhen: "loss == 100", RuleClear: "loss == 0"})
+	a, _ := startApp(t, path)
+	ctx := context.Background()
+	var out bytes.Buffer
+	if err := Silence(ctx, path, SilenceCommand{Action: "add", Match: config.Match{Selector: config.Selector{Devices: []string{"dut"}}},
+		For: time.Hour, Comment: "CHG-7 replacing the uplink"}, &out); err != nil {
+		t.Fatalf("silence add: %v", err)
+	}
+	id := strings.TrimSpace(out.String())
+	dev.LinkDown(t)
+	var alerts []struct {
+		EventID string   `json:"event_id"`
+		State   string   `json:"state"`
+		MutedBy []string `json:"muted_by"`
+	}
+	waitUntil(t, 10*time.Second, "the muted alert", func() bool {
+		getJSON(t, fmt.Sprintf("http://%s/api/v1/alerts", a.HTTPAddr()), &alerts)
+		return len(alerts) == 1 && alerts[0].State == "firing" && len(alerts[0].MutedBy) == 1
+	})
+	if alerts[0].MutedBy[0] != "silence "+id {
+		t.Errorf("muted by %v, want the silence %s", alerts[0].MutedBy, id)
+	}
+	time.Sleep(2 * time.Second)
+	if got := rcv.deliveries(); len(got) != 0 {
+		t.Fatalf("silenced: receiver got %+v", got)
+	}
+	ended := time.Now()
+	if err := Silence(ctx, path, SilenceCommand{Action: "expire", ID: id}, &out); err != nil {
+		t.Fatalf("silence expire: %v", err)
+	}
+	got := rcv.waitFor(5*time.Second, "the released active", func(ds []delivery) bool { return len(ds) == 1 })
+	if d := got[0].At.Sub(ended); d > 1500*time.Millisecond {
+		t.Errorf("active sent %v after the silence ended, want within a second or so", d)
+	}
+	dev.LinkUp(t)
+	rcv.waitFor(10*time.Second, "the resolve", func(ds []delivery) bool {
+		return len(ds) == 2 && ds[1].Status == "resolved" && ds[1].InstanceID == ds[0].InstanceID
+	})
 }
