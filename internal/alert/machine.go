@@ -155,8 +155,10 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 	} else if !m.unsentRetry.IsZero() {
 		consider(m.unsentRetry)
 	}
-	for _, k := range m.sortedKeys() {
-		in := m.instances[k]
+	// Map order: a deadline scan of ten thousand alerts in an outage must
+	// not sort them on every wake; transitions of different alerts are
+	// independent, and one alert has at most one per scan.
+	for k, in := range m.instances {
 		if in.Unsent != nil {
 			// A transition the store or the outbox refused: handed over
 			// again here rather than only at the next start or reload.

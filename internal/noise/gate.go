@@ -1,6 +1,7 @@
 package noise
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -51,7 +52,8 @@ type record struct {
 	Active   bool        `json:"active,omitempty"` // the true state, as last dispatched
 	Last     string      `json:"last,omitempty"`   // instance id and status last decided: a replay is not a change
 
-	stored bool // a version of it is in the store
+	stored     bool   // a version of it is in the store
+	storedJSON []byte // that version: an unchanged record is not written again
 
 	// shown is the active receivers have with details["Affected Devices"]
 	// (shownCount devices, sent or updated at updated): as more devices
@@ -59,6 +61,8 @@ type record struct {
 	shown      *event.Event
 	shownCount int
 	updated    time.Time
+
+	judged uint64 // the gate's gen when the timers last judged it
 }
 
 // managed: the record holds something the alert manager does not know, so
@@ -74,6 +78,7 @@ func alertKey(ev event.Event) string {
 type step struct {
 	send    *event.Event // dispatch this
 	to      []string     // a resolve's destinations
+	dirty   bool         // the record changed: store it
 	told    bool         // the sent active becomes the record's Told
 	release bool         // the held active went out: the record holds nothing more
 	clear   bool         // the sent resolve ends the record's Told
@@ -122,9 +127,16 @@ func (g *Gate) apply(ctx context.Context, k string, rec *record, st step) ([]str
 		rec.Held, rec.Reason, rec.By = nil, "", nil
 		rec.HeldAt, rec.Deadline, rec.Back, rec.Rejudge, rec.Eligible = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	}
+	if st.send == nil && !st.dirty && !st.told && !st.clear && !st.release {
+		g.mu.Unlock()
+		return st.result, nil // nothing changed: nothing to store
+	}
 	snapshot, del := g.snapshotLocked(k, rec)
 	g.mu.Unlock()
 	if err := g.persist(ctx, k, snapshot, del); err != nil {
+		g.mu.Lock()
+		rec.storedJSON = nil // not what the store holds: write it again next time
+		g.mu.Unlock()
 		return nil, err
 	}
 	if st.pass {
@@ -156,24 +168,26 @@ func (g *Gate) decideLocked(k string, ev event.Event, resolveTo []string) (step,
 
 	if ev.Status == event.StatusResolved {
 		rec.shown = nil
-		return g.decideResolveLocked(rec, ev, resolveTo), rec
+		st := g.decideResolveLocked(rec, ev, resolveTo)
+		st.dirty = true
+		return st, rec
 	}
 	switch {
 	case rec.Held != nil && rec.Held.InstanceID == ev.InstanceID:
-		return step{}, rec // a replay of what is held
+		return step{dirty: true}, rec // a replay of what is held
 	case rec.Told != nil && rec.Told.InstanceID == ev.InstanceID:
-		return step{result: rec.ToldTo}, rec // a replay of what was sent
+		return step{result: rec.ToldTo, dirty: true}, rec // a replay of what was sent
 	}
 	// An unreachable device, a pending verdict or a mute keeps an active
 	// back whether or not the key flaps: the flapping of a device behind a
 	// flapping parent is the parent's.
 	if reason, by := g.holdReasonLocked(dev, ev, now); reason != "" {
 		g.holdLocked(rec, ev, reason, by, now, dev)
-		return step{}, rec
+		return step{dirty: true}, rec
 	}
 	if rec.Flapping {
 		if rec.Told != nil {
-			return step{}, rec // receivers already have an active of this key
+			return step{dirty: true}, rec // receivers already have an active of this key
 		}
 		flag := ev
 		flag.Details = maps.Clone(ev.Details)
@@ -410,7 +424,7 @@ func (g *Gate) snapshotLocked(k string, rec *record) ([]byte, bool) {
 		if !rec.stored {
 			return nil, false
 		}
-		rec.stored = false
+		rec.stored, rec.storedJSON = false, nil
 		return nil, true
 	}
 	b, err := json.Marshal(rec)
@@ -418,7 +432,10 @@ func (g *Gate) snapshotLocked(k string, rec *record) ([]byte, bool) {
 		g.log.Error("encoding a noise record", "event_id", rec.EventID, "device", rec.Device, "err", err)
 		return nil, false
 	}
-	rec.stored = true
+	if rec.stored && bytes.Equal(b, rec.storedJSON) {
+		return nil, false // nothing new to write
+	}
+	rec.stored, rec.storedJSON = true, b
 	return b, false
 }
 
@@ -449,7 +466,7 @@ func (g *Gate) load(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("noise record %s: %w", k, err))
 			continue
 		}
-		rec.stored = true
+		rec.stored, rec.storedJSON = true, b
 		g.recs[k] = rec
 	}
 	for _, err := range errs {
@@ -462,12 +479,17 @@ func (g *Gate) load(ctx context.Context) error {
 // came back, the device's first round since: counted from it, a device
 // still failing is told after its rule's `for` (SPEC 11.1).
 func (g *Gate) rejudgeLocked(device string, at time.Time) {
-	for _, rec := range g.recs {
-		if rec.Device != device || rec.Held == nil || rec.Back.IsZero() || !rec.Rejudge.IsZero() || !at.After(rec.Back) {
+	for k, rec := range g.backs {
+		if rec.Held == nil || rec.Back.IsZero() || !rec.Rejudge.IsZero() {
+			delete(g.backs, k) // released, dropped or judged meanwhile
+			continue
+		}
+		if rec.Device != device || !at.After(rec.Back) {
 			continue
 		}
 		rec.Rejudge = at
 		rec.Eligible = at.Add(g.ruleFor(rec.EventID))
+		delete(g.backs, k)
 		g.poke()
 	}
 }

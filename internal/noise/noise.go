@@ -97,7 +97,13 @@ type Gate struct {
 	devs  map[string]*devState  // by device name: the device picture
 	sites map[string]*siteState // by site name
 	recs  map[string]*record    // by alert key: the receivers' picture
-	muted []MutedEvent          // one-shot events not sent because muted (newest last, bounded)
+	// gen counts the changes that can change a held alert's fate (device
+	// and site states, mutes, config): a held alert is judged again only
+	// after one, or when a deadline of its own comes.
+	gen      uint64
+	nextMute time.Time          // the mute boundary the last pass planned for
+	backs    map[string]*record // held alerts whose cause came back, waiting for the device's next round
+	muted    []MutedEvent       // one-shot events not sent because muted (newest last, bounded)
 
 	metrics metrics
 }
@@ -130,7 +136,7 @@ func New(ctx context.Context, opts Options) (*Gate, error) {
 	g := &Gate{
 		store: opts.Store, next: opts.Next, prober: opts.Prober, mutes: opts.Mutes, emit: opts.Emit, log: opts.Logger, now: opts.Now,
 		wake: make(chan struct{}, 1),
-		devs: map[string]*devState{}, sites: map[string]*siteState{}, recs: map[string]*record{},
+		devs: map[string]*devState{}, sites: map[string]*siteState{}, recs: map[string]*record{}, backs: map[string]*record{},
 		inv: inventory.Of(), rules: rules.NewSet(nil),
 	}
 	g.keys.held = map[string]*keyLock{}
@@ -183,7 +189,14 @@ func (g *Gate) Configure(cfg config.Noise, set *rules.Set, inv *inventory.Invent
 	g.poke()
 }
 
+// poke makes Run judge held alerts again: something changed. The caller
+// holds g.mu (or is New/Configure's caller before Run).
 func (g *Gate) poke() {
+	g.gen++
+	g.wakeRun()
+}
+
+func (g *Gate) wakeRun() {
 	select {
 	case g.wake <- struct{}{}:
 	default:

@@ -2,6 +2,7 @@ package noise
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,9 @@ func (g *Gate) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		case <-mutes:
+			g.mu.Lock()
+			g.gen++ // a silence came or went: what it muted is judged again
+			g.mu.Unlock()
 		case <-g.wake:
 			select { // let a burst of changes settle into one pass
 			case <-ctx.Done():
@@ -57,6 +61,9 @@ func (g *Gate) tick(ctx context.Context) time.Time {
 		}
 	}
 	g.mu.Lock()
+	if !g.nextMute.IsZero() && !now.Before(g.nextMute) {
+		g.gen++ // a mute started or ended
+	}
 	derived := g.evaluateSitesLocked(now)
 	for _, st := range g.sites {
 		if st.dirty {
@@ -75,9 +82,17 @@ func (g *Gate) tick(ctx context.Context) time.Time {
 				consider(end)
 			}
 		case rec.Held != nil:
-			due = append(due, k) // cheap to judge; most stay held
-			consider(rec.Deadline)
-			consider(rec.Eligible)
+			// Judged again after a change, or when its own time comes.
+			timed := (!rec.Deadline.IsZero() && !now.Before(rec.Deadline)) || (!rec.Eligible.IsZero() && !now.Before(rec.Eligible))
+			if rec.judged != g.gen || timed {
+				due = append(due, k)
+			}
+			if now.Before(rec.Deadline) {
+				consider(rec.Deadline)
+			}
+			if now.Before(rec.Eligible) {
+				consider(rec.Eligible)
+			}
 		case rec.shown != nil && rec.Active:
 			if at := rec.updated.Add(updateEvery); now.Before(at) {
 				consider(at)
@@ -86,11 +101,14 @@ func (g *Gate) tick(ctx context.Context) time.Time {
 			}
 		}
 	}
+	g.nextMute = time.Time{}
 	if g.mutes != nil {
 		if b, ok := g.mutes.NextBoundary(now); ok {
 			consider(b)
+			g.nextMute = b
 		}
 	}
+	gen := g.gen
 	g.mu.Unlock()
 	for _, o := range derived {
 		g.emitOne(o)
@@ -99,7 +117,7 @@ func (g *Gate) tick(ctx context.Context) time.Time {
 		if ctx.Err() != nil {
 			break
 		}
-		g.redecide(ctx, k, now)
+		g.redecide(ctx, k, now, gen)
 	}
 	return next
 }
@@ -113,7 +131,7 @@ func (g *Gate) flapEndLocked(rec *record) time.Time {
 
 // redecide judges one held or flapping key again and carries out what
 // follows; a failure is logged and retried at the next pass.
-func (g *Gate) redecide(ctx context.Context, k string, now time.Time) {
+func (g *Gate) redecide(ctx context.Context, k string, now time.Time, gen uint64) {
 	unlock := g.keys.lock(k)
 	defer unlock()
 	g.mu.Lock()
@@ -123,6 +141,7 @@ func (g *Gate) redecide(ctx context.Context, k string, now time.Time) {
 		return
 	}
 	st := g.reconsiderLocked(rec, now)
+	rec.judged = gen
 	g.mu.Unlock()
 	if _, err := g.apply(ctx, k, rec, st); err != nil {
 		g.log.Error("releasing a held alert failed; tried again shortly", "event_id", rec.EventID, "device", rec.Device, "err", err)
@@ -143,7 +162,7 @@ func (g *Gate) reconsiderLocked(rec *record, now time.Time) step {
 			res := resolveOf(*rec.Told, now)
 			return step{send: &res, to: rec.ToldTo, clear: true}
 		}
-		return step{} // still active: its active went out; its resolve follows the real one
+		return step{dirty: true} // still active: its active went out; its resolve follows the real one
 	}
 	if rec.Held == nil {
 		if upd, ok := g.updateLocked(rec, now); ok {
@@ -169,17 +188,20 @@ func (g *Gate) reconsiderLocked(rec *record, now time.Time) step {
 	case ReasonParent, ReasonSite:
 		switch {
 		case reason == ReasonParent || reason == ReasonSite:
+			changed := !rec.Back.IsZero() || rec.Reason != reason || !slices.Equal(rec.By, by)
 			rec.Back, rec.Rejudge, rec.Eligible = time.Time{}, time.Time{}, time.Time{}
 			rec.Reason, rec.By = reason, by
-			return step{}
+			return step{dirty: changed}
 		case rec.Back.IsZero():
 			// The cause came back: the device is judged from its own
 			// next round (rejudgeLocked), or, unpinged, from now.
 			rec.Back = now
 			if dev.ICMP == nil {
 				rec.Rejudge, rec.Eligible = now, now.Add(g.ruleFor(held.EventID))
+			} else {
+				g.backs[alertKey(held)] = rec
 			}
-			return step{}
+			return step{dirty: true}
 		case rec.Eligible.IsZero() || now.Before(rec.Eligible):
 			return step{}
 		}
@@ -187,10 +209,11 @@ func (g *Gate) reconsiderLocked(rec *record, now time.Time) step {
 	if reason != "" {
 		if reason != rec.Reason {
 			g.holdLocked(rec, held, reason, by, now, dev)
-		} else {
-			rec.By = by
+			return step{dirty: true}
 		}
-		return step{}
+		changed := !slices.Equal(rec.By, by)
+		rec.By = by
+		return step{dirty: changed}
 	}
 	g.log.Info("held alert released", "event_id", held.EventID, "device", held.Device.Name, "key", held.Key,
 		"instance_id", held.InstanceID, "was", rec.Reason)

@@ -130,6 +130,7 @@ func (t Target) device() *inventory.Device {
 type Result struct {
 	Device, Address string
 	Time            time.Time     // when the round ended
+	Started         time.Time     // when its first echo went out (Time when none did)
 	Sent, Recv      int           // echoes sent (or attempted) and answered
 	Loss            float64       // percent, 0..100
 	RTT             time.Duration // mean RTT of the replies, 0 if none
@@ -139,10 +140,11 @@ type Result struct {
 }
 
 // Observation is the round as rules see it: up, loss (percent), rtt_ms,
-// sent and recv. A round that could not probe (Err) reports the device as
-// not answering.
+// sent and recv, at the time of the probe (a device that did not answer
+// was down when asked, not a timeout later: `for` counts from there). A
+// round that could not probe (Err) reports the device as not answering.
 func (r Result) Observation() observation.Observation {
-	return observation.Observation{Source: observation.ICMP, Device: r.dev, Time: r.Time, Err: r.Err, Vars: map[string]any{
+	return observation.Observation{Source: observation.ICMP, Device: r.dev, Time: r.Started, Err: r.Err, Vars: map[string]any{
 		"up": r.Recv > 0, "loss": r.Loss, "rtt_ms": float64(r.RTT) / float64(time.Millisecond), "sent": r.Sent, "recv": r.Recv,
 	}}
 }

@@ -347,7 +347,10 @@ func (s *scheduler) handleReply(r reply) {
 
 // finish reports the round and schedules the next one.
 func (s *scheduler) finish(t *target, now time.Time) {
-	res := Result{Device: t.cfg.Device, Address: t.cfg.Address, Time: now, Sent: len(t.echoes), Recv: t.recv, Loss: 100, Err: t.err, dev: t.dev}
+	res := Result{Device: t.cfg.Device, Address: t.cfg.Address, Time: now, Started: now, Sent: len(t.echoes), Recv: t.recv, Loss: 100, Err: t.err, dev: t.dev}
+	if len(t.echoes) > 0 {
+		res.Started = t.sendAt
+	}
 	if res.Sent > 0 {
 		res.Loss = 100 * float64(res.Sent-res.Recv) / float64(res.Sent)
 	}

@@ -695,6 +695,11 @@ func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
 			}
 		}
 		sends := fn.sendTimes("192.0.2.1")
+		for i, o := range got { // the time of the probe, not of its end
+			if !o.Time.Equal(sends[2*i]) {
+				t.Errorf("observation %d at %v, want its first echo's time %v", i, o.Time, sends[2*i])
+			}
+		}
 		for k := 2; k < len(sends); k += 2 {
 			if d := sends[k].Sub(sends[k-2]); d != interval {
 				t.Errorf("rounds %v apart across the reload, want the schedule kept (%v)", d, interval)
