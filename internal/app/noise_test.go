@@ -123,6 +123,22 @@ func TestCoreOutageInRoutedLab(t *testing.T) {
 				t.Errorf("outage %d: %s is %s behind %v, want unreachable behind core", outage, d.Name, d.State, d.SuppressedBy)
 			}
 		}
+		var alerts []struct {
+			Device       struct{ Name string } `json:"device"`
+			State        string                `json:"state"`
+			Suppressed   string                `json:"suppressed"`
+			SuppressedBy []string              `json:"suppressed_by"`
+		}
+		getJSON(t, fmt.Sprintf("http://%s/api/v1/alerts", a.HTTPAddr()), &alerts)
+		suppressed := 0
+		for _, al := range alerts {
+			if al.Device.Name != "core" && al.Suppressed == "parent" && slices.Equal(al.SuppressedBy, []string{"core"}) {
+				suppressed++
+			}
+		}
+		if suppressed != 4 {
+			t.Errorf("outage %d: %d alerts shown suppressed behind core in /api/v1/alerts, want the 4 children's: %+v", outage, suppressed, alerts)
+		}
 		l.core.LinkUp(t)
 		got = l.rcv.waitFor(15*time.Second, "the core's resolve", func(ds []delivery) bool { return len(ds) >= before+2 })
 		waitUntil(t, 10*time.Second, "every device up again", up)
