@@ -105,21 +105,11 @@ func runLatency(ctx context.Context, args []string) error {
 		}
 	}
 
-	d, err := app.New(app.Options{ConfigPath: cfgPath, Version: "nocbench", Logger: logger})
+	d, stopDaemon, err := startDaemon(ctx, cfgPath, logger)
 	if err != nil {
 		return err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	runDone := make(chan error, 1)
-	go func() { runDone <- d.Run(runCtx) }()
-	defer func() {
-		stop()
-		<-runDone
-	}()
-	if err := latencyWaitReady(ctx, d, runDone); err != nil {
-		return err
-	}
+	defer stopDaemon()
 
 	fmt.Printf("latency: %d linkDown traps (one new alert each) at %d/s for %v → daemon (fsync on every write) → webhook on a loopback receiver (204); GOMAXPROCS %d\n",
 		count, *rate, *duration, runtime.GOMAXPROCS(0))
@@ -219,6 +209,31 @@ func latencyLogger(path string) (*slog.Logger, func(), error) {
 		slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}),
 	)
 	return slog.New(h), closeLog, nil
+}
+
+// startDaemon runs the daemon in-process on cfgPath until stop, and
+// returns once it is ready.
+func startDaemon(ctx context.Context, cfgPath string, logger *slog.Logger) (*app.App, func(), error) {
+	d, err := app.New(app.Options{ConfigPath: cfgPath, Version: "nocbench", Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	runDone := make(chan error, 1)
+	go func() { runDone <- d.Run(runCtx) }()
+	stop := func() {
+		cancel()
+		<-runDone
+	}
+	if err := latencyWaitReady(ctx, d, runDone); err != nil {
+		cancel()
+		select { // unless it already stopped (and said so), let it stop
+		case <-runDone:
+		case <-time.After(30 * time.Second):
+		}
+		return nil, nil, err
+	}
+	return d, stop, nil
 }
 
 func latencyWaitReady(ctx context.Context, d *app.App, runDone <-chan error) error {

@@ -78,21 +78,11 @@ func runOutage(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	d, err := app.New(app.Options{ConfigPath: cfgPath, Version: "nocbench", Logger: logger})
+	d, stopDaemon, err := startDaemon(ctx, cfgPath, logger)
 	if err != nil {
 		return err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	runDone := make(chan error, 1)
-	go func() { runDone <- d.Run(runCtx) }()
-	defer func() {
-		stop()
-		<-runDone
-	}()
-	if err := latencyWaitReady(ctx, d, runDone); err != nil {
-		return err
-	}
+	defer stopDaemon()
 	total := *devices + 1
 	fmt.Printf("outage: core + %d devices behind it (parents: [core]) in namespace %s, ICMP every 10s (timeout 1s), rule %s (for %v)\n",
 		*devices, lab.ns, filepath.Base(ruleSrc), *ruleFor)
