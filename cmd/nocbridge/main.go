@@ -17,6 +17,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/app"
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/ctl"
 	"github.com/nocbridge/nocbridge/internal/receive"
 )
 
@@ -77,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, else JSON), text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	var destination, eventID, listen, secret, id *string
-	var silence app.SilenceCommand
+	var silence ctl.SilenceCommand
 	var asJSON *bool
 	switch cmd {
 	case "test-notify":
@@ -150,14 +151,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	case "dlq":
-		if err := app.DeadLetters(ctx, *configPath, action, *id, *destination, stdout); err != nil {
+		if err := ctl.DeadLetters(ctx, *configPath, action, *id, *destination, stdout); err != nil {
 			fmt.Fprintln(stderr, "nocbridge dlq:", err)
 			return exitCode(err)
 		}
 		return exitOK
 	case "silence":
 		silence.Action, silence.ID, silence.Table = action, operand, !*asJSON && onTerminal(stdout)
-		if err := app.Silence(ctx, *configPath, silence, stdout); err != nil {
+		if err := ctl.Silence(ctx, *configPath, silence, stdout); err != nil {
 			fmt.Fprintln(stderr, "nocbridge silence:", err)
 			return exitCode(err)
 		}
@@ -240,7 +241,7 @@ func onTerminal(w io.Writer) bool {
 }
 
 // silenceFlags binds `silence`'s flags to c; the returned flag is --json.
-func silenceFlags(fs *flag.FlagSet, c *app.SilenceCommand) *bool {
+func silenceFlags(fs *flag.FlagSet, c *ctl.SilenceCommand) *bool {
 	fs.Var((*listFlag)(&c.Match.Devices), "device", "add: device name or glob (repeatable)")
 	fs.Var((*listFlag)(&c.Match.Sites), "site", "add: site (repeatable)")
 	fs.Var((*listFlag)(&c.Match.Roles), "role", "add: role (repeatable)")

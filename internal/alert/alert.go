@@ -41,6 +41,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
+	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -70,19 +71,12 @@ type Instance struct {
 	Unsent *event.Event `json:"unsent,omitempty"`
 }
 
-// Dispatcher routes an event and stores it durably in the outbox. For an
-// active event it returns the destinations a resolve must go to; for a
-// resolved event it sends to resolveTo.
-type Dispatcher interface {
-	Dispatch(ctx context.Context, ev event.Event, resolveTo []string) ([]string, error)
-}
+// Dispatcher hands transitions on: noise control, then routing and the
+// outbox (event.Dispatcher).
+type Dispatcher = event.Dispatcher
 
-// Store persists instances. Values are opaque JSON.
-type Store interface {
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	All(ctx context.Context) (map[string][]byte, error)
-}
+// Store persists instances (a store.Bucket). Values are opaque JSON.
+type Store = store.Records
 
 // Options configure a Manager.
 type Options struct {

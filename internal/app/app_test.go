@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/ctl"
 	"github.com/nocbridge/nocbridge/internal/testutil/netns"
 )
 
@@ -177,7 +178,7 @@ func TestRejectedNotificationIsDeadLetteredAndReplayed(t *testing.T) {
 	// Replay through the CLI path (`nocbridge dlq replay --id`), receiver fixed.
 	rcv.setAnswer(always(http.StatusNoContent))
 	var out bytes.Buffer
-	if err := DeadLetters(context.Background(), path, "replay", first.WebhookID, "", &out); err != nil {
+	if err := ctl.DeadLetters(context.Background(), path, "replay", first.WebhookID, "", &out); err != nil {
 		t.Fatalf("dlq replay: %v (%s)", err, out.String())
 	}
 	got := rcv.waitFor(10*time.Second, "the replayed delivery", func(ds []delivery) bool { return len(ds) >= 2 })
@@ -191,7 +192,7 @@ func TestRejectedNotificationIsDeadLetteredAndReplayed(t *testing.T) {
 
 	// `dlq list` prints the same JSON the API serves.
 	out.Reset()
-	if err := DeadLetters(context.Background(), path, "list", "", "", &out); err != nil {
+	if err := ctl.DeadLetters(context.Background(), path, "list", "", "", &out); err != nil {
 		t.Fatal(err)
 	}
 	if strings.TrimSpace(out.String()) != "[]" {

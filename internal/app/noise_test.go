@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/ctl"
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 	"github.com/nocbridge/nocbridge/internal/testutil/netns"
 )
@@ -234,7 +235,7 @@ func TestSilenceMutesThenReleasesOverVeth(t *testing.T) {
 	a, _ := startApp(t, path)
 	ctx := context.Background()
 	var out bytes.Buffer
-	if err := Silence(ctx, path, SilenceCommand{Action: "add", Match: config.Match{Selector: config.Selector{Devices: []string{"dut"}}},
+	if err := ctl.Silence(ctx, path, ctl.SilenceCommand{Action: "add", Match: config.Match{Selector: config.Selector{Devices: []string{"dut"}}},
 		For: time.Hour, Comment: "CHG-7 replacing the uplink"}, &out); err != nil {
 		t.Fatalf("silence add: %v", err)
 	}
@@ -257,7 +258,7 @@ func TestSilenceMutesThenReleasesOverVeth(t *testing.T) {
 		t.Fatalf("silenced: receiver got %+v", got)
 	}
 	ended := time.Now()
-	if err := Silence(ctx, path, SilenceCommand{Action: "expire", ID: id}, &out); err != nil {
+	if err := ctl.Silence(ctx, path, ctl.SilenceCommand{Action: "expire", ID: id}, &out); err != nil {
 		t.Fatalf("silence expire: %v", err)
 	}
 	got := rcv.waitFor(5*time.Second, "the released active", func(ds []delivery) bool { return len(ds) == 1 })

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/ctl"
 	"github.com/nocbridge/nocbridge/internal/mute"
 )
 
@@ -46,9 +47,9 @@ func TestSilencesThroughTheCLIAndAcrossRestarts(t *testing.T) {
 		t.Fatalf("windows from config: %+v", ws)
 	}
 	ctx := context.Background()
-	cli := func(c SilenceCommand) (string, error) {
+	cli := func(c ctl.SilenceCommand) (string, error) {
 		var out bytes.Buffer
-		err := Silence(ctx, path, c, &out)
+		err := ctl.Silence(ctx, path, c, &out)
 		if strings.Contains(out.String(), token) {
 			t.Error("token in CLI output")
 		}
@@ -56,7 +57,7 @@ func TestSilencesThroughTheCLIAndAcrossRestarts(t *testing.T) {
 	}
 	list := func() []mute.Silence {
 		t.Helper()
-		out, err := cli(SilenceCommand{Action: "list"})
+		out, err := cli(ctl.SilenceCommand{Action: "list"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,13 +69,13 @@ func TestSilencesThroughTheCLIAndAcrossRestarts(t *testing.T) {
 	}
 
 	dut := config.Match{Selector: config.Selector{Devices: []string{"dut"}}}
-	out, err := cli(SilenceCommand{Action: "add", Match: dut, For: 2 * time.Hour, Comment: "CHG-1", CreatedBy: "alice"})
+	out, err := cli(ctl.SilenceCommand{Action: "add", Match: dut, For: 2 * time.Hour, Comment: "CHG-1", CreatedBy: "alice"})
 	if err != nil {
 		t.Fatalf("silence add: %v", err)
 	}
 	active := strings.TrimSpace(out)
 	later := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	out, err = cli(SilenceCommand{Action: "add", Match: dut, Start: later.Format(time.RFC3339), Until: later.Add(time.Hour).Format(time.RFC3339), Comment: "CHG-2"})
+	out, err = cli(ctl.SilenceCommand{Action: "add", Match: dut, Start: later.Format(time.RFC3339), Until: later.Add(time.Hour).Format(time.RFC3339), Comment: "CHG-2"})
 	if err != nil {
 		t.Fatalf("silence add --start: %v", err)
 	}
@@ -87,17 +88,17 @@ func TestSilencesThroughTheCLIAndAcrossRestarts(t *testing.T) {
 	if l := list(); len(l) != 2 || l[0].ID != active || l[0].State != mute.Active || l[0].CreatedBy != "alice" || l[1].ID != pending || l[1].State != mute.Pending {
 		t.Fatalf("silence list: %+v", l)
 	}
-	out, err = cli(SilenceCommand{Action: "list", Table: true})
+	out, err = cli(ctl.SilenceCommand{Action: "list", Table: true})
 	if err != nil || !strings.HasPrefix(out, "ID ") || !strings.Contains(out, active) || !strings.Contains(out, "devices=dut") || !strings.Contains(out, "CHG-1") {
 		t.Errorf("silence list as a table: %v\n%s", err, out)
 	}
 
 	// What the daemon refuses is the user's mistake (exit code 1), in the
 	// daemon's words.
-	if _, err := cli(SilenceCommand{Action: "add", Match: dut, For: time.Hour}); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "comment is required") {
+	if _, err := cli(ctl.SilenceCommand{Action: "add", Match: dut, For: time.Hour}); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "comment is required") {
 		t.Errorf("add without a comment: %v", err)
 	}
-	if _, err := cli(SilenceCommand{Action: "expire", ID: "no-such-id"}); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "404") {
+	if _, err := cli(ctl.SilenceCommand{Action: "expire", ID: "no-such-id"}); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "404") {
 		t.Errorf("expire of an unknown id: %v", err)
 	}
 	// Changing silences needs the token.
@@ -116,7 +117,7 @@ func TestSilencesThroughTheCLIAndAcrossRestarts(t *testing.T) {
 	if l := list(); len(l) != 2 || l[0].ID != active || l[1].ID != pending {
 		t.Fatalf("after a restart: %+v", l)
 	}
-	out, err = cli(SilenceCommand{Action: "expire", ID: active})
+	out, err = cli(ctl.SilenceCommand{Action: "expire", ID: active})
 	if err != nil || !strings.HasPrefix(out, "silence "+active+" expired at ") {
 		t.Fatalf("silence expire: %v %q", err, out)
 	}

@@ -3,6 +3,7 @@
 package event
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -61,6 +62,13 @@ type Event struct {
 	// of devices unreachable behind it grew): only destinations that edit
 	// the message they posted (Slack in bot mode) get it.
 	Update bool `json:"update,omitempty"`
+}
+
+// Dispatcher hands an event on toward its receivers (noise control,
+// routing, the outbox). For an active it returns the destinations its
+// resolve must go to; a resolve goes to resolveTo.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, ev Event, resolveTo []string) ([]string, error)
 }
 
 // NotificationID is the stable webhook-id of the notification of this event to

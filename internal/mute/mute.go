@@ -19,14 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
-// Store keeps silences durably, one JSON value per id (a store bucket).
-type Store interface {
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	All(ctx context.Context) (map[string][]byte, error)
-}
+// Store keeps the silences (a store.Bucket).
+type Store = store.Records
 
 // Retention is how long an expired silence stays listed before it is
 // deleted.

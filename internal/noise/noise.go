@@ -33,20 +33,14 @@ import (
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
-// Dispatcher routes an event into the outbox: route.Dispatcher. For an
-// active it returns where its resolve must go.
-type Dispatcher interface {
-	Dispatch(ctx context.Context, ev event.Event, resolveTo []string) ([]string, error)
-}
+// Dispatcher is routing and the outbox (route.Dispatcher).
+type Dispatcher = event.Dispatcher
 
 // Store persists the gate's records (a store.Bucket). Values are JSON.
-type Store interface {
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	All(ctx context.Context) (map[string][]byte, error)
-}
+type Store = store.Records
 
 // Prober probes devices out of their rounds: the ICMP engine.
 type Prober interface {

@@ -10,6 +10,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// Records is what a component keeps its durable records in (the alert
+// state, noise control's decisions, silences): a Bucket. Values are opaque.
+type Records interface {
+	Put(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+	All(ctx context.Context) (map[string][]byte, error)
+}
+
+var _ Records = (*KVState)(nil)
+
 // KVState is a KV bucket as a small durable key/value space: a
 // destination's notify.StateStore (any string as key), or the alert state
 // (Bucket: keys already valid for JetStream, stored as they are).
