@@ -73,6 +73,10 @@ func (g *Gate) tick(ctx context.Context) time.Time {
 	var due []string
 	for _, k := range keysOf(g.recs) {
 		rec := g.recs[k]
+		if g.idleLocked(rec, now) {
+			delete(g.recs, k) // nothing held, told or counted any more
+			continue
+		}
 		switch {
 		case rec.Flapping:
 			end := g.flapEndLocked(rec)
@@ -120,6 +124,19 @@ func (g *Gate) tick(ctx context.Context) time.Time {
 		g.redecide(ctx, k, now, gen)
 	}
 	return next
+}
+
+// idleLocked: the record only remembers changes older than its flap
+// window, so it can go (a key seen once must not stay for ever).
+func (g *Gate) idleLocked(rec *record, now time.Time) bool {
+	if rec.managed() || rec.stored || rec.shown != nil {
+		return false
+	}
+	if len(rec.Changes) == 0 {
+		return true
+	}
+	p := g.flapPolicy(rec.EventID)
+	return p.Off || now.Sub(rec.Changes[len(rec.Changes)-1]) > p.Window.D()
 }
 
 func (g *Gate) flapEndLocked(rec *record) time.Time {
