@@ -69,6 +69,13 @@ type Instance struct {
 	ResolveTo []string `json:"resolve_to,omitempty"`
 	// Unsent is a transition stored but not yet accepted by the outbox.
 	Unsent *event.Event `json:"unsent,omitempty"`
+	// ResolveAfter is a resolve that came while the active was still
+	// unsent (a store outage): it goes once the active has gone, so a
+	// receiver never gets a resolve for an alert it was not told of.
+	ResolveAfter *event.Event `json:"resolve_after,omitempty"`
+
+	// unstored: Unsent did not reach the store either; a stop now loses it.
+	unstored bool
 }
 
 // Dispatcher hands transitions on: noise control, then routing and the
@@ -116,7 +123,10 @@ type Manager struct {
 
 	behind *writeBehind
 
-	activeDesc *prometheus.Desc
+	activeDesc  *prometheus.Desc
+	unsentDesc  *prometheus.Desc
+	droppedDesc *prometheus.Desc
+	dropped     atomic.Uint64 // one-shot events dropped past maxFailedEvents
 }
 
 const (
@@ -158,6 +168,11 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 		q: intake{ch: make(chan observation.Observation, maxBatch), left: make(chan struct{}, 1)},
 		activeDesc: prometheus.NewDesc("nocbridge_alerts_active",
 			"Alert instances currently firing, by event id.", []string{"event_id"}, nil),
+		unsentDesc: prometheus.NewDesc("nocbridge_alert_transitions_unsent",
+			"Alert transitions and one-shot events not yet handed to the outbox (held in memory while the store cannot write); stored: whether they reached the store.",
+			[]string{"stored"}, nil),
+		droppedDesc: prometheus.NewDesc("nocbridge_alert_events_dropped_total",
+			"One-shot events dropped because too many were waiting for the store (oldest first).", nil, nil),
 	}
 	m.behind = newWriteBehind(store, m.log)
 	if opts.Registerer != nil {
@@ -248,6 +263,38 @@ func (m *Manager) Instances() []Instance {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].State == StateFiring && out[j].State != StateFiring })
 	return out
+}
+
+// RetryUnsent hands the transitions the store or the outbox refused over
+// again now, rather than at the next periodic retry: the store writes again.
+func (m *Manager) RetryUnsent() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.unsentRetry.IsZero() {
+		return
+	}
+	m.unsentRetry = m.now()
+	m.poke()
+}
+
+// Unsent counts the transitions not yet handed to the outbox, and among
+// them those that did not reach the store either (lost if nocbridge stops).
+func (m *Manager) Unsent() (unsent, unstored int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.unsentLocked()
+}
+
+func (m *Manager) unsentLocked() (unsent, unstored int) {
+	for _, in := range m.instances {
+		if in.Unsent != nil {
+			unsent++
+			if in.unstored {
+				unstored++
+			}
+		}
+	}
+	return unsent + len(m.failedEvents), unstored + len(m.failedEvents)
 }
 
 // ByInstanceID finds a firing instance by its event instance id.

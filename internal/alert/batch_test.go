@@ -18,6 +18,8 @@ import (
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
+	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
+	"github.com/nocbridge/nocbridge/internal/testutil/promtest"
 )
 
 const linkRule = `
@@ -93,27 +95,6 @@ func (d *slowDispatcher) snapshot() []event.Event {
 	return slices.Clone(d.events)
 }
 
-func activeGauge(t *testing.T, reg *prometheus.Registry, eventID string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "nocbridge_alerts_active" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "event_id" && l.GetValue() == eventID {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
 // brief shortens logged store operations for failure messages.
 func brief(ops []string) []string {
 	out := make([]string, len(ops))
@@ -136,7 +117,12 @@ func settle() {
 // runManager starts a manager with Run inside a synctest bubble.
 func runManager(t *testing.T, ctx context.Context, st Store, d Dispatcher, reg prometheus.Registerer) (*Manager, chan error) {
 	t.Helper()
-	m, err := New(ctx, st, d, Options{Logger: slog.New(slog.DiscardHandler), Registerer: reg})
+	return runManagerWith(t, ctx, st, d, Options{Logger: slog.New(slog.DiscardHandler), Registerer: reg})
+}
+
+func runManagerWith(t *testing.T, ctx context.Context, st Store, d Dispatcher, opts Options) (*Manager, chan error) {
+	t.Helper()
+	m, err := New(ctx, st, d, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,12 +207,12 @@ func TestBurstIsOneJournalWriteThenConcurrentDispatch(t *testing.T) {
 				t.Errorf("stored %s = %s (%v); want sent, resolving to hook, with a revision", k, v, err)
 			}
 		}
-		if v := activeGauge(t, reg, "NETWORK-INTERFACES-2-301"); v != 51 {
+		if v := promtest.Value(t, reg, "nocbridge_alerts_active", "event_id", "NETWORK-INTERFACES-2-301"); v != 51 {
 			t.Errorf("nocbridge_alerts_active = %v; want 51", v)
 		}
 		m.Observe(ctx, trapObs("IF-MIB::linkUp", 3))
 		settle()
-		if v := activeGauge(t, reg, "NETWORK-INTERFACES-2-301"); v != 50 {
+		if v := promtest.Value(t, reg, "nocbridge_alerts_active", "event_id", "NETWORK-INTERFACES-2-301"); v != 50 {
 			t.Errorf("nocbridge_alerts_active = %v after one resolve; want 50", v)
 		}
 	})
@@ -611,6 +597,89 @@ rules:
 		synctest.Wait()
 		if n := len(d.snapshot()); n != 1 {
 			t.Fatalf("%d deliveries; a delivered event must not be retried again", n)
+		}
+	})
+}
+
+// TestStoreOutageKeepsOrderAndRetriesAtRecovery: while the store cannot
+// write, an alert raised and cleared is held in memory, active then
+// resolve; the resolve waits behind the active (a receiver is never told
+// of a resolve for an alert it never saw), and both go, in order, as soon
+// as the store says it writes again rather than at the periodic retry.
+func TestStoreOutageKeepsOrderAndRetriesAtRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		st := newOpStore()
+		st.down = true
+		d := &slowDispatcher{st: st}
+		reg := prometheus.NewRegistry()
+		m, done := runManager(t, ctx, st, d, reg)
+		m.Observe(ctx, trapObs("IF-MIB::linkDown", 7))
+		settle()
+		m.Observe(ctx, trapObs("IF-MIB::linkUp", 7))
+		settle()
+		if n := len(d.snapshot()); n != 0 {
+			t.Fatalf("%d dispatched while the store refuses writes", n)
+		}
+		unsent, unstored := m.Unsent()
+		if unsent != 1 || unstored != 1 {
+			t.Fatalf("Unsent() = %d, %d; want the one alert, not stored", unsent, unstored)
+		}
+		if got := promtest.Value(t, reg, "nocbridge_alert_transitions_unsent", "stored", "false"); got != 1 {
+			t.Fatalf("nocbridge_alert_transitions_unsent{stored=false} = %v, want 1", got)
+		}
+		ins := m.Instances()
+		if len(ins) != 1 || ins[0].Unsent == nil || ins[0].Unsent.Status != event.StatusActive || ins[0].ResolveAfter == nil {
+			t.Fatalf("held instance %+v; want the active unsent and the resolve after it", ins)
+		}
+
+		st.mu.Lock()
+		st.down = false
+		st.mu.Unlock()
+		time.Sleep(time.Second) // well inside the periodic retry's 10 s
+		m.RetryUnsent()
+		synctest.Wait()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		var got []string
+		for _, ev := range d.snapshot() {
+			got = append(got, ev.Key+" "+string(ev.Status))
+		}
+		if want := []string{"7 active", "7 resolved"}; !slices.Equal(got, want) {
+			t.Fatalf("dispatched %v after recovery; want %v", got, want)
+		}
+		if n := len(m.Instances()); n != 0 {
+			t.Fatalf("%d instances left after the resolve went", n)
+		}
+		if unsent, _ := m.Unsent(); unsent != 0 {
+			t.Fatalf("%d still unsent", unsent)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestStopCountsWhatTheStoreNeverTook: stopping while the store cannot
+// write loses what is only in memory; the log says how much.
+func TestStopCountsWhatTheStoreNeverTook(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		st := newOpStore()
+		st.down = true
+		var logs logtest.Logs
+		m, done := runManagerWith(t, ctx, st, &slowDispatcher{st: st}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		m.Observe(ctx, trapObs("IF-MIB::linkDown", 1))
+		m.Observe(ctx, trapObs("IF-MIB::linkDown", 2))
+		settle()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(logs.String(), "level=ERROR msg=\"stopping with alert transitions that could not be stored") || !strings.Contains(logs.String(), "lost=2") {
+			t.Fatalf("stop did not report the 2 lost transitions:\n%s", logs.String())
 		}
 	})
 }

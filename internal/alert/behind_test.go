@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 // opStore is a Store that logs every write, can hold the first one until
@@ -21,6 +23,7 @@ type opStore struct {
 	fails map[string]int // key → failures left; -1 fails forever
 	hold  chan struct{}  // non-nil: the first write waits for it to close
 	held  bool
+	down  bool // every write fails as on a full disk
 }
 
 func newOpStore() *opStore { return &opStore{data: map[string][]byte{}, fails: map[string]int{}} }
@@ -36,6 +39,10 @@ func (s *opStore) write(op, k string, v []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.down {
+		s.ops = append(s.ops, op+" "+k+" refused")
+		return fmt.Errorf("%w: no space left on device", store.ErrUnavailable)
+	}
 	if n := s.fails[k]; n != 0 {
 		s.fails[k] = n - 1
 		s.ops = append(s.ops, op+" "+k+" failed")

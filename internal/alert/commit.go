@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 // The crash-safe hand-over of transitions: stored as unsent, dispatched to
@@ -28,6 +30,9 @@ func (m *Manager) commit(ctx context.Context) error {
 	rev := m.rev
 	journal, err := m.save(ctx, rev, ts)
 	for _, t := range ts {
+		if t.in != nil {
+			t.in.unstored = err != nil || t.record == nil
+		}
 		if t.in != nil && t.err == nil && err != nil {
 			t.err = err
 		}
@@ -44,7 +49,8 @@ func (m *Manager) commit(ctx context.Context) error {
 				m.unsentRetry = m.now().Add(unsentRetryInterval)
 				m.poke() // Run plans its timer for the retry
 			}
-			m.log.Error("alert transition failed", "event_id", t.ev.EventID, "device", t.ev.Device.Name,
+			// nocbridge_alert_transitions_unsent counts what waits.
+			m.log.Log(ctx, store.LogLevel(t.err, slog.LevelError), "alert transition failed; kept and tried again", "event_id", t.ev.EventID, "device", t.ev.Device.Name,
 				"key", t.ev.Key, "status", t.ev.Status, "err", t.err)
 			errs = append(errs, t.err)
 			if t.record != nil && journal != nil {
@@ -65,6 +71,13 @@ func (m *Manager) commit(ctx context.Context) error {
 			continue
 		}
 		t.in.ResolveTo = t.targets
+		if r := t.in.ResolveAfter; r != nil {
+			// The active went: its resolve, held behind it, goes next.
+			t.in.ResolveAfter = nil
+			m.stage(t.k, t.in, *r)
+			m.poke()
+			continue
+		}
 		if err := m.persistBehind(t.k, t.in, rev); err != nil {
 			errs = append(errs, err)
 		}
@@ -172,8 +185,11 @@ const maxFailedEvents = 10000
 func (m *Manager) keepFailedEvent(t *transition) {
 	if len(m.failedEvents) >= maxFailedEvents {
 		lost := m.failedEvents[0]
-		m.log.Error("dropping a one-shot event that could not be handed to the outbox: too many waiting",
-			"event_id", lost.ev.EventID, "device", lost.ev.Device.Name, "waiting", len(m.failedEvents))
+		if m.dropped.Add(1) == 1 || m.dropped.Load()%1000 == 0 {
+			m.log.Error("dropping the oldest one-shot events that could not be handed to the outbox: too many waiting",
+				"event_id", lost.ev.EventID, "device", lost.ev.Device.Name, "waiting", len(m.failedEvents),
+				"dropped_total", m.dropped.Load())
+		}
 		m.failedEvents = m.failedEvents[1:]
 	}
 	m.failedEvents = append(m.failedEvents, &transition{k: t.k, ev: t.ev})

@@ -108,10 +108,18 @@ func (m *Manager) resolve(k string, in *Instance, at time.Time) error {
 		m.forget(k)
 		return nil
 	}
+	if in.ResolveAfter != nil || (in.Unsent != nil && in.Unsent.Status == event.StatusResolved) {
+		return nil // already resolving, waiting for the store or the outbox
+	}
 	ev := *in.Event
 	ev.Status = event.StatusResolved
 	ev.Timestamp = at.UTC()
 	m.log.Info("alert resolved", "event_id", ev.EventID, "device", ev.Device.Name, "key", ev.Key, "instance_id", ev.InstanceID)
+	if in.Unsent != nil {
+		// The active is still waiting: the resolve follows it, in order.
+		in.ResolveAfter = &ev
+		return nil
+	}
 	m.stage(k, in, ev)
 	return nil
 }

@@ -130,6 +130,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.q.running = true
 	m.q.mu.Unlock()
+	defer m.reportUnsent()
 	defer m.behind.drain()
 	defer m.stopQueue(ctx)
 
@@ -180,6 +181,19 @@ more:
 	}
 	for len(batch) > 0 {
 		batch, _ = m.observe(ctx, batch)
+	}
+}
+
+// reportUnsent says, at stop, what was not handed to the outbox: what the
+// store holds is sent at the next start, what it does not is lost.
+func (m *Manager) reportUnsent() {
+	unsent, unstored := m.Unsent()
+	if unstored > 0 {
+		m.log.Error("stopping with alert transitions that could not be stored (the store could not write): they are lost",
+			"lost", unstored, "unsent_but_stored", unsent-unstored)
+	} else if unsent > 0 {
+		m.log.Warn("stopping with alert transitions not yet handed to the outbox; they are stored and sent at the next start",
+			"unsent", unsent)
 	}
 }
 

@@ -97,8 +97,25 @@ func (a *App) HTTPAddr() string {
 	return s
 }
 
-// Ready reports whether the store is open and every listener bound.
+// Ready reports whether the store is open and every listener bound: the
+// process is up (the systemd watchdog's question).
 func (a *App) Ready() bool { return a.ready.Load() }
+
+// Readiness is /readyz's answer: nil when up and the store can write, else
+// why not. A store that cannot write does not stop nocbridge (what it
+// cannot store waits in memory), but a load balancer or an operator must
+// know.
+func (a *App) Readiness() error {
+	if !a.Ready() {
+		return errors.New("starting or stopping")
+	}
+	if h := a.store.Health(); !h.OK {
+		unsent, unstored := a.alerts.Unsent()
+		return fmt.Errorf("state store in %s cannot write since %s (%s): %s; %d alert transition(s) waiting, %d of them held only in memory",
+			a.store.Dir(), h.Since.UTC().Format(time.RFC3339), time.Since(h.Since).Round(time.Second), h.Reason, unsent, unstored)
+	}
+	return nil
+}
 
 // Run starts everything and blocks until ctx is done or a component fails.
 func (a *App) Run(ctx context.Context) (err error) {
@@ -113,7 +130,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("store.sync: %w", err)
 		}
 	}
-	a.store, err = store.Open(ctx, store.Options{Dir: cfg.StateDir, SyncInterval: syncEvery, Logger: a.log.With("component", "store")})
+	a.store, err = store.Open(ctx, store.Options{Dir: cfg.StateDir, SyncInterval: syncEvery,
+		Logger: a.log.With("component", "store"), Registerer: a.reg})
 	if err != nil {
 		return fmt.Errorf("opening state store in %s: %w", cfg.StateDir, err)
 	}
@@ -162,6 +180,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 			}
 		})
 	}
+	a.store.OnChange(a.storeChanged)
+	goRun(&pipe, "store", func() error { return a.store.Run(pipeCtx) })
 	goRun(&pipe, "outbox", func() error { return a.outbox.Run(pipeCtx) })
 	goRun(&pipe, "http", func() error { return srv.Serve(pipeCtx) })
 	goRun(&pipe, "inventory", func() error { return a.devices.Run(pipeCtx) })
@@ -219,6 +239,18 @@ func (a *App) Run(ctx context.Context) (err error) {
 	pipe.Wait()
 	a.log.Info("nocbridge stopped")
 	return runErr
+}
+
+// storeChanged: when the store writes again, what it refused is handed
+// over at once; systemctl status shows the outage meanwhile.
+func (a *App) storeChanged(h store.Health) {
+	if !h.OK {
+		_, _ = systemd.Notify("STATUS=state store cannot write (" + h.Reason + "): holding alerts in memory")
+		return
+	}
+	_, _ = systemd.Notify("STATUS=monitoring")
+	a.alerts.RetryUnsent()
+	a.noise.Retry()
 }
 
 // build makes the pipeline's components, sources last.
@@ -389,7 +421,7 @@ func (a *App) apiDeps() httpapi.Deps {
 	return httpapi.Deps{
 		Logger:   a.log.With("component", "http"),
 		Gatherer: a.reg,
-		Ready:    a.Ready,
+		Ready:    a.Readiness,
 		Alerts:   a.alerts.Instances,
 		Devices: func() []devstate.Status {
 			list := a.states.List(a.devices.Load())

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
+
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 	"github.com/nocbridge/nocbridge/internal/webhooksig"
@@ -108,7 +110,7 @@ func TestEveryDestinationTypeClosesTheLoop(t *testing.T) {
 
 	// The log stays out of the test output unless the test fails, and then
 	// with the secrets masked.
-	logs := &lockedBuffer{}
+	logs := &logtest.Logs{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", redactSecrets(logs.String()))
@@ -928,24 +930,6 @@ func (f *fakeServices) unexpected(expect []serviceExpectation) []string {
 }
 
 // --- the daemon ---
-
-// lockedBuffer collects the daemon's log; slog writes from many goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // getBody returns the body of a 200 answer.
 func getBody(t *testing.T, url string) []byte {

@@ -71,9 +71,11 @@ type Silences interface {
 
 // Deps are the read models the API serves.
 type Deps struct {
-	Logger       *slog.Logger
-	Gatherer     prometheus.Gatherer
-	Ready        func() bool
+	Logger   *slog.Logger
+	Gatherer prometheus.Gatherer
+	// Ready says why nocbridge is not ready (starting, stopping, the store
+	// cannot write), or nil.
+	Ready        func() error
 	Alerts       func() []alert.Instance
 	Devices      func() []devstate.Status
 	Destinations func() []string
@@ -92,8 +94,8 @@ func Handler(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if err := d.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -83,7 +84,12 @@ func newTestServer(t *testing.T, token config.Secret, ready bool) (*httptest.Ser
 	h := Handler(Deps{
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Gatherer: reg,
-		Ready:    func() bool { return ready },
+		Ready: func() error {
+			if !ready {
+				return errors.New("state store cannot write: no space left on device")
+			}
+			return nil
+		},
 		Alerts: func() []alert.Instance {
 			return []alert.Instance{{EventID: ev.EventID, Device: inventory.Device{Name: "core-sw1"}, State: "firing", Since: ev.Timestamp, Event: &ev}}
 		},
@@ -165,8 +171,9 @@ func TestReadEndpoints(t *testing.T) {
 
 func TestReadyzNotReady(t *testing.T) {
 	srv, _, _ := newTestServer(t, testToken, false)
-	if status, _, _ := do(t, http.MethodGet, srv.URL+"/readyz", "", ""); status != http.StatusServiceUnavailable {
-		t.Fatalf("readyz status %d, want 503", status)
+	status, body, _ := do(t, http.MethodGet, srv.URL+"/readyz", "", "")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "no space left on device") {
+		t.Fatalf("readyz %d %q, want 503 with the reason", status, body)
 	}
 }
 
@@ -223,7 +230,7 @@ func TestPanicIsRecovered(t *testing.T) {
 	h := Handler(Deps{
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Gatherer: prometheus.NewRegistry(),
-		Ready:    func() bool { return true },
+		Ready:    func() error { return nil },
 		Alerts:   func() []alert.Instance { panic("boom") },
 	})
 	srv := httptest.NewServer(h)

@@ -2,11 +2,13 @@ package noise
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/observation"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 // tickEvery coalesces the wake-ups a storm of device changes causes: held
@@ -19,6 +21,7 @@ const tickEvery = 200 * time.Millisecond
 // device's own `for` has passed, when a mute ends, when a flap episode goes
 // quiet. It also evaluates sites whose devices changed.
 func (g *Gate) Run(ctx context.Context) error {
+	defer g.reportUnstored()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -161,8 +164,39 @@ func (g *Gate) redecide(ctx context.Context, k string, now time.Time, gen uint64
 	rec.judged = gen
 	g.mu.Unlock()
 	if _, err := g.apply(ctx, k, rec, st); err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			// The store logs its outage; Retry runs this again when it ends.
+			g.log.Debug("releasing a held alert waits for the store", "event_id", rec.EventID, "device", rec.Device, "err", err)
+			return
+		}
 		g.log.Error("releasing a held alert failed; tried again shortly", "event_id", rec.EventID, "device", rec.Device, "err", err)
+		g.mu.Lock()
 		g.poke()
+		g.mu.Unlock()
+	}
+}
+
+// Retry judges every held and flapping alert again now: the store, which
+// refused to take what they released, writes again.
+func (g *Gate) Retry() {
+	g.mu.Lock()
+	g.poke()
+	g.mu.Unlock()
+}
+
+// reportUnstored says, at stop, how many decisions changed but could not
+// be stored (the store could not write): a restart does not know them.
+func (g *Gate) reportUnstored() {
+	g.mu.Lock()
+	n := 0
+	for _, rec := range g.recs {
+		if rec.stored && rec.storedJSON == nil {
+			n++
+		}
+	}
+	g.mu.Unlock()
+	if n > 0 {
+		g.log.Error("stopping with noise-control decisions the store could not take: they are lost", "lost", n)
 	}
 }
 

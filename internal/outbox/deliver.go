@@ -13,6 +13,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/schedule"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 type laneState int
@@ -324,7 +325,7 @@ func (o *Outbox) giveUp(j job, reason string, status int) {
 	cancel()
 	it := j.it
 	if err != nil {
-		j.st.log.Error("storing dead letter failed; the notification stays queued", "id", it.id, "err", err)
+		j.st.log.Log(ctx, store.LogLevel(err, slog.LevelError), "storing dead letter failed; the notification stays queued", "id", it.id, "err", err)
 		o.mu.Lock()
 		o.landedLocked(it)
 		j.l.state = laneIdle
@@ -349,7 +350,7 @@ func (o *Outbox) finish(j job) {
 func (o *Outbox) complete(st *destState, id string, done, landed []*item, lanes []*lane) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	if err := o.recordDones(ctx, done); err != nil {
-		st.log.Error("recording a completed notification failed; it may be sent again after a restart", "id", id, "err", err)
+		st.log.Log(ctx, store.LogLevel(err, slog.LevelError), "recording a completed notification failed; it may be sent again after a restart", "id", id, "err", err)
 	}
 	cancel()
 	o.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -387,7 +388,7 @@ func (o *Outbox) maybePurge() {
 		return
 	}
 	if err := o.purge(context.Background(), w); err != nil {
-		o.log.Warn("trimming the outbox log", "below_seq", w, "err", err)
+		o.log.Log(context.Background(), store.LogLevel(err, slog.LevelWarn), "trimming the outbox log", "below_seq", w, "err", err)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -24,22 +26,7 @@ import (
 const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // syncBuffer is written by server goroutines and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = logtest.Logs
 
 // start serves on a loopback port and returns its base URL; the server is
 // stopped and its clean return checked at cleanup.

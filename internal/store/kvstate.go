@@ -24,6 +24,7 @@ var _ Records = (*KVState)(nil)
 // destination's notify.StateStore (any string as key), or the alert state
 // (Bucket: keys already valid for JetStream, stored as they are).
 type KVState struct {
+	st     *Store
 	kv     jetstream.KeyValue
 	bucket string
 	raw    bool // keys are stored unencoded
@@ -43,7 +44,7 @@ func (s *Store) Bucket(ctx context.Context, bucket string) (*KVState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &KVState{kv: kv, bucket: bucket, raw: true}, nil
+	return &KVState{st: s, kv: kv, bucket: bucket, raw: true}, nil
 }
 
 var bucketUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)
@@ -102,7 +103,11 @@ func (s *KVState) Get(ctx context.Context, key string) ([]byte, bool, error) {
 
 // Put stores the value durably.
 func (s *KVState) Put(ctx context.Context, key string, value []byte) error {
-	if _, err := s.kv.Put(ctx, s.key(key), value); err != nil {
+	err := s.st.write(ctx, func(ctx context.Context) error {
+		_, err := s.kv.Put(ctx, s.key(key), value)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("state bucket %s: writing %q: %w", s.bucket, key, err)
 	}
 	return nil
@@ -111,7 +116,9 @@ func (s *KVState) Put(ctx context.Context, key string, value []byte) error {
 // Delete removes the key; deleting a missing key is not an error. The
 // deletion marker expires, so keys that are never reused leave nothing.
 func (s *KVState) Delete(ctx context.Context, key string) error {
-	err := s.kv.Purge(ctx, s.key(key), jetstream.PurgeTTL(markerTTL))
+	err := s.st.write(ctx, func(ctx context.Context) error {
+		return s.kv.Purge(ctx, s.key(key), jetstream.PurgeTTL(markerTTL))
+	})
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("state bucket %s: deleting %q: %w", s.bucket, key, err)
 	}

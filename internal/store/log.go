@@ -31,6 +31,7 @@ type LogConfig struct {
 // write it cannot take fails instead.
 type Log struct {
 	name   string
+	st     *Store
 	js     jetstream.JetStream
 	stream jetstream.Stream
 }
@@ -68,13 +69,17 @@ func (s *Store) Log(ctx context.Context, cfg LogConfig) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening log %q in %s: %w", cfg.Name, s.dir, err)
 	}
-	return &Log{name: cfg.Name, js: s.js, stream: st}, nil
+	return &Log{name: cfg.Name, st: s, js: s.js, stream: st}, nil
 }
 
 // Append writes a record on subject, one of the log's subjects, and returns
 // its sequence once it is stored.
 func (l *Log) Append(ctx context.Context, subject string, data []byte) (uint64, error) {
-	ack, err := l.js.Publish(ctx, subject, data)
+	var ack *jetstream.PubAck
+	err := l.st.write(ctx, func(ctx context.Context) (err error) {
+		ack, err = l.js.Publish(ctx, subject, data)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("appending to log %s: %w", l.name, err)
 	}
@@ -98,8 +103,8 @@ func (l *Log) Get(ctx context.Context, seq uint64) (Record, error) {
 
 // Delete removes the record at seq.
 func (l *Log) Delete(ctx context.Context, seq uint64) error {
-	err := l.stream.DeleteMsg(ctx, seq)
-	if err == nil {
+	err := l.st.write(ctx, func(ctx context.Context) error { return l.stream.DeleteMsg(ctx, seq) })
+	if err == nil || errors.Is(err, ErrUnavailable) {
 		return nil
 	}
 	// The server's answer for a missing record is not told apart from other
@@ -112,7 +117,9 @@ func (l *Log) Delete(ctx context.Context, seq uint64) error {
 
 // PurgeBelow removes every record with a sequence below seq.
 func (l *Log) PurgeBelow(ctx context.Context, seq uint64) error {
-	if err := l.stream.Purge(ctx, jetstream.WithPurgeSequence(seq)); err != nil {
+	if err := l.st.write(ctx, func(ctx context.Context) error {
+		return l.stream.Purge(ctx, jetstream.WithPurgeSequence(seq))
+	}); err != nil {
 		return fmt.Errorf("trimming log %s below sequence %d: %w", l.name, seq, err)
 	}
 	return nil

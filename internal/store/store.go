@@ -17,12 +17,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,6 +38,8 @@ type Options struct {
 	// minutes) would lose acknowledged notifications on power loss.
 	SyncInterval time.Duration
 	Logger       *slog.Logger
+	// Registerer takes the store's health metrics (nil: not registered).
+	Registerer prometheus.Registerer
 }
 
 // Store is an open state directory with its embedded server.
@@ -46,6 +50,12 @@ type Store struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	lock *os.File
+
+	// As opened, for restarting JetStream after a write error (health.go).
+	maxStore     int64
+	syncAlways   bool
+	syncInterval time.Duration
+	h            *health
 
 	closeOnce sync.Once
 	closeErr  error
@@ -76,15 +86,28 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 
+	h, err := newHealth(opts.Registerer)
+	if err != nil {
+		_ = unlockDir(lock)
+		return nil, err
+	}
+	// JetStream's own limit would be 75% of the space free at start: after a
+	// start on a nearly full disk it would refuse writes for good, even once
+	// space is freed. The filesystem is the limit instead.
+	_, total, err := diskSpace(dir)
+	if err != nil || total == 0 {
+		total = 1 << 50
+	}
 	srvLog := &serverLogger{log: log}
 	srv, err := server.NewServer(&server.Options{
-		ServerName:   "nocbridge",
-		DontListen:   true,
-		NoSigs:       true,
-		JetStream:    true,
-		StoreDir:     dir,
-		SyncAlways:   opts.SyncInterval <= 0,
-		SyncInterval: opts.SyncInterval,
+		ServerName:        "nocbridge",
+		DontListen:        true,
+		NoSigs:            true,
+		JetStream:         true,
+		JetStreamMaxStore: int64(min(total, 1<<50)),
+		StoreDir:          dir,
+		SyncAlways:        opts.SyncInterval <= 0,
+		SyncInterval:      opts.SyncInterval,
 	})
 	if err != nil {
 		_ = unlockDir(lock)
@@ -122,7 +145,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("starting embedded NATS server in %s: %s", dir, fatal)
 	}
 
-	s := &Store{dir: dir, log: log, srv: srv, lock: lock}
+	s := &Store{dir: dir, log: log, srv: srv, lock: lock, h: h,
+		maxStore: int64(min(total, 1<<50)), syncAlways: opts.SyncInterval <= 0, syncInterval: opts.SyncInterval}
+	srvLog.setDiskError(s.diskError)
 	s.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("nocbridge"),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -133,6 +158,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}))
 	if err == nil {
 		s.js, err = jetstream.New(s.nc)
+	}
+	if err == nil {
+		err = s.ensureProbeLog()
 	}
 	if err != nil {
 		_ = s.Close()
@@ -204,7 +232,7 @@ func (s *Store) StateStore(ctx context.Context, bucket string) (*KVState, error)
 	if err != nil {
 		return nil, err
 	}
-	return &KVState{kv: kv, bucket: bucket}, nil
+	return &KVState{st: s, kv: kv, bucket: bucket}, nil
 }
 
 // lockDir takes an exclusive flock on dir/LOCK so that a second nocbridge
@@ -249,13 +277,34 @@ type serverLogger struct {
 
 	mu        sync.Mutex
 	lastFatal string
+	onDisk    func(msg string) // a stream's file write failed
+}
+
+func (l *serverLogger) setDiskError(fn func(string)) {
+	l.mu.Lock()
+	l.onDisk = fn
+	l.mu.Unlock()
 }
 
 func (l *serverLogger) Noticef(format string, v ...any) { l.emit(slog.LevelDebug, format, v) }
 func (l *serverLogger) Warnf(format string, v ...any)   { l.emit(slog.LevelWarn, format, v) }
-func (l *serverLogger) Errorf(format string, v ...any)  { l.emit(slog.LevelError, format, v) }
-func (l *serverLogger) Debugf(format string, v ...any)  { l.emit(slog.LevelDebug, format, v) }
-func (l *serverLogger) Tracef(string, ...any)           {}
+func (l *serverLogger) Errorf(format string, v ...any) {
+	l.emit(slog.LevelError, format, v)
+	// JetStream's words for a failed file write (a full disk, an I/O
+	// error, a read-only remount): the store stops writing until it
+	// recovers (health.go).
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(strings.ToLower(msg), "critical write error") {
+		l.mu.Lock()
+		fn := l.onDisk
+		l.mu.Unlock()
+		if fn != nil {
+			fn(msg)
+		}
+	}
+}
+func (l *serverLogger) Debugf(format string, v ...any) { l.emit(slog.LevelDebug, format, v) }
+func (l *serverLogger) Tracef(string, ...any)          {}
 
 func (l *serverLogger) emit(level slog.Level, format string, v []any) {
 	if l.log.Enabled(context.Background(), level) {

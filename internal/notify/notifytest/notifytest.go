@@ -10,7 +10,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
 
 	"go.yaml.in/yaml/v3"
 
@@ -76,32 +77,7 @@ func WriteFile(t testing.TB, dir, name, content string) string {
 }
 
 // Logs captures what a notifier logs; safe for concurrent use.
-type Logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *Logs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *Logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// TextLogger logs into l as text, at every level.
-func (l *Logs) TextLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// JSONLogger logs into l as JSON lines, at every level.
-func (l *Logs) JSONLogger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+type Logs = logtest.Logs
 
 // Request is one request a Server received.
 type Request struct {
