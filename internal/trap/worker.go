@@ -279,10 +279,15 @@ func (w *worker) accept(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, usm *go
 		return Trap{}, nil, &drop{reason: ReasonMalformed, msg: "unsupported SNMP version"}
 	}
 	dev, known := pol.device(t.Source)
-	if pol.dropUnknown && !known {
+	switch {
+	case known:
+	case pol.dropUnknown:
 		// Not acknowledged either: the sender keeps retrying a refused inform
 		// only until its retries run out, which is what "drop" asks for.
 		return Trap{}, nil, &drop{reason: ReasonUnknownSource, msg: "trap from an address not in the inventory"}
+	case !w.r.unknown.admit(t.Source, d.at, pol.maxUnknown, pol.expire):
+		return Trap{}, nil, &drop{reason: ReasonUnknownLimit, msg: "trap from one unknown sender too many (traps.max_unknown_sources)",
+			args: []any{"max_unknown_sources", pol.maxUnknown}}
 	}
 	t.Device = dev
 	t.Trap = t.TrapOID
@@ -307,20 +312,25 @@ func (w *worker) accept(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, usm *go
 	return t, reply, nil
 }
 
-// v1Source picks the device a v1 trap is about: the agent-addr field
-// unless it is empty or unknown while the UDP sender is known.
+// v1Source picks the device a v1 trap is about. The agent-addr field is
+// the sender's word only, so it is believed only from a relay (traps.relays)
+// and, when it names a known device, from a known device; otherwise the trap
+// is the UDP sender's, and unknown_sources judges that.
 func v1Source(pol *policy, agentAddr string, sender netip.Addr) netip.Addr {
 	agent, err := netip.ParseAddr(agentAddr)
 	if err != nil || agent.IsUnspecified() {
 		return sender
 	}
 	agent = agent.Unmap()
-	if _, ok := pol.device(agent); !ok {
-		if _, ok := pol.device(sender); ok {
-			return sender
+	if pol.relay(sender) {
+		return agent
+	}
+	if _, ok := pol.device(sender); ok {
+		if _, ok := pol.device(agent); ok {
+			return agent
 		}
 	}
-	return agent
+	return sender
 }
 
 // ack builds the Response PDU that acknowledges an inform: same request-id,
