@@ -1,11 +1,8 @@
 package trap
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,38 +125,4 @@ func register(reg prometheus.Registerer, c collector) error {
 		return fmt.Errorf("registering trap metrics: %w", err)
 	}
 	return nil
-}
-
-// logLimiter lets one line per key through per interval and reports how
-// many were suppressed, so a storm of bad packets cannot flood the journal.
-type logLimiter struct {
-	interval time.Duration
-	mu       sync.Mutex
-	last     map[string]time.Time
-	skipped  map[string]int
-}
-
-func newLogLimiter(interval time.Duration) *logLimiter {
-	return &logLimiter{interval: interval, last: map[string]time.Time{}, skipped: map[string]int{}}
-}
-
-func (l *logLimiter) log(log *slog.Logger, level slog.Level, key, msg string, args ...any) {
-	now := time.Now()
-	l.mu.Lock()
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.interval {
-		l.skipped[key]++
-		l.mu.Unlock()
-		return
-	}
-	skipped := l.skipped[key]
-	l.last[key] = now
-	delete(l.skipped, key)
-	if len(l.last) > 1024 { // keys are bounded in practice; stay bounded anyway
-		clear(l.last)
-	}
-	l.mu.Unlock()
-	if skipped > 0 {
-		args = append(args, "suppressed", skipped)
-	}
-	log.Log(context.Background(), level, msg, args...)
 }

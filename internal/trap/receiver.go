@@ -20,6 +20,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/lograte"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/snmp/mib"
 	"github.com/nocbridge/nocbridge/internal/snmp/usm"
@@ -80,7 +81,7 @@ type Receiver struct {
 	engineID []byte
 	names    *mib.Table
 	log      *slog.Logger
-	logs     *logLimiter
+	logs     *lograte.Limiter
 	counts   counters
 	policy   atomic.Pointer[policy]
 	unknown  unknownSenders
@@ -195,7 +196,7 @@ func New(opts Options) (*Receiver, error) {
 	r := &Receiver{
 		conn: conn, listen: opts.Listen, workers: opts.Workers,
 		engineID: append([]byte(nil), opts.EngineID...),
-		names:    opts.Names, log: log, logs: newLogLimiter(logInterval),
+		names:    opts.Names, log: log, logs: lograte.New(logInterval),
 		boots: uint32(min(max(now.Unix(), 1), 1<<31-1)), bootTime: now,
 	}
 	r.policy.Store(pol)
@@ -268,7 +269,7 @@ func (r *Receiver) run(ctx context.Context, handle func(Trap)) error {
 			for d := range queues[i] {
 				if reply := w.handleDatagram(d, handle); reply != nil {
 					if _, err := r.conn.WriteToUDPAddrPort(reply, d.from); err != nil && !errors.Is(err, net.ErrClosed) {
-						r.logs.log(r.log, slog.LevelWarn, "reply", "sending SNMP response failed", "source", d.from.Addr(), "err", err)
+						r.logs.Log(r.log, slog.LevelWarn, "reply", "sending SNMP response failed", "source", d.from.Addr(), "err", err)
 					}
 				}
 			}
@@ -307,7 +308,7 @@ func (r *Receiver) readLoop(ctx context.Context, queues []chan datagram) error {
 				return nil
 			}
 			// Transient socket errors must not end trap reception.
-			r.logs.log(r.log, slog.LevelError, "read", "reading trap socket failed", "err", err)
+			r.logs.Log(r.log, slog.LevelError, "read", "reading trap socket failed", "err", err)
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -323,7 +324,7 @@ func (r *Receiver) readLoop(ctx context.Context, queues []chan datagram) error {
 			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 			if !limiter.allow(from.Addr(), now, pol.rate) {
 				r.counts.dropped[reasonIndex(ReasonRateLimit)].Add(1)
-				r.logs.log(r.log, slog.LevelWarn, "rate:"+from.Addr().String(), "trap rate limit exceeded, dropping",
+				r.logs.Log(r.log, slog.LevelWarn, "rate:"+from.Addr().String(), "trap rate limit exceeded, dropping",
 					"source", from.Addr(), "limit_per_s", pol.rate)
 				continue
 			}

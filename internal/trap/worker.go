@@ -52,7 +52,7 @@ func (w *worker) handleDatagram(d datagram, handle func(Trap)) []byte {
 		w.r.counts.dropped[reasonIndex(dr.reason)].Add(1)
 		if dr.msg != "" {
 			args := append([]any{"source", d.from.Addr(), "reason", dr.reason}, dr.args...)
-			w.r.logs.log(w.r.log, slog.LevelWarn, dr.reason+":"+dr.msg, dr.msg, args...)
+			w.r.logs.Log(w.r.log, slog.LevelWarn, dr.reason+":"+dr.msg, dr.msg, args...)
 		}
 		return reply
 	}
@@ -66,7 +66,7 @@ func (w *worker) handleDatagram(d datagram, handle func(Trap)) []byte {
 func (w *worker) deliver(handle func(Trap), t Trap, from netip.AddrPort) {
 	defer func() {
 		if p := recover(); p != nil {
-			w.r.logs.log(w.r.log, slog.LevelError, "handler-panic", "trap handler panicked",
+			w.r.logs.Log(w.r.log, slog.LevelError, "handler-panic", "trap handler panicked",
 				"source", from.Addr(), "trap", t.Trap, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 	}()
@@ -307,7 +307,7 @@ func (w *worker) accept(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, usm *go
 	if err != nil {
 		// The trap itself is good: hand it on; the sender will retry and
 		// a duplicate trap is better than a lost one.
-		w.r.logs.log(w.r.log, slog.LevelWarn, "ack", "building inform acknowledgement failed", "source", d.from.Addr(), "err", err)
+		w.r.logs.Log(w.r.log, slog.LevelWarn, "ack", "building inform acknowledgement failed", "source", d.from.Addr(), "err", err)
 	}
 	return t, reply, nil
 }
