@@ -139,7 +139,7 @@ func TestTemplateFailureStillNotifies(t *testing.T) {
 			t.Fatal(err)
 		}
 		rule := strings.Replace(linkRule, `description: "if {{ .Key }}"`,
-			`description: "{{ range $k, $v := .Vars }}{{ range 100000 }}{{ $k }}{{ end }}{{ end }}"`, 1)
+			`description: '{{ range .Vars }}{{ range 100000 }}{{ printf "%01000d" 0 }}{{ end }}{{ end }}'`, 1)
 		if err := m.SetRules(ctx, mustRules(t, rule), swOnly); err != nil {
 			t.Fatal(err)
 		}

@@ -115,7 +115,7 @@ func TestCheckRendersTemplatesWithinBudget(t *testing.T) {
     source: icmp
     when: loss == 100
     severity: 1
-    description: "{{ range .Device.Labels }}{{ range 30000000 }}0123456789{{ end }}{{ end }}"
+    description: '{{ range .Device.Labels }}{{ range 300000000 }}{{ printf "%01000d" 0 }}{{ end }}{{ end }}'
 `
 	if err := os.WriteFile(filepath.Join(dir, "rules", "big.yaml"), []byte(rule), 0o644); err != nil {
 		t.Fatal(err)
