@@ -26,26 +26,30 @@ func strangerTrap(name string, ifIndex int) observation.Observation {
 	return o
 }
 
+// runWith runs a manager over st with rules src and inventory inv until
+// ctx ends.
+func runWith(t *testing.T, ctx context.Context, st *memStore, rec *recorder, reg prometheus.Registerer, src string, inv *inventory.Inventory) *Manager {
+	t.Helper()
+	m, err := New(ctx, st, rec, Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetRules(ctx, mustRules(t, src), inv); err != nil {
+		t.Fatal(err)
+	}
+	go m.Run(ctx)
+	synctest.Wait()
+	return m
+}
+
 // An unknown sender's alert is kept by a reload and a restart like any
 // other, and resolved by its own clear trap.
 func TestUnknownSenderAlertSurvivesReloadAndRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st, rec := &memStore{data: map[string][]byte{}}, &recorder{}
 		accepting := swOnly.WithUnknownSenders(24 * time.Hour)
-		run := func(ctx context.Context) *Manager {
-			m, err := New(ctx, st, rec, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := m.SetRules(ctx, mustRules(t, linkRule), accepting); err != nil {
-				t.Fatal(err)
-			}
-			go m.Run(ctx)
-			synctest.Wait()
-			return m
-		}
 		ctx1, stop1 := context.WithCancel(t.Context())
-		m := run(ctx1)
+		m := runWith(t, ctx1, st, rec, nil, linkRule, accepting)
 		m.Observe(ctx1, strangerTrap("IF-MIB::linkDown", 3))
 		synctest.Wait()
 		if err := m.SetRules(ctx1, mustRules(t, linkRule), accepting); err != nil { // a reload
@@ -60,7 +64,7 @@ func TestUnknownSenderAlertSurvivesReloadAndRestart(t *testing.T) {
 
 		ctx2, stop2 := context.WithCancel(t.Context())
 		defer stop2()
-		m = run(ctx2) // a restart
+		m = runWith(t, ctx2, st, rec, nil, linkRule, accepting) // a restart
 		if got := m.Instances(); len(got) != 1 || got[0].State != StateFiring || got[0].Device.Name != stranger.Name {
 			t.Fatalf("after a restart: %+v", got)
 		}
@@ -81,15 +85,7 @@ func TestUnknownSenderAlertExpires(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		st, rec := &memStore{data: map[string][]byte{}}, &recorder{}
-		m, err := New(ctx, st, rec, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := m.SetRules(ctx, mustRules(t, linkRule), swOnly.WithUnknownSenders(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-		go m.Run(ctx)
-		synctest.Wait()
+		m := runWith(t, ctx, st, rec, nil, linkRule, swOnly.WithUnknownSenders(time.Hour))
 		t0 := time.Now()
 		m.Observe(ctx, strangerTrap("IF-MIB::linkDown", 3))
 		m.Observe(ctx, strangerTrap("IF-MIB::linkDown", 4))
@@ -134,18 +130,11 @@ func TestTemplateFailureStillNotifies(t *testing.T) {
 		defer cancel()
 		st, rec := &memStore{data: map[string][]byte{}}, &recorder{}
 		reg := prometheus.NewRegistry()
-		m, err := New(ctx, st, rec, Options{Registerer: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
 		rule := strings.Replace(linkRule, `description: "if {{ .Key }}"`,
 			`description: '{{ range .Vars }}{{ range 100000 }}{{ printf "%01000d" 0 }}{{ end }}{{ end }}'`, 1)
-		if err := m.SetRules(ctx, mustRules(t, rule), swOnly); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Observe(ctx, trapObs("IF-MIB::linkDown", 3)); err != nil {
-			t.Fatal(err)
-		}
+		m := runWith(t, ctx, st, rec, reg, rule, swOnly)
+		m.Observe(ctx, trapObs("IF-MIB::linkDown", 3))
+		synctest.Wait()
 		evs := rec.snapshot()
 		if len(evs) != 1 || evs[0].Name != "Interface down" ||
 			!strings.HasPrefix(evs[0].Description, "NETWORK-INTERFACES-2-301 on core-sw1: the rule's text could not be rendered (") ||
