@@ -365,17 +365,10 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 func compileTemplate(key, src string, bad func(key, format string, args ...any)) *template.Template {
 	t, err := template.New(key).Option("missingkey=zero").Parse(src)
 	if err != nil {
-		bad(key, "%s template: %s", key, templateError(err))
+		bad(key, "%s template: %s", key, words(err.Error()))
 		return nil
 	}
 	return tmpl.Bound(t)
-}
-
-// templateError is err in words, with the template's own line past its
-// first (the error's FILE:LINE is the key's).
-func templateError(err error) string {
-	msg := words(err.Error())
-	return strings.TrimPrefix(strings.TrimPrefix(msg, "line 1: "), "line 1, ")
 }
 
 // renderErrors renders the rule's templates over data within the budget:
@@ -387,9 +380,8 @@ func (r *Rule) renderErrors(data TemplateData, what string) config.Errors {
 		line int
 		t    *template.Template
 	}{{"name", r.nameLine, r.name}, {"description", r.descLine, r.description}} {
-		if _, err := tmpl.Execute(t.t, data); err != nil {
-			errs = append(errs, config.Error{File: r.File, Line: t.line,
-				Msg: fmt.Sprintf("%s template%s: %s", t.key, what, templateError(err))})
+		if _, err := render(t.t, data); err != nil {
+			errs = append(errs, config.Error{File: r.File, Line: t.line, Msg: fmt.Sprintf("%s template%s: %v", t.key, what, err)})
 		}
 	}
 	return errs

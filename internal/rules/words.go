@@ -38,6 +38,15 @@ var (
 	}
 )
 
+// templateLine names a template's own line past its first: the error's
+// FILE:LINE is already the key's.
+func templateLine(line, sep string) string {
+	if line == "1" {
+		return ""
+	}
+	return "line " + line + sep
+}
+
 // words rewrites one error message: text/template's prefix becomes the
 // template's line, a missing field names what there is instead, Go types
 // become words (number, text, boolean, map, list, device) and expr's
@@ -45,9 +54,9 @@ var (
 func words(msg string) string {
 	msg = oneLine(msg)
 	if m := execPrefix.FindStringSubmatch(msg); m != nil {
-		msg = "line " + m[1] + ", at <" + m[2] + ">: " + msg[len(m[0]):]
+		msg = templateLine(m[1], ", ") + "at <" + m[2] + ">: " + msg[len(m[0]):]
 	} else if m := parsePrefix.FindStringSubmatch(msg); m != nil {
-		msg = "line " + m[1] + ": " + msg[len(m[0]):]
+		msg = templateLine(m[1], ": ") + msg[len(m[0]):]
 	}
 	if m := noField.FindStringSubmatchIndex(msg); m != nil {
 		field, typ := msg[m[2]:m[3]], msg[m[4]:m[5]]
