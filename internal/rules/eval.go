@@ -30,8 +30,9 @@ type Condition struct {
 
 // Evaluate runs every rule of the observation's source that matches the
 // device. Evaluation errors (e.g. a missing custom OID) are EvalErrors and
-// skip that rule only; Faults.Evaluation counts and logs them. An observation without variables (a
-// failed poll) is no data: no rule fires or clears on it.
+// skip that rule only; Faults.Evaluation counts and logs them. An
+// observation without variables (a failed poll) is no data: no rule fires
+// or clears on it.
 func (s *Set) Evaluate(obs observation.Observation) ([]Condition, []error) {
 	if obs.Vars == nil {
 		return nil, nil

@@ -5,6 +5,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 	"text/template"
 	"time"
 
@@ -93,7 +94,7 @@ func (r *Rule) Render(data TemplateData) (name, description string, err error) {
 	}
 	msg := err.Error()
 	if len(msg) > maxFallbackError {
-		msg = msg[:maxFallbackError] + "…"
+		msg = strings.ToValidUTF8(msg[:maxFallbackError], "") + "…"
 	}
 	return name, fmt.Sprintf("%s on %s: the rule's text could not be rendered (%s)", r.EventID, device, msg), err
 }
