@@ -14,10 +14,11 @@ import (
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 )
 
-// An unknown sender's alert (unknown_sources: accept), raised by a real
-// snmptrap from a loopback address outside the inventory, is kept by a
-// reload and by a restart, and resolved by its own linkUp.
-func TestUnknownSenderAlertAcrossReloadAndRestart(t *testing.T) {
+// trapRig is what a test of traps through the daemon needs: net-snmp's
+// snmptrap, a free UDP port for traps.listen, the shipped rules' folder and
+// a webhook receiver answering 200.
+func trapRig(t *testing.T) (port int, rulesDir string, rcv *receiver) {
+	t.Helper()
 	if _, err := exec.LookPath("snmptrap"); err != nil {
 		skipOrFail(t, "needs net-snmp's snmptrap: %v", err)
 	}
@@ -25,11 +26,17 @@ func TestUnknownSenderAlertAcrossReloadAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rulesDir, err := filepath.Abs("../../rules")
-	if err != nil {
+	if rulesDir, err = filepath.Abs("../../rules"); err != nil {
 		t.Fatal(err)
 	}
-	rcv := newReceiver(t, always(http.StatusOK))
+	return port, rulesDir, newReceiver(t, always(http.StatusOK))
+}
+
+// An unknown sender's alert (unknown_sources: accept), raised by a real
+// snmptrap from a loopback address outside the inventory, is kept by a
+// reload and by a restart, and resolved by its own linkUp.
+func TestUnknownSenderAlertAcrossReloadAndRestart(t *testing.T) {
+	port, rulesDir, rcv := trapRig(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "nocbridge.yaml")
 	cfg := fmt.Sprintf(`state_dir: ./state
