@@ -122,6 +122,7 @@ type Manager struct {
 	q intake // hands observations from Observe to Run (queue.go)
 
 	behind *writeBehind
+	faults *rules.Faults // rules' run-time errors, counted and logged
 
 	activeDesc  *prometheus.Desc
 	unsentDesc  *prometheus.Desc
@@ -175,6 +176,10 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 			"One-shot events dropped because too many were waiting for the store (oldest first).", nil, nil),
 	}
 	m.behind = newWriteBehind(store, m.log)
+	var err error
+	if m.faults, err = rules.NewFaults(m.log, opts.Registerer); err != nil {
+		return nil, err
+	}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(activeCollector{m}); err != nil {
 			return nil, fmt.Errorf("alert metrics: %w", err)
@@ -212,7 +217,8 @@ func instanceKey(eventID, device, key string) string {
 
 // SetRules installs the rule set and inventory (at start and on reload) and
 // resolves firing instances whose rule or device no longer exists: nothing
-// will observe them again, and their resolve must not be lost. It also
+// will observe them again, and their resolve must not be lost. An unknown
+// trap sender's alert stays while the inventory accepts the sender. It also
 // dispatches events that were stored but not handed to the outbox before a
 // crash.
 func (m *Manager) SetRules(ctx context.Context, set *rules.Set, inv *inventory.Inventory) error {
@@ -227,7 +233,14 @@ func (m *Manager) SetRules(ctx context.Context, set *rules.Set, inv *inventory.I
 			continue
 		}
 		r := set.ByEventID(in.EventID)
-		if d, ok := inv.Current(in.Device); r != nil && ok && d.In(r.Match) {
+		d, ok := inv.Current(in.Device)
+		if !ok && r != nil && r.Source == observation.Trap {
+			// An unknown sender's: its clear trap or traps.unknown_expire
+			// resolves it (tick).
+			_, ok = inv.Unknown(in.Device)
+			d = &in.Device
+		}
+		if r != nil && ok && d.In(r.Match) {
 			continue
 		}
 		if in.State == StatePending {

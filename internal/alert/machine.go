@@ -21,11 +21,7 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 		if !c.Firing {
 			return nil
 		}
-		ev, err := m.newEvent(r, c, uuid.NewString(), c.Time)
-		if err != nil {
-			return err
-		}
-		m.staged = append(m.staged, &transition{k: k, ev: ev})
+		m.staged = append(m.staged, &transition{k: k, ev: m.newEvent(r, c, uuid.NewString(), c.Time)})
 		return nil
 	case r.Source == observation.Trap:
 		// Trap rules fire on the raising trap and resolve on the matching one.
@@ -35,7 +31,10 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 		if c.Firing && in == nil {
 			in = &Instance{EventID: r.EventID, Device: *c.Device, Key: c.Key, State: StatePending, Since: c.Time}
 			m.instances[k] = in
-			return m.fire(k, in, c, c.Time)
+			if expire, ok := m.inv.Unknown(in.Device); ok {
+				m.wakeFor(c.Time.Add(expire))
+			}
+			m.fire(k, in, c, c.Time)
 		}
 		return nil
 	}
@@ -55,7 +54,8 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 			return nil
 		}
 		if c.Time.Sub(in.Since) >= r.For {
-			return m.fire(k, in, c, c.Time)
+			m.fire(k, in, c, c.Time)
+			return nil
 		}
 		m.wakeFor(in.Since.Add(r.For))
 	case StateFiring:
@@ -75,10 +75,13 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 	return nil
 }
 
-func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, at time.Time) (event.Event, error) {
+// newEvent renders the rule's templates for c. A failed render still
+// makes the event, with the rule's fallback name and description: counted
+// and logged, never dropped.
+func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, at time.Time) event.Event {
 	name, desc, err := r.Render(rules.TemplateData{Device: c.Device, Key: c.Key, Value: c.Value, Vars: c.Vars})
 	if err != nil {
-		return event.Event{}, err
+		m.faults.Template(r.EventID, err)
 	}
 	return event.Event{
 		InstanceID: instanceID, EventID: r.EventID, Name: name, Description: desc,
@@ -86,21 +89,17 @@ func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, 
 		Source: string(r.Source), Timestamp: at.UTC(), Status: event.StatusActive, Kind: r.Kind,
 		Device: *c.Device,
 		Key:    c.Key,
-	}, nil
+	}
 }
 
-func (m *Manager) fire(k string, in *Instance, c rules.Condition, at time.Time) error {
-	ev, err := m.newEvent(c.Rule, c, uuid.NewString(), at)
-	if err != nil {
-		return err
-	}
+func (m *Manager) fire(k string, in *Instance, c rules.Condition, at time.Time) {
+	ev := m.newEvent(c.Rule, c, uuid.NewString(), at)
 	in.State = StateFiring
 	in.ActiveAt = at
 	in.Clearing = time.Time{}
 	in.Event = &ev
 	m.log.Info("alert firing", "event_id", ev.EventID, "device", ev.Device.Name, "key", ev.Key, "instance_id", ev.InstanceID)
 	m.stage(k, in, ev)
-	return nil
 }
 
 func (m *Manager) resolve(k string, in *Instance, at time.Time) error {
@@ -186,16 +185,28 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 				consider(due)
 				continue
 			}
-			c := rules.Condition{Rule: r, Device: &in.Device, Key: in.Key, Time: due, Firing: true, Value: in.Value}
-			if err := m.fire(k, in, c, due); err != nil {
-				m.log.Error("firing alert", "event_id", in.EventID, "device", in.Device.Name, "err", err)
-			}
+			m.fire(k, in, rules.Condition{Rule: r, Device: &in.Device, Key: in.Key, Time: due, Firing: true, Value: in.Value}, due)
 		case in.State == StateFiring && !in.Clearing.IsZero():
 			due := in.Clearing.Add(r.ClearFor)
 			if now.Before(due) {
 				consider(due)
 				continue
 			}
+			if err := m.resolve(k, in, due); err != nil {
+				m.log.Error("resolving alert", "event_id", in.EventID, "device", in.Device.Name, "err", err)
+			}
+		case in.State == StateFiring && r.Source == observation.Trap:
+			expire, ok := m.inv.Unknown(in.Device)
+			if !ok {
+				continue
+			}
+			due := in.ActiveAt.Add(expire)
+			if now.Before(due) {
+				consider(due)
+				continue
+			}
+			m.log.Info("resolving an unknown trap sender's alert: no clear trap within traps.unknown_expire",
+				"event_id", in.EventID, "device", in.Device.Name, "key", in.Key, "unknown_expire", expire.String())
 			if err := m.resolve(k, in, due); err != nil {
 				m.log.Error("resolving alert", "event_id", in.EventID, "device", in.Device.Name, "err", err)
 			}

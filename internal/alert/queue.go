@@ -80,9 +80,7 @@ func (m *Manager) observe(ctx context.Context, batch []observation.Observation) 
 		if rest != nil {
 			break // evaluated again, and its failures logged, in the next batch
 		}
-		for _, err := range evalErrs {
-			m.log.Warn("rule evaluation failed", "err", err)
-		}
+		m.faults.Evaluation(evalErrs)
 		for j, c := range conds {
 			staged := len(m.staged)
 			if err := m.apply(keys[j], c); err != nil {

@@ -41,6 +41,9 @@ func load(path, version string, logger *slog.Logger, state stateFor) (*generatio
 	g := &generation{cfg: cfg, router: route.New(cfg.Subscriptions), inventory: inventory.New(cfg)}
 	g.rules, err = rules.Load(cfg.Rules)
 	errs = append(errs, config.AsErrors(err, path)...)
+	if g.rules != nil {
+		errs = append(errs, g.rules.CheckTemplates(g.inventory)...)
+	}
 	g.windows, err = mute.Compile(cfg.Maintenance)
 	errs = append(errs, config.AsErrors(err, path)...)
 	if g.traps, err = trap.OptionsFrom(cfg); err != nil {

@@ -2,16 +2,13 @@ package app
 
 import (
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 	"github.com/nocbridge/nocbridge/internal/testutil/netns"
 )
 
@@ -22,18 +19,7 @@ import (
 // community or v3 key is a counted drop, not an alert.
 func TestTrapsFromDeviceNamespace(t *testing.T) {
 	dev := netns.New(t)
-	if _, err := exec.LookPath("snmptrap"); err != nil {
-		skipOrFail(t, "needs net-snmp's snmptrap: %v", err)
-	}
-	port, err := netsnmp.FreeUDPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rulesDir, err := filepath.Abs("../../rules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv := newReceiver(t, always(http.StatusOK))
+	port, rulesDir, rcv := trapRig(t)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`state_dir: ./state
 http:

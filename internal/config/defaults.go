@@ -24,6 +24,8 @@ const (
 	defaultTrapListen             = "0.0.0.0:162"
 	defaultTrapUnknownSources     = "accept"
 	defaultTrapRateLimitPerSource = 1000
+	defaultTrapMaxUnknownSources  = 1000
+	defaultTrapUnknownExpire      = 24 * time.Hour
 
 	defaultFlapChanges    = 5
 	defaultFlapWindow     = 15 * time.Minute
@@ -49,7 +51,8 @@ const (
 //	icmp                         interval 10s, timeout 1s, count 1, privileged auto
 //	snmp                         poll_interval 60s, timeout 2s, retries 1; profile port 161
 //	traps (when the section is   listen 0.0.0.0:162, unknown_sources accept,
-//	  present; absent = off)     rate_limit_per_source 1000
+//	  present; absent = off)     rate_limit_per_source 1000, max_unknown_sources 1000,
+//	                             unknown_expire 24h
 //	destinations                 timeout 10s, retry initial 1s, max 5m, max_age 24h
 //	                             (each retry field separately)
 //	subscriptions                send_resolved true
@@ -102,6 +105,8 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 		defaultString(&c.Traps.Listen, defaultTrapListen)
 		defaultString(&c.Traps.UnknownSources, defaultTrapUnknownSources)
 		defaultInt(&c.Traps.RateLimitPerSource, defaultTrapRateLimitPerSource, "traps", "rate_limit_per_source")
+		defaultInt(&c.Traps.MaxUnknownSources, defaultTrapMaxUnknownSources, "traps", "max_unknown_sources")
+		defaultDuration(&c.Traps.UnknownExpire, defaultTrapUnknownExpire, "traps", "unknown_expire")
 	}
 
 	defaultInt(&c.Noise.Flap.Changes, defaultFlapChanges, "noise", "flap", "changes")

@@ -136,6 +136,10 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-traps.yaml:8: traps: engine_id "0xnothex" must be hexadecimal, optionally with a 0x prefix`,
 		`testdata/invalid-traps.yaml:9: traps: unknown_sources "ignore" must be accept or drop`,
 		`testdata/invalid-traps.yaml:10: traps: rate_limit_per_source -5 must not be negative (0 means no limit)`,
+		`testdata/invalid-traps.yaml:11: traps: max_unknown_sources 0 must be at least 1 (to refuse every unknown sender, set unknown_sources: drop)`,
+		`testdata/invalid-traps.yaml:12: traps: unknown_expire must be a positive duration such as 24h`,
+		`testdata/invalid-traps.yaml:13: traps: relays[2] "relay.example.net" is not an IP address or prefix such as 10.0.0.5 or 10.1.0.0/16`,
+		`testdata/invalid-traps.yaml:13: traps: relays[3] "10.0.0.0/33" is not an IP address or prefix such as 10.0.0.5 or 10.1.0.0/16`,
 	},
 	"invalid-two-documents.yaml": {
 		`testdata/invalid-two-documents.yaml:2: a second YAML document (after ---): the config must be one document`,
@@ -253,6 +257,8 @@ func TestLoadFull(t *testing.T) {
 			EngineID:           "0x80001f8880c0ffee",
 			UnknownSources:     "drop",
 			RateLimitPerSource: 0,
+			MaxUnknownSources:  1000,
+			UnknownExpire:      Duration(24 * time.Hour),
 		},
 		Devices: []Device{
 			{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core", Labels: map[string]string{"vendor": "cisco"},
@@ -414,6 +420,8 @@ subscriptions:
 		{"traps.listen", cfg.Traps.Listen, "0.0.0.0:162"},
 		{"traps.unknown_sources", cfg.Traps.UnknownSources, "accept"},
 		{"traps.rate_limit_per_source", cfg.Traps.RateLimitPerSource, 1000},
+		{"traps.max_unknown_sources", cfg.Traps.MaxUnknownSources, 1000},
+		{"traps.unknown_expire", cfg.Traps.UnknownExpire, Duration(24 * time.Hour)},
 		{"destination timeout", cfg.Destinations[0].Timeout, Duration(10 * time.Second)},
 		{"destination retry", cfg.Destinations[0].Retry, Retry{Initial: Duration(time.Second), Max: Duration(5 * time.Minute), MaxAge: Duration(24 * time.Hour)}},
 		{"retry fields default separately", cfg.Destinations[1].Retry, Retry{Initial: Duration(time.Second), Max: Duration(time.Minute), MaxAge: Duration(24 * time.Hour)}},
@@ -432,6 +440,20 @@ subscriptions:
 	}
 	if cfg.Traps.Listen != "" || cfg.Traps.RateLimitPerSource != 0 {
 		t.Errorf("traps without a traps section: %+v, want the zero value (receiver off)", cfg.Traps)
+	}
+}
+
+func TestTrapRelays(t *testing.T) {
+	cfg, err := Load(writeConfig(t, "traps: {communities: [public], relays: [10.0.0.5, 10.1.2.0/16, \"2001:db8::1\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range cfg.Traps.RelayPrefixes() {
+		got = append(got, p.String())
+	}
+	if want := []string{"10.0.0.5/32", "10.1.0.0/16", "2001:db8::1/128"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("relays = %v, want %v", got, want)
 	}
 }
 
@@ -780,6 +802,7 @@ func TestProductionExample(t *testing.T) {
 		"snmp.profiles.*.port", "snmp.profiles.*.user", "snmp.profiles.*.auth.protocol", "snmp.profiles.*.auth.passphrase_file",
 		"snmp.profiles.*.priv.protocol", "snmp.profiles.*.priv.passphrase_file",
 		"traps.listen", "traps.communities", "traps.users", "traps.engine_id", "traps.unknown_sources", "traps.rate_limit_per_source",
+		"traps.max_unknown_sources", "traps.unknown_expire", "traps.relays",
 		"devices.name", "devices.address", "devices.site", "devices.role", "devices.labels", "devices.snmp", "devices.icmp.interval",
 		"devices.icmp.disabled", "devices.parents",
 		"destinations.name", "destinations.type", "destinations.timeout", "destinations.retry.initial", "destinations.retry.max",

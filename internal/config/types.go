@@ -8,6 +8,7 @@ package config
 import (
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"path"
 	"regexp"
 	"slices"
@@ -143,6 +144,13 @@ type Traps struct {
 	EngineID           string   `yaml:"engine_id"`
 	UnknownSources     string   `yaml:"unknown_sources"` // accept | drop
 	RateLimitPerSource int      `yaml:"rate_limit_per_source"`
+	// Unknown senders (accepted): how many are tracked at once, and how
+	// long their alerts stay open without their clear trap.
+	MaxUnknownSources int      `yaml:"max_unknown_sources"`
+	UnknownExpire     Duration `yaml:"unknown_expire"`
+	// Relays are the addresses or prefixes whose v1 traps' agent address
+	// is believed (trap forwarders); known devices' is believed too.
+	Relays []string `yaml:"relays"`
 	// MIB names OIDs the built-in table lacks: numeric OID → "MIB::name".
 	MIB map[string]string `yaml:"mib"`
 }
@@ -155,6 +163,27 @@ func (t Traps) EngineIDBytes() []byte {
 		return nil
 	}
 	return b
+}
+
+// RelayPrefixes is relays parsed (validated by Load).
+func (t Traps) RelayPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range t.Relays {
+		if p, err := parsePrefix(r); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix reads an address (a prefix of its full length) or a prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	return p.Masked(), err
 }
 
 type Device struct {

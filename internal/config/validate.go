@@ -276,6 +276,17 @@ func (l *loader) validateTraps(c *Config) {
 	if t.RateLimitPerSource < 0 {
 		l.bad(at("rate_limit_per_source"), "traps: rate_limit_per_source %d must not be negative (0 means no limit)", t.RateLimitPerSource)
 	}
+	if t.MaxUnknownSources < 1 {
+		l.bad(at("max_unknown_sources"), "traps: max_unknown_sources %d must be at least 1 (to refuse every unknown sender, set unknown_sources: drop)", t.MaxUnknownSources)
+	}
+	if t.UnknownExpire <= 0 {
+		l.bad(at("unknown_expire"), "traps: unknown_expire must be a positive duration such as 24h")
+	}
+	for i, r := range t.Relays {
+		if _, err := parsePrefix(r); err != nil {
+			l.bad(at("relays", i), "traps: relays[%d] %q is not an IP address or prefix such as 10.0.0.5 or 10.1.0.0/16", i, r)
+		}
+	}
 }
 
 // named checks the name of entry i of the list at key: required, and

@@ -59,6 +59,9 @@ type Inventory struct {
 	sites    map[string][]*Device
 	siteDevs map[string]*Device // each site's own record
 	names    []*Device          // devices configured by DNS name, for the resolver
+	// unknownExpire is traps.unknown_expire when unknown trap senders are
+	// accepted (traps.unknown_sources: accept); zero when they are not.
+	unknownExpire time.Duration
 }
 
 // New builds the inventory of a loaded (validated) config.
@@ -77,7 +80,11 @@ func New(cfg *config.Config) *Inventory {
 		}
 		devs = append(devs, dev)
 	}
-	return Of(devs...)
+	inv := Of(devs...)
+	if cfg.Traps.Listen != "" && cfg.Traps.UnknownSources == "accept" {
+		inv = inv.WithUnknownSenders(cfg.Traps.UnknownExpire.D())
+	}
+	return inv
 }
 
 // Of builds an inventory from devices (New does, from config; tests and
@@ -174,6 +181,43 @@ func (inv *Inventory) Current(d Device) (*Device, bool) {
 	}
 	cur, ok := inv.byName[d.Name]
 	return cur, ok
+}
+
+// UnknownSender is the record of a trap sender outside the inventory: a
+// device named by its address, with nothing else known. Alerts keep it as
+// their device, so it is the sender's identity across reloads and restarts.
+func UnknownSender(ip netip.Addr) *Device {
+	s := ip.Unmap().String()
+	return &Device{Name: s, Address: s}
+}
+
+// WithUnknownSenders is a copy that accepts unknown trap senders' records
+// (Unknown), their alerts expiring after expire.
+func (inv *Inventory) WithUnknownSenders(expire time.Duration) *Inventory {
+	cp := *inv
+	cp.unknownExpire = expire
+	return &cp
+}
+
+// Unknown reports whether d is an UnknownSender record this inventory
+// accepts: unknown senders are let in, and no device has d's name or
+// address (a sender added to the config since is a device like any other).
+// expire is how long its alerts stay open without their clear trap.
+func (inv *Inventory) Unknown(d Device) (expire time.Duration, ok bool) {
+	if inv.unknownExpire <= 0 || d.Site != "" || d.Role != "" || len(d.Labels) > 0 {
+		return 0, false
+	}
+	ip, err := netip.ParseAddr(d.Name)
+	if err != nil || UnknownSender(ip).Name != d.Name || d.Address != d.Name {
+		return 0, false
+	}
+	if _, named := inv.byName[d.Name]; named {
+		return 0, false
+	}
+	if _, known := inv.ByAddress(ip); known {
+		return 0, false
+	}
+	return inv.unknownExpire, true
 }
 
 // Sites lists the site names, sorted.

@@ -148,3 +148,62 @@ func TestLiveResolvesNames(t *testing.T) {
 		}
 	})
 }
+
+// An unknown trap sender's record is accepted while unknown senders are and
+// while no device has its name or address.
+func TestUnknownSender(t *testing.T) {
+	inv := Of(Device{Name: "sw1", Address: "192.0.2.1"}, Device{Name: "192.0.2.9", Address: "sw9.example.net"})
+	rec := *UnknownSender(netip.MustParseAddr("::ffff:192.0.2.50"))
+	if rec.Name != "192.0.2.50" || rec.Address != "192.0.2.50" {
+		t.Fatalf("record %+v, want one named by its (unmapped) address", rec)
+	}
+	if _, ok := inv.Unknown(rec); ok {
+		t.Error("an inventory that does not accept unknown senders accepted one")
+	}
+	acc := inv.WithUnknownSenders(time.Hour)
+	tests := []struct {
+		name string
+		d    Device
+		want bool
+	}{
+		{"unknown sender", rec, true},
+		{"IPv6 sender", *UnknownSender(netip.MustParseAddr("2001:db8::7")), true},
+		{"a device's address", *UnknownSender(netip.MustParseAddr("192.0.2.1")), false},
+		{"a device's name", Device{Name: "192.0.2.9", Address: "192.0.2.9"}, false},
+		{"a configured device", Device{Name: "sw1", Address: "192.0.2.1"}, false},
+		{"not canonical", Device{Name: "2001:DB8::7", Address: "2001:DB8::7"}, false},
+		{"with a site", Device{Name: "192.0.2.50", Address: "192.0.2.50", Site: "HQ"}, false},
+		{"a site record", Device{Name: "HQ", Site: "HQ", Role: SiteRole}, false},
+	}
+	for _, tt := range tests {
+		expire, ok := acc.Unknown(tt.d)
+		if ok != tt.want || (ok && expire != time.Hour) {
+			t.Errorf("%s: Unknown(%+v) = %v, %v; want %v", tt.name, tt.d, expire, ok, tt.want)
+		}
+	}
+}
+
+func TestNewAcceptsUnknownSendersAsConfigured(t *testing.T) {
+	rec := *UnknownSender(netip.MustParseAddr("192.0.2.50"))
+	for _, tt := range []struct {
+		traps  string
+		expire time.Duration
+	}{
+		{"", 0},
+		{"traps: {communities: [public]}\n", 24 * time.Hour},
+		{"traps: {communities: [public], unknown_expire: 2h}\n", 2 * time.Hour},
+		{"traps: {communities: [public], unknown_sources: drop}\n", 0},
+	} {
+		path := filepath.Join(t.TempDir(), "nocbridge.yaml")
+		if err := os.WriteFile(path, []byte(tt.traps), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if expire, _ := New(cfg).Unknown(rec); expire != tt.expire {
+			t.Errorf("%q: unknown senders expire after %v, want %v (0: not accepted)", tt.traps, expire, tt.expire)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/tmpl"
 )
 
 // TemplateData is what every destination's `template_file` sees: the event's
@@ -60,6 +60,7 @@ func LoadTemplate(file string, env Env) (*template.Template, error) {
 	if err != nil {
 		return nil, err
 	}
+	tmpl.Bound(t)
 	sample := event.Sample("", SampleTime)
 	if _, err := RenderTemplate(t, NewTemplateData(sample, "msg_sample", env.ExternalURL)); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -67,11 +68,8 @@ func LoadTemplate(file string, env Env) (*template.Template, error) {
 	return t, nil
 }
 
-// RenderTemplate executes t over data.
+// RenderTemplate executes t (from LoadTemplate) over data within the
+// render budget (package tmpl).
 func RenderTemplate(t *template.Template, data TemplateData) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return tmpl.Execute(t, data)
 }

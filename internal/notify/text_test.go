@@ -10,6 +10,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/tmpl"
 )
 
 func TestDeviceLabel(t *testing.T) {
@@ -85,9 +86,12 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
+// bound is what LoadTemplate does to a template: bind it to the render budget.
+func bound(t *template.Template) *template.Template { return tmpl.Bound(t) }
+
 func TestPlainTextAndRenderText(t *testing.T) {
 	nt := Notification{ID: "msg_1", Event: event.Event{Name: "High CPU", Severity: 2, Device: inventory.Device{Name: "sw1"}}}
-	tmpl := template.Must(template.New("t").Parse("\n  {{ .Name }} on {{ .Device.Name }} ({{ .WebhookID }})  \n"))
+	tmpl := bound(template.Must(template.New("t").Parse("\n  {{ .Name }} on {{ .Device.Name }} ({{ .WebhookID }})  \n")))
 	tests := []struct {
 		name string
 		tmpl *template.Template
@@ -102,7 +106,7 @@ func TestPlainTextAndRenderText(t *testing.T) {
 			t.Errorf("%s: PlainText = %q, %v; want %q", tt.name, got, err, tt.want)
 		}
 	}
-	failing := template.Must(template.New("f").Option("missingkey=error").Parse("{{ .Nope }}"))
+	failing := bound(template.Must(template.New("f").Option("missingkey=error").Parse("{{ .Nope }}")))
 	if _, err := RenderText(failing, nt.Event, nt.ID, ""); err == nil {
 		t.Error("RenderText: a failing template must return its error")
 	}

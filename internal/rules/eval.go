@@ -29,9 +29,10 @@ type Condition struct {
 }
 
 // Evaluate runs every rule of the observation's source that matches the
-// device. Evaluation errors (e.g. a missing custom OID) name the rule and
-// device and skip that rule only. An observation without variables (a
-// failed poll) is no data: no rule fires or clears on it.
+// device. Evaluation errors (e.g. a missing custom OID) are EvalErrors and
+// skip that rule only; Faults.Evaluation counts and logs them. An
+// observation without variables (a failed poll) is no data: no rule fires
+// or clears on it.
 func (s *Set) Evaluate(obs observation.Observation) ([]Condition, []error) {
 	if obs.Vars == nil {
 		return nil, nil
@@ -49,7 +50,7 @@ func (s *Set) Evaluate(obs observation.Observation) ([]Condition, []error) {
 		}
 		c, ok, err := r.evaluate(env, obs)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("rule %s on device %s: %w", r.EventID, obs.Device.Name, err))
+			errs = append(errs, &EvalError{EventID: r.EventID, Device: obs.Device.Name, Err: err})
 			continue
 		}
 		if ok {
@@ -58,6 +59,18 @@ func (s *Set) Evaluate(obs observation.Observation) ([]Condition, []error) {
 	}
 	return out, errs
 }
+
+// EvalError is a rule's expression failing on one observation.
+type EvalError struct {
+	EventID, Device string
+	Err             error
+}
+
+func (e *EvalError) Error() string {
+	return fmt.Sprintf("rule %s on device %s: %s", e.EventID, e.Device, words(e.Err.Error()))
+}
+
+func (e *EvalError) Unwrap() error { return e.Err }
 
 func (r *Rule) evaluate(env map[string]any, obs observation.Observation) (Condition, bool, error) {
 	c := Condition{Rule: r, Device: obs.Device, Time: obs.Time, Vars: obs.Vars}

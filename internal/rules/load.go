@@ -2,6 +2,8 @@ package rules
 
 import (
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +20,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
+	"github.com/nocbridge/nocbridge/internal/tmpl"
 )
 
 // Set is every loaded rule, indexed by source.
@@ -123,6 +126,54 @@ func Load(globs []string) (*Set, error) {
 	return NewSet(all), nil
 }
 
+// CheckTemplates renders every rule's templates, within the render budget,
+// for every device of inv the rule applies to (site rules: every site's
+// record; trap rules: an unknown sender's too) over sample variables of the
+// rule's source, a linkDown's varbinds for traps. A rule's first failing
+// device gives its check errors, at the templates' lines.
+func (s *Set) CheckTemplates(inv *inventory.Inventory) config.Errors {
+	var errs config.Errors
+	for _, r := range s.Rules {
+		devices := inv.Devices()
+		switch r.Source {
+		case observation.Site:
+			devices = nil
+			for _, site := range inv.Sites() {
+				d, _ := inv.SiteDevice(site)
+				devices = append(devices, d)
+			}
+		case observation.Trap:
+			devices = append(slices.Clip(devices), inventory.UnknownSender(netip.MustParseAddr("192.0.2.1")))
+		}
+		data := sampleData(r)
+		for _, d := range devices {
+			if !d.In(r.Match) {
+				continue
+			}
+			data.Device = d
+			if es := r.renderErrors(data, " for device "+d.Name); len(es) > 0 {
+				errs = append(errs, es...)
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// sampleData is what a rule's templates see, but the device: the sample
+// variables of its source, as Evaluate hands them on.
+func sampleData(r *Rule) TemplateData {
+	env := observation.Schema(r.Source)
+	if r.Source == observation.Trap {
+		env["trap"], env["trap_oid"], env["source"], env["version"] = "IF-MIB::linkDown", "1.3.6.1.6.3.1.1.5.3", "192.0.2.1", "2c"
+		env["vars"] = map[string]any{"SNMPv2-MIB::sysUpTime": 123456, "SNMPv2-MIB::snmpTrapOID": "1.3.6.1.6.3.1.1.5.3",
+			"IF-MIB::ifIndex": 3, "IF-MIB::ifDescr": "GigabitEthernet1/0/3", "IF-MIB::ifName": "Gi1/0/3",
+			"IF-MIB::ifAdminStatus": 1, "IF-MIB::ifOperStatus": 2}
+		return TemplateData{Key: "3", Value: env[r.value], Vars: env["vars"].(map[string]any)}
+	}
+	return TemplateData{Value: env[r.value], Vars: env}
+}
+
 // NewSet indexes rules.
 func NewSet(rs []*Rule) *Set {
 	s := &Set{Rules: rs, bySource: map[observation.Source][]*Rule{}}
@@ -131,8 +182,6 @@ func NewSet(rs []*Rule) *Set {
 	}
 	return s
 }
-
-var ()
 
 // Parse compiles the rules of one file. Every problem comes back at once:
 // the strict decoder's (unknown keys, wrong kinds) and the compile checks',
@@ -261,7 +310,7 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	compileBool := func(key, src string) *vm.Program {
 		p, err := expr.Compile(src, opts...)
 		if err != nil {
-			bad(key, "%s: %s", key, oneLine(err.Error()))
+			bad(key, "%s: %s", key, exprError(err, r.Source, env))
 			return nil
 		}
 		return p
@@ -283,7 +332,7 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	if ry.Key != "" {
 		p, err := expr.Compile(ry.Key, expr.Env(env))
 		if err != nil {
-			bad("key", "key: %s", oneLine(err.Error()))
+			bad("key", "key: %s", exprError(err, r.Source, env))
 		}
 		r.key = p
 	}
@@ -297,24 +346,56 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	if r.value == "" && r.when != nil {
 		r.value = firstIdentifier(r.when.Node())
 	}
-	var err error
-	if r.name, err = template.New("name").Option("missingkey=zero").Parse(ry.Name); err != nil {
-		bad("name", "name template: %s", err)
-	}
-	if r.description, err = template.New("description").Option("missingkey=zero").Parse(ry.Description); err != nil {
-		bad("description", "description template: %s", err)
-	}
-	if len(errs) == 0 {
+	r.nameLine, r.descLine = at("name"), at("description")
+	r.name = compileTemplate("name", ry.Name, bad)
+	r.description = compileTemplate("description", ry.Description, bad)
+	if r.name != nil && r.description != nil {
 		// Render against a sample so field typos ({{ .Device.Nmae }}) fail at load.
 		sample := TemplateData{Device: &inventory.Device{Name: "sw1", Address: "192.0.2.1", Labels: map[string]string{}}, Key: "1", Value: 1.0, Vars: map[string]any{}}
-		if _, _, err := r.Render(sample); err != nil {
-			bad("description", "%s", err)
-		}
+		errs = append(errs, r.renderErrors(sample, "")...)
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return r, nil
+}
+
+// compileTemplate parses a name or description template, bound to the
+// render budget.
+func compileTemplate(key, src string, bad func(key, format string, args ...any)) *template.Template {
+	t, err := template.New(key).Option("missingkey=zero").Parse(src)
+	if err != nil {
+		bad(key, "%s template: %s", key, words(err.Error()))
+		return nil
+	}
+	return tmpl.Bound(t)
+}
+
+// renderErrors renders the rule's templates over data within the budget:
+// a check error for each that fails, at its key's line, saying for what.
+func (r *Rule) renderErrors(data TemplateData, what string) config.Errors {
+	var errs config.Errors
+	for _, t := range []struct {
+		key  string
+		line int
+		t    *template.Template
+	}{{"name", r.nameLine, r.name}, {"description", r.descLine, r.description}} {
+		if _, err := render(t.t, data); err != nil {
+			errs = append(errs, config.Error{File: r.File, Line: t.line, Msg: fmt.Sprintf("%s template%s: %v", t.key, what, err)})
+		}
+	}
+	return errs
+}
+
+// exprError is an expression's compile error in words; an unknown name
+// comes with the names the rule's source has.
+func exprError(err error, source observation.Source, env map[string]any) string {
+	msg := words(err.Error())
+	if strings.HasPrefix(msg, "unknown name ") {
+		names := slices.Sorted(maps.Keys(env))
+		msg += fmt.Sprintf("; %s rules see %s", source, strings.Join(names, ", "))
+	}
+	return msg
 }
 
 // firstIdentifier names the metric a rule tests: the first variable of when

@@ -1,10 +1,11 @@
 // Package rules loads rule files and turns observations into conditions.
-// Expressions (expr-lang/expr) and templates are compiled once per load.
+// Expressions (expr-lang/expr) and templates are compiled once per load;
+// templates render within the budget of package tmpl.
 package rules
 
 import (
-	"bytes"
 	"fmt"
+	"strings"
 	"text/template"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
+	"github.com/nocbridge/nocbridge/internal/tmpl"
 )
 
 // Rule is one compiled rule.
@@ -29,6 +31,8 @@ type Rule struct {
 	SubDomain   string
 	File        string
 	Line        int
+	nameLine    int // of the name and description keys, for check errors
+	descLine    int
 	when        *vm.Program
 	clearWhen   *vm.Program // nil: not(when)
 	key         *vm.Program // trap rules: the instance key
@@ -38,13 +42,22 @@ type Rule struct {
 	description *template.Template
 }
 
-// deviceEnv is what expressions see as `device`.
-func deviceEnv(d *inventory.Device) map[string]any {
+// deviceVars is what expressions see as `device`: a struct, so that a
+// misspelt field is a check error.
+type deviceVars struct {
+	Name    string            `expr:"name"`
+	Address string            `expr:"address"`
+	Site    string            `expr:"site"`
+	Role    string            `expr:"role"`
+	Labels  map[string]string `expr:"labels"`
+}
+
+func deviceEnv(d *inventory.Device) deviceVars {
 	labels := d.Labels
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	return map[string]any{"name": d.Name, "address": d.Address, "site": d.Site, "role": d.Role, "labels": labels}
+	return deviceVars{Name: d.Name, Address: d.Address, Site: d.Site, Role: d.Role, Labels: labels}
 }
 
 // TemplateData is what name and description templates see.
@@ -55,16 +68,45 @@ type TemplateData struct {
 	Vars   map[string]any
 }
 
-// Render executes the name and description templates.
+// Render executes the name and description templates within the render
+// budget. When one fails, err says why (in the project's words) and the
+// event still has a name and description: the event id, and a description
+// naming the rule, the device and the error.
 func (r *Rule) Render(data TemplateData) (name, description string, err error) {
-	var b bytes.Buffer
-	if err := r.name.Execute(&b, data); err != nil {
-		return "", "", fmt.Errorf("rule %s: name: %w", r.EventID, err)
+	name, nerr := render(r.name, data)
+	description, derr := render(r.description, data)
+	switch {
+	case nerr != nil && derr != nil:
+		err = fmt.Errorf("rule %s: name: %w; description: %w", r.EventID, nerr, derr)
+	case nerr != nil:
+		err = fmt.Errorf("rule %s: name: %w", r.EventID, nerr)
+	case derr != nil:
+		err = fmt.Errorf("rule %s: description: %w", r.EventID, derr)
+	default:
+		return name, description, nil
 	}
-	name = b.String()
-	b.Reset()
-	if err := r.description.Execute(&b, data); err != nil {
-		return "", "", fmt.Errorf("rule %s: description: %w", r.EventID, err)
+	if nerr != nil {
+		name = r.EventID
 	}
-	return name, b.String(), nil
+	device := "an unknown device"
+	if data.Device != nil {
+		device = data.Device.Name
+	}
+	msg := err.Error()
+	if len(msg) > maxFallbackError {
+		msg = strings.ToValidUTF8(msg[:maxFallbackError], "") + "…"
+	}
+	return name, fmt.Sprintf("%s on %s: the rule's text could not be rendered (%s)", r.EventID, device, msg), err
+}
+
+// maxFallbackError bounds the error a fallback description quotes.
+const maxFallbackError = 512
+
+// render executes one template within the budget.
+func render(t *template.Template, data TemplateData) (string, error) {
+	out, err := tmpl.Execute(t, data)
+	if err != nil {
+		return "", inWords{err}
+	}
+	return string(out), nil
 }

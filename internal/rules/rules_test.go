@@ -29,8 +29,8 @@ func TestInvalidRules(t *testing.T) {
 		want []string
 	}{
 		{"testdata/invalid-rules.yaml", []string{
-			"testdata/invalid-rules.yaml:5: when: unknown name losss (1:1)",
-			"testdata/invalid-rules.yaml:7: description template: template: description:1: unexpected \"}\" in operand",
+			"testdata/invalid-rules.yaml:5: when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_ms, sent, up",
+			"testdata/invalid-rules.yaml:7: description template: unexpected \"}\" in operand",
 			"testdata/invalid-rules.yaml:8: event_id \"bad-id\" is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)",
 			"testdata/invalid-rules.yaml:10: source \"smtp\": want icmp, snmp or trap",
 			"testdata/invalid-rules.yaml:12: severity 9: want 1 (most severe) to 5",
@@ -95,10 +95,10 @@ func TestParseReportsEveryProblem(t *testing.T) {
   - just a string
   - {event_id: NETWORK-DEVICES-1-103, name: Lost, source: icmp, when: loss > 0, severity: 9}
 `, []string{
-			`t.yaml:7: clear_when: unknown name losss (1:1)`,
+			`t.yaml:7: clear_when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_ms, sent, up`,
 			`t.yaml:8: event_id "bad-id" is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)`,
 			`t.yaml:12: rule "Slow": severity must be an integer, not a list`,
-			`t.yaml:13: description template: template: description:1: unexpected "}" in operand`,
+			`t.yaml:13: description template: unexpected "}" in operand`,
 			`t.yaml:14: rules[2] must be a mapping, not a string`,
 			`t.yaml:15: severity 9: want 1 (most severe) to 5`,
 		}},

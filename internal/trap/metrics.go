@@ -1,11 +1,8 @@
 package trap
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +15,11 @@ const (
 	ReasonCommunity     = "community"
 	ReasonAuth          = "auth"
 	ReasonUnknownSource = "unknown_source"
-	ReasonRateLimit     = "rate_limit"
-	ReasonPanic         = "panic"
+	// ReasonUnknownLimit: from an unknown sender while
+	// traps.max_unknown_sources others are tracked.
+	ReasonUnknownLimit = "unknown_source_limit"
+	ReasonRateLimit    = "rate_limit"
+	ReasonPanic        = "panic"
 	// ReasonDiscovery counts answered SNMPv3 engine discovery probes (sent
 	// before v3 informs): not traps, and not failures either.
 	ReasonDiscovery = "discovery"
@@ -27,7 +27,7 @@ const (
 
 var (
 	versions = [...]string{Version1, Version2c, Version3}
-	reasons  = [...]string{ReasonMalformed, ReasonCommunity, ReasonAuth, ReasonUnknownSource, ReasonRateLimit, ReasonPanic, ReasonDiscovery}
+	reasons  = [...]string{ReasonMalformed, ReasonCommunity, ReasonAuth, ReasonUnknownSource, ReasonUnknownLimit, ReasonRateLimit, ReasonPanic, ReasonDiscovery}
 )
 
 // counters count every datagram exactly once: as received (by version) or
@@ -90,29 +90,34 @@ var (
 		"SNMP notifications accepted for rule evaluation, by SNMP version.", []string{"version"}, nil)
 	droppedDesc = prometheus.NewDesc("nocbridge_traps_dropped_total",
 		"Datagrams refused by the trap receiver, by reason.", []string{"reason"}, nil)
+	unknownDesc = prometheus.NewDesc("nocbridge_traps_unknown_sources",
+		"Unknown trap senders tracked now (traps.unknown_sources: accept), at most traps.max_unknown_sources.", nil, nil)
 )
 
-type collector struct{ c *counters }
+type collector struct{ r *Receiver }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- receivedDesc
 	ch <- droppedDesc
+	ch <- unknownDesc
 }
 
 func (k collector) Collect(ch chan<- prometheus.Metric) {
+	c := &k.r.counts
 	for i, v := range versions {
-		ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(k.c.received[i].Load()), v)
+		ch <- prometheus.MustNewConstMetric(receivedDesc, prometheus.CounterValue, float64(c.received[i].Load()), v)
 	}
 	for i, r := range reasons {
-		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(k.c.dropped[i].Load()), r)
+		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(c.dropped[i].Load()), r)
 	}
+	ch <- prometheus.MustNewConstMetric(unknownDesc, prometheus.GaugeValue, float64(k.r.unknown.tracked(time.Now(), k.r.policy.Load().expire)))
 }
 
-func register(reg prometheus.Registerer, c *counters) error {
+func register(reg prometheus.Registerer, c collector) error {
 	if reg == nil {
 		return nil
 	}
-	if err := reg.Register(collector{c}); err != nil {
+	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			return fmt.Errorf("trap metrics already registered: one receiver per registry")
@@ -120,38 +125,4 @@ func register(reg prometheus.Registerer, c *counters) error {
 		return fmt.Errorf("registering trap metrics: %w", err)
 	}
 	return nil
-}
-
-// logLimiter lets one line per key through per interval and reports how
-// many were suppressed, so a storm of bad packets cannot flood the journal.
-type logLimiter struct {
-	interval time.Duration
-	mu       sync.Mutex
-	last     map[string]time.Time
-	skipped  map[string]int
-}
-
-func newLogLimiter(interval time.Duration) *logLimiter {
-	return &logLimiter{interval: interval, last: map[string]time.Time{}, skipped: map[string]int{}}
-}
-
-func (l *logLimiter) log(log *slog.Logger, level slog.Level, key, msg string, args ...any) {
-	now := time.Now()
-	l.mu.Lock()
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.interval {
-		l.skipped[key]++
-		l.mu.Unlock()
-		return
-	}
-	skipped := l.skipped[key]
-	l.last[key] = now
-	delete(l.skipped, key)
-	if len(l.last) > 1024 { // keys are bounded in practice; stay bounded anyway
-		clear(l.last)
-	}
-	l.mu.Unlock()
-	if skipped > 0 {
-		args = append(args, "suppressed", skipped)
-	}
-	log.Log(context.Background(), level, msg, args...)
 }

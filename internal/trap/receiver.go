@@ -1,6 +1,7 @@
 package trap
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/lograte"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/snmp/mib"
 	"github.com/nocbridge/nocbridge/internal/snmp/usm"
@@ -37,6 +39,14 @@ type Options struct {
 	UnknownSources string
 	// RateLimitPerSource caps traps/s from one sender address; 0 = none.
 	RateLimitPerSource int
+	// MaxUnknownSources caps the unknown senders tracked at once (default
+	// 1000); UnknownExpire is how long one stays tracked after its last
+	// trap (default 24h). See unknownSenders.
+	MaxUnknownSources int
+	UnknownExpire     time.Duration
+	// Relays are trap forwarders: their v1 traps' agent address is
+	// believed, as a known device's is; anyone else's is ignored.
+	Relays []netip.Prefix
 	// Inventory returns the current inventory, where senders are looked
 	// up; nil treats every address as known, as a device named by it.
 	Inventory func() *inventory.Inventory
@@ -56,6 +66,8 @@ const (
 	queueLen          = 4096
 	batchLen          = 64
 	maxDatagram       = 65535
+	defaultMaxUnknown = 1000
+	defaultExpire     = 24 * time.Hour
 	logInterval       = 10 * time.Second
 	// timeWindow is RFC 3414's 150 s tolerance for authenticated informs.
 	timeWindow = 150
@@ -69,9 +81,10 @@ type Receiver struct {
 	engineID []byte
 	names    *mib.Table
 	log      *slog.Logger
-	logs     *logLimiter
+	logs     *lograte.Limiter
 	counts   counters
 	policy   atomic.Pointer[policy]
+	unknown  unknownSenders
 
 	// The local engine's boots and time (RFC 3414 2.2). Boots is the
 	// start time in unix seconds: it grows across restarts without a state
@@ -90,12 +103,16 @@ type policy struct {
 	users       map[string][]*usm.User
 	keys        *keyCache
 	dropUnknown bool
+	maxUnknown  int
+	expire      time.Duration
+	relays      []netip.Prefix
 	rate        int
 	inventory   func() *inventory.Inventory
 }
 
 func newPolicy(o Options) (*policy, error) {
-	p := &policy{rate: o.RateLimitPerSource, inventory: o.Inventory, keys: &keyCache{}}
+	p := &policy{rate: o.RateLimitPerSource, inventory: o.Inventory, keys: &keyCache{}, relays: o.Relays,
+		maxUnknown: cmp.Or(o.MaxUnknownSources, defaultMaxUnknown), expire: cmp.Or(o.UnknownExpire, defaultExpire)}
 	switch o.UnknownSources {
 	case "", "accept":
 	case "drop":
@@ -105,6 +122,9 @@ func newPolicy(o Options) (*policy, error) {
 	}
 	if o.RateLimitPerSource < 0 {
 		return nil, fmt.Errorf("traps: rate_limit_per_source %d must not be negative", o.RateLimitPerSource)
+	}
+	if p.maxUnknown < 0 || p.expire < 0 {
+		return nil, errors.New("traps: max_unknown_sources and unknown_expire must not be negative")
 	}
 	for _, c := range o.Communities {
 		p.communities = append(p.communities, []byte(c.Reveal()))
@@ -123,6 +143,15 @@ func (p *policy) device(ip netip.Addr) (*inventory.Device, bool) {
 		return nil, true
 	}
 	return p.inventory().ByAddress(ip)
+}
+
+func (p *policy) relay(ip netip.Addr) bool {
+	for _, r := range p.relays {
+		if r.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *policy) communityOK(c []byte) bool {
@@ -167,19 +196,20 @@ func New(opts Options) (*Receiver, error) {
 	r := &Receiver{
 		conn: conn, listen: opts.Listen, workers: opts.Workers,
 		engineID: append([]byte(nil), opts.EngineID...),
-		names:    opts.Names, log: log, logs: newLogLimiter(logInterval),
+		names:    opts.Names, log: log, logs: lograte.New(logInterval),
 		boots: uint32(min(max(now.Unix(), 1), 1<<31-1)), bootTime: now,
 	}
 	r.policy.Store(pol)
-	if err := register(opts.Registerer, &r.counts); err != nil {
+	if err := register(opts.Registerer, collector{r}); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	return r, nil
 }
 
-// Reload swaps communities, users, the unknown-source policy, the rate
-// limit and the inventory lookup. Listen, EngineID and Workers need a new
+// Reload swaps communities, users, the unknown-source policy (its limits
+// and relays too), the rate limit and the inventory lookup; the unknown
+// senders tracked stay tracked. Listen, EngineID and Workers need a new
 // Receiver: changing them here is an error.
 func (r *Receiver) Reload(opts Options) error {
 	if opts.Listen != r.listen || string(opts.EngineID) != string(r.engineID) ||
@@ -239,7 +269,7 @@ func (r *Receiver) run(ctx context.Context, handle func(Trap)) error {
 			for d := range queues[i] {
 				if reply := w.handleDatagram(d, handle); reply != nil {
 					if _, err := r.conn.WriteToUDPAddrPort(reply, d.from); err != nil && !errors.Is(err, net.ErrClosed) {
-						r.logs.log(r.log, slog.LevelWarn, "reply", "sending SNMP response failed", "source", d.from.Addr(), "err", err)
+						r.logs.Log(r.log, slog.LevelWarn, "reply", "sending SNMP response failed", "source", d.from.Addr(), "err", err)
 					}
 				}
 			}
@@ -278,7 +308,7 @@ func (r *Receiver) readLoop(ctx context.Context, queues []chan datagram) error {
 				return nil
 			}
 			// Transient socket errors must not end trap reception.
-			r.logs.log(r.log, slog.LevelError, "read", "reading trap socket failed", "err", err)
+			r.logs.Log(r.log, slog.LevelError, "read", "reading trap socket failed", "err", err)
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -294,7 +324,7 @@ func (r *Receiver) readLoop(ctx context.Context, queues []chan datagram) error {
 			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 			if !limiter.allow(from.Addr(), now, pol.rate) {
 				r.counts.dropped[reasonIndex(ReasonRateLimit)].Add(1)
-				r.logs.log(r.log, slog.LevelWarn, "rate:"+from.Addr().String(), "trap rate limit exceeded, dropping",
+				r.logs.Log(r.log, slog.LevelWarn, "rate:"+from.Addr().String(), "trap rate limit exceeded, dropping",
 					"source", from.Addr(), "limit_per_s", pol.rate)
 				continue
 			}
@@ -329,6 +359,7 @@ func OptionsFrom(cfg *config.Config) (Options, error) {
 	opts := Options{
 		Listen: t.Listen, Communities: t.Communities, EngineID: t.EngineIDBytes(),
 		UnknownSources: t.UnknownSources, RateLimitPerSource: t.RateLimitPerSource, Names: mib.Default,
+		MaxUnknownSources: t.MaxUnknownSources, UnknownExpire: t.UnknownExpire.D(), Relays: t.RelayPrefixes(),
 	}
 	if len(t.MIB) > 0 {
 		byName := make(map[string]string, len(t.MIB))

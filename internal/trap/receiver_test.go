@@ -418,24 +418,109 @@ func TestUnknownSources(t *testing.T) {
 	}
 }
 
-func TestV1AgentAddrFindsDevice(t *testing.T) {
+// A v1 trap's agent address is believed from a relay, and from a known
+// device when it names a known device; from anyone else it is ignored, so it
+// cannot carry an unknown sender past unknown_sources: drop.
+func TestV1AgentAddr(t *testing.T) {
 	requireTool(t, "snmptrap")
-	known := netip.MustParseAddr("127.0.0.2")
-	h := start(t, Options{UnknownSources: "drop", Inventory: knownInventory})
-	// Relayed: sent from an unknown address, about a known agent.
-	if err := h.netsnmp(t, "snmptrap", "127.0.0.7", "-v", "1", "-c", "public", "TARGET",
-		"1.3.6.1.4.1.9", "127.0.0.2", "6", "17", "", "1.3.6.1.2.1.2.2.1.1.3", "i", "3"); err != nil {
+	inv := func() *inventory.Inventory {
+		return inventory.Of(inventory.Device{Name: "known-sw", Address: "127.0.0.2"}, inventory.Device{Name: "other-sw", Address: "127.0.0.3"})
+	}
+	relays := []netip.Prefix{netip.MustParsePrefix("127.0.0.16/30")}
+	tests := []struct {
+		name, policy, from, agent string
+		want                      string // the trap's source; empty: dropped as unknown_source
+	}{
+		{"spoofed by an unknown sender", "drop", "127.0.0.7", "127.0.0.2", ""},
+		{"relayed about a known device", "drop", "127.0.0.17", "127.0.0.2", "127.0.0.2"},
+		{"relayed about an unknown agent", "drop", "127.0.0.17", "127.0.0.9", ""},
+		{"relayed about an unknown agent, accepted", "accept", "127.0.0.17", "127.0.0.9", "127.0.0.9"},
+		{"a known device about another", "drop", "127.0.0.2", "127.0.0.3", "127.0.0.3"},
+		{"a known device naming an unknown agent", "drop", "127.0.0.2", "127.0.0.9", "127.0.0.2"},
+		{"an unknown sender naming a device, accepted", "accept", "127.0.0.7", "127.0.0.2", "127.0.0.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := start(t, Options{UnknownSources: tt.policy, Inventory: inv, Relays: relays})
+			if err := h.netsnmp(t, "snmptrap", tt.from, "-v", "1", "-c", "public", "TARGET",
+				"1.3.6.1.4.1.9", tt.agent, "6", "17", "", "1.3.6.1.2.1.2.2.1.1.3", "i", "3"); err != nil {
+				t.Fatal(err)
+			}
+			s := h.waitTotal(t, 1)
+			tr := h.received()
+			if tt.want == "" {
+				if len(tr) != 0 || s.Dropped[ReasonUnknownSource] != 1 {
+					t.Fatalf("got %+v, stats %+v; want it dropped as from an unknown source", tr, s)
+				}
+				return
+			}
+			if len(tr) != 1 || tr[0].Source.String() != tt.want {
+				t.Fatalf("got %+v, stats %+v; want a trap about %s", tr, s, tt.want)
+			}
+			// enterpriseSpecific: enterprise.0.specific (RFC 3584 3.1).
+			if tr[0].TrapOID != "1.3.6.1.4.1.9.0.17" || tr[0].Vars["SNMPv2-MIB::snmpTrapEnterprise"] != "1.3.6.1.4.1.9" {
+				t.Errorf("trap = %+v", tr[0])
+			}
+		})
+	}
+}
+
+// At most max_unknown_sources unknown senders (default 1000) are tracked:
+// the next one's traps are dropped and counted, the tracked ones' still
+// pass, and a sender leaves the set unknown_expire after its last trap.
+func TestUnknownSourceLimit(t *testing.T) {
+	requireTool(t, "snmptrap")
+	h := start(t, Options{UnknownExpire: 1500 * time.Millisecond, Inventory: knownInventory})
+	for i := range defaultMaxUnknown {
+		send(t, h, fmt.Sprintf("127.0.%d.%d", 10+i/250, 1+i%250), linkDown(t, "public", 1))
+	}
+	h.waitTotal(t, defaultMaxUnknown)
+	trap := []string{"-v", "2c", "-c", "public", "TARGET", "", "1.3.6.1.6.3.1.1.5.3"}
+	if err := h.netsnmp(t, "snmptrap", "127.0.50.1", trap...); err != nil { // the 1,001st
 		t.Fatal(err)
 	}
-	h.waitTotal(t, 1)
-	tr := h.received()
-	if len(tr) != 1 {
-		t.Fatalf("got %d traps, stats %+v", len(tr), h.r.Stats())
+	if err := h.netsnmp(t, "snmptrap", "127.0.10.1", trap...); err != nil { // the first, again
+		t.Fatal(err)
 	}
-	// enterpriseSpecific: enterprise.0.specific (RFC 3584 3.1).
-	if tr[0].Source != known || tr[0].TrapOID != "1.3.6.1.4.1.9.0.17" || tr[0].Vars["SNMPv2-MIB::snmpTrapEnterprise"] != "1.3.6.1.4.1.9" {
-		t.Errorf("trap = %+v", tr[0])
+	s := h.waitTotal(t, defaultMaxUnknown+2)
+	if s.Dropped[ReasonUnknownLimit] != 1 || s.Received[Version2c] != defaultMaxUnknown+1 {
+		t.Fatalf("stats %+v; want the 1,001st sender's trap dropped and the rest received", s)
 	}
+	if s.Total() != defaultMaxUnknown+2 {
+		t.Errorf("received + dropped = %d, want %d", s.Total(), defaultMaxUnknown+2)
+	}
+	if tr := h.received(); tr[len(tr)-1].Source.String() != "127.0.10.1" {
+		t.Errorf("last trap from %s, want the tracked 127.0.10.1", tr[len(tr)-1].Source)
+	}
+	if g := h.unknownGauge(t); g != defaultMaxUnknown {
+		t.Errorf("nocbridge_traps_unknown_sources = %v, want %d", g, defaultMaxUnknown)
+	}
+	// Past unknown_expire the set has room again.
+	time.Sleep(1600 * time.Millisecond)
+	if err := h.netsnmp(t, "snmptrap", "127.0.50.1", trap...); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.waitTotal(t, defaultMaxUnknown+3); s.Received[Version2c] != defaultMaxUnknown+2 {
+		t.Fatalf("stats %+v; want the new sender admitted once the others expired", s)
+	}
+	if g := h.unknownGauge(t); g != 1 {
+		t.Errorf("nocbridge_traps_unknown_sources = %v after the expiry, want 1", g)
+	}
+}
+
+func (h *harness) unknownGauge(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "nocbridge_traps_unknown_sources" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no nocbridge_traps_unknown_sources")
+	return 0
 }
 
 // Metrics: received + dropped equals the datagrams sent, as Prometheus sees it.
@@ -451,6 +536,9 @@ func TestMetricsAddUp(t *testing.T) {
 	got := map[string]float64{}
 	var total float64
 	for _, mf := range mfs {
+		if !strings.HasSuffix(mf.GetName(), "_total") {
+			continue // the unknown senders' gauge
+		}
 		for _, m := range mf.GetMetric() {
 			got[mf.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
 			total += m.GetCounter().GetValue()

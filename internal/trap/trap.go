@@ -32,8 +32,8 @@ const (
 type Trap struct {
 	Time time.Time
 	// Source is the device's address: the UDP sender, or for v1 the
-	// agent-addr field when that names a known device (the sender may be a
-	// relay). Device is its inventory record; nil for an unknown sender.
+	// agent-addr field when a relay or a known device sent it (v1Source).
+	// Device is its inventory record; nil for an unknown sender.
 	Source  netip.Addr
 	Device  *inventory.Device
 	Version string
@@ -63,7 +63,7 @@ type Varbind struct {
 func (t Trap) Observation() observation.Observation {
 	dev := t.Device
 	if dev == nil {
-		dev = &inventory.Device{Name: t.Source.String(), Address: t.Source.String()}
+		dev = inventory.UnknownSender(t.Source)
 	}
 	return observation.Observation{Source: observation.Trap, Device: dev, Time: t.Time, Vars: map[string]any{
 		"trap":     t.Trap,

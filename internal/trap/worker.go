@@ -52,7 +52,7 @@ func (w *worker) handleDatagram(d datagram, handle func(Trap)) []byte {
 		w.r.counts.dropped[reasonIndex(dr.reason)].Add(1)
 		if dr.msg != "" {
 			args := append([]any{"source", d.from.Addr(), "reason", dr.reason}, dr.args...)
-			w.r.logs.log(w.r.log, slog.LevelWarn, dr.reason+":"+dr.msg, dr.msg, args...)
+			w.r.logs.Log(w.r.log, slog.LevelWarn, dr.reason+":"+dr.msg, dr.msg, args...)
 		}
 		return reply
 	}
@@ -66,7 +66,7 @@ func (w *worker) handleDatagram(d datagram, handle func(Trap)) []byte {
 func (w *worker) deliver(handle func(Trap), t Trap, from netip.AddrPort) {
 	defer func() {
 		if p := recover(); p != nil {
-			w.r.logs.log(w.r.log, slog.LevelError, "handler-panic", "trap handler panicked",
+			w.r.logs.Log(w.r.log, slog.LevelError, "handler-panic", "trap handler panicked",
 				"source", from.Addr(), "trap", t.Trap, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 	}()
@@ -279,10 +279,15 @@ func (w *worker) accept(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, usm *go
 		return Trap{}, nil, &drop{reason: ReasonMalformed, msg: "unsupported SNMP version"}
 	}
 	dev, known := pol.device(t.Source)
-	if pol.dropUnknown && !known {
+	switch {
+	case known:
+	case pol.dropUnknown:
 		// Not acknowledged either: the sender keeps retrying a refused inform
 		// only until its retries run out, which is what "drop" asks for.
 		return Trap{}, nil, &drop{reason: ReasonUnknownSource, msg: "trap from an address not in the inventory"}
+	case !w.r.unknown.admit(t.Source, d.at, pol.maxUnknown, pol.expire):
+		return Trap{}, nil, &drop{reason: ReasonUnknownLimit, msg: "trap from one unknown sender too many (traps.max_unknown_sources)",
+			args: []any{"max_unknown_sources", pol.maxUnknown}}
 	}
 	t.Device = dev
 	t.Trap = t.TrapOID
@@ -302,25 +307,30 @@ func (w *worker) accept(pol *policy, d datagram, pkt *gosnmp.SnmpPacket, usm *go
 	if err != nil {
 		// The trap itself is good: hand it on; the sender will retry and
 		// a duplicate trap is better than a lost one.
-		w.r.logs.log(w.r.log, slog.LevelWarn, "ack", "building inform acknowledgement failed", "source", d.from.Addr(), "err", err)
+		w.r.logs.Log(w.r.log, slog.LevelWarn, "ack", "building inform acknowledgement failed", "source", d.from.Addr(), "err", err)
 	}
 	return t, reply, nil
 }
 
-// v1Source picks the device a v1 trap is about: the agent-addr field
-// unless it is empty or unknown while the UDP sender is known.
+// v1Source picks the device a v1 trap is about. The agent-addr field is
+// the sender's word only, so it is believed only from a relay (traps.relays)
+// and, when it names a known device, from a known device; otherwise the trap
+// is the UDP sender's, and unknown_sources judges that.
 func v1Source(pol *policy, agentAddr string, sender netip.Addr) netip.Addr {
 	agent, err := netip.ParseAddr(agentAddr)
 	if err != nil || agent.IsUnspecified() {
 		return sender
 	}
 	agent = agent.Unmap()
-	if _, ok := pol.device(agent); !ok {
-		if _, ok := pol.device(sender); ok {
-			return sender
+	if pol.relay(sender) {
+		return agent
+	}
+	if _, ok := pol.device(sender); ok {
+		if _, ok := pol.device(agent); ok {
+			return agent
 		}
 	}
-	return agent
+	return sender
 }
 
 // ack builds the Response PDU that acknowledges an inform: same request-id,
