@@ -284,6 +284,8 @@ func TestLoadFull(t *testing.T) {
 			{Name: "core-upgrade", Match: Match{Selector: Selector{Devices: []string{"core-sw1"}}},
 				Start: "2026-12-12T22:00:00+01:00", End: "2026-12-13T02:00:00+01:00", Timezone: "Local", Line: 100},
 		},
+		Warnings: Warnings{{File: filepath.Join("testdata", "valid-full.yaml"), Line: 71,
+			Msg: `destination "itsm-hook": tls.insecure_skip_verify is true: the receiver's certificate is not checked, so anyone on the path can read notifications and credentials; trust a private CA with tls.ca_file instead`}},
 	}
 
 	// The destinations' nodes hold their type-specific keys, for notify.
@@ -467,7 +469,7 @@ func TestExternalURLDefault(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.listen, func(t *testing.T) {
-			cfg, err := Load(writeConfig(t, fmt.Sprintf("http: {listen: %q}\n", tt.listen)))
+			cfg, err := Load(writeConfig(t, fmt.Sprintf("http: {listen: %q, token: t0ken-for-a-public-listener}\n", tt.listen)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,0 +1,63 @@
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+)
+
+// validateAPI checks who may reach the API (SPEC 14): off loopback every
+// endpoint but the probes needs the token, so one must be set; http.tls
+// must load; and a listener off loopback without TLS is a warning.
+func (l *loader) validateAPI(c *Config) {
+	h := c.HTTP
+	noToken := h.Token == "" && h.TokenFile == "" // a token_file that failed is reported already
+	public := checkListen(h.Listen) == nil && !LoopbackListen(h.Listen)
+	switch {
+	case public && noToken:
+		l.bad(l.line("http", "listen"), "http: listen %s is not a loopback address, so every endpoint but /healthz, /readyz and /metrics needs the bearer token: set http.token_file (or http.token), or listen on 127.0.0.1", h.Listen)
+	case h.MetricsAuth && noToken:
+		l.bad(l.line("http", "metrics_auth"), "http: metrics_auth needs the bearer token: set http.token_file (or http.token)")
+	}
+	if h.TLS == nil {
+		if public {
+			l.warn(l.line("http", "listen"), "http: listen %s is not a loopback address and http.tls is not set: the bearer token and every answer cross the network in clear text; set http.tls {cert_file, key_file}", h.Listen)
+		}
+		return
+	}
+	at := func(key string) int { return l.line("http", "tls", key) }
+	switch t := h.TLS; {
+	case t.CertFile == "" || t.KeyFile == "":
+		l.bad(l.line("http", "tls"), "http: tls needs cert_file and key_file (PEM)")
+	default:
+		if _, err := tls.LoadX509KeyPair(absFrom(c.BaseDir, t.CertFile), absFrom(c.BaseDir, t.KeyFile)); err != nil {
+			var pe *fs.PathError
+			line := at("cert_file")
+			if errors.As(err, &pe) && filepath.Base(pe.Path) == filepath.Base(t.KeyFile) {
+				line = at("key_file")
+			}
+			l.bad(line, "http: tls: cannot load the certificate and key: %v", err)
+			return
+		}
+		l.warnSecretFile(t.KeyFile, c.BaseDir, "http", "tls", "key_file")
+	}
+}
+
+// checkOutbound checks the keys every destination shares that decide where
+// notifications may go: follow_redirects, and tls.insecure_skip_verify,
+// which works but is a warning.
+func (l *loader) checkOutbound(c *Config) {
+	for i, d := range c.Destinations {
+		where := itemWhere("destination", d.Name, fmt.Sprintf("destinations[%d]", i))
+		switch d.FollowRedirects {
+		case "", RedirectsNever, RedirectsSameHost:
+		default:
+			l.bad(l.line("destinations", i, "follow_redirects"), "%s: follow_redirects %q must be never (the default) or same_host", where, d.FollowRedirects)
+		}
+		if d.TLS.InsecureSkipVerify {
+			l.warn(l.line("destinations", i, "tls", "insecure_skip_verify"), "%s: tls.insecure_skip_verify is true: the receiver's certificate is not checked, so anyone on the path can read notifications and credentials; trust a private CA with tls.ca_file instead", where)
+		}
+	}
+}
