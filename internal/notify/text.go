@@ -127,13 +127,11 @@ func Truncate(s string, max int) string {
 	return string(r[:max-1]) + Ellipsis
 }
 
-// maxExcerpt bounds the raw body quoted in a reason.
-const maxExcerpt = 512
-
 // Excerpt is a response body that is not the service's error JSON (a
-// proxy's page, say), trimmed and cut for a reason.
+// proxy's page, say), trimmed for a reason. The Redactor cuts it, after
+// scrubbing, so no secret is cut in half and half kept.
 func Excerpt(body []byte) string {
-	return Truncate(strings.TrimSpace(string(body)), maxExcerpt)
+	return strings.TrimSpace(string(body))
 }
 
 // OrDash shows an empty value as a dash, so a card's fact never looks
