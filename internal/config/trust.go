@@ -2,10 +2,7 @@ package config
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
 )
 
 // validateAPI checks who may reach the API (SPEC 14): off loopback every
@@ -32,10 +29,9 @@ func (l *loader) validateAPI(c *Config) {
 	case t.CertFile == "" || t.KeyFile == "":
 		l.bad(l.line("http", "tls"), "http: tls needs cert_file and key_file (PEM)")
 	default:
-		if _, err := tls.LoadX509KeyPair(absFrom(c.BaseDir, t.CertFile), absFrom(c.BaseDir, t.KeyFile)); err != nil {
-			var pe *fs.PathError
+		if key, err := loadKeyPair(absFrom(c.BaseDir, t.CertFile), absFrom(c.BaseDir, t.KeyFile)); err != nil {
 			line := at("cert_file")
-			if errors.As(err, &pe) && filepath.Base(pe.Path) == filepath.Base(t.KeyFile) {
+			if key {
 				line = at("key_file")
 			}
 			l.bad(line, "http: tls: cannot load the certificate and key: %v", err)
@@ -43,6 +39,21 @@ func (l *loader) validateAPI(c *Config) {
 		}
 		l.warnSecretFile(t.KeyFile, c.BaseDir, "http", "tls", "key_file")
 	}
+}
+
+// loadKeyPair checks that the files hold a certificate and its key; key
+// says a failure concerns the key file.
+func loadKeyPair(certFile, keyFile string) (key bool, err error) {
+	cert, err := readBounded(certFile)
+	if err != nil {
+		return false, err
+	}
+	pem, err := readBounded(keyFile)
+	if err != nil {
+		return true, err
+	}
+	_, err = tls.X509KeyPair(cert, pem)
+	return false, err
 }
 
 // checkOutbound checks the keys every destination shares that decide where

@@ -175,3 +175,14 @@ destinations:
 		t.Errorf("Load: %v", err)
 	}
 }
+
+// A secret file that never ends (/dev/zero) is an error, not a hang.
+func TestSecretFileBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	_, err := ResolveSecret("", "/dev/zero", "")
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("ResolveSecret(/dev/zero): %v", err)
+	}
+}
