@@ -3,7 +3,6 @@ package notify
 import (
 	"regexp"
 	"strings"
-	"unicode/utf8"
 )
 
 // MaxReason bounds a failure's text (a reason, a delivery's error, a dead
@@ -63,20 +62,7 @@ func (r Redactor) Redact(s string) string {
 	for _, p := range credentialPatterns {
 		s = p.re.ReplaceAllString(s, p.with)
 	}
-	return cut(s, MaxReason)
-}
-
-// cut shortens s to at most max bytes, on a character boundary, ending with
-// Ellipsis.
-func cut(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	n := max - len(Ellipsis)
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + Ellipsis
+	return CutBytes(s, MaxReason, Ellipsis)
 }
 
 // Error returns err with its text redacted, keeping the chain for

@@ -114,6 +114,19 @@ func RenderText(t *template.Template, ev event.Event, id, externalURL string) (s
 	return strings.TrimSpace(string(out)), nil
 }
 
+// CutBytes shortens s to at most max bytes, on a character boundary, ending
+// the cut with mark: for limits services count in bytes.
+func CutBytes(s string, max int, mark string) string {
+	if len(s) <= max {
+		return s
+	}
+	n := max - len(mark)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + mark
+}
+
 // Ellipsis marks where Truncate cut.
 const Ellipsis = "…"
 
