@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"net/url"
 )
 
 // validateAPI checks who may reach the API (SPEC 14): off loopback every
@@ -57,8 +58,8 @@ func loadKeyPair(certFile, keyFile string) (key bool, err error) {
 }
 
 // checkOutbound checks the keys every destination shares that decide where
-// notifications may go: follow_redirects, and tls.insecure_skip_verify,
-// which works but is a warning.
+// notifications may go: follow_redirects; tls.insecure_skip_verify and a
+// proxy password sent in clear text work, but are warnings.
 func (l *loader) checkOutbound(c *Config) {
 	for i, d := range c.Destinations {
 		where := itemWhere("destination", d.Name, fmt.Sprintf("destinations[%d]", i))
@@ -66,6 +67,9 @@ func (l *loader) checkOutbound(c *Config) {
 		case "", RedirectsNever, RedirectsSameHost:
 		default:
 			l.bad(l.line("destinations", i, "follow_redirects"), "%s: follow_redirects %q must be never (the default) or same_host", where, d.FollowRedirects)
+		}
+		if u, err := url.Parse(d.ProxyURL); err == nil && u.Scheme == "http" && u.User != nil && !LoopbackHost(u.Hostname()) {
+			l.warn(l.line("destinations", i, "proxy_url"), "%s: proxy_url's user and password go over plain http:// to %s, readable by anyone on the path: use an https:// proxy", where, u.Host)
 		}
 		if d.TLS.InsecureSkipVerify {
 			l.warn(l.line("destinations", i, "tls", "insecure_skip_verify"), "%s: tls.insecure_skip_verify is true: the receiver's certificate is not checked, so anyone on the path can read notifications and credentials; trust a private CA with tls.ca_file instead", where)

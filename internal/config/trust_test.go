@@ -64,6 +64,7 @@ destinations:
     url: https://hook.example.com/
     tls:
       insecure_skip_verify: true
+    proxy_url: http://u:proxy-pw-W2@proxy.example.com:3128
 `
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -73,6 +74,7 @@ destinations:
 		path + ":2: warning: http: listen 0.0.0.0:9720 is not a loopback address and http.tls is not set: the bearer token and every answer cross the network in clear text",
 		path + ":3: warning: http.token_file: secret file " + token + " is readable by group or others (mode 0644): make it 0600",
 		path + ":9: warning: destination \"hook\": tls.insecure_skip_verify is true",
+		path + ":10: warning: destination \"hook\": proxy_url's user and password go over plain http:// to proxy.example.com:3128",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("warnings:\n%s\nwant %d", strings.Join(got, "\n"), len(want))
@@ -81,8 +83,8 @@ destinations:
 		if !strings.HasPrefix(got[i], want[i]) {
 			t.Errorf("warning %d:\n %s\nwant prefix\n %s", i, got[i], want[i])
 		}
-		if strings.Contains(got[i], "api-token-W1") {
-			t.Errorf("warning %d holds the token", i)
+		if strings.Contains(got[i], "api-token-W1") || strings.Contains(got[i], "proxy-pw-W2") {
+			t.Errorf("warning %d holds a secret", i)
 		}
 	}
 
@@ -90,7 +92,7 @@ destinations:
 	if err := os.Chmod(token, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	body = strings.NewReplacer("0.0.0.0", "127.0.0.1", "insecure_skip_verify: true", "insecure_skip_verify: false").Replace(body)
+	body = strings.NewReplacer("0.0.0.0", "127.0.0.1", "insecure_skip_verify: true", "insecure_skip_verify: false", "http://u:", "https://u:").Replace(body)
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
