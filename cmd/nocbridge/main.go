@@ -126,9 +126,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch cmd {
 	case "check":
-		if err := app.Check(*configPath, version); err != nil {
+		warnings, err := app.Check(*configPath, version)
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitCode(err)
+		}
+		for _, w := range warnings {
+			fmt.Fprintln(stderr, w) // FILE:LINE: warning: …; valid all the same
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", *configPath)
 		return exitOK

@@ -17,6 +17,14 @@ func TestCommands(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("state_dir: ./data\nhttp:\n  listn: 127.0.0.1:9720\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	warn := filepath.Join(dir, "warn.yaml")
+	if err := os.WriteFile(warn, []byte("state_dir: ./data\nrules: []\ndestinations:\n  - name: l\n    type: log\n    tls: {insecure_skip_verify: true}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	public := filepath.Join(dir, "public.yaml")
+	if err := os.WriteFile(public, []byte("state_dir: ./data\nrules: []\nhttp:\n  listen: 0.0.0.0:9720\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -31,6 +39,8 @@ func TestCommands(t *testing.T) {
 		{"check shipped config", []string{"check", "--config", "../../configs/nocbridge.yaml"}, exitOK, "ok", ""},
 		{"check invalid config", []string{"check", "--config", bad}, exitInvalid, "", "bad.yaml:3: "},
 		{"check missing file", []string{"check", "--config", filepath.Join(dir, "absent.yaml")}, exitInvalid, "", "absent.yaml"},
+		{"check warns, valid all the same", []string{"check", "--config", warn}, exitOK, "ok", `warn.yaml:6: warning: destination "l": tls.insecure_skip_verify is true`},
+		{"check public listener without token", []string{"check", "--config", public}, exitInvalid, "", "public.yaml:4: http: listen 0.0.0.0:9720 is not a loopback address, so every endpoint but /healthz, /readyz and /metrics needs the bearer token"},
 		{"stray argument", []string{"check", "--config", bad, "extra"}, exitInvalid, "", `unexpected argument "extra"`},
 		{"bad log level", []string{"check", "--log-level", "loud"}, exitInvalid, "", "--log-level"},
 		{"test-notify needs a destination", []string{"test-notify", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", "--destination is required"},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,6 +145,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	logWarnings(a.log, gen.cfg.Warnings)
 	a.gen.Store(gen)
 	defer func() { a.gen.Load().notifiers.Close(a.log) }()
 	if err := a.build(ctx, gen); err != nil {
@@ -161,7 +163,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.openSources(gen); err != nil {
 		return err
 	}
-	srv, err := httpapi.Listen(gen.cfg.HTTP.Listen, httpapi.Handler(a.apiDeps()))
+	srv, err := httpapi.Listen(gen.cfg.HTTP, httpapi.Handler(a.apiDeps(gen.cfg.HTTP)))
 	if err != nil {
 		return err
 	}
@@ -367,6 +369,7 @@ func (a *App) Reload(ctx context.Context) error {
 		a.log.Error("config reload rejected; the running config stays", "file", a.opts.ConfigPath, "errors", err.Error())
 		return err
 	}
+	logWarnings(a.log, gen.cfg.Warnings)
 	old := a.gen.Swap(gen)
 	a.warnRestartOnly(old.cfg, gen.cfg)
 	a.devices.Store(gen.inventory)
@@ -401,6 +404,9 @@ func (a *App) warnRestartOnly(old, cfg *config.Config) {
 	if old.HTTP.Listen != cfg.HTTP.Listen {
 		a.log.Warn("http.listen changed: takes effect at the next restart", "running", old.HTTP.Listen)
 	}
+	if !reflect.DeepEqual(old.HTTP.TLS, cfg.HTTP.TLS) {
+		a.log.Warn("http.tls changed: takes effect at the next restart")
+	}
 	if old.StateDir != cfg.StateDir {
 		a.log.Warn("state_dir changed: takes effect at the next restart", "running", old.StateDir)
 	}
@@ -417,7 +423,9 @@ func (a *App) stateFor(ctx context.Context) stateFor {
 	return func(dest string) (notify.StateStore, error) { return a.store.DestinationState(ctx, dest) }
 }
 
-func (a *App) apiDeps() httpapi.Deps {
+// apiDeps are the API's read models and its access rules; the listener
+// (h.Listen) is bound once, so whether it is Public is too.
+func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 	return httpapi.Deps{
 		Logger:   a.log.With("component", "http"),
 		Gatherer: a.reg,
@@ -436,8 +444,10 @@ func (a *App) apiDeps() httpapi.Deps {
 			}
 			return names
 		},
-		Outbox:   a.outbox,
-		Silences: a.mutes,
-		Token:    func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
+		Outbox:      a.outbox,
+		Silences:    a.mutes,
+		Token:       func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
+		Public:      !config.LoopbackListen(h.Listen),
+		MetricsAuth: func() bool { return a.gen.Load().cfg.HTTP.MetricsAuth },
 	}
 }

@@ -51,6 +51,7 @@ func load(path, version string, logger *slog.Logger, state stateFor) (*generatio
 	}
 	g.notifiers, err = destinations.BuildAll(cfg, "nocbridge/"+version, logger, state)
 	errs = append(errs, config.AsErrors(err, path)...)
+	cfg.Warnings = cfg.Warnings.Sorted() // the destinations' joined the config's
 	if err := errs.Err(); err != nil {
 		g.notifiers.Close(logger)
 		return nil, err
@@ -68,8 +69,20 @@ func load(path, version string, logger *slog.Logger, state stateFor) (*generatio
 	return g, nil
 }
 
-// Check validates a config and its rules without starting anything.
-func Check(path, version string) error {
-	_, err := load(path, version, slog.New(slog.DiscardHandler), nil)
-	return err
+// Check validates a config and its rules without starting anything, and
+// returns the warnings of a valid one.
+func Check(path, version string) (config.Warnings, error) {
+	g, err := load(path, version, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		return nil, err
+	}
+	g.notifiers.Close(slog.New(slog.DiscardHandler))
+	return g.cfg.Warnings, nil
+}
+
+// logWarnings logs what `check` prints as warnings, at start and reload.
+func logWarnings(log *slog.Logger, ws config.Warnings) {
+	for _, w := range ws {
+		log.Warn("config warning: "+w.Msg, "file", w.File, "line", w.Line)
+	}
 }

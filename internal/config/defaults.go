@@ -45,7 +45,7 @@ const (
 //
 //	state_dir                    /var/lib/nocbridge
 //	http.listen                  127.0.0.1:9720
-//	external_url                 http://<http.listen> (an unspecified host, as in
+//	external_url                 http(s)://<http.listen> (an unspecified host, as in
 //	                             0.0.0.0:9720, becomes this machine's host name)
 //	store.sync                   always
 //	icmp                         interval 10s, timeout 1s, count 1, privileged auto
@@ -83,7 +83,7 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 
 	defaultString(&c.StateDir, defaultStateDir)
 	defaultString(&c.HTTP.Listen, defaultHTTPListen)
-	defaultString(&c.ExternalURL, externalURLFor(c.HTTP.Listen))
+	defaultString(&c.ExternalURL, externalURLFor(c.HTTP.Scheme(), c.HTTP.Listen))
 	defaultString(&c.Store.Sync, defaultStoreSync)
 
 	defaultDuration(&c.ICMP.Interval, defaultICMPInterval, "icmp", "interval")
@@ -135,18 +135,18 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 	}
 }
 
-// externalURLFor is the URL of the API at listen. Links to a wildcard
-// address (0.0.0.0, ::, or no host) open nowhere, so those use the host name
-// instead, as Prometheus does for its external URL.
-func externalURLFor(listen string) string {
+// externalURLFor is the URL of the API at listen, served with scheme.
+// Links to a wildcard address (0.0.0.0, ::, or no host) open nowhere, so
+// those use the host name instead, as Prometheus does for its external URL.
+func externalURLFor(scheme, listen string) string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		return "http://" + listen // validation reports the bad listen address
+		return scheme + "://" + listen // validation reports the bad listen address
 	}
 	if a, err := netip.ParseAddr(host); host == "" || (err == nil && a.IsUnspecified()) {
 		if host, err = os.Hostname(); err != nil || host == "" {
 			host = "localhost"
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -34,14 +33,7 @@ func (es Errors) Error() string {
 
 // Sorted orders errors by file then line, stable for equal positions.
 func (es Errors) Sorted() Errors {
-	out := append(Errors(nil), es...)
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].File != out[j].File {
-			return out[i].File < out[j].File
-		}
-		return out[i].Line < out[j].Line
-	})
-	return out
+	return byPosition(es, func(e Error) (string, int) { return e.File, e.Line })
 }
 
 // Err returns nil when there are no errors.

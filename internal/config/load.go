@@ -22,6 +22,7 @@ func Load(path string) (*Config, error) {
 	if err := l.errs.Err(); err != nil {
 		return nil, err
 	}
+	cfg.Warnings = l.warnings.Sorted()
 	return cfg, nil
 }
 
@@ -31,6 +32,8 @@ type loader struct {
 	file string // as given, for messages
 	root *yaml.Node
 	errs Errors
+	// warnings are risky settings that still load (Warning).
+	warnings Warnings
 	// flagged lines already carry a decoding error; validating the zero
 	// value the decoder left there would only repeat it.
 	flagged map[int]bool
@@ -164,6 +167,9 @@ func (l *loader) setLines(c *Config) {
 // tls.ca_file and template files are resolved by notify against BaseDir.
 func resolvePaths(c *Config) {
 	c.StateDir = absFrom(c.BaseDir, c.StateDir)
+	if t := c.HTTP.TLS; t != nil {
+		t.CertFile, t.KeyFile = absFrom(c.BaseDir, t.CertFile), absFrom(c.BaseDir, t.KeyFile)
+	}
 	for i, g := range c.Rules {
 		c.Rules[i] = absFrom(c.BaseDir, g)
 	}
@@ -187,6 +193,7 @@ func (l *loader) resolveSecrets(c *Config) {
 			return
 		}
 		*dst = v
+		l.warnSecretFile(file, c.BaseDir, path...)
 	}
 	if c.HTTP.TokenFile != "" {
 		resolveInto(&c.HTTP.Token, c.HTTP.TokenFile, "http", "http", "token_file")

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -24,6 +25,24 @@ func (s Secret) MarshalYAML() (any, error)    { return redacted, nil }
 func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 func (s Secret) IsZero() bool                 { return s == "" }
 
+// maxFileSize bounds what is read of a secret or certificate file, so a
+// path such as /dev/zero fails instead of filling memory.
+const maxFileSize = 1 << 20
+
+// readBounded reads a whole file of at most maxFileSize bytes.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err == nil && len(b) > maxFileSize {
+		err = fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	}
+	return b, err
+}
+
 // ResolveSecret returns the inline value, or the trimmed content of file
 // (relative to baseDir). Setting both is an error. The error never contains
 // the secret, only the file name.
@@ -37,7 +56,7 @@ func ResolveSecret(inline Secret, file, baseDir string) (Secret, error) {
 	if !filepath.IsAbs(file) {
 		file = filepath.Join(baseDir, file)
 	}
-	b, err := os.ReadFile(file)
+	b, err := readBounded(file)
 	if err != nil {
 		return "", fmt.Errorf("reading secret file: %w", err)
 	}

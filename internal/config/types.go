@@ -42,14 +42,37 @@ type Config struct {
 
 	Noise       Noise         `yaml:"noise"` // noise control (SPEC 11)
 	Maintenance []Maintenance `yaml:"maintenance"`
+
+	// Warnings are the risky settings found (Warning): the config's own,
+	// then the destination types' once their notifiers are built.
+	Warnings Warnings `yaml:"-"`
 }
 
 // HTTP is the API / metrics listener.
 type HTTP struct {
 	Listen string `yaml:"listen"`
-	// Bearer token required by mutating endpoints (dead-letter replay).
+	// Bearer token required by mutating endpoints, and by every endpoint
+	// but /healthz, /readyz and /metrics when Listen is not loopback.
 	Token     Secret `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// MetricsAuth makes /metrics need the token too.
+	MetricsAuth bool `yaml:"metrics_auth"`
+	// TLS serves HTTPS; nil serves plain HTTP.
+	TLS *HTTPTLS `yaml:"tls"`
+}
+
+// HTTPTLS is the API's certificate (with its chain) and private key, PEM.
+type HTTPTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Scheme is https with TLS, else http.
+func (h HTTP) Scheme() string {
+	if h.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // Store tunes the embedded JetStream store.
@@ -223,6 +246,8 @@ type Destination struct {
 	TLS       TLS      `yaml:"tls"`
 	ProxyURL  string   `yaml:"proxy_url"`
 	RateLimit float64  `yaml:"rate_limit"` // notifications per second; 0 = unlimited
+	// FollowRedirects is never ("", the default) or same_host.
+	FollowRedirects string `yaml:"follow_redirects"`
 
 	Node *yaml.Node `yaml:"-"` // the whole mapping node, for the type's decoder
 	Line int        `yaml:"-"`
@@ -254,7 +279,13 @@ func (d *Destination) UnmarshalYAML(n *yaml.Node) error {
 
 // CommonDestinationKeys are the keys Destination decodes; a type's decoder
 // ignores them.
-var CommonDestinationKeys = []string{"name", "type", "timeout", "retry", "tls", "proxy_url", "rate_limit"}
+var CommonDestinationKeys = []string{"name", "type", "timeout", "retry", "tls", "proxy_url", "rate_limit", "follow_redirects"}
+
+// follow_redirects values.
+const (
+	RedirectsNever    = "never"
+	RedirectsSameHost = "same_host"
+)
 
 type Retry struct {
 	Initial Duration `yaml:"initial"`

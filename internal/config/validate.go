@@ -19,11 +19,13 @@ import (
 // line. Messages never hold a secret's value.
 func (l *loader) validate(c *Config) {
 	l.validateTop(c)
+	l.validateAPI(c)
 	l.validateICMP(c.ICMP)
 	l.validateSNMP(c)
 	l.validateTraps(c)
 	l.validateDevices(c)
 	l.validateDestinations(c)
+	l.checkOutbound(c)
 	l.validateSubscriptions(c)
 	l.validateNoise(c)
 	l.validateMaintenance(c)

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,8 +83,15 @@ type Deps struct {
 	Outbox       Outbox
 	Noise        Noise
 	Silences     Silences
-	// Token guards mutating endpoints; empty disables them.
+	// Token guards mutating endpoints (empty disables them), and reads too
+	// when Public.
 	Token func() config.Secret
+	// Public says the listener is not on loopback (config.LoopbackListen):
+	// every endpoint but /healthz, /readyz and /metrics needs the token.
+	Public bool
+	// MetricsAuth, when set and true, makes /metrics need the token too
+	// (http.metrics_auth).
+	MetricsAuth func() bool
 }
 
 // maxBody bounds request bodies: the API takes small JSON only.
@@ -100,7 +108,14 @@ func Handler(d Deps) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if d.MetricsAuth != nil && d.MetricsAuth() {
+			d.authorized(metrics.ServeHTTP)(w, r)
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.alerts()) })
 	mux.HandleFunc("GET /api/v1/noise", func(w http.ResponseWriter, _ *http.Request) {
 		if d.Noise == nil {
@@ -200,25 +215,58 @@ func Handler(d Deps) http.Handler {
 		}
 		_ = statusPage.Execute(w, map[string]any{"Alerts": d.alerts(), "Devices": devs, "Noise": sum})
 	})
-	return logPanics(d.Logger, mux)
+	return logPanics(d.Logger, d.guard(mux))
+}
+
+// open are the paths anyone may read wherever the API listens: the
+// probes, and /metrics, which guards itself (MetricsAuth).
+var open = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// guard asks for the token on every other path when the API is Public.
+// The mutating endpoints ask for it themselves (authorized).
+func (d Deps) guard(next http.Handler) http.Handler {
+	if !d.Public {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if open[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		d.authorized(next.ServeHTTP)(w, r)
+	})
 }
 
 func (d Deps) authorized(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		want := d.Token().Reveal()
 		if want == "" {
-			writeError(w, http.StatusForbidden, "mutating endpoints are disabled: set http.token (or http.token_file) in the config")
+			writeError(w, http.StatusForbidden, "disabled: this endpoint needs http.token (or http.token_file) in the config")
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="nocbridge"`)
+			if r.URL.Path == "/" {
+				// A browser: say what to do in words, not JSON.
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = io.WriteString(w, pageNeedsToken)
+				return
+			}
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
 		}
 		h(w, r)
 	}
 }
+
+// pageNeedsToken is what a browser shows at / when the API needs the token.
+const pageNeedsToken = `nocbridge: this API listens beyond this machine, so every page needs the bearer token (http.token).
+Browsers cannot send it yet; use the API with it, for example:
+  curl -H "Authorization: Bearer $(cat /etc/nocbridge/secrets/http-token)" https://HOST:9720/api/v1/alerts
+or nocbridge dlq / nocbridge silence on the daemon's machine.
+`
 
 // decodeJSON reads a small JSON body into v, refusing unknown fields and
 // anything after the value; on a problem it answers 400 and returns false.
@@ -286,12 +334,24 @@ type Server struct {
 	srv *http.Server
 }
 
-// Listen binds the address now, so readiness can report a bound listener
-// and a port conflict fails the start.
-func Listen(addr string, h http.Handler) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Listen binds c.Listen now, so readiness can report a bound listener and
+// a port conflict fails the start; with c.TLS it serves HTTPS. The
+// certificate is read once: a renewed one takes a restart.
+func Listen(c config.HTTP, h http.Handler) (*Server, error) {
+	var tlsCfg *tls.Config
+	if c.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("http tls: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("http listen %s: %w", addr, err)
+		return nil, fmt.Errorf("http listen %s: %w", c.Listen, err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	return &Server{ln: ln, srv: &http.Server{
 		Handler:           h,

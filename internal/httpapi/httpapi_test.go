@@ -71,6 +71,15 @@ func (f *fakeOutbox) Pending() map[string]int { return map[string]int{"noc-webho
 
 func newTestServer(t *testing.T, token config.Secret, ready bool) (*httptest.Server, *fakeOutbox, *bytes.Buffer) {
 	t.Helper()
+	d, ob, logs := testDeps(token, ready)
+	srv := httptest.NewServer(Handler(d))
+	t.Cleanup(srv.Close)
+	return srv, ob, logs
+}
+
+// testDeps are fakes for every read model, with one dead letter per
+// destination.
+func testDeps(token config.Secret, ready bool) (Deps, *fakeOutbox, *bytes.Buffer) {
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_test_total", Help: "test"})
 	reg.MustRegister(c)
@@ -81,7 +90,7 @@ func newTestServer(t *testing.T, token config.Secret, ready bool) (*httptest.Ser
 		{ID: "msg_dead2", Destination: "other", Reason: "401", Attempts: 1},
 	}}
 	var logs bytes.Buffer
-	h := Handler(Deps{
+	d := Deps{
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Gatherer: reg,
 		Ready: func() error {
@@ -98,11 +107,10 @@ func newTestServer(t *testing.T, token config.Secret, ready bool) (*httptest.Ser
 		},
 		Destinations: func() []string { return []string{"noc-webhook", "noc-log"} },
 		Outbox:       ob,
+		Silences:     &fakeSilences{},
 		Token:        func() config.Secret { return token },
-	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv, ob, &logs
+	}
+	return d, ob, &logs
 }
 
 func do(t *testing.T, method, url, auth, body string) (int, string, http.Header) {
@@ -249,11 +257,11 @@ func TestPanicIsRecovered(t *testing.T) {
 }
 
 func TestServerListenServeShutdown(t *testing.T) {
-	s, err := Listen("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("hi")) }))
+	s, err := Listen(config.HTTP{Listen: "127.0.0.1:0"}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("hi")) }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Listen(s.Addr(), http.NotFoundHandler()); err == nil || !strings.Contains(err.Error(), s.Addr()) {
+	if _, err := Listen(config.HTTP{Listen: s.Addr()}, http.NotFoundHandler()); err == nil || !strings.Contains(err.Error(), s.Addr()) {
 		t.Fatalf("second Listen on %s: err %v, want an error naming the address", s.Addr(), err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -65,7 +65,7 @@ func (p *ChatPoster) PostJSON(ctx context.Context, service string, message any) 
 
 // Post sends payload once and returns the 2xx status. A failure is a *Error
 // with reason "<target>: …": without a response per NetworkError, with one
-// per StatusError over the service's explanation (SPEC 6), redacted.
+// per AnswerError over the service's explanation (SPEC 6), redacted.
 func (p *ChatPoster) Post(ctx context.Context, payload []byte) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL.String(), bytes.NewReader(payload))
 	if err != nil {
@@ -88,11 +88,8 @@ func (p *ChatPoster) Post(ctx context.Context, payload []byte) (int, error) {
 	if retryAfter == 0 {
 		retryAfter = RetryAfterHeader(resp.Header, time.Now())
 	}
-	e := StatusError(resp.StatusCode, []byte(text), retryAfter)
-	// Services may echo the request, webhook path included; the target is
-	// safe as it is.
-	e.Reason = p.Target + ": " + p.Redactor.Redact(e.Reason)
-	return resp.StatusCode, e
+	// Services may echo the request, webhook path included.
+	return resp.StatusCode, AnswerError(p.Target, resp.StatusCode, text, retryAfter, p.Redactor)
 }
 
 // TextOnly adapts an ErrorText for a service whose error body gives no

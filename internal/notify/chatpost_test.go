@@ -34,10 +34,10 @@ func TestChatPosterPost(t *testing.T) {
 		{name: "token echoed is redacted", status: 404, body: "no hook /hooks/" + token, wantErr: true,
 			wantReason: "chat webhook 127.0.0.1: HTTP 404: explained: no hook " + Redacted},
 		{name: "rate limited, header delay", status: 429, header: map[string]string{"Retry-After": "7"}, wantErr: true,
-			wantRetryable: true, wantRetry: 7 * time.Second, wantReason: "chat webhook 127.0.0.1: HTTP 429: explained: "},
+			wantRetryable: true, wantRetry: 7 * time.Second, wantReason: "chat webhook 127.0.0.1: HTTP 429: explained:"},
 		{name: "rate limited, body delay wins", status: 429, header: map[string]string{"Retry-After": "7"}, bodyDelay: 1500 * time.Millisecond,
-			wantErr: true, wantRetryable: true, wantRetry: 1500 * time.Millisecond, wantReason: "chat webhook 127.0.0.1: HTTP 429: explained: "},
-		{name: "server error", status: 503, wantErr: true, wantRetryable: true, wantReason: "chat webhook 127.0.0.1: HTTP 503: explained: "},
+			wantErr: true, wantRetryable: true, wantRetry: 1500 * time.Millisecond, wantReason: "chat webhook 127.0.0.1: HTTP 429: explained:"},
+		{name: "server error", status: 503, wantErr: true, wantRetryable: true, wantReason: "chat webhook 127.0.0.1: HTTP 503: explained:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -31,6 +31,39 @@ func (c *ConfigCheck) Bad(path, format string, args ...any) {
 // Errors is what was recorded, nil when nothing was.
 func (c *ConfigCheck) Errors() config.Errors { return c.errs }
 
+// Warn records a risky setting at path (a dotted key) into env.Warnings,
+// which `check` prints and start-up logs; it fails nothing. The message
+// must not hold secrets.
+func (c *ConfigCheck) Warn(path, format string, args ...any) {
+	if c.env.Warnings == nil {
+		return
+	}
+	e := ConfigError(c.env, c.d, path, format, args...)
+	c.env.Warnings.Add(e.File, e.Line, "%s", e.Msg)
+}
+
+// Cleartext warns, at key, when credentials (names of what is sent, such
+// as "basic_auth"; none: nothing to warn about) go to u over plain http://
+// to a host that is not this machine.
+func (c *ConfigCheck) Cleartext(key string, u *url.URL, credentials ...string) {
+	if len(credentials) == 0 || u == nil || u.Scheme != "http" || config.LoopbackHost(u.Hostname()) {
+		return
+	}
+	c.Warn(key, "%s goes over plain http:// to %s, readable by anyone on the path: use https://", strings.Join(credentials, ", "), u.Host)
+}
+
+// SecretHeader reports whether a header (canonical name) carries a
+// credential by its name: Authorization, X-Api-Key, X-Auth-Token, Cookie…
+func SecretHeader(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range []string{"auth", "token", "key", "secret", "passw", "cookie", "session", "signature", "credential"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // SecretKey names the key a secret was given in, for an error's line: key,
 // or key_file when file is set.
 func SecretKey(key, file string) string {
@@ -51,6 +84,9 @@ func (c *ConfigCheck) Secret(key string, inline config.Secret, file string) (s c
 	if err != nil {
 		c.Bad(path, "%s: %v", key, err)
 		return "", path, false
+	}
+	if msg := config.SecretFileWarning(file, c.env.BaseDir); msg != "" {
+		c.Warn(path, "%s: %s", path, msg)
 	}
 	return s, path, true
 }
@@ -209,6 +245,7 @@ func (c *ConfigCheck) WebhookURL(inline config.Secret, file, what string) *url.U
 	default:
 		u, msg := CheckWebhookURL(raw.Reveal())
 		if msg == "" {
+			c.Cleartext(key, u, "the url (a webhook URL is itself the credential)")
 			return u
 		}
 		c.Bad(key, "url %s", msg)
@@ -274,6 +311,7 @@ func (c *ConfigCheck) ChatAccess(a ChatAccess) (webhook *url.URL, token string, 
 			c.Bad("api_url", "api_url %s", msg)
 			return nil, token, nil
 		}
+		c.Cleartext("api_url", u, "token")
 		return nil, token, u
 	}
 	return nil, "", nil

@@ -151,7 +151,7 @@ func TestDecodeConfigDigestKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `c.yaml:2: destination "d1": unknown key "digest" (known: url)`) {
 		t.Errorf("a config without digests: %v; want digest an unknown key", err)
 	}
-	if got := config.CommonDestinationKeys; len(got) != 7 || got[len(got)-1] != "rate_limit" {
+	if got := config.CommonDestinationKeys; len(got) != 8 || got[len(got)-1] != "follow_redirects" {
 		t.Errorf("DecodeConfig changed the shared list of common keys: %v", got)
 	}
 }

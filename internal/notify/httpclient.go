@@ -21,7 +21,7 @@ import (
 const DefaultTimeout = 10 * time.Second
 
 // NewHTTPClient builds the client a destination sends with: its timeout, its
-// tls settings and its proxy_url. The environment's HTTP(S)_PROXY is ignored
+// tls settings, its proxy_url and its follow_redirects. The environment's HTTP(S)_PROXY is ignored
 // on purpose: a daemon's egress should follow its config only, and tests on
 // loopback must never be proxied by a stray variable.
 func NewHTTPClient(d config.Destination, baseDir string) (*http.Client, error) {
@@ -83,7 +83,7 @@ func NewHTTPClient(d config.Destination, baseDir string) (*http.Client, error) {
 		}
 		tr.Proxy = http.ProxyURL(pu)
 	}
-	return &http.Client{Transport: tr, Timeout: timeout}, nil
+	return &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: checkRedirect(d.FollowRedirects)}, nil
 }
 
 // RedactURL prints scheme, host and path only: URLs carry secrets in their

@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,8 +14,9 @@ import (
 
 const (
 	// maxErrorBody bounds how much of a failed response is read for the
-	// reason.
-	maxErrorBody = 4 << 10
+	// reason: twice what a reason keeps, so a secret across the cut is
+	// still whole when the Redactor looks for it.
+	maxErrorBody = 2 * MaxReason
 	// drainLimit bounds how much more is read so the connection can be
 	// reused; beyond it closing is cheaper.
 	drainLimit = 256 << 10
@@ -37,60 +37,18 @@ func DrainAndClose(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// Redactor replaces secrets (tokens, passwords, credential-bearing URL
-// parts) in text bound for errors, logs and dead letters, where a service
-// or proxy echoing the request must not leak them.
-type Redactor struct {
-	secrets []string
-}
-
-// Redacted is what a secret is replaced with.
-const Redacted = "<redacted>"
-
-// NewRedactor hides secrets in the order given (put a whole URL before its
-// parts). Values shorter than minLen are skipped: replacing "/" or a
-// two-letter string would mangle unrelated text.
-func NewRedactor(minLen int, secrets ...string) Redactor {
-	var r Redactor
-	for _, s := range secrets {
-		if s != "" && len(s) >= minLen {
-			r.secrets = append(r.secrets, s)
-		}
-	}
-	return r
-}
-
-// Redact returns s with every secret replaced.
-func (r Redactor) Redact(s string) string {
-	for _, v := range r.secrets {
-		s = strings.ReplaceAll(s, v, Redacted)
-	}
-	return s
-}
-
-// Error returns err with its text redacted, keeping the chain for
-// errors.Is and errors.As (timeouts, cancellation). nil stays nil.
-func (r Redactor) Error(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &scrubbedError{msg: r.Redact(err.Error()), err: err}
-}
-
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (s *scrubbedError) Error() string { return s.msg }
-func (s *scrubbedError) Unwrap() error { return s.err }
-
 // NetworkError classifies a failure without a response: retryable, with
 // reason "<target>: canceled|timeout|request failed". Only the cause of a
 // *url.Error is kept, since it prints the whole URL (which may be the
 // credential) and target already names the request; the cause is redacted
 // too.
+//
+// A redirect the destination does not follow (RedirectError) is the one
+// permanent failure here: reason "<target>: HTTP 307 redirect to …".
 func NetworkError(target string, err error, r Redactor) *Error {
+	if re, ok := errors.AsType[*RedirectError](err); ok {
+		return &Error{Status: re.Status, Reason: r.Redact(target + ": " + re.Error())}
+	}
 	cause := err
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -107,21 +65,11 @@ func NetworkError(target string, err error, r Redactor) *Error {
 	return &Error{Retryable: true, Reason: target + ": " + what, Err: r.Error(cause)}
 }
 
-// ResponseError classifies a non-2xx answer of an API whose own error text
-// (message) the caller extracted from the body: reason
-// "<target>: HTTP <code>[: <message>]", redacted, retryable per SPEC 6, with
-// the Retry-After the service asked for.
+// ResponseError is AnswerError for an API whose own error text (message)
+// the caller extracted from the body, with the Retry-After the service
+// asked for.
 func ResponseError(target string, resp *http.Response, message string, now time.Time, r Redactor) *Error {
-	reason := fmt.Sprintf("%s: HTTP %d", target, resp.StatusCode)
-	if message != "" {
-		reason += ": " + message
-	}
-	return &Error{
-		Retryable:  RetryableStatus(resp.StatusCode),
-		RetryAfter: RetryAfterHeader(resp.Header, now),
-		Status:     resp.StatusCode,
-		Reason:     r.Redact(reason),
-	}
+	return AnswerError(target, resp.StatusCode, message, RetryAfterHeader(resp.Header, now), r)
 }
 
 // JoinFieldErrors is the error text of APIs that answer general messages

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -48,11 +49,16 @@ type Error struct {
 	Err    error
 }
 
+// Error is the reason and its cause, scrubbed and cut by the zero
+// Redactor: reasons are scrubbed of the destination's secrets where they
+// are made, and this keeps credential-looking text an unclassified cause
+// may carry out of deliveries, dead letters and logs too.
 func (e *Error) Error() string {
+	s := e.Reason
 	if e.Err != nil {
-		return e.Reason + ": " + e.Err.Error()
+		s += ": " + e.Err.Error()
 	}
-	return e.Reason
+	return Redactor{}.Redact(s)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -82,19 +88,29 @@ func RetryableStatus(code int) bool {
 		code == http.StatusTooManyRequests || code >= 500
 }
 
-// StatusError classifies an HTTP response status with the service's body
-// excerpt as reason.
-func StatusError(code int, body []byte, retryAfter time.Duration) *Error {
-	const maxBody = 512
-	if len(body) > maxBody {
-		body = body[:maxBody]
+// AnswerError classifies a non-2xx answer: reason
+// "<target>: HTTP <code>[: <text>]" (text is the service's explanation or
+// its body), scrubbed by r, retryable per SPEC 6, after retryAfter.
+func AnswerError(target string, code int, text string, retryAfter time.Duration, r Redactor) *Error {
+	reason := fmt.Sprintf("HTTP %d", code)
+	if target != "" {
+		reason = target + ": " + reason
+	}
+	if text = strings.TrimSpace(text); text != "" {
+		reason += ": " + text
 	}
 	return &Error{
 		Retryable:  RetryableStatus(code),
 		RetryAfter: retryAfter,
 		Status:     code,
-		Reason:     fmt.Sprintf("HTTP %d: %s", code, string(body)),
+		Reason:     r.Redact(reason),
 	}
+}
+
+// StatusError is AnswerError for a receiver without secrets (and tests):
+// reason "HTTP <code>[: <body>]".
+func StatusError(code int, body []byte, retryAfter time.Duration) *Error {
+	return AnswerError("", code, string(body), retryAfter, Redactor{})
 }
 
 // Env is what the core hands a destination type when building a notifier.
@@ -111,6 +127,9 @@ type Env struct {
 	// State keeps small per-destination values across restarts (for
 	// example Slack message timestamps per instance id).
 	State StateStore
+	// Warnings collects the risky settings a type finds (ConfigCheck.Warn);
+	// nil drops them.
+	Warnings *config.Warnings
 }
 
 // StateStore is a small durable key/value space scoped to one destination.

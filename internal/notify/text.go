@@ -114,6 +114,19 @@ func RenderText(t *template.Template, ev event.Event, id, externalURL string) (s
 	return strings.TrimSpace(string(out)), nil
 }
 
+// CutBytes shortens s to at most max bytes, on a character boundary, ending
+// the cut with mark: for limits services count in bytes.
+func CutBytes(s string, max int, mark string) string {
+	if len(s) <= max {
+		return s
+	}
+	n := max - len(mark)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + mark
+}
+
 // Ellipsis marks where Truncate cut.
 const Ellipsis = "…"
 
@@ -127,13 +140,11 @@ func Truncate(s string, max int) string {
 	return string(r[:max-1]) + Ellipsis
 }
 
-// maxExcerpt bounds the raw body quoted in a reason.
-const maxExcerpt = 512
-
 // Excerpt is a response body that is not the service's error JSON (a
-// proxy's page, say), trimmed and cut for a reason.
+// proxy's page, say), trimmed for a reason. The Redactor cuts it, after
+// scrubbing, so no secret is cut in half and half kept.
 func Excerpt(body []byte) string {
-	return Truncate(strings.TrimSpace(string(body)), maxExcerpt)
+	return strings.TrimSpace(string(body))
 }
 
 // OrDash shows an empty value as a dash, so a card's fact never looks

@@ -134,9 +134,6 @@ func TestExcerptAndOrDash(t *testing.T) {
 	if got := Excerpt([]byte("  <html>bad gateway</html>\n")); got != "<html>bad gateway</html>" {
 		t.Errorf("Excerpt trims: got %q", got)
 	}
-	if got := []rune(Excerpt([]byte(strings.Repeat("x", 2000)))); len(got) != maxExcerpt || string(got[len(got)-1]) != Ellipsis {
-		t.Errorf("Excerpt cuts to %d characters with a mark: got %d", maxExcerpt, len(got))
-	}
 	for in, want := range map[string]string{"": "—", "HQ": "HQ"} {
 		if got := OrDash(in); got != want {
 			t.Errorf("OrDash(%q) = %q, want %q", in, got, want)

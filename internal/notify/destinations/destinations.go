@@ -78,7 +78,8 @@ func Build(d config.Destination, env notify.Env) (notify.Notifier, error) {
 type Set map[string]notify.Notifier
 
 // BuildAll makes the notifiers of every destination in cfg, reporting every
-// problem at once as config.Errors. state hands each destination its durable
+// problem at once as config.Errors and adding the types' warnings to
+// cfg.Warnings. state hands each destination its durable
 // key/value space; nil when only validating.
 func BuildAll(cfg *config.Config, userAgent string, logger *slog.Logger, state func(destination string) (notify.StateStore, error)) (Set, error) {
 	set := Set{}
@@ -90,6 +91,7 @@ func BuildAll(cfg *config.Config, userAgent string, logger *slog.Logger, state f
 			Logger:      logger.With("destination", d.Name, "type", d.Type),
 			ConfigFile:  cfg.File,
 			BaseDir:     cfg.BaseDir,
+			Warnings:    &cfg.Warnings,
 		}
 		var err error
 		if state != nil {

@@ -69,6 +69,7 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		UserKey: "user", User: c.User, UserHint: "the e-mail of the Atlassian account the API token belongs to",
 		SecretKey: "api_token", Secret: c.APIToken, SecretFile: c.APITokenFile, SecretHint: "an Atlassian API token of user",
 	})
+	check.Cleartext("url", s.base, "user and api_token")
 
 	switch {
 	case c.Project == "":

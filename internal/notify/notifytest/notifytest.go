@@ -33,7 +33,7 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // Destination parses one destination mapping as the config loader would:
 // the node and its line, plus the common keys tests set (name, type,
-// timeout, proxy_url, tls).
+// timeout, proxy_url, follow_redirects, tls).
 func Destination(t testing.TB, src string) config.Destination {
 	t.Helper()
 	var doc yaml.Node
@@ -57,6 +57,8 @@ func Destination(t testing.TB, src string) config.Destination {
 			d.Timeout = config.Duration(dur)
 		case "proxy_url":
 			d.ProxyURL = v.Value
+		case "follow_redirects":
+			d.FollowRedirects = v.Value
 		case "tls":
 			if err := v.Decode(&d.TLS); err != nil {
 				t.Fatal(err)

@@ -47,6 +47,7 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 	}
 
 	s.base = check.ServiceBase("api_url", cmp.Or(c.APIURL, DefaultAPIURL), "the key goes in api_key")
+	check.Cleartext("api_url", s.base, "api_key")
 
 	s.tmpl = check.Template(c.TemplateFile)
 	return s, check.Errors()

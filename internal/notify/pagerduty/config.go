@@ -39,6 +39,7 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		s.routingKey = key
 	}
 	s.url = check.ServiceURL("url", cmp.Or(c.URL, DefaultURL), "the routing key goes in routing_key")
+	check.Cleartext("url", s.url, "routing_key")
 
 	s.tmpl = check.Template(c.TemplateFile)
 	return s, check.Errors()

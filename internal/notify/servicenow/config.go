@@ -92,6 +92,7 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 		UserKey: "username", User: c.Username, UserHint: "a ServiceNow user with the itil role (or table rights)",
 		SecretKey: "password", Secret: c.Password, SecretFile: c.PasswordFile,
 	})
+	check.Cleartext("instance_url", s.base, "username and password")
 
 	if s.table == "" {
 		s.table = DefaultTable

@@ -294,23 +294,23 @@ func (n *Notifier) classify(op string, err error, x *exchange) error {
 	)
 	status := x.status
 	switch {
+	case errors.As(err, new(*notify.RedirectError)):
+		return notify.NetworkError(op, err, n.redactor)
 	case errors.As(err, &rl):
 		return &notify.Error{Retryable: true, RetryAfter: rl.RetryAfter, Status: http.StatusTooManyRequests,
-			Reason: withBody(fmt.Sprintf("%s: HTTP 429 rate limited", op), x.body)}
+			Reason: n.redactor.Redact(withBody(fmt.Sprintf("%s: HTTP 429 rate limited", op), x.body))}
 	case errors.As(err, &apiErr):
 		reason := op + ": " + apiErr.Err
 		if details := apiErr.ResponseMetadata.Messages; len(details) > 0 {
 			reason += " (" + strings.Join(details, "; ") + ")"
 		}
 		return &notify.Error{Retryable: retryableAPIErrors[apiErr.Err], RetryAfter: notify.RetryAfterHeader(x.header, time.Now()),
-			Status: status, Reason: reason, Err: apiErr}
+			Status: status, Reason: n.redactor.Redact(reason), Err: n.redactor.Error(apiErr)}
 	case errors.As(err, &sc):
 		status = sc.Code
 	}
 	if status != 0 && status != http.StatusOK {
-		e := notify.StatusError(status, bytes.TrimSpace(x.body), notify.RetryAfterHeader(x.header, time.Now()))
-		e.Reason = op + ": " + e.Reason
-		return e
+		return notify.AnswerError(op, status, string(x.body), notify.RetryAfterHeader(x.header, time.Now()), n.redactor)
 	}
 	if status == http.StatusOK {
 		// Answered, but not with Slack's JSON: a proxy page or a wrong api_url.

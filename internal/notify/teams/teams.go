@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
@@ -248,13 +247,4 @@ func renderDigest(d notify.Digest, p notify.DigestPolicy, externalURL string) me
 const truncatedMark = "…(truncated)"
 
 // truncate cuts s to at most max bytes on a character boundary.
-func truncate(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	cut := max - len(truncatedMark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + truncatedMark
-}
+func truncate(s string, max int) string { return notify.CutBytes(s, max, truncatedMark) }

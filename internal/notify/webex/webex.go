@@ -52,7 +52,7 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 		Client:        deps.Client,
 		UserAgent:     deps.UserAgent,
 		Authorization: s.auth,
-		Redactor:      notify.NewRedactor(2, s.endpoint.String(), s.endpoint.RawQuery, strings.TrimPrefix(s.auth, "Bearer ")),
+		Redactor:      notify.NewRedactor(2, s.endpoint.RawQuery, strings.TrimPrefix(s.auth, "Bearer ")),
 		ErrorText:     notify.TextOnly(errorText),
 	}
 	n.log = deps.Logger.With("mode", "bot", "room_id", s.roomID)

@@ -47,6 +47,10 @@ type settings struct {
 	auth       string             // full Authorization value, "" when none
 	signingKey []byte             // nil when unsigned
 	tmpl       *template.Template // nil for dnac
+	// secrets are every configured secret, for the Redactor; credentials
+	// names what goes on the wire, for the clear-text warning.
+	secrets     []string
+	credentials []string
 }
 
 // reservedHeaders are set by the notifier itself; letting config override
@@ -90,16 +94,18 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 
 	// Authorization: basic or bearer, not both.
 	if c.BasicAuth != nil {
-		pw, err := config.ResolveSecret(c.BasicAuth.Password, c.BasicAuth.PasswordFile, env.BaseDir)
+		pw, _, ok := check.Secret("basic_auth.password", c.BasicAuth.Password, c.BasicAuth.PasswordFile)
 		switch {
-		case err != nil:
-			bad("basic_auth", "basic_auth password: %v", err)
+		case !ok: // check.Secret reported it
 		case c.BasicAuth.Username == "":
 			bad("basic_auth", "basic_auth.username is required")
 		case strings.Contains(c.BasicAuth.Username, ":"):
 			bad("basic_auth.username", "basic_auth.username must not contain ':'")
 		default:
-			s.auth, _ = notify.BasicAuth(c.BasicAuth.Username, pw.Reveal())
+			var secrets []string
+			s.auth, secrets = notify.BasicAuth(c.BasicAuth.Username, pw.Reveal())
+			s.secrets = append(s.secrets, secrets...)
+			s.credentials = append(s.credentials, "basic_auth")
 		}
 	}
 	if c.BearerToken != "" || c.BearerTokenFile != "" {
@@ -112,6 +118,8 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 			bad(key, "bearer_token contains characters not allowed in a header")
 		default:
 			s.auth = "Bearer " + tok.Reveal()
+			s.secrets = append(s.secrets, tok.Reveal())
+			s.credentials = append(s.credentials, "bearer_token")
 		}
 	}
 
@@ -121,6 +129,7 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 				bad(key, "secret: %v", err)
 			} else {
 				s.signingKey = k
+				s.secrets = append(s.secrets, sec.Reveal(), strings.TrimPrefix(sec.Reveal(), "whsec_"))
 			}
 		}
 	}
@@ -138,7 +147,18 @@ func (c *Config) validate(env notify.Env, d config.Destination) (*settings, conf
 			bad("headers."+name, "header Authorization conflicts with basic_auth/bearer_token")
 		default:
 			s.headers.Set(name, v)
+			if notify.SecretHeader(canon) {
+				s.secrets = append(s.secrets, v)
+				s.credentials = append(s.credentials, "header "+canon)
+			}
 		}
+	}
+	if s.url != nil {
+		s.secrets = append(s.secrets, urlSecrets(s.url)...)
+		if s.url.User != nil {
+			s.credentials = append(s.credentials, "the url's user info")
+		}
+		check.Cleartext("url", s.url, s.credentials...)
 	}
 
 	switch c.Format {

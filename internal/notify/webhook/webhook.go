@@ -48,7 +48,7 @@ func New(d config.Destination, env notify.Env) (notify.Notifier, error) {
 		userAgent:   deps.UserAgent,
 		s:           s,
 		target:      target,
-		redactor:    notify.NewRedactor(3, urlSecrets(s.url)...), // very short strings would mangle unrelated text
+		redactor:    notify.NewRedactor(3, s.secrets...), // very short strings would mangle unrelated text
 		client:      deps.Client,
 		log:         deps.Logger.With("url", notify.RedactURL(s.url)),
 		now:         time.Now,
@@ -94,15 +94,16 @@ func (n *Notifier) Send(ctx context.Context, nt notify.Notification) error {
 		n.log.Debug("webhook delivered", "webhook_id", nt.ID, "status", resp.StatusCode, "duration", time.Since(start))
 		return nil
 	}
-	e := notify.StatusError(resp.StatusCode, bytes.TrimSpace(notify.ReadErrorBody(resp)), notify.RetryAfterHeader(resp.Header, n.now()))
-	e.Reason = n.target + ": " + e.Reason
-	return e
+	return notify.AnswerError(n.target, resp.StatusCode, string(notify.ReadErrorBody(resp)), notify.RetryAfterHeader(resp.Header, n.now()), n.redactor)
 }
 
 // urlSecrets are the parts of u that may be secret: userinfo, query,
-// fragment.
+// fragment (the whole URL first, so it goes as one).
 func urlSecrets(u *url.URL) []string {
 	var secrets []string
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		secrets = append(secrets, u.String())
+	}
 	if u.User != nil {
 		secrets = append(secrets, u.User.String())
 		if p, ok := u.User.Password(); ok && p != "" {
