@@ -172,13 +172,15 @@ func TestEveryDestinationTypeClosesTheLoop(t *testing.T) {
 
 	// Exactly one attempt per notification: the emulated services never
 	// fail, so a retry would mean a notifier misread a success.
+	var deliveries []byte
 	var byDest map[string]struct {
 		Pending int          `json:"pending"`
 		Recent  []e2eAttempt `json:"recent"`
 	}
 	// An attempt shows in recent a moment before its item leaves pending.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if err := json.Unmarshal(getBody(t, api+"/api/v1/deliveries"), &byDest); err != nil {
+		deliveries = getBody(t, api+"/api/v1/deliveries")
+		if err := json.Unmarshal(deliveries, &byDest); err != nil {
 			t.Fatalf("/api/v1/deliveries: %v", err)
 		}
 		empty := true

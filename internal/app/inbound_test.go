@@ -137,7 +137,7 @@ devices:
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err := Check(path, "test")
+	_, err := Check(path, "test")
 	want := filepath.Join(dir, "rules", "big.yaml") + ":7: description template for device sw2: the output passed 64 KiB (render budget)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Check = %v; want %s", err, want)

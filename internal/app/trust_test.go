@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
+
 	"github.com/nocbridge/nocbridge/internal/ctl"
 	"github.com/nocbridge/nocbridge/internal/testutil/tlscert"
 )
@@ -56,7 +58,7 @@ func TestEchoedSecretsReachNoStoredAnswer(t *testing.T) {
 	listen := freePort(t)
 	path := writeConfig(t, t.TempDir(), upRule(testConfig{ReceiverURL: rcv.URL, Listen: listen, Token: apiToken}))
 	addHookKeys(t, path, "    bearer_token: "+bearer+"\n    headers: {X-Api-Key: "+apiKey+"}\n")
-	var logs lockedBuffer
+	var logs logtest.Logs
 	a, stop := startAppWithLogger(t, path, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
 	base := "http://" + a.HTTPAddr()
