@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -51,7 +50,7 @@ func (l *loader) bad(line int, format string, args ...any) {
 }
 
 func (l *loader) load() *Config {
-	data, err := os.ReadFile(l.file)
+	data, err := ReadFile(l.file, MaxConfigFile)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {

@@ -25,23 +25,30 @@ func (s Secret) MarshalYAML() (any, error)    { return redacted, nil }
 func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 func (s Secret) IsZero() bool                 { return s == "" }
 
-// maxFileSize bounds what is read of a secret or certificate file, so a
-// path such as /dev/zero fails instead of filling memory.
-const maxFileSize = 1 << 20
+// Bounds on what is read of a file a config names, so a path such as
+// /dev/zero fails instead of hanging or filling memory: MaxSmallFile for
+// secrets, certificates and templates, MaxConfigFile for the config and
+// rule files (10,000 devices fit well inside).
+const (
+	MaxSmallFile  = 1 << 20
+	MaxConfigFile = 64 << 20
+)
 
-// readBounded reads a whole file of at most maxFileSize bytes.
-func readBounded(path string) ([]byte, error) {
+// ReadFile reads a whole file of at most limit bytes.
+func ReadFile(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err == nil && len(b) > maxFileSize {
-		err = fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
 	return b, err
 }
+
+func readBounded(path string) ([]byte, error) { return ReadFile(path, MaxSmallFile) }
 
 // ResolveSecret returns the inline value, or the trimmed content of file
 // (relative to baseDir). Setting both is an error. The error never contains

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -61,7 +60,7 @@ func dialAddr(listen string) string {
 // certFile, the daemon's own, under whatever name it is dialled (the CLI
 // dials 127.0.0.1, which a certificate rarely names).
 func trusting(certFile string) (*tls.Config, error) {
-	data, err := os.ReadFile(certFile)
+	data, err := config.ReadFile(certFile, config.MaxSmallFile)
 	if err != nil {
 		return nil, fmt.Errorf("http.tls.cert_file: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,7 +38,7 @@ func NewHTTPClient(d config.Destination, baseDir string) (*http.Client, error) {
 		if !filepath.IsAbs(path) && baseDir != "" {
 			path = filepath.Join(baseDir, path)
 		}
-		pem, err := os.ReadFile(path)
+		pem, err := config.ReadFile(path, config.MaxSmallFile)
 		if err != nil {
 			return nil, fmt.Errorf("destination %q: tls.ca_file: %w", d.Name, err)
 		}

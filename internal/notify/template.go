@@ -3,12 +3,12 @@ package notify
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/template"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/tmpl"
 )
@@ -52,7 +52,7 @@ func LoadTemplate(file string, env Env) (*template.Template, error) {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(env.BaseDir, path)
 	}
-	src, err := os.ReadFile(path)
+	src, err := config.ReadFile(path, config.MaxSmallFile)
 	if err != nil {
 		return nil, err
 	}

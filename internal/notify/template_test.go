@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/tmpl"
 )
@@ -41,5 +42,21 @@ func TestTemplateFileBudget(t *testing.T) {
 	ev.Device.Labels = map[string]string{"vendor": "cisco"}
 	if _, err := RenderTemplate(tm, NewTemplateData(ev, "msg_1", "")); !errors.Is(err, tmpl.ErrBudget) {
 		t.Errorf("RenderTemplate = %v; want the render budget's error", err)
+	}
+}
+
+// A template_file or tls.ca_file that never ends (/dev/zero) is an error at
+// load, not a hang of check.
+func TestFilesNamedByADestinationAreBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	if _, err := LoadTemplate("/dev/zero", Env{}); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("LoadTemplate(/dev/zero) = %v; want a size error", err)
+	}
+	d := config.Destination{Name: "hook"}
+	d.TLS.CAFile = "/dev/zero"
+	if _, err := NewHTTPClient(d, ""); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("NewHTTPClient(ca_file /dev/zero) = %v; want a size error", err)
 	}
 }

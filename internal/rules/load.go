@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -91,7 +90,7 @@ func Load(globs []string) (*Set, error) {
 	sort.Strings(files)
 	var all []*Rule
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := config.ReadFile(f, config.MaxConfigFile)
 		if err != nil {
 			errs = append(errs, config.Error{File: f, Msg: err.Error()})
 			continue
