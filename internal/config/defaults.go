@@ -35,6 +35,7 @@ const (
 	defaultRetryInitial       = time.Second
 	defaultRetryMax           = 5 * time.Minute
 	defaultRetryMaxAge        = 24 * time.Hour
+	defaultRetryProbeInterval = 5 * time.Second
 
 	defaultMaintenanceTimezone = "Local" // time.LoadLocation's name for the machine's zone
 )
@@ -50,8 +51,8 @@ const (
 //	snmp                         poll_interval 60s, timeout 2s, retries 1; profile port 161
 //	traps (when the section is   listen 0.0.0.0:162, unknown_sources accept,
 //	  present; absent = off)     rate_limit_per_source 1000
-//	destinations                 timeout 10s, retry initial 1s, max 5m, max_age 24h
-//	                             (each retry field separately)
+//	destinations                 timeout 10s, retry initial 1s, max 5m, max_age 24h,
+//	                             probe_interval 5s (each retry field separately)
 //	subscriptions                send_resolved true
 //	noise.flap                   changes 5, window 15m
 //	noise.site_outage            window 1m, min_devices 3, ratio 0.5
@@ -118,6 +119,7 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 		defaultDuration(&d.Retry.Initial, defaultRetryInitial, "destinations", i, "retry", "initial")
 		defaultDuration(&d.Retry.Max, defaultRetryMax, "destinations", i, "retry", "max")
 		defaultDuration(&d.Retry.MaxAge, defaultRetryMaxAge, "destinations", i, "retry", "max_age")
+		defaultDuration(&d.Retry.ProbeInterval, defaultRetryProbeInterval, "destinations", i, "retry", "probe_interval")
 	}
 	for i := range c.Subscriptions {
 		if c.Subscriptions[i].SendResolved == nil {
