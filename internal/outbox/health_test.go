@@ -303,13 +303,11 @@ func TestRefusedNotificationLeavesDestinationUp(t *testing.T) {
 	}
 }
 
-// TestOneFailingNotificationBacksOffAlone: one notification failing on its
-// own while others are delivered backs off by retry.initial … retry.max and
-// holds up nothing.
-func TestOneFailingNotificationBacksOffAlone(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	f.ob.randN = func(n int64) int64 { return n - 1 } // the top of each jitter window
+// refusesBad runs the outbox on destination "hook", the shipped retry
+// block, jitter at the top of its window, and a receiver that answers 503
+// to alert instance "bad" and takes the rest.
+func (f *fixture) refusesBad() *fakeNotifier {
+	f.ob.randN = func(n int64) int64 { return n - 1 }
 	n := f.fake(func(nt notify.Notification, _ int) error {
 		if nt.Event.InstanceID == "bad" {
 			return errUnavailable
@@ -318,6 +316,16 @@ func TestOneFailingNotificationBacksOffAlone(t *testing.T) {
 	})
 	f.ob.SetDestinations([]Destination{shippedDest("hook", n)})
 	f.run()
+	return n
+}
+
+// TestOneFailingNotificationBacksOffAlone: one notification failing on its
+// own while others are delivered backs off by retry.initial … retry.max and
+// holds up nothing.
+func TestOneFailingNotificationBacksOffAlone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	n := f.refusesBad()
 	start := f.clock.Now()
 	f.enqueue(Item{Destination: "hook", Event: ev("bad", event.StatusActive, 0)})
 	for i := range 240 {
@@ -350,15 +358,7 @@ func TestOneFailingNotificationBacksOffAlone(t *testing.T) {
 func TestLoneFailingNotificationStepsAside(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.ob.randN = func(n int64) int64 { return n - 1 }
-	n := f.fake(func(nt notify.Notification, _ int) error {
-		if nt.Event.InstanceID == "bad" {
-			return errUnavailable
-		}
-		return nil
-	})
-	f.ob.SetDestinations([]Destination{shippedDest("hook", n)})
-	f.run()
+	n := f.refusesBad()
 	bad := ev("bad", event.StatusActive, 0)
 	f.enqueue(Item{Destination: "hook", Event: bad})
 	f.runFor(22 * time.Second)
