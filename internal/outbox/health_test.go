@@ -61,6 +61,22 @@ func since(n *fakeNotifier, first int) []call {
 	return n.got()[first:]
 }
 
+// comesBack makes the receiver take everything, and checks that the items
+// (all to one destination) reach it within one probe interval (5s), each
+// once, each alert's active before its resolve. It returns what came.
+func (f *fixture) comesBack(n *fakeNotifier, items []Item) []call {
+	f.t.Helper()
+	n.setAnswer(always(nil))
+	back, sent := f.clock.Now(), len(n.got())
+	f.advanceUntil("everything delivered", func() bool { return f.ob.Pending()[items[0].Destination] == 0 })
+	got := since(n, sent)
+	checkDeliveredOnce(f.t, items, got)
+	if last := got[len(got)-1].At; last.Sub(back) > 5*time.Second {
+		f.t.Errorf("the last notification arrived %v after the receiver came back; want within the 5s probe interval", last.Sub(back))
+	}
+	return got
+}
+
 // checkDeliveredOnce fails unless every item was delivered exactly once,
 // each alert's active before its resolve.
 func checkDeliveredOnce(t *testing.T, items []Item, got []call) {
@@ -166,14 +182,7 @@ func TestDownDestinationIsProbedThenFlows(t *testing.T) {
 		}
 	}
 
-	n.setAnswer(always(nil))
-	back, sent := f.clock.Now(), len(n.got())
-	f.advanceUntil("everything delivered", func() bool { return f.ob.Pending()["hook"] == 0 })
-	got := since(n, sent)
-	checkDeliveredOnce(t, items, got)
-	if last := got[len(got)-1].At; last.Sub(back) > 5*time.Second {
-		t.Errorf("the last notification arrived %v after the receiver came back; want within the 5s probe interval", last.Sub(back))
-	}
+	got := f.comesBack(n, items)
 	if got[0].ID != oldest {
 		t.Errorf("first delivery after the return %s; want the probe, the oldest %s", got[0].ID, oldest)
 	}
@@ -496,14 +505,7 @@ func TestRestartWhileFailing(t *testing.T) {
 		t.Errorf("after the restart: health %+v, %d pending; want failing, all 100 pending", h, f.ob.Pending()["hook"])
 	}
 
-	n.setAnswer(always(nil))
-	back, sent := f.clock.Now(), len(n.got())
-	f.advanceUntil("everything delivered", func() bool { return f.ob.Pending()["hook"] == 0 })
-	got := since(n, sent)
-	checkDeliveredOnce(t, items, got)
-	if last := got[len(got)-1].At; last.Sub(back) > 5*time.Second {
-		t.Errorf("the last notification arrived %v after the return; want within 5s", last.Sub(back))
-	}
+	f.comesBack(n, items)
 }
 
 // TestDigestAfterOutage: a chat destination down with notifications one by
