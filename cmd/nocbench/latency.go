@@ -65,51 +65,16 @@ func runLatency(ctx context.Context, args []string) error {
 	case count > 1<<24:
 		return fmt.Errorf("-rate %d for -duration %v is %d traps; at most %d", *rate, *duration, count, 1<<24)
 	}
-	ruleSrc, err := filepath.Abs(*rulesFile)
-	if err != nil {
-		return fmt.Errorf("-rules: %w", err)
-	}
-	if _, err := os.Stat(ruleSrc); err != nil {
-		return fmt.Errorf("-rules %s (run from the repository root or pass -rules): %w", ruleSrc, err)
-	}
-
 	rcv := newLatencyReceiver(int(count))
 	rcv.loseFirst.Store(int64(*loseResponses))
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-
-	dir, err := os.MkdirTemp("", "nocbench-latency-")
+	ld, err := startLinkDownDaemon(ctx, "latency", *rulesFile, srv.URL, *logFile, int(count))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	trapPort, err := trapFreeUDPPort()
-	if err != nil {
-		return fmt.Errorf("finding a free trap port: %w", err)
-	}
-	cfgPath := filepath.Join(dir, "nocbridge.yaml")
-	if err := os.WriteFile(cfgPath, []byte(latencyConfig(dir, ruleSrc, trapPort, srv.URL)), 0o600); err != nil {
-		return err
-	}
-	logger, closeLog, err := latencyLogger(*logFile)
-	if err != nil {
-		return err
-	}
-	defer closeLog()
-
-	// Encoding is done before the clock starts, so the sender only writes.
-	pkts := make([][]byte, count)
-	for i := range pkts {
-		if pkts[i], err = loadgen.LinkDown("public", uint32(i+1), i+1); err != nil {
-			return fmt.Errorf("encoding trap %d: %w", i+1, err)
-		}
-	}
-
-	d, stopDaemon, err := startDaemon(ctx, cfgPath, logger)
-	if err != nil {
-		return err
-	}
-	defer stopDaemon()
+	defer ld.stop()
+	d := ld.app
 
 	fmt.Printf("latency: %d linkDown traps (one new alert each) at %d/s for %v → daemon (fsync on every write) → webhook on a loopback receiver (204); GOMAXPROCS %d\n",
 		count, *rate, *duration, runtime.GOMAXPROCS(0))
@@ -120,7 +85,7 @@ func runLatency(ctx context.Context, args []string) error {
 		}
 	}
 	cpu0, wall0 := trapSelfCPU(), time.Now()
-	sentAt, err := latencySend(ctx, fmt.Sprintf("127.0.0.1:%d", trapPort), pkts, *rate)
+	sentAt, err := latencySend(ctx, ld.target, ld.pkts, *rate)
 	if err != nil {
 		stopProfile()
 		return err
@@ -163,6 +128,71 @@ func runLatency(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("PASS: every alert delivered once, p99 %v ≤ %v\n", pct(lat, 99), *maxP99)
 	return nil
+}
+
+// linkDownDaemon is the daemon latency and recovery run, with the traps
+// to send it.
+type linkDownDaemon struct {
+	app    *app.App
+	target string   // its trap listener
+	pkts   [][]byte // linkDown traps, one new alert each (ifIndex i+1)
+	stop   func()   // stops it, closes its log, removes its state
+}
+
+// startLinkDownDaemon starts the daemon in-process on latencyConfig in a
+// temporary directory, its trap listener on a free port and every alert to
+// receiverURL, and encodes n traps for it: before any clock starts, so a
+// sender only writes.
+func startLinkDownDaemon(ctx context.Context, name, rulesFile, receiverURL, logFile string, n int) (*linkDownDaemon, error) {
+	ruleSrc, err := filepath.Abs(rulesFile)
+	if err != nil {
+		return nil, fmt.Errorf("-rules: %w", err)
+	}
+	if _, err := os.Stat(ruleSrc); err != nil {
+		return nil, fmt.Errorf("-rules %s (run from the repository root or pass -rules): %w", ruleSrc, err)
+	}
+	var undo []func()
+	ld := &linkDownDaemon{stop: func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}}
+	fail := func(err error) (*linkDownDaemon, error) {
+		ld.stop()
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "nocbench-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { _ = os.RemoveAll(dir) })
+	trapPort, err := trapFreeUDPPort()
+	if err != nil {
+		return fail(fmt.Errorf("finding a free trap port: %w", err))
+	}
+	ld.target = fmt.Sprintf("127.0.0.1:%d", trapPort)
+	cfgPath := filepath.Join(dir, "nocbridge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(latencyConfig(dir, ruleSrc, trapPort, receiverURL)), 0o600); err != nil {
+		return fail(err)
+	}
+	logger, closeLog, err := latencyLogger(logFile)
+	if err != nil {
+		return fail(err)
+	}
+	undo = append(undo, closeLog)
+	ld.pkts = make([][]byte, n)
+	for i := range ld.pkts {
+		if ld.pkts[i], err = loadgen.LinkDown("public", uint32(i+1), i+1); err != nil {
+			return fail(fmt.Errorf("encoding trap %d: %w", i+1, err))
+		}
+	}
+	d, stopDaemon, err := startDaemon(ctx, cfgPath, logger)
+	if err != nil {
+		return fail(err)
+	}
+	ld.app = d
+	undo = append(undo, stopDaemon)
+	return ld, nil
 }
 
 // latencyConfig is the daemon's config: traps from 127.0.0.1 (one device,

@@ -60,7 +60,7 @@ func load(path, version string, logger *slog.Logger, state stateFor) (*generatio
 		g.destinations = append(g.destinations, outbox.Destination{
 			Name:      d.Name,
 			Notifier:  g.notifiers[d.Name],
-			Retry:     outbox.RetryPolicy{Initial: d.Retry.Initial.D(), Max: d.Retry.Max.D(), MaxAge: d.Retry.MaxAge.D()},
+			Retry:     outbox.RetryPolicy{Initial: d.Retry.Initial.D(), Max: d.Retry.Max.D(), MaxAge: d.Retry.MaxAge.D(), ProbeInterval: d.Retry.ProbeInterval.D()},
 			RateLimit: d.RateLimit,
 			Timeout:   d.Timeout.D(),
 			Digest:    notify.DigesterOf(g.notifiers[d.Name]),

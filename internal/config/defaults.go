@@ -37,6 +37,7 @@ const (
 	defaultRetryInitial       = time.Second
 	defaultRetryMax           = 5 * time.Minute
 	defaultRetryMaxAge        = 24 * time.Hour
+	defaultRetryProbeInterval = 5 * time.Second
 
 	defaultMaintenanceTimezone = "Local" // time.LoadLocation's name for the machine's zone
 )
@@ -53,8 +54,8 @@ const (
 //	traps (when the section is   listen 0.0.0.0:162, unknown_sources accept,
 //	  present; absent = off)     rate_limit_per_source 1000, max_unknown_sources 1000,
 //	                             unknown_expire 24h
-//	destinations                 timeout 10s, retry initial 1s, max 5m, max_age 24h
-//	                             (each retry field separately)
+//	destinations                 timeout 10s, retry initial 1s, max 5m, max_age 24h,
+//	                             probe_interval 5s (each retry field separately)
 //	subscriptions                send_resolved true
 //	noise.flap                   changes 5, window 15m
 //	noise.site_outage            window 1m, min_devices 3, ratio 0.5
@@ -123,6 +124,7 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 		defaultDuration(&d.Retry.Initial, defaultRetryInitial, "destinations", i, "retry", "initial")
 		defaultDuration(&d.Retry.Max, defaultRetryMax, "destinations", i, "retry", "max")
 		defaultDuration(&d.Retry.MaxAge, defaultRetryMaxAge, "destinations", i, "retry", "max_age")
+		defaultDuration(&d.Retry.ProbeInterval, defaultRetryProbeInterval, "destinations", i, "retry", "probe_interval")
 	}
 	for i := range c.Subscriptions {
 		if c.Subscriptions[i].SendResolved == nil {

@@ -21,6 +21,7 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-destinations.yaml:2: destinations[0]: name is required`,
 		`testdata/invalid-destinations.yaml:6: destination "hook": timeout must not be negative`,
 		`testdata/invalid-destinations.yaml:7: destination "hook": retry max_age must be positive`,
+		`testdata/invalid-destinations.yaml:7: destination "hook": retry probe_interval must be positive`,
 		`testdata/invalid-destinations.yaml:7: destination "hook": retry initial 10m0s is longer than retry max 1m0s`,
 		`testdata/invalid-destinations.yaml:8: destination "hook": rate_limit must be a number >= 0 (notifications per second; 0 means no limit)`,
 		`testdata/invalid-destinations.yaml:9: destination "hook": proxy_url ftp://user:xxxxx@proxy.example.com must be an http://, https:// or socks5:// URL with a host`,
@@ -165,7 +166,7 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-unknown-keys.yaml:12: unknown key "salt" in snmp profile "core-v3" auth (known: passphrase, passphrase_file, protocol)`,
 		`testdata/invalid-unknown-keys.yaml:16: unknown key "adress" in device "sw1" (known: address, icmp, labels, name, parents, role, site, snmp)`,
 		`testdata/invalid-unknown-keys.yaml:17: unknown key "cnt" in device "sw1" icmp (known: count, disabled, interval, timeout)`,
-		`testdata/invalid-unknown-keys.yaml:22: unknown key "inital" in destination "hook" retry (known: initial, max, max_age)`,
+		`testdata/invalid-unknown-keys.yaml:22: unknown key "inital" in destination "hook" retry (known: initial, max, max_age, probe_interval)`,
 		`testdata/invalid-unknown-keys.yaml:23: unknown key "ca" in destination "hook" tls (known: ca_file, insecure_skip_verify)`,
 		`testdata/invalid-unknown-keys.yaml:27: unknown key "severity" in subscription "all" filter (known: categories, devices, event_ids, labels, roles, severities, sites)`,
 	},
@@ -228,7 +229,7 @@ func TestLoadFull(t *testing.T) {
 		}
 		return Duration(v)
 	}
-	defaultRetry := Retry{Initial: d("1s"), Max: d("5m"), MaxAge: d("24h")}
+	defaultRetry := Retry{Initial: d("1s"), Max: d("5m"), MaxAge: d("24h"), ProbeInterval: d("5s")}
 	want := &Config{
 		File:        filepath.Join(dir, "valid-full.yaml"),
 		BaseDir:     dir,
@@ -269,9 +270,9 @@ func TestLoadFull(t *testing.T) {
 		},
 		Destinations: []Destination{
 			{Name: "noc-log", Type: "log", Timeout: d("10s"), Retry: defaultRetry, Line: 59},
-			{Name: "itsm-hook", Type: "webhook", Timeout: d("5s"), Retry: Retry{Initial: d("2s"), Max: d("1m"), MaxAge: d("1h")},
+			{Name: "itsm-hook", Type: "webhook", Timeout: d("5s"), Retry: Retry{Initial: d("2s"), Max: d("1m"), MaxAge: d("1h"), ProbeInterval: d("10s")},
 				TLS: TLS{CAFile: "ca.pem", InsecureSkipVerify: true}, ProxyURL: "http://proxy.example.com:3128", RateLimit: 2.5, Line: 61},
-			{Name: "noc-slack", Type: "slack", Timeout: d("10s"), Retry: Retry{Initial: d("1s"), Max: d("10m"), MaxAge: d("24h")}, Line: 74},
+			{Name: "noc-slack", Type: "slack", Timeout: d("10s"), Retry: Retry{Initial: d("1s"), Max: d("10m"), MaxAge: d("24h"), ProbeInterval: d("5s")}, Line: 74},
 		},
 		Subscriptions: []Subscription{
 			{Name: "everything-to-log", Destinations: []string{"noc-log"}, SendResolved: &yes, Line: 80},
@@ -425,8 +426,8 @@ subscriptions:
 		{"traps.max_unknown_sources", cfg.Traps.MaxUnknownSources, 1000},
 		{"traps.unknown_expire", cfg.Traps.UnknownExpire, Duration(24 * time.Hour)},
 		{"destination timeout", cfg.Destinations[0].Timeout, Duration(10 * time.Second)},
-		{"destination retry", cfg.Destinations[0].Retry, Retry{Initial: Duration(time.Second), Max: Duration(5 * time.Minute), MaxAge: Duration(24 * time.Hour)}},
-		{"retry fields default separately", cfg.Destinations[1].Retry, Retry{Initial: Duration(time.Second), Max: Duration(time.Minute), MaxAge: Duration(24 * time.Hour)}},
+		{"destination retry", cfg.Destinations[0].Retry, Retry{Initial: Duration(time.Second), Max: Duration(5 * time.Minute), MaxAge: Duration(24 * time.Hour), ProbeInterval: Duration(5 * time.Second)}},
+		{"retry fields default separately", cfg.Destinations[1].Retry, Retry{Initial: Duration(time.Second), Max: Duration(time.Minute), MaxAge: Duration(24 * time.Hour), ProbeInterval: Duration(5 * time.Second)}},
 		{"send_resolved", *cfg.Subscriptions[0].SendResolved, true},
 	}
 	for _, c := range checks {
@@ -812,7 +813,7 @@ func TestProductionExample(t *testing.T) {
 		"devices.name", "devices.address", "devices.site", "devices.role", "devices.labels", "devices.snmp", "devices.icmp.interval",
 		"devices.icmp.disabled", "devices.parents",
 		"destinations.name", "destinations.type", "destinations.timeout", "destinations.retry.initial", "destinations.retry.max",
-		"destinations.retry.max_age", "destinations.tls.ca_file", "destinations.tls.insecure_skip_verify", "destinations.proxy_url",
+		"destinations.retry.max_age", "destinations.retry.probe_interval", "destinations.tls.ca_file", "destinations.tls.insecure_skip_verify", "destinations.proxy_url",
 		"destinations.rate_limit", "destinations.url", "destinations.method", "destinations.headers", "destinations.basic_auth.username",
 		"destinations.basic_auth.password_file", "destinations.secret_file", "destinations.format", "destinations.url_file",
 		"subscriptions.name", "subscriptions.destinations", "subscriptions.send_resolved", "subscriptions.filter.severities",
@@ -933,7 +934,7 @@ devices:
 `)
 	_, err := Load(path)
 	want := []string{
-		path + `:4: unknown key "maxx" in destination "a" retry (known: initial, max, max_age)`,
+		path + `:4: unknown key "maxx" in destination "a" retry (known: initial, max, max_age, probe_interval)`,
 		path + `:9: unknown key "rol" in device "sw1" (known: address, icmp, labels, name, parents, role, site, snmp)`,
 	}
 	if err == nil || err.Error() != strings.Join(want, "\n") {

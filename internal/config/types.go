@@ -287,10 +287,15 @@ const (
 	RedirectsSameHost = "same_host"
 )
 
+// Retry is a destination's `retry` block (README, Delivery guarantees):
+// Initial and Max bound the backoff of one notification that fails while its
+// destination works, ProbeInterval spaces the probes of a destination that
+// fails as a whole, and MaxAge is when a notification goes to the dead letters.
 type Retry struct {
-	Initial Duration `yaml:"initial"`
-	Max     Duration `yaml:"max"`
-	MaxAge  Duration `yaml:"max_age"`
+	Initial       Duration `yaml:"initial"`
+	Max           Duration `yaml:"max"`
+	MaxAge        Duration `yaml:"max_age"`
+	ProbeInterval Duration `yaml:"probe_interval"`
 }
 
 type TLS struct {

@@ -414,7 +414,7 @@ func (l *loader) validateDestinations(c *Config) {
 		for _, r := range []struct {
 			key string
 			v   Duration
-		}{{"initial", d.Retry.Initial}, {"max", d.Retry.Max}, {"max_age", d.Retry.MaxAge}} {
+		}{{"initial", d.Retry.Initial}, {"max", d.Retry.Max}, {"max_age", d.Retry.MaxAge}, {"probe_interval", d.Retry.ProbeInterval}} {
 			if r.v <= 0 {
 				l.bad(at("retry", r.key), "%s: retry %s must be positive", where, r.key)
 			}

@@ -37,6 +37,7 @@ type Outbox interface {
 	ReplayAll(ctx context.Context, destination string) (int, error)
 	Recent(destination string) []outbox.Attempt
 	Pending() map[string]int
+	Health(destination string) outbox.Health
 }
 
 // Noise is what noise control shows: per alert, and in summary.
@@ -142,7 +143,7 @@ func Handler(d Deps) http.Handler {
 			if q := r.URL.Query().Get("destination"); q != "" && q != name {
 				continue
 			}
-			out[name] = map[string]any{"pending": pending[name], "recent": d.Outbox.Recent(name)}
+			out[name] = map[string]any{"pending": pending[name], "health": d.Outbox.Health(name), "recent": d.Outbox.Recent(name)}
 		}
 		writeJSON(w, out)
 	})

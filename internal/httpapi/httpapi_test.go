@@ -69,6 +69,14 @@ func (f *fakeOutbox) Recent(destination string) []outbox.Attempt {
 
 func (f *fakeOutbox) Pending() map[string]int { return map[string]int{"noc-webhook": 3} }
 
+func (f *fakeOutbox) Health(destination string) outbox.Health {
+	if destination != "noc-webhook" {
+		return outbox.Health{State: outbox.StateHealthy}
+	}
+	since := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	return outbox.Health{State: outbox.StateFailing, FailingSince: &since, Probes: 4, LastError: "HTTP 503: down"}
+}
+
 func newTestServer(t *testing.T, token config.Secret, ready bool) (*httptest.Server, *fakeOutbox, *bytes.Buffer) {
 	t.Helper()
 	d, ob, logs := testDeps(token, ready)
@@ -150,7 +158,8 @@ func TestReadEndpoints(t *testing.T) {
 		{"/alerts/" + ev.InstanceID, 200, []string{ev.InstanceID}, "application/json"},
 		{"/alerts/no-such-instance", 404, []string{"not active"}, "application/json"},
 		{"/api/v1/devices", 200, []string{`"state": "down"`, `"loss_pct": 100`}, "application/json"},
-		{"/api/v1/deliveries", 200, []string{`"noc-webhook"`, `"pending": 3`, `"noc-log"`, `"result": "delivered"`}, "application/json"},
+		{"/api/v1/deliveries", 200, []string{`"noc-webhook"`, `"pending": 3`, `"state": "failing"`, `"failing_since": "2026-11-24T10:00:00Z"`,
+			`"state": "healthy"`, `"noc-log"`, `"result": "delivered"`}, "application/json"},
 		{"/api/v1/deliveries?destination=noc-log", 200, []string{`"noc-log"`}, "application/json"},
 		{"/api/v1/deadletters", 200, []string{`"msg_dead1"`, `400 Bad Request: bad field`}, "application/json"},
 		{"/", 200, []string{"core-sw1", "NETWORK-DEVICES-1-101"}, "text/html; charset=utf-8"},

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,6 +127,10 @@ type job struct {
 	n       int          // attempt number
 	cfg     *Destination // nil: the destination is no longer configured
 	limiter *rate.Limiter
+	probe   bool // the one attempt of a failing destination (health.go)
+	// expired: max_age passed while the destination was failing; the item
+	// is dead-lettered without a request.
+	expired bool
 }
 
 // dispatchLocked starts the attempts that are due and have a free slot,
@@ -135,6 +140,7 @@ func (o *Outbox) dispatchLocked(ctx, send context.Context, wg *sync.WaitGroup, n
 	if !o.configured {
 		return time.Time{}, false // without a config every destination would look removed
 	}
+	var probes []*health
 	for {
 		x, ok := o.timers.PopDue(now)
 		if !ok {
@@ -148,6 +154,8 @@ func (o *Outbox) dispatchLocked(ctx, send context.Context, wg *sync.WaitGroup, n
 			// Its window ended, or its retry is due. One request in place
 			// of many: it goes at once, past the in-flight bound if need be.
 			o.startDigestLocked(ctx, send, wg, x)
+		case *health:
+			probes = append(probes, x) // once the due lanes are held
 		}
 	}
 	for _, st := range o.dests {
@@ -160,25 +168,66 @@ func (o *Outbox) dispatchLocked(ctx, send context.Context, wg *sync.WaitGroup, n
 			if it.relocating {
 				continue // rescheduled once the copy is written
 			}
-			if o.parkLocked(st, l, now) {
+			j := job{st: st, l: l, it: it}
+			if st.health.failing {
+				// A resolve behind its dead-lettered active goes to the
+				// dead letters now, and so does what is too old.
+				_, blocked := o.blockedLocked(it)
+				if j.expired = pastMaxAge(st, it, now); !j.expired && !blocked {
+					o.holdLocked(st, l)
+					continue
+				}
+			} else if o.parkLocked(st, l, now) {
 				continue // goes in the window's digest
 			}
-			l.state = laneBusy
-			it.inFlight = true
-			st.inflight++
-			j := job{st: st, l: l, it: it, cfg: st.cfg, limiter: st.limiter}
-			if j.cfg != nil {
-				it.attempts++
-				j.n = it.attempts
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				o.attempt(ctx, send, j)
-			}()
+			o.startLocked(ctx, send, wg, j)
 		}
 	}
+	for _, h := range probes {
+		o.probeLocked(ctx, send, wg, h.st, now)
+	}
 	return o.timers.Next()
+}
+
+// startLocked starts the attempt of a lane's head.
+func (o *Outbox) startLocked(ctx, send context.Context, wg *sync.WaitGroup, j job) {
+	j.l.state = laneBusy
+	j.it.inFlight = true
+	j.st.inflight++
+	j.cfg, j.limiter = j.st.cfg, j.st.limiter
+	if j.cfg != nil && !j.expired {
+		j.it.attempts++
+		j.n = j.it.attempts
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.attempt(ctx, send, j)
+	}()
+}
+
+// probeLocked sends a failing destination's probe, when none is under way.
+// It goes past the in-flight bound: it is one request.
+func (o *Outbox) probeLocked(ctx, send context.Context, wg *sync.WaitGroup, st *destState, now time.Time) {
+	h := &st.health
+	if !h.failing || h.probing {
+		return
+	}
+	l, note := o.pickProbeLocked(st, now)
+	defer note.log(st.log)
+	if l == nil {
+		// Nothing to try now (under way, parked in a digest, being copied):
+		// look again after an interval. With nothing pending, the next
+		// lane held schedules it.
+		if st.pending > 0 {
+			o.timers.Set(h, now.Add(st.cfg.Retry.ProbeInterval))
+		}
+		return
+	}
+	o.timers.Remove(l)
+	h.probing = true
+	h.probes++
+	o.startLocked(ctx, send, wg, job{st: st, l: l, it: l.items[0], probe: true})
 }
 
 func (o *Outbox) attempt(ctx, send context.Context, j job) {
@@ -187,6 +236,15 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 		reason := fmt.Sprintf("destination %q is not in the current configuration (removed by a reload?); replay this dead letter once it is back", it.dest)
 		o.concluded(j, o.clock.Now(), 0, ResultDead, reason)
 		o.giveUp(j, reason, 0)
+		return
+	}
+	if j.expired {
+		o.mu.Lock()
+		reason := maxAgeReason(cmp.Or(it.lastReason, j.st.health.reason), it.attempts, j.cfg.Retry.MaxAge)
+		status := it.lastStatus
+		o.mu.Unlock()
+		o.concluded(j, o.clock.Now(), 0, ResultDead, reason)
+		o.giveUp(j, reason, status)
 		return
 	}
 	if activeID, blocked := o.blockedByDeadActive(it); blocked {
@@ -202,8 +260,12 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 		o.abandon(j)
 		return
 	}
+	if j.probe {
+		o.metrics.probes.WithLabelValues(j.cfg.Name, metricResult(resultOf(err))).Inc()
+	}
 	switch {
 	case err == nil:
+		o.answered(j.st, j.probe)
 		retried := o.concluded(j, start, took, ResultDelivered, "")
 		if retried != "" {
 			j.st.log.Info("notification delivered after failures", "id", it.id, "event_id", it.ev.EventID,
@@ -214,10 +276,20 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 	case notify.Retryable(err):
 		o.retry(j, start, took, err)
 	default:
+		o.answered(j.st, j.probe)
 		reason := err.Error()
 		o.concluded(j, start, took, ResultDead, reason)
 		o.giveUp(j, reason, statusOf(err))
 	}
+}
+
+// answered notes that the destination answered an attempt with anything
+// but a retryable failure: it works.
+func (o *Outbox) answered(st *destState, probe bool) {
+	o.mu.Lock()
+	note := o.answeredLocked(st, probe)
+	o.mu.Unlock()
+	note.log(st.log)
 }
 
 // try makes one attempt with send once the destination's rate limit
@@ -250,7 +322,7 @@ func (o *Outbox) try(ctx, sendCtx context.Context, cfg *Destination, limiter *ra
 func (o *Outbox) concluded(j job, start time.Time, took time.Duration, result, reason string) (previous string) {
 	return o.conclude(j.st, Attempt{
 		ID: j.it.id, Destination: j.it.dest, InstanceID: j.it.ev.InstanceID, EventID: j.it.ev.EventID,
-		Status: j.it.ev.Status, Attempt: j.n, At: start, Duration: took, Result: result, Error: reason,
+		Status: j.it.ev.Status, Attempt: j.n, At: start, Duration: took, Result: result, Error: reason, Probe: j.probe,
 	}, 1, &j.it.lastReason)
 }
 
@@ -275,23 +347,50 @@ func (o *Outbox) conclude(st *destState, a Attempt, dead int, last *string) (pre
 	return previous
 }
 
+// retry schedules a notification again after a retryable failure: on its
+// own backoff while its destination works, else once the destination's
+// probe succeeds (health.go).
 func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
 	it := j.it
-	next, reason, expired := o.nextTry(j.cfg.Retry, j.n, err, it.enqueuedAt)
+	o.mu.Lock()
+	it.lastStatus = statusOf(err)
+	failing, note := o.failedLocked(j.st, it.id, it.suspect, j.probe, err)
+	probeAt := j.st.health.notBefore
+	o.mu.Unlock()
+	now := o.clock.Now()
+	// While its destination fails, its max_age is watched as it waits.
+	next, reason, expired := now, err.Error(), false
+	if !failing {
+		next, reason, expired = o.nextTry(j.cfg.Retry, j.n, err, it.enqueuedAt)
+	}
 	if expired {
 		o.concluded(j, start, took, ResultDead, reason)
 		o.giveUp(j, reason, statusOf(err))
+		note.log(j.st.log)
 		return
 	}
 	previous := o.concluded(j, start, took, ResultRetry, reason)
 	// Said before the lane is free, so the next attempt's log comes after.
-	failLevel(j.st.log, previous, reason)("notification delivery failed; will retry", "id", it.id, "event_id", it.ev.EventID,
-		"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempt", j.n, "retry_in", next.Sub(o.clock.Now()).Round(time.Millisecond), "reason", reason)
+	// Once its destination fails, the destination's log says it.
+	logf, retryIn := failLevel(j.st.log, previous, reason), next.Sub(now)
+	if failing {
+		logf, retryIn = j.st.log.Debug, probeAt.Sub(now) // the destination's next probe
+		if note.began {
+			logf = failLevel(j.st.log, previous, reason)
+		}
+	}
+	logf("notification delivery failed; will retry", "id", it.id, "event_id", it.ev.EventID, "instance_id", it.ev.InstanceID,
+		"status", it.ev.Status, "attempt", j.n, "retry_in", retryIn.Round(time.Millisecond).String(), "probe", j.probe, "reason", reason)
+	note.log(j.st.log)
 
 	o.mu.Lock()
 	o.landedLocked(it)
 	j.l.state = laneIdle
-	o.scheduleLocked(j.l, next)
+	if j.st.health.failing {
+		o.holdLocked(j.st, j.l)
+	} else {
+		o.scheduleLocked(j.l, next) // now, if its destination recovered meanwhile
+	}
 	o.mu.Unlock()
 }
 
@@ -303,9 +402,14 @@ func (o *Outbox) nextTry(p RetryPolicy, n int, err error, enqueuedAt time.Time) 
 	reason = err.Error()
 	next = o.clock.Now().Add(max(backoff(p, n, o.randN), notify.RetryAfter(err)))
 	if next.After(enqueuedAt.Add(p.MaxAge)) {
-		return next, fmt.Sprintf("%s (gave up after %d attempts: retry.max_age %v reached)", reason, n, p.MaxAge), true
+		return next, maxAgeReason(reason, n, p.MaxAge), true
 	}
 	return next, reason, false
+}
+
+// maxAgeReason is the dead letter's reason when max_age ends the retries.
+func maxAgeReason(last string, attempts int, maxAge time.Duration) string {
+	return fmt.Sprintf("%s (gave up after %d attempts: retry.max_age %v reached)", last, attempts, maxAge)
 }
 
 // failLevel logs a failed attempt at Warn, or at Debug when its reason is
@@ -380,6 +484,7 @@ func (o *Outbox) complete(st *destState, id string, done, landed []*item, lanes 
 			delete(st.lanes, l.key)
 		}
 	}
+	o.idleLocked(st)
 	o.dropIfIdleLocked(st)
 }
 
@@ -403,6 +508,13 @@ func (o *Outbox) abandon(j job) {
 	}
 	j.l.state = laneIdle
 	o.scheduleLocked(j.l, o.clock.Now())
+	if h := &j.st.health; j.probe {
+		h.probes--
+		h.probing = false
+		if h.failing {
+			o.timers.Set(h, o.clock.Now()) // the probe goes again when Run does
+		}
+	}
 	o.dropIfIdleLocked(j.st)
 }
 
@@ -419,6 +531,17 @@ func backoff(p RetryPolicy, n int, randN func(int64) int64) time.Duration {
 		return p.Initial
 	}
 	return p.Initial + time.Duration(randN(int64(upper-p.Initial)+1))
+}
+
+// resultOf is the result of an attempt that ended in err.
+func resultOf(err error) string {
+	switch {
+	case err == nil:
+		return ResultDelivered
+	case notify.Retryable(err):
+		return ResultRetry
+	}
+	return ResultDead
 }
 
 // metricResult names an attempt's result in nocbridge_notifications_total:

@@ -199,6 +199,16 @@ func (o *Outbox) attemptDigest(ctx, send context.Context, j digestJob) {
 		return
 	}
 	log := dg.st.log.With("id", dg.id, "notifications", len(dg.items))
+	// A digest counts towards its destination's health like one
+	// notification, but keeps its own schedule (health.go).
+	if notify.Retryable(err) {
+		o.mu.Lock()
+		_, note := o.failedLocked(dg.st, dg.id, false, false, err)
+		o.mu.Unlock()
+		defer note.log(dg.st.log)
+	} else {
+		o.answered(dg.st, false)
+	}
 	switch {
 	case err == nil:
 		o.concludedDigest(j, start, took, ResultDelivered, "")
@@ -218,7 +228,7 @@ func (o *Outbox) attemptDigest(ctx, send context.Context, j digestJob) {
 		}
 		previous := o.concludedDigest(j, start, took, ResultRetry, reason)
 		failLevel(log, previous, reason)("digest delivery failed; will retry", "attempt", j.n,
-			"retry_in", next.Sub(o.clock.Now()).Round(time.Millisecond), "reason", reason)
+			"retry_in", next.Sub(o.clock.Now()).Round(time.Millisecond).String(), "reason", reason)
 		o.mu.Lock()
 		for _, it := range dg.items {
 			o.landedLocked(it)

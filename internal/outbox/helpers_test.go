@@ -381,19 +381,21 @@ type logRecord struct {
 	Level slog.Level
 	Msg   string
 	Attrs map[string]string
+	Kinds map[string]slog.Kind // a JSON handler writes a duration as nanoseconds, a string as it is
 }
 
 func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
-	for _, a := range h.attrs {
-		rec.Attrs[a.Key] = a.Value.String()
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.Attrs[a.Key] = a.Value.String()
+	rec := logRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}, Kinds: map[string]slog.Kind{}}
+	add := func(a slog.Attr) bool {
+		rec.Attrs[a.Key], rec.Kinds[a.Key] = a.Value.String(), a.Value.Kind()
 		return true
-	})
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
 	root := h.root()
 	root.mu.Lock()
 	root.records = append(root.records, rec)

@@ -90,9 +90,14 @@ type item struct {
 	inFlight   bool // an attempt or its recording is under way
 	relocating bool // being copied forward: not attempted meanwhile
 	lastReason string
+	lastStatus int // HTTP status of the last retryable failure, if any
 
 	dg     *digest // the digest carrying it, once taken (digest.go)
 	single bool    // counted in a digest window's budget, or out of a digest: goes one by one
+
+	// suspect: it stepped aside as a failing destination's probe, so its
+	// failures are taken as its own (health.go).
+	suspect bool
 }
 
 func orderOf(l location) uint64 { return l.Seq<<16 | uint64(l.Idx) }

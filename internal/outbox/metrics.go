@@ -14,6 +14,9 @@ type metrics struct {
 	digestMessages      *prometheus.CounterVec
 	digestNotifications *prometheus.CounterVec
 	parked              *prometheus.Desc
+
+	up     *prometheus.Desc
+	probes *prometheus.CounterVec
 }
 
 func newMetrics(o *Outbox) *metrics {
@@ -42,11 +45,17 @@ func newMetrics(o *Outbox) *metrics {
 		}, []string{"destination"}),
 		parked: prometheus.NewDesc("nocbridge_digest_parked",
 			"Notifications waiting for a digest (the window's end, or the digest's delivery), by destination.", []string{"destination"}, nil),
+		up: prometheus.NewDesc("nocbridge_destination_up",
+			"1 while a destination takes notifications, 0 while it fails as a whole and only its oldest notification is tried (a probe).", []string{"destination"}, nil),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nocbridge_destination_probes_total",
+			Help: "Probes of failing destinations (each one request, of the oldest pending notification), by destination and result: delivered, failed (still down), dead (refused for good: the destination answers again).",
+		}, []string{"destination", "result"}),
 	}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.notifications, m.duration, m.digestMessages, m.digestNotifications, m} {
+	for _, c := range []prometheus.Collector{m.notifications, m.duration, m.digestMessages, m.digestNotifications, m.probes, m} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -59,6 +68,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.pending
 	ch <- m.dead
 	ch <- m.parked
+	ch <- m.up
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -72,6 +82,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if st.cfg != nil {
 			dead[name] = 0
+			up := 1.0
+			if st.health.failing {
+				up = 0
+			}
+			ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, up, name)
 		}
 		if st.cfg != nil && st.cfg.Digest != nil || len(st.digests) > 0 {
 			ch <- prometheus.MustNewConstMetric(m.parked, prometheus.GaugeValue, float64(st.parkedLocked()), name)

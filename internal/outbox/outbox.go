@@ -20,6 +20,10 @@
 // a resolve never overtakes its active. Lanes run in parallel, bounded per
 // destination, so a slow or dead destination never holds up another.
 //
+// Backoff belongs to the destination (SPEC 6, health.go): while it fails as
+// a whole, its lanes wait and only its oldest notification is tried, every
+// retry.probe_interval; once one is delivered, all of them are due at once.
+//
 // A chat destination's digest (SPEC 11.5, digest.go) is a lane state too:
 // past its budget per window, a lane is parked, and at the window's end the
 // parked lanes' notifications go as one message, retried and dead-lettered
@@ -56,9 +60,12 @@ type Item struct {
 }
 
 // RetryPolicy is a destination's `retry` block; zero fields take the SPEC 3
-// defaults (1s, 5m, 24h).
+// defaults (1s, 5m, 24h, 5s). Initial and Max bound the backoff of one
+// notification that fails while its destination works (and Max how long one
+// notification stays the probe of a failing destination while others wait);
+// ProbeInterval spaces the probes of a failing destination (health.go).
 type RetryPolicy struct {
-	Initial, Max, MaxAge time.Duration
+	Initial, Max, MaxAge, ProbeInterval time.Duration
 }
 
 // Destination is one configured destination as the outbox delivers to it.
@@ -112,6 +119,8 @@ type Attempt struct {
 	// Notifications is how many a digest carried; 0 for one notification,
 	// whose instance, event and status the fields above give.
 	Notifications int `json:"notifications,omitempty"`
+	// Probe marks the one attempt of a failing destination (health.go).
+	Probe bool `json:"probe,omitempty"`
 }
 
 // MarshalJSON writes the duration as text ("1.2ms"), not nanoseconds.
@@ -188,6 +197,7 @@ type destState struct {
 	pending  int
 	recent   []Attempt // ring buffer; the next write goes to recentN
 	recentN  int
+	health   health // failing as a whole, and its probe (health.go)
 
 	// Digests (digest.go), while cfg.Digest is set.
 	policy  notify.DigestPolicy
@@ -276,6 +286,8 @@ func (o *Outbox) SetDestinations(ds []Destination) {
 	}
 	for name, st := range o.dests {
 		if !seen[name] {
+			// Its queue goes to the dead letters now, not at max_age.
+			o.endFailingLocked(st)
 			st.cfg, st.limiter = nil, nil
 			o.releaseDigestsLocked(st)
 			o.dropIfIdleLocked(st)
@@ -298,6 +310,9 @@ func withDefaults(d Destination) Destination {
 	if d.Retry.MaxAge <= 0 {
 		d.Retry.MaxAge = 24 * time.Hour
 	}
+	if d.Retry.ProbeInterval <= 0 {
+		d.Retry.ProbeInterval = 5 * time.Second
+	}
 	if d.Timeout <= 0 {
 		d.Timeout = notify.DefaultTimeout
 	}
@@ -317,6 +332,7 @@ func (o *Outbox) destLocked(name string) *destState {
 	st := o.dests[name]
 	if st == nil {
 		st = &destState{name: name, log: o.log.With("destination", name), lanes: map[string]*lane{}}
+		st.health.st = st
 		o.dests[name] = st
 	}
 	return st
