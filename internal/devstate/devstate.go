@@ -167,3 +167,15 @@ func (t *Tracker) List(inv *inventory.Inventory) []Status {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
+
+// Point is one minute of a device's ICMP results, for the console's chart
+// of the last hour: RTT of the replies (0 when none came back) and the loss
+// over every echo sent in that minute.
+type Point struct {
+	At       time.Time `json:"at"` // the minute's start
+	RTTMinMs float64   `json:"rtt_min_ms"`
+	RTTAvgMs float64   `json:"rtt_avg_ms"`
+	RTTMaxMs float64   `json:"rtt_max_ms"`
+	LossPct  float64   `json:"loss_pct"`
+	Rounds   int       `json:"rounds"` // ICMP rounds that minute
+}
