@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCommands(t *testing.T) {
@@ -125,6 +127,25 @@ func TestSilenceThroughTheAPI(t *testing.T) {
 		}
 		if tt.code == exitInvalid && !strings.Contains(stderr.String(), `404 Not Found: silence "gone": no such silence`) {
 			t.Errorf("refused expire: stderr %q", stderr.String())
+		}
+	}
+}
+
+// Durations read as Go durations in both formats, not nanoseconds.
+func TestLogDurationsReadable(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var buf bytes.Buffer
+		log, err := newLogger(&buf, format, "info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("retrying", "retry_in", 1500*time.Millisecond, slog.Group("g", "took", 2*time.Second))
+		out := buf.String()
+		want := map[string][]string{"json": {`"retry_in":"1.5s"`, `"took":"2s"`}, "text": {"retry_in=1.5s", "g.took=2s"}}[format]
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s log %q lacks %s", format, out, w)
+			}
 		}
 	}
 }
