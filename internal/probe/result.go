@@ -136,7 +136,7 @@ func (r Result) snmpCheck() Check {
 		parts = append(parts, "sysName "+s.SysName)
 	}
 	if s.UptimeS != nil {
-		parts = append(parts, "up "+(time.Duration(*s.UptimeS)*time.Second).String())
+		parts = append(parts, "up "+time.Duration(*s.UptimeS*float64(time.Second)).Round(time.Second).String())
 	}
 	if s.CPUPct != nil {
 		parts = append(parts, fmt.Sprintf("cpu %.1f%% (%s)", *s.CPUPct, s.CPUSource))
