@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,12 +19,11 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 	"github.com/nocbridge/nocbridge/internal/probe/icmp"
 	"github.com/nocbridge/nocbridge/internal/snmp"
 	"github.com/nocbridge/nocbridge/internal/testutil/promtest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 const testConfig = "testdata/nocbridge.yaml"
 
@@ -105,9 +103,11 @@ func testProber(p Pinger) *Prober {
 	return New(Options{Pinger: p, SNMPClient: agents(), Resolve: noDNS})
 }
 
-func snapshot(t *testing.T) Snapshot {
+func snapshot(t *testing.T) Snapshot { return snapshotOf(t, testConfig) }
+
+func snapshotOf(t *testing.T, path string) Snapshot {
 	t.Helper()
-	cfg, err := config.Load(testConfig)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,23 +116,6 @@ func snapshot(t *testing.T) Snapshot {
 		t.Fatal(err)
 	}
 	return s
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 // TestCommandGolden runs the command on the fakes, in a bubble so the
@@ -162,7 +145,7 @@ func TestCommandGolden(t *testing.T) {
 				if answered != tc.answered {
 					t.Errorf("answered = %v, want %v", answered, tc.answered)
 				}
-				golden(t, name, out.Bytes())
+				notifytest.Golden(t, name, out.Bytes()) // go test -update rewrites it
 			})
 		})
 	}
@@ -199,9 +182,9 @@ func TestProbeSettingsAndVerdicts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, secret := range []string{"auth-pass-7b1e", "priv-pass-93c0", "not-accepted", `"public"`} {
+		for i, secret := range []string{"auth-pass-7b1e", "priv-pass-93c0", "not-accepted", `"public"`} {
 			if bytes.Contains(b, []byte(secret)) {
-				t.Errorf("the result reveals a secret (%s)", secret)
+				t.Errorf("the result reveals secret #%d of the test config", i)
 			}
 		}
 	})
