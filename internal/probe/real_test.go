@@ -57,19 +57,8 @@ const envPingChild = "NOCBRIDGE_PROBE_PING_CHILD"
 
 func TestRealPingSocketsInNamespace(t *testing.T) {
 	dev := netns.New(t)
-	if out, err := dev.Exec(t, "sysctl", "-w", "net.ipv4.ping_group_range=0 2147483647").CombinedOutput(); err != nil {
-		t.Fatalf("sysctl in %s: %v: %s", dev.Name, err, out)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := dev.Exec(t, self, "-test.run=^TestRealPingSocketsChild$", "-test.count=1", "-test.v")
-	child.Env = append(os.Environ(), envPingChild+"="+dev.MonitorAddr.String())
-	out, err := child.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestRealPingSocketsChild") {
-		t.Fatalf("ping-socket child in %s: %v\n%s", dev.Name, err, out)
-	}
+	dev.AllowPingSockets(t)
+	dev.RunTest(t, "TestRealPingSocketsChild", envPingChild+"="+dev.MonitorAddr.String())
 }
 
 func TestRealPingSocketsChild(t *testing.T) {
