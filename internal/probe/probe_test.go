@@ -222,6 +222,26 @@ func TestTrapVerdicts(t *testing.T) {
 			}
 		})
 	}
+	t.Run("configured by DNS name", func(t *testing.T) {
+		// The CLI's inventory has no resolutions: the probe resolves the
+		// device's name and the receiver's check finds it by that address.
+		p := New(Options{Pinger: newFakePinger(), SNMPClient: agents(), Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+			if host != "dns-sw.example.net" {
+				return nil, errors.New("no such host")
+			}
+			return []netip.Addr{netip.MustParseAddr("192.0.2.50")}, nil
+		}})
+		got := p.traps(t.Context(), s, mustFind(t, p, s, "dns-sw"), true).Checks
+		want := TrapCheck{What: "traps from 192.0.2.50", Accepted: true, Detail: "accepted as device dns-sw", Device: "dns-sw"}
+		if len(got) != 2 || got[0] != want || !got[1].Accepted {
+			t.Errorf("checks %+v, want the source accepted as dns-sw (%+v) and its v2c community", got, want)
+		}
+		// Without DNS the check says so instead of guessing.
+		got = testProber(newFakePinger()).traps(t.Context(), s, mustFind(t, p, s, "dns-sw"), true).Checks
+		if len(got) != 1 || got[0].Accepted || !strings.Contains(got[0].Detail, "does not resolve") {
+			t.Errorf("checks without DNS: %+v", got)
+		}
+	})
 	t.Run("no receiver", func(t *testing.T) {
 		s := s
 		cfg := *s.Config
