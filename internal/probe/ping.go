@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
@@ -35,6 +36,7 @@ type PingStats struct {
 	IP                  string // the address pinged, resolved
 	Socket              string // "ping socket" or "raw socket"
 	Sent, Recv          int
+	Late                int     // replies that came after their echo's timeout: lost, as the engine counts them
 	Loss                float64 // percent
 	Min, Avg, Max, Mdev time.Duration
 }
@@ -85,6 +87,7 @@ func pingOnce(ctx context.Context, req PingRequest, raw bool) (PingStats, error)
 	p.Interval = max(req.Spacing, time.Millisecond) // a ticker's period must be positive
 	p.Timeout = time.Duration(p.Count-1)*req.Spacing + req.Timeout
 	p.ResolveTimeout = resolveTimeout
+	p.RecordRtts = true // to hold each reply to its echo's timeout, as the engine does
 	st := PingStats{Socket: socketName(raw)}
 	if dl, ok := ctx.Deadline(); ok {
 		p.ResolveTimeout = min(p.ResolveTimeout, time.Until(dl))
@@ -94,12 +97,44 @@ func pingOnce(ctx context.Context, req PingRequest, raw bool) (PingStats, error)
 	}
 	st.IP = p.IPAddr().IP.String()
 	err := p.RunWithContext(ctx)
-	s := p.Statistics()
-	st.Sent, st.Recv, st.Loss = s.PacketsSent, s.PacketsRecv, s.PacketLoss
-	st.Min, st.Avg, st.Max, st.Mdev = s.MinRtt, s.AvgRtt, s.MaxRtt, s.StdDevRtt
+	st.fill(p.Statistics().PacketsSent, p.Statistics().Rtts, req.Timeout)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		// The round was cut short: what was sent and answered stands.
 		return st, fmt.Errorf("round cut short: %w", err)
 	}
 	return st, err
+}
+
+// fill sets the counts and RTT statistics from the RTTs of the replies:
+// pro-bing waits for the round as a whole, the engine gives each echo its
+// own timeout, and a reply later than that counts as lost (Late).
+func (st *PingStats) fill(sent int, rtts []time.Duration, timeout time.Duration) {
+	st.Sent = sent
+	var sum float64
+	for _, r := range rtts {
+		if r > timeout {
+			st.Late++
+			continue
+		}
+		if st.Recv == 0 || r < st.Min {
+			st.Min = r
+		}
+		st.Max = max(st.Max, r)
+		st.Recv++
+		sum += float64(r)
+	}
+	if sent > 0 {
+		st.Loss = 100 * float64(sent-st.Recv) / float64(sent)
+	}
+	if st.Recv == 0 {
+		return
+	}
+	mean := sum / float64(st.Recv)
+	var sq float64
+	for _, r := range rtts {
+		if r <= timeout {
+			sq += (float64(r) - mean) * (float64(r) - mean)
+		}
+	}
+	st.Avg, st.Mdev = time.Duration(mean), time.Duration(math.Sqrt(sq/float64(st.Recv)))
 }

@@ -230,7 +230,7 @@ func (p *Prober) ping(ctx context.Context, s Snapshot, d *inventory.Device, know
 	defer cancel()
 	st, err := p.opts.Pinger.Ping(ctx, req)
 	r := PingReport{Count: count, Timeout: Duration(timeout), Socket: st.Socket, IP: st.IP,
-		Sent: st.Sent, Received: st.Recv, LossPct: st.Loss,
+		Sent: st.Sent, Received: st.Recv, Late: st.Late, LossPct: st.Loss,
 		MinMs: ms(st.Min), AvgMs: ms(st.Avg), MaxMs: ms(st.Max), MdevMs: ms(st.Mdev)}
 	if err != nil {
 		r.Error = fmt.Sprintf("ping %s: %v", d.Address, err)

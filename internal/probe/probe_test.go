@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -293,7 +294,7 @@ func TestDeviceLimits(t *testing.T) {
 		ping.hold, ping.started = make(chan struct{}), make(chan string, 8)
 		reg := prometheus.NewRegistry()
 		s := snapshot(t)
-		p := New(Options{Pinger: ping, SNMPClient: agents(), Resolve: noDNS, MaxConcurrent: 2, Registerer: reg,
+		p := New(Options{Pinger: ping, SNMPClient: agents(), Resolve: noDNS, MaxConcurrent: 2, Registerer: reg, Logger: slog.New(slog.DiscardHandler),
 			Current: func() Snapshot { return s }})
 		var wg sync.WaitGroup
 		wg.Go(func() {

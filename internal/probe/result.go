@@ -36,6 +36,7 @@ type PingReport struct {
 	IP       string   `json:"ip,omitempty"`
 	Sent     int      `json:"sent"`
 	Received int      `json:"received"`
+	Late     int      `json:"late,omitempty"` // replies past the timeout, counted lost as the daemon counts them
 	LossPct  float64  `json:"loss_pct"`
 	MinMs    float64  `json:"rtt_min_ms"`
 	AvgMs    float64  `json:"rtt_avg_ms"`
@@ -115,6 +116,9 @@ func (r Result) pingCheck() Check {
 	fmt.Fprintf(&b, "%d/%d answered, %g%% loss", p.Received, p.Sent, p.LossPct)
 	if p.Received > 0 {
 		fmt.Fprintf(&b, ", rtt min/avg/max/mdev %.3f/%.3f/%.3f/%.3f ms", p.MinMs, p.AvgMs, p.MaxMs, p.MdevMs)
+	}
+	if p.Late > 0 {
+		fmt.Fprintf(&b, ", %d late past the timeout", p.Late)
 	}
 	fmt.Fprintf(&b, " (%s, timeout %s)", cmpOr(p.Socket, "no socket"), p.Timeout)
 	if p.Error != "" {
