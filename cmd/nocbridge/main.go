@@ -18,6 +18,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/app"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/ctl"
+	"github.com/nocbridge/nocbridge/internal/probe"
 	"github.com/nocbridge/nocbridge/internal/receive"
 )
 
@@ -47,6 +48,8 @@ commands:
                      (--for 2h | --until RFC3339) [--start RFC3339] --comment TEXT [--created-by NAME]
                  list [--json]
                  expire ID
+  probe        ping, SNMP and trap acceptance of one device, with the daemon's settings
+                 [--config PATH] [--json] DEVICE|ADDRESS   (exit 0 answered, 2 did not)
   version      print version information
 
 Common flags: --log-format auto|text|json, --log-level debug|info|warn|error.
@@ -68,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if (cmd == "dlq" || cmd == "silence") && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		action, args = args[0], args[1:]
 	}
-	takesID := cmd == "silence" && action == "expire"
+	takesID := cmd == "silence" && action == "expire" || cmd == "probe"
 	if takesID && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		operand, args = args[0], args[1:]
 	}
@@ -92,6 +95,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		destination = fs.String("destination", "", "replay only this destination's dead letters")
 	case "silence":
 		asJSON = silenceFlags(fs, &silence)
+	case "probe":
+		asJSON = fs.Bool("json", false, "print the result as JSON")
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "nocbridge %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -167,6 +172,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitCode(err)
 		}
 		return exitOK
+	case "probe":
+		answered, err := probe.Command(ctx, *configPath, operand, *asJSON, stdout)
+		if err != nil {
+			fmt.Fprintln(stderr, "nocbridge probe:", err)
+			return exitCode(err)
+		}
+		if !answered {
+			return exitRuntime // the device did not answer: a runtime failure, not bad input
+		}
+		return exitOK
 	}
 	return exitInvalid
 }
@@ -201,7 +216,7 @@ func runDaemon(ctx context.Context, configPath string, logger *slog.Logger) int 
 func exitCode(err error) int {
 	var ce config.Errors
 	var e config.Error
-	if errors.As(err, &ce) || errors.As(err, &e) || errors.Is(err, app.ErrUsage) {
+	if errors.As(err, &ce) || errors.As(err, &e) || errors.Is(err, app.ErrUsage) || errors.Is(err, probe.ErrTarget) {
 		return exitInvalid
 	}
 	return exitRuntime
