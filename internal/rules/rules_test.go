@@ -29,7 +29,7 @@ func TestInvalidRules(t *testing.T) {
 		want []string
 	}{
 		{"testdata/invalid-rules.yaml", []string{
-			"testdata/invalid-rules.yaml:5: when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_ms, sent, up",
+			"testdata/invalid-rules.yaml:5: when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_max_ms, rtt_min_ms, rtt_ms, sent, up",
 			"testdata/invalid-rules.yaml:7: description template: unexpected \"}\" in operand",
 			"testdata/invalid-rules.yaml:8: event_id \"bad-id\" is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)",
 			"testdata/invalid-rules.yaml:10: source \"smtp\": want icmp, snmp or trap",
@@ -95,7 +95,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
   - just a string
   - {event_id: NETWORK-DEVICES-1-103, name: Lost, source: icmp, when: loss > 0, severity: 9}
 `, []string{
-			`t.yaml:7: clear_when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_ms, sent, up`,
+			`t.yaml:7: clear_when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_max_ms, rtt_min_ms, rtt_ms, sent, up`,
 			`t.yaml:8: event_id "bad-id" is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)`,
 			`t.yaml:12: rule "Slow": severity must be an integer, not a list`,
 			`t.yaml:13: description template: unexpected "}" in operand`,
