@@ -84,8 +84,8 @@ func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, 
 		m.faults.Template(r.EventID, err)
 	}
 	return event.Event{
-		InstanceID: instanceID, EventID: r.EventID, Name: name, Description: desc,
-		Category: r.Category, Domain: r.Domain, SubDomain: r.SubDomain, Severity: r.Severity,
+		InstanceID: instanceID, EventID: r.EventID, Name: name, EventName: r.EventName, Description: desc,
+		Category: r.Category, Domain: r.Domain, SubDomain: r.SubDomain, IssueCategory: r.IssueCategory, Severity: r.Severity,
 		Source: string(r.Source), Timestamp: at.UTC(), Status: event.StatusActive, Kind: r.Kind,
 		Device: *c.Device,
 		Key:    c.Key,
