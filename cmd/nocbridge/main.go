@@ -19,6 +19,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/ctl"
 	"github.com/nocbridge/nocbridge/internal/receive"
+	"github.com/nocbridge/nocbridge/internal/ruletest"
 )
 
 // Set by the build: -ldflags "-X main.version=… -X main.commit=…".
@@ -47,6 +48,7 @@ commands:
                      (--for 2h | --until RFC3339) [--start RFC3339] --comment TEXT [--created-by NAME]
                  list [--json]
                  expire ID
+  test rules   run rule unit tests on a simulated clock  FILE…
   version      print version information
 
 Common flags: --log-format auto|text|json, --log-level debug|info|warn|error.
@@ -61,6 +63,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "test" {
+		return testRules(args, stdout, stderr)
+	}
 	// `dlq list|replay` and `silence add|list|expire` take their action
 	// first; flag parsing stops at the first non-flag, so take it off before
 	// parsing (and the ID of `silence expire ID --config …` with it).
@@ -169,6 +174,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return exitInvalid
+}
+
+// testRules is `nocbridge test rules FILE…`: 0 when every test passes, 1
+// on a mismatch or a file that does not load.
+func testRules(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 2 || args[0] != "rules" {
+		fmt.Fprint(stderr, "usage: nocbridge test rules FILE…\n")
+		return exitInvalid
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if !ruletest.Run(ctx, args[1:], stdout) {
+		return exitInvalid
+	}
+	return exitOK
 }
 
 func runDaemon(ctx context.Context, configPath string, logger *slog.Logger) int {

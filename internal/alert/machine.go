@@ -142,6 +142,13 @@ func (m *Manager) forget(k string) {
 	}
 }
 
+// Tick applies the deadlines due at Options.Now (pending alerts whose
+// `for` has elapsed, clearing ones whose `clear_for` has) and returns the
+// next one (zero if none). Run calls it itself; callers that drive a
+// simulated clock without Run (rule tests) call it when that clock reaches
+// the deadline.
+func (m *Manager) Tick(ctx context.Context) time.Time { return m.tick(ctx) }
+
 // tick applies due deadlines and returns the next one (zero if none).
 func (m *Manager) tick(ctx context.Context) time.Time {
 	m.ticks.Add(1)
