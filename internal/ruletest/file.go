@@ -55,14 +55,14 @@ type silenceYAML struct {
 }
 
 type inputYAML struct {
-	At     config.Duration `yaml:"at"`
-	Every  config.Duration `yaml:"every"`
-	Until  config.Duration `yaml:"until"`
-	Device string          `yaml:"device"`
-	Trap   string          `yaml:"trap"`
-	Vars   map[string]any  `yaml:"vars"`
-	ICMP   *icmpYAML       `yaml:"icmp"`
-	SNMP   map[string]any  `yaml:"snmp"`
+	At     config.Duration  `yaml:"at"`
+	Every  config.Duration  `yaml:"every"`
+	Until  *config.Duration `yaml:"until"`
+	Device string           `yaml:"device"`
+	Trap   string           `yaml:"trap"`
+	Vars   map[string]any   `yaml:"vars"`
+	ICMP   *icmpYAML        `yaml:"icmp"`
+	SNMP   map[string]any   `yaml:"snmp"`
 }
 
 type icmpYAML struct {
@@ -208,7 +208,7 @@ func (l *loader) file(fy fileYAML) *File {
 	// The config: noise settings, devices, maintenance, trap names.
 	f.cfg = config.Defaults()
 	if fy.Config != "" {
-		cfg, err := config.Load(filepath.Join(dir, fy.Config))
+		cfg, err := config.Load(relativeTo(dir, fy.Config))
 		if err != nil {
 			l.errs = append(l.errs, config.AsErrors(err, l.path)...)
 			return f
@@ -245,7 +245,7 @@ func (l *loader) file(fy fileYAML) *File {
 	}
 	globs := make([]string, len(fy.RuleFiles))
 	for i, p := range fy.RuleFiles {
-		globs[i] = filepath.Join(dir, p)
+		globs[i] = relativeTo(dir, p)
 	}
 	if len(globs) > 0 {
 		set, err := rules.Load(globs)
@@ -363,7 +363,10 @@ func (l *loader) input(f *File, in inputYAML, line int) []input {
 		}
 		vars = v
 	}
-	at, every, until := in.At.D(), in.Every.D(), in.Until.D()
+	at, every, until := in.At.D(), in.Every.D(), time.Duration(-1)
+	if in.Until != nil {
+		until = in.Until.D()
+	}
 	switch {
 	case at < 0:
 		l.bad(line, "input: at must not be negative")
@@ -374,7 +377,7 @@ func (l *loader) input(f *File, in inputYAML, line int) []input {
 	case every > 0 && until < at:
 		l.bad(line, "input: every needs until, at or after at")
 		return nil
-	case every == 0 && until != 0:
+	case every == 0 && in.Until != nil:
 		l.bad(line, "input: until goes with every")
 		return nil
 	case every > 0 && (until-at)/every >= maxInputs:
@@ -388,4 +391,13 @@ func (l *loader) input(f *File, in inputYAML, line int) []input {
 			return out
 		}
 	}
+}
+
+// relativeTo is p as the test file means it: relative to its directory
+// unless absolute.
+func relativeTo(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
 }
