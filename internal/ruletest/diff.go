@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,7 +60,7 @@ func (f *File) Check(ctx context.Context, t *Test) (report string, passed bool, 
 		b.WriteString("    (nothing)\n")
 	}
 	for _, e := range sortedExpect(t.expect) {
-		fmt.Fprintf(&b, "    %-7s %-8s %s\n", offset(e.At.D()), e.Status, expectLabel(e))
+		fmt.Fprintf(&b, "    %-7s %-8s %s (line %d)\n", offset(e.At.D()), e.Status, expectLabel(e), e.line)
 	}
 	b.WriteString("  got:\n")
 	if len(res.sent) == 0 {
@@ -151,6 +152,12 @@ func (f *File) fieldDiffs(e expected, s sent) []string {
 	if e.Severity != nil && *e.Severity != p.Severity {
 		out = append(out, fmt.Sprintf("severity %d, want %d", p.Severity, *e.Severity))
 	}
+	if e.Destinations != nil {
+		want := slices.Sorted(slices.Values(e.Destinations))
+		if !slices.Equal(want, s.destinations) {
+			out = append(out, fmt.Sprintf("destinations [%s], want [%s]", strings.Join(s.destinations, ", "), strings.Join(want, ", ")))
+		}
+	}
 	keys := make([]string, 0, len(e.Details))
 	for k := range e.Details {
 		keys = append(keys, k)
@@ -173,7 +180,7 @@ func expectLabel(e expected) string {
 	if e.Key != nil {
 		s += " key " + strconv.Quote(*e.Key)
 	}
-	return s + fmt.Sprintf(" (line %d)", e.line)
+	return s
 }
 
 func sentLabel(s sent) string {
@@ -204,15 +211,27 @@ func sortedSent(in []sent) []sent {
 	return out
 }
 
-// offset writes a duration from the start as people do: 40s, 5m, 1h20m,
-// 2m30.5s.
+// offset writes a duration from the start as test files do: 40s, 5m,
+// 1h20m, 12h20s, 2m30.5s.
 func offset(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
+	if d == 0 {
+		return "0s"
 	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
+	var b strings.Builder
+	if d < 0 {
+		b.WriteByte('-')
+		d = -d
 	}
-	return s
+	if h := d / time.Hour; h > 0 {
+		fmt.Fprintf(&b, "%dh", h)
+		d -= h * time.Hour
+	}
+	if m := d / time.Minute; m > 0 {
+		fmt.Fprintf(&b, "%dm", m)
+		d -= m * time.Minute
+	}
+	if d > 0 {
+		b.WriteString(strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s")
+	}
+	return b.String()
 }

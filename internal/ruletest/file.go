@@ -89,6 +89,9 @@ type expectYAML struct {
 	Source      *string           `yaml:"source"`
 	Severity    *int              `yaml:"severity"`
 	Details     map[string]string `yaml:"details"`
+	// Destinations, when given, are where routing sent it (the config's
+	// subscriptions; without a config every notification goes to "test").
+	Destinations []string `yaml:"destinations"`
 }
 
 // File is a loaded test file, ready to run.
@@ -96,11 +99,12 @@ type File struct {
 	Path  string
 	Tests []*Test
 
-	cfg   *config.Config
-	rules *rules.Set
-	inv   *inventory.Inventory
-	names *mib.Table
-	start time.Time
+	cfg        *config.Config
+	configured bool // cfg came from a file: its subscriptions route
+	rules      *rules.Set
+	inv        *inventory.Inventory
+	names      *mib.Table
+	start      time.Time
 }
 
 // Test is one test of a file.
@@ -213,7 +217,7 @@ func (l *loader) file(fy fileYAML) *File {
 			l.errs = append(l.errs, config.AsErrors(err, l.path)...)
 			return f
 		}
-		f.cfg = cfg
+		f.cfg, f.configured = cfg, true
 	}
 	names := map[string]bool{}
 	for _, d := range f.cfg.Devices {

@@ -118,7 +118,7 @@ func TestMismatchReports(t *testing.T) {
     0s      active   NETWORK-INTERFACES-2-301 sw1 key "3"
     40s     resolved NETWORK-INTERFACES-2-301 sw1 key "3"
   differences:
-    line 11: resolved NETWORK-INTERFACES-2-301 sw1 (line 11) came at 40s, want 30s
+    line 11: resolved NETWORK-INTERFACES-2-301 sw1 came at 40s, want 30s
 `},
 		{"missing", `      - {at: 0s, event_id: NETWORK-INTERFACES-2-301, device: sw1, status: active}
       - {at: 40s, event_id: NETWORK-INTERFACES-2-301, device: sw1, status: resolved}
@@ -132,7 +132,7 @@ func TestMismatchReports(t *testing.T) {
     0s      active   NETWORK-INTERFACES-2-301 sw1 key "3"
     40s     resolved NETWORK-INTERFACES-2-301 sw1 key "3"
   differences:
-    line 12: missing: 1m30s active NETWORK-INTERFACES-2-301 sw1 (line 12)
+    line 12: missing: 1m30s active NETWORK-INTERFACES-2-301 sw1
 `},
 		{"extra", `      - {at: 0s, event_id: NETWORK-INTERFACES-2-301, device: sw1, status: active}
 `, `FAIL T:5 "down and up" (40s simulated in X)
@@ -151,21 +151,23 @@ func TestMismatchReports(t *testing.T) {
         status: active
         name: Interface up
         severity: 1
+        destinations: [pager]
         details: {Assurance Issue Name: Interface Gi1/0/3 is down on sw1, Assurance Issue Category: Device, Colour: red}
       - {at: 40s, event_id: NETWORK-INTERFACES-2-301, device: sw1, key: "4", status: resolved}
 `, `FAIL T:5 "down and up" (40s simulated in X)
   want:
     0s      active   NETWORK-INTERFACES-2-301 sw1 key "3" (line 10)
-    40s     resolved NETWORK-INTERFACES-2-301 sw1 key "4" (line 18)
+    40s     resolved NETWORK-INTERFACES-2-301 sw1 key "4" (line 19)
   got:
     0s      active   NETWORK-INTERFACES-2-301 sw1 key "3"
     40s     resolved NETWORK-INTERFACES-2-301 sw1 key "3"
   differences:
-    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3" (line 10): name "Interface down", want "Interface up"
-    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3" (line 10): severity 2, want 1
-    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3" (line 10): details["Assurance Issue Category"] "Other", want "Device"
-    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3" (line 10): details["Colour"] absent, want "red"
-    line 18: missing: 40s resolved NETWORK-INTERFACES-2-301 sw1 key "4" (line 18)
+    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3": name "Interface down", want "Interface up"
+    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3": severity 2, want 1
+    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3": destinations [test], want [pager]
+    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3": details["Assurance Issue Category"] "Other", want "Device"
+    line 10: 0s active NETWORK-INTERFACES-2-301 sw1 key "3": details["Colour"] absent, want "red"
+    line 19: missing: 40s resolved NETWORK-INTERFACES-2-301 sw1 key "4"
     unexpected: 40s resolved NETWORK-INTERFACES-2-301 sw1 key "3"
 `},
 	}
@@ -205,7 +207,7 @@ tests:
 `, []string{
 			`T:6: unknown key "inputs" in test "x" (known: expect, input, name, silences, until)`,
 			`T:8: test "x" input[0]: at: invalid duration: want a Go duration such as 500ms, 10s or 5m`,
-			`T:10: unknown key "colour" in test "x" expect[0] (known: at, category, description, details, device, domain, event_id, key, name, severity, source, status, sub_domain)`,
+			`T:10: unknown key "colour" in test "x" expect[0] (known: at, category, description, destinations, details, device, domain, event_id, key, name, severity, source, status, sub_domain)`,
 			`T:10: test "x" expect[0]: severity must be an integer, not a string`,
 		}},
 		{"inputs and expectations that cannot be", `rule_files: [if.yaml]
@@ -298,5 +300,23 @@ tests:
 	t.Logf("%d inputs over 24h simulated in %s", len(f.Tests[0].inputs), took)
 	if took > time.Second {
 		t.Errorf("a simulated day took %s, want well under a second", took)
+	}
+}
+
+func TestOffset(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"}, {40 * time.Second, "40s"}, {5 * time.Minute, "5m"}, {80 * time.Minute, "1h20m"},
+		{12*time.Hour + 20*time.Second, "12h20s"}, {150500 * time.Millisecond, "2m30.5s"}, {time.Millisecond, "0.001s"},
+	}
+	for _, tt := range tests {
+		if got := offset(tt.d); got != tt.want {
+			t.Errorf("offset(%s) = %q, want %q", tt.d, got, tt.want)
+		}
+		if back, err := time.ParseDuration(tt.want); err != nil || back != tt.d {
+			t.Errorf("%q reads back as %s (%v)", tt.want, back, err)
+		}
 	}
 }

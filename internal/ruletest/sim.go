@@ -20,6 +20,8 @@ import (
 	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/observation"
+	ob "github.com/nocbridge/nocbridge/internal/outbox"
+	"github.com/nocbridge/nocbridge/internal/route"
 	"github.com/nocbridge/nocbridge/internal/snmp/mib"
 )
 
@@ -153,35 +155,41 @@ func (c *clock) set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// sent is one notification that left noise control for routing.
+// sent is one notification as routing handed it to the outbox: the event
+// and the destinations it went to.
 type sent struct {
-	at time.Duration
-	ev event.Event
+	at           time.Duration
+	ev           event.Event
+	destinations []string
 }
 
-// outlet stands for routing: it records what noise control hands on. As
-// routing does, a resolve goes only where its active went (every active,
-// here, to one destination), and an active's update (Slack editing its
-// message) is not a new notification.
-type outlet struct {
+// outbox stands for the durable outbox behind the real routing: it records
+// what it is handed, at the simulated time.
+type outbox struct {
 	mu    sync.Mutex
 	clock *clock
 	start time.Time
 	sent  []sent
 }
 
-func (o *outlet) Dispatch(_ context.Context, ev event.Event, resolveTo []string) ([]string, error) {
-	if ev.Update || (ev.Status == event.StatusResolved && len(resolveTo) == 0) {
-		return nil, nil
+func (o *outbox) Enqueue(_ context.Context, items ...ob.Item) error {
+	if len(items) == 0 {
+		return nil
 	}
+	s := sent{at: o.clock.Now().Sub(o.start), ev: items[0].Event}
+	for _, it := range items {
+		s.destinations = append(s.destinations, it.Destination)
+	}
+	sort.Strings(s.destinations)
 	o.mu.Lock()
-	o.sent = append(o.sent, sent{at: o.clock.Now().Sub(o.start), ev: ev})
+	o.sent = append(o.sent, s)
 	o.mu.Unlock()
-	if ev.Status == event.StatusActive && ev.Kind != event.KindEvent {
-		return []string{"test"}, nil
-	}
-	return nil, nil
+	return nil
 }
+
+// everything is the subscription of a test without a config: every event
+// to one destination, resolves included.
+var everything = []config.Subscription{{Name: "everything", Destinations: []string{"test"}}}
 
 // memStore stands for the embedded store: a test starts empty and ends
 // with the simulation.
@@ -238,7 +246,12 @@ func (f *File) run(ctx context.Context, t *Test) (result, error) {
 			}
 			return a
 		}}))
-	out := &outlet{clock: clk, start: f.start}
+	out := &outbox{clock: clk, start: f.start}
+	subs := f.cfg.Subscriptions
+	if !f.configured {
+		subs = everything
+	}
+	routing := route.NewDispatcher(route.New(subs), out)
 	windows, err := muteWindows(f.cfg)
 	if err != nil {
 		return result{}, err
@@ -248,7 +261,7 @@ func (f *File) run(ctx context.Context, t *Test) (result, error) {
 		return result{}, err
 	}
 	var mgr *alert.Manager
-	gate, err := noise.New(ctx, noise.Options{Store: newMemStore(), Next: out, Mutes: mutes, Logger: log, Now: clk.Now,
+	gate, err := noise.New(ctx, noise.Options{Store: newMemStore(), Next: routing, Mutes: mutes, Logger: log, Now: clk.Now,
 		Emit: func(o observation.Observation) { _ = mgr.Observe(ctx, o) }})
 	if err != nil {
 		return result{}, err
