@@ -234,6 +234,13 @@ func (l *loader) file(fy fileYAML) *File {
 		d.Line = l.line("devices", i)
 		f.cfg.Devices = append(f.cfg.Devices, d)
 	}
+	for i, d := range fy.Devices {
+		for _, p := range d.Parents {
+			if !names[p] {
+				l.bad(l.line("devices", i), "device %q: parent %q is not a device (here or in the config)", d.Name, p)
+			}
+		}
+	}
 	f.inv = inventory.New(f.cfg)
 	opts, err := trap.OptionsFrom(f.cfg)
 	if err != nil {

@@ -3,6 +3,8 @@ package ruletest
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
 )
 
@@ -238,6 +242,10 @@ tests:
 			`T:15: expect: event_id is required`,
 			`T:15: expect: device is required`,
 		}},
+		{"a parent that is not a device", "rule_files: [if.yaml]\ndevices:\n  - {name: sw1, parents: [core9]}\ntests: [{name: x, expect: []}]\n", []string{
+			`T:3: device "sw1": parent "core9" is not a device (here or in the config)`,
+			`T:4: test "x" has neither input nor expect`,
+		}},
 		{"no rules, no tests", "devices: []\n", []string{
 			`T:1: rule_files is required: the rule files under test, relative to this file`,
 			`T:1: tests is required: a list of tests, each with input and expect`,
@@ -322,6 +330,42 @@ func TestOffset(t *testing.T) {
 		}
 		if back, err := time.ParseDuration(tt.want); err != nil || back != tt.d {
 			t.Errorf("%q reads back as %s (%v)", tt.want, back, err)
+		}
+	}
+}
+
+// An ICMP sample becomes the round the engine would report for the
+// device's count of echoes: some loss means some lost and, below 100, some
+// answered.
+func TestICMPVars(t *testing.T) {
+	rtt := 2.5
+	tests := []struct {
+		count       int
+		loss        float64
+		recv        int
+		up          bool
+		rtt, lo, hi float64
+	}{
+		{1, 0, 1, true, 2.5, 2.5, 2.5},
+		{1, 100, 0, false, 0, 0, 0},
+		{1, 50, 1, true, 2.5, 2.5, 2.5},
+		{3, 33.3, 2, true, 2.5, 2.5, 2.5},
+		{3, 1, 2, true, 2.5, 2.5, 2.5},
+		{3, 99, 1, true, 2.5, 2.5, 2.5},
+	}
+	for _, tt := range tests {
+		d := &inventory.Device{Name: "sw1", ICMP: &inventory.ICMP{Count: tt.count}}
+		v := icmpVars(icmpYAML{Loss: tt.loss, RTTms: &rtt}, d)
+		want := map[string]any{"up": tt.up, "loss": tt.loss, "rtt_ms": tt.rtt, "rtt_min_ms": tt.lo, "rtt_max_ms": tt.hi, "sent": tt.count, "recv": tt.recv}
+		if !maps.Equal(v, want) {
+			t.Errorf("count %d loss %v: %v, want %v", tt.count, tt.loss, v, want)
+		}
+	}
+	// The same keys and types as the engine's rounds.
+	v := icmpVars(icmpYAML{}, &inventory.Device{Name: "sw1"})
+	for k, sample := range observation.Schema(observation.ICMP) {
+		if fmt.Sprintf("%T", v[k]) != fmt.Sprintf("%T", sample) {
+			t.Errorf("%s is %T, want %T", k, v[k], sample)
 		}
 	}
 }

@@ -86,8 +86,13 @@ func icmpVars(s icmpYAML, d *inventory.Device) map[string]any {
 		sent = d.ICMP.Count
 	}
 	recv := sent - int(math.Round(float64(sent)*s.Loss/100))
-	if s.Loss > 0 && s.Loss < 100 {
-		recv = min(max(recv, 1), sent-1) // some lost, some answered
+	switch {
+	case s.Loss >= 100:
+		recv = 0
+	case recv < 1:
+		recv = 1 // some loss, but it answered
+	case s.Loss > 0 && recv == sent && sent > 1:
+		recv = sent - 1
 	}
 	rtt, lo, hi := 0.0, 0.0, 0.0
 	if recv > 0 {
