@@ -20,6 +20,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/ctl"
 	"github.com/nocbridge/nocbridge/internal/probe"
 	"github.com/nocbridge/nocbridge/internal/receive"
+	"github.com/nocbridge/nocbridge/internal/ruletest"
 )
 
 // Set by the build: -ldflags "-X main.version=… -X main.commit=…".
@@ -50,6 +51,7 @@ commands:
                  expire ID
   probe        ping, SNMP and trap acceptance of one device, with the daemon's settings
                  [--config PATH] [--json] DEVICE|ADDRESS   (exit 0 answered, 2 did not)
+  test rules   run rule unit tests on a simulated clock  FILE…
   version      print version information
 
 Common flags: --log-format auto|text|json, --log-level debug|info|warn|error.
@@ -64,6 +66,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "test" {
+		return testRules(args, stdout, stderr)
+	}
 	// `dlq list|replay` and `silence add|list|expire` take their action
 	// first; flag parsing stops at the first non-flag, so take it off before
 	// parsing (and the ID of `silence expire ID --config …` with it).
@@ -184,6 +189,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return exitInvalid
+}
+
+// testRules is `nocbridge test rules FILE…`: 0 when every test passes, 1
+// on a mismatch or a file that does not load.
+func testRules(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 2 || args[0] != "rules" {
+		fmt.Fprint(stderr, "usage: nocbridge test rules FILE…\n")
+		return exitInvalid
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if !ruletest.Run(ctx, args[1:], stdout) {
+		return exitInvalid
+	}
+	return exitOK
 }
 
 func runDaemon(ctx context.Context, configPath string, logger *slog.Logger) int {

@@ -27,6 +27,14 @@ func TestCommands(t *testing.T) {
 	if err := os.WriteFile(public, []byte("state_dir: ./data\nrules: []\nhttp:\n  listen: 0.0.0.0:9720\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	failing := filepath.Join(dir, "failing.yaml")
+	rulesDir, err := filepath.Abs("../../rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(failing, []byte("rule_files: ["+rulesDir+"/network-devices.yaml]\ndevices: [{name: sw1, address: 10.0.0.1}]\ntests:\n  - name: never down\n    input:\n      - {at: 0s, every: 10s, until: 2m, device: sw1, icmp: {loss: 0, rtt_ms: 1}}\n    expect:\n      - {at: 1m, event_id: NETWORK-DEVICES-1-101, device: sw1, status: active}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -59,6 +67,10 @@ func TestCommands(t *testing.T) {
 		{"probe without a device", []string{"probe", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", "say which device"},
 		{"probe neither device nor address", []string{"probe", "no such switch", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", `"no such switch" is no device of the config`},
 		{"probe with an invalid config", []string{"probe", "--config", bad, "sw1"}, exitInvalid, "", "bad.yaml:3: "},
+		{"test rules of the shipped catalog", []string{"test", "rules", "../../rules/tests/network-interfaces.yaml", "../../rules/tests/security.yaml"}, exitOK, `ok   ../../rules/tests/security.yaml:7 "each authenticationFailure trap is one event, never resolved"`, ""},
+		{"test rules failing", []string{"test", "rules", failing}, exitInvalid, "differences:\n    line 8: missing: 1m active NETWORK-DEVICES-1-101", ""},
+		{"test rules of a file not there", []string{"test", "rules", filepath.Join(dir, "absent.yaml")}, exitInvalid, "absent.yaml: cannot read the test file", ""},
+		{"test without rules", []string{"test"}, exitInvalid, "", "usage: nocbridge test rules FILE…"},
 		{"silence expire with two IDs", []string{"silence", "expire", "a", "--config", "../../configs/nocbridge.yaml", "b"}, exitInvalid, "", `unexpected argument "b"`},
 	}
 	for _, tt := range tests {

@@ -84,8 +84,8 @@ func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, 
 		m.faults.Template(r.EventID, err)
 	}
 	return event.Event{
-		InstanceID: instanceID, EventID: r.EventID, Name: name, Description: desc,
-		Category: r.Category, Domain: r.Domain, SubDomain: r.SubDomain, Severity: r.Severity,
+		InstanceID: instanceID, EventID: r.EventID, Name: name, EventName: r.EventName, Description: desc,
+		Category: r.Category, Domain: r.Domain, SubDomain: r.SubDomain, IssueCategory: r.IssueCategory, Severity: r.Severity,
 		Source: string(r.Source), Timestamp: at.UTC(), Status: event.StatusActive, Kind: r.Kind,
 		Device: *c.Device,
 		Key:    c.Key,
@@ -141,6 +141,13 @@ func (m *Manager) forget(k string) {
 		m.behind.put(k, nil, in.EventID, in.Device.Name)
 	}
 }
+
+// Tick applies the deadlines due at Options.Now (pending alerts whose
+// `for` has elapsed, clearing ones whose `clear_for` has) and returns the
+// next one (zero if none). Run calls it itself; callers that drive a
+// simulated clock without Run (rule tests) call it when that clock reaches
+// the deadline.
+func (m *Manager) Tick(ctx context.Context) time.Time { return m.tick(ctx) }
 
 // tick applies due deadlines and returns the next one (zero if none).
 func (m *Manager) tick(ctx context.Context) time.Time {

@@ -437,6 +437,15 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 			a.noise.Annotate(list)
 			return list
 		},
+		Device: func(name string) (devstate.Detail, bool) {
+			d, ok := a.states.Detail(a.devices.Load(), name)
+			if ok {
+				one := []devstate.Status{d.Status}
+				a.noise.Annotate(one)
+				d.Status = one[0]
+			}
+			return d, ok
+		},
 		Noise: a.noise,
 		Destinations: func() []string {
 			var names []string

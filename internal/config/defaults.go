@@ -152,3 +152,11 @@ func externalURLFor(scheme, listen string) string {
 	}
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
+
+// Defaults is the config of an empty file: every default filled in, no
+// devices, rules or destinations (rule tests without a config file use it).
+func Defaults() *Config {
+	c := &Config{}
+	applyDefaults(c, func(...any) bool { return false })
+	return c
+}

@@ -1,11 +1,16 @@
 // Package devstate keeps what was last seen of each device — its last ICMP
-// round and SNMP poll, with the failure when there was one — for
-// /api/v1/devices, and the per-probe metrics nocbridge_probes_total and
-// nocbridge_device_up. It is fed every observation, before rules see them.
+// round and SNMP poll, with the failure when there was one, the last hour
+// of RTT and loss minute by minute, the last values polled and the last
+// poll failures — for /api/v1/devices, the console's device page and the
+// per-probe metrics nocbridge_probes_total and nocbridge_device_up. It is
+// fed every observation, before rules see them; what it keeps per device is
+// bounded (one fixed ring of minutes, a few poll failures, the last poll's
+// values) and dropped when the device leaves the inventory.
 package devstate
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -41,11 +46,100 @@ type Status struct {
 	UptimeS   *float64  `json:"uptime_s,omitempty"`
 }
 
+// Detail is one device as /api/v1/devices/{name} and the console's device
+// page show it: its Status, the last hour of ICMP results, the last values
+// polled and the last poll failures.
+type Detail struct {
+	Status
+	// Series is the last hour, one Point per minute that had an ICMP
+	// round, oldest first; a minute without rounds is absent (a gap in
+	// At), so a chart shows no data there rather than a made-up value.
+	Series []Point `json:"rtt_series"`
+	// SNMP is the last successful poll; nil before the first.
+	SNMP *SNMPValues `json:"snmp,omitempty"`
+	// PollErrors are the last MaxPollErrors failures, newest first; a
+	// failure repeated poll after poll is one entry with its count.
+	PollErrors []PollError `json:"poll_errors"`
+}
+
+// SNMPValues are what the last successful poll of a device reported: cpu,
+// mem (percent), uptime_s, uptime_reset and the custom OIDs (snmp.oids),
+// as rules see them, for what the device has.
+type SNMPValues struct {
+	At     time.Time      `json:"at"`
+	Values map[string]any `json:"values"`
+}
+
+// PollError is a failed SNMP poll, or a run of polls failing alike (same
+// reason and error).
+type PollError struct {
+	Since  time.Time `json:"since"` // the first poll of the run
+	At     time.Time `json:"at"`    // the last one
+	Count  int       `json:"count"` // polls in the run
+	Reason string    `json:"reason"`
+	Error  string    `json:"error"`
+}
+
+// MaxPollErrors is how many poll failures (runs of alike ones) a device
+// keeps.
+const MaxPollErrors = 5
+
+// device is what the tracker keeps of one device; the inventory's fields
+// are added when it is read.
+type device struct {
+	// The last ICMP round; seen is false before the first.
+	seen      bool
+	up        bool
+	loss, rtt float64
+	lastProbe time.Time
+	probeErr  string
+	series    *series // nil before the first round
+
+	// The last SNMP poll: its state (ok or the failure reason) and error,
+	// and the values of the last successful one (the observation's own
+	// map: observations are never modified once emitted).
+	snmpState, snmpErr string
+	lastPoll           time.Time
+	values             map[string]any
+	valuesAt           time.Time
+	pollErrs           *pollErrors // nil until a poll fails
+}
+
+// pollErrors is a ring of the last MaxPollErrors failures.
+type pollErrors struct {
+	ring [MaxPollErrors]PollError
+	n    int // held, ≤ MaxPollErrors
+	next int // where the next one goes
+}
+
+func (p *pollErrors) add(at time.Time, reason, msg string) {
+	if p.n > 0 {
+		last := &p.ring[(p.next+MaxPollErrors-1)%MaxPollErrors]
+		if last.Reason == reason && last.Error == msg {
+			last.At = at
+			last.Count++
+			return
+		}
+	}
+	p.ring[p.next] = PollError{Since: at, At: at, Count: 1, Reason: reason, Error: msg}
+	p.next = (p.next + 1) % MaxPollErrors
+	p.n = min(p.n+1, MaxPollErrors)
+}
+
+// newestFirst lists the failures held, newest first.
+func (p *pollErrors) newestFirst() []PollError {
+	out := make([]PollError, 0, p.n)
+	for i := 1; i <= p.n; i++ {
+		out = append(out, p.ring[(p.next+MaxPollErrors-i)%MaxPollErrors])
+	}
+	return out
+}
+
 // Tracker records observations per device. Its methods are safe for
 // concurrent use.
 type Tracker struct {
-	mu     sync.RWMutex
-	status map[string]Status
+	mu      sync.RWMutex
+	devices map[string]*device
 
 	probes   *prometheus.CounterVec
 	deviceUp *prometheus.GaugeVec
@@ -54,7 +148,7 @@ type Tracker struct {
 // New makes a tracker; reg receives its metrics.
 func New(reg prometheus.Registerer) (*Tracker, error) {
 	t := &Tracker{
-		status: map[string]Status{},
+		devices: map[string]*device{},
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_probes_total",
 			Help: "Probes by kind and result (icmp: up, down, error; snmp: ok or the failure reason)."}, []string{"kind", "result"}),
 		deviceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nocbridge_device_up",
@@ -80,6 +174,16 @@ func (t *Tracker) Record(o observation.Observation) {
 	}
 }
 
+// deviceLocked is name's record, made on first sight. Hold t.mu.
+func (t *Tracker) deviceLocked(name string) *device {
+	d := t.devices[name]
+	if d == nil {
+		d = &device{}
+		t.devices[name] = d
+	}
+	return d
+}
+
 func (t *Tracker) recordICMP(o observation.Observation) {
 	up, _ := o.Vars["up"].(bool)
 	result := "up"
@@ -98,19 +202,19 @@ func (t *Tracker) recordICMP(o observation.Observation) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.status[o.Device.Name]
-	s.LossPct, _ = o.Vars["loss"].(float64)
-	s.RTTMs, _ = o.Vars["rtt_ms"].(float64)
-	s.LastProbe = o.Time
-	s.State = "down"
-	if up {
-		s.State = "up"
-	}
-	s.Error = ""
+	d := t.deviceLocked(o.Device.Name)
+	d.seen, d.up = true, up
+	d.loss, _ = o.Vars["loss"].(float64)
+	d.rtt, _ = o.Vars["rtt_ms"].(float64)
+	d.lastProbe = o.Time
+	d.probeErr = ""
 	if o.Err != nil {
-		s.Error = o.Err.Error()
+		d.probeErr = o.Err.Error()
 	}
-	t.status[o.Device.Name] = s
+	if d.series == nil {
+		d.series = new(series)
+	}
+	d.series.add(o.Time, roundOf(o.Vars))
 }
 
 func (t *Tracker) recordSNMP(o observation.Observation) {
@@ -122,20 +226,23 @@ func (t *Tracker) recordSNMP(o observation.Observation) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.status[o.Device.Name]
-	s.LastPoll = o.Time
-	s.SNMPState, s.SNMPError = "ok", ""
+	d := t.deviceLocked(o.Device.Name)
+	d.lastPoll = o.Time
 	if o.Err != nil {
-		s.SNMPState, s.SNMPError = o.Reason, o.Err.Error()
-		t.status[o.Device.Name] = s
-		return // the last good values stay, with the failure beside them
-	}
-	for key, field := range map[string]**float64{"cpu": &s.CPU, "mem": &s.Mem, "uptime_s": &s.UptimeS} {
-		if v, ok := o.Vars[key].(float64); ok {
-			*field = &v
+		// The last good values stay, with the failure beside them.
+		reason := o.Reason
+		if reason == "" {
+			reason = "error"
 		}
+		d.snmpState, d.snmpErr = reason, o.Err.Error()
+		if d.pollErrs == nil {
+			d.pollErrs = new(pollErrors)
+		}
+		d.pollErrs.add(o.Time, reason, d.snmpErr)
+		return
 	}
-	t.status[o.Device.Name] = s
+	d.snmpState, d.snmpErr = "ok", ""
+	d.values, d.valuesAt = o.Vars, o.Time
 }
 
 // Retain forgets devices no longer in the inventory (after a reload), and
@@ -143,9 +250,9 @@ func (t *Tracker) recordSNMP(o observation.Observation) {
 func (t *Tracker) Retain(inv *inventory.Inventory) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for name := range t.status {
+	for name := range t.devices {
 		if _, ok := inv.Device(name); !ok {
-			delete(t.status, name)
+			delete(t.devices, name)
 			t.deviceUp.DeleteLabelValues(name)
 		}
 	}
@@ -157,25 +264,89 @@ func (t *Tracker) List(inv *inventory.Inventory) []Status {
 	defer t.mu.RUnlock()
 	out := make([]Status, 0, inv.Len())
 	for _, d := range inv.Devices() {
-		s := t.status[d.Name]
-		s.Name, s.Address, s.Site, s.Role, s.Labels = d.Name, d.Address, d.Site, d.Role, d.Labels
-		if s.State == "" {
-			s.State = "unknown"
-		}
-		out = append(out, s)
+		out = append(out, t.statusLocked(d))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// Point is one minute of a device's ICMP results, for the console's chart
-// of the last hour: RTT of the replies (0 when none came back) and the loss
-// over every echo sent in that minute.
-type Point struct {
-	At       time.Time `json:"at"` // the minute's start
-	RTTMinMs float64   `json:"rtt_min_ms"`
-	RTTAvgMs float64   `json:"rtt_avg_ms"`
-	RTTMaxMs float64   `json:"rtt_max_ms"`
-	LossPct  float64   `json:"loss_pct"`
-	Rounds   int       `json:"rounds"` // ICMP rounds that minute
+// Get is one device of inv with what was last seen of it; false when inv
+// has no device of that name.
+func (t *Tracker) Get(inv *inventory.Inventory, name string) (Status, bool) {
+	d, ok := inv.Device(name)
+	if !ok {
+		return Status{}, false
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.statusLocked(d), true
+}
+
+// Detail is one device of inv with its last hour of ICMP results, its
+// last SNMP values and poll failures; false when inv has no device of that
+// name.
+func (t *Tracker) Detail(inv *inventory.Inventory, name string) (Detail, bool) {
+	dev, ok := inv.Device(name)
+	if !ok {
+		return Detail{}, false
+	}
+	now := time.Now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := Detail{Status: t.statusLocked(dev), Series: []Point{}, PollErrors: []PollError{}}
+	d := t.devices[name]
+	if d == nil {
+		return out, true
+	}
+	if d.series != nil {
+		out.Series = d.series.points(now)
+	}
+	if d.values != nil {
+		out.SNMP = &SNMPValues{At: d.valuesAt, Values: maps.Clone(d.values)}
+	}
+	if d.pollErrs != nil {
+		out.PollErrors = d.pollErrs.newestFirst()
+	}
+	return out, true
+}
+
+// Series is the device's last hour of ICMP results up to now, one Point
+// per minute that had a round, oldest first (see Detail.Series); nil for
+// a device never pinged.
+func (t *Tracker) Series(device string) []Point {
+	now := time.Now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if d := t.devices[device]; d != nil && d.series != nil {
+		return d.series.points(now)
+	}
+	return nil
+}
+
+// statusLocked is the inventory's device dev with what was last seen of
+// it. Hold t.mu.
+func (t *Tracker) statusLocked(dev *inventory.Device) Status {
+	s := Status{Name: dev.Name, Address: dev.Address, Site: dev.Site, Role: dev.Role, Labels: dev.Labels, State: "unknown"}
+	d := t.devices[dev.Name]
+	if d == nil {
+		return s
+	}
+	if d.seen {
+		s.State = "down"
+		if d.up {
+			s.State = "up"
+		}
+		s.LossPct, s.RTTMs, s.LastProbe, s.Error = d.loss, d.rtt, d.lastProbe, d.probeErr
+	}
+	s.SNMPState, s.SNMPError, s.LastPoll = d.snmpState, d.snmpErr, d.lastPoll
+	s.CPU, s.Mem, s.UptimeS = number(d.values, "cpu"), number(d.values, "mem"), number(d.values, "uptime_s")
+	return s
+}
+
+// number is vars[key] when it is a number, else nil.
+func number(vars map[string]any, key string) *float64 {
+	if v, ok := vars[key].(float64); ok {
+		return &v
+	}
+	return nil
 }

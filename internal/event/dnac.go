@@ -26,8 +26,13 @@ type DNACPayload struct {
 	TenantID          string            `json:"tenantId"`
 }
 
-// issueCategory maps a rule domain to DNA Center's Assurance issue category.
+// issueCategory is the rule's issue_category, or for a rule without one
+// (and events stored before rules had it) a category derived from its
+// domain.
 func issueCategory(e Event) string {
+	if e.IssueCategory != "" {
+		return e.IssueCategory
+	}
 	switch e.Domain {
 	case "Connectivity", "Availability":
 		return "Availability"
@@ -51,7 +56,10 @@ func eventType(e Event) string {
 	return e.EventID
 }
 
-// DNAC renders the event as DNA Center would send it.
+// DNAC renders the event as DNA Center would send it: name and eventId say
+// what kind of event it is, the same for every device (receivers match on
+// them); details["Assurance Issue Name"] names the issue, the thing and the
+// device, as DNA Center's own issue names do.
 func (e Event) DNAC(externalURL string) DNACPayload {
 	details := map[string]string{
 		"Type":                     "Network Device",
@@ -78,7 +86,7 @@ func (e Event) DNAC(externalURL string) DNACPayload {
 		InstanceID:        e.InstanceID,
 		EventID:           e.EventID,
 		Namespace:         "ASSURANCE",
-		Name:              e.Name,
+		Name:              e.GenericName(),
 		Description:       e.Description,
 		Type:              eventType(e),
 		Category:          e.Category,

@@ -62,6 +62,17 @@ type Event struct {
 	// of devices unreachable behind it grew): only destinations that edit
 	// the message they posted (Slack in bot mode) get it.
 	Update bool `json:"update,omitempty"`
+
+	// Name (above) is the issue's name, the rule's name template rendered
+	// for the device ("Interface Gi1/0/3 is down on core-sw1"): DNA
+	// Center's Assurance Issue Name and the title chat messages show.
+	// EventName is the rule's generic name, the same for every device
+	// ("Interface down"): the DNA Center payload's name, which receivers
+	// match on; empty when the rule sets none (see GenericName).
+	EventName string `json:"event_name,omitempty"`
+	// IssueCategory is DNA Center's Assurance Issue Category (one of
+	// IssueCategories); empty: derived from Domain (see DNAC).
+	IssueCategory string `json:"issue_category,omitempty"`
 }
 
 // Dispatcher hands an event on toward its receivers (noise control,
@@ -84,6 +95,22 @@ func (e Event) NotificationID(destination string) string {
 	return "msg_" + hex.EncodeToString(h.Sum(nil))[:32]
 }
 
+// GenericName is the event's name for every device: the rule's
+// event_name, or its rendered name when it sets none (and for events
+// stored before rules had one).
+func (e Event) GenericName() string {
+	if e.EventName != "" {
+		return e.EventName
+	}
+	return e.Name
+}
+
+// IssueCategories are DNA Center's Assurance issue categories, as its
+// event notifications spell them in details["Assurance Issue Category"]
+// (the Catalyst Center Issues API lists them in lower case).
+var IssueCategories = []string{"Availability", "Connectivity", "Connected", "Device", "Onboarding", "Utilization",
+	"Application", "Sensor Test", "AP Anomaly", "System", "Unknown"}
+
 // Priority is DNA Center's P<severity>.
 func (e Event) Priority() string { return fmt.Sprintf("P%d", e.Severity) }
 
@@ -100,7 +127,7 @@ func Sample(eventID string, now time.Time) Event {
 	return Event{
 		InstanceID:  "00000000-0000-4000-8000-000000000001",
 		EventID:     eventID,
-		Name:        "Device unreachable",
+		Name:        "Device sample-sw1 is unreachable",
 		Description: "sample-sw1 (192.0.2.1) is unreachable (nocbridge test notification)",
 		Category:    "ALERT",
 		Domain:      "Connectivity",
@@ -110,5 +137,8 @@ func Sample(eventID string, now time.Time) Event {
 		Timestamp:   now,
 		Status:      StatusActive,
 		Device:      inventory.Device{Name: "sample-sw1", Address: "192.0.2.1", Site: "HQ", Role: "core"},
+
+		EventName:     "Device unreachable",
+		IssueCategory: "Availability",
 	}
 }

@@ -84,9 +84,13 @@ type Deps struct {
 	Gatherer prometheus.Gatherer
 	// Ready says why nocbridge is not ready (starting, stopping, the store
 	// cannot write), or nil.
-	Ready        func() error
-	Alerts       func() []alert.Instance
-	Devices      func() []devstate.Status
+	Ready   func() error
+	Alerts  func() []alert.Instance
+	Devices func() []devstate.Status
+	// Device is one device with its last hour of RTT and loss, SNMP
+	// values and poll failures; false when the inventory has no such
+	// device.
+	Device       func(name string) (devstate.Detail, bool)
 	Destinations func() []string
 	Outbox       Outbox
 	Noise        Noise
@@ -144,6 +148,15 @@ func Handler(d Deps) http.Handler {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("alert %s is not active (resolved, or unknown)", id))
 	})
 	mux.HandleFunc("GET /api/v1/devices", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.Devices()) })
+	mux.HandleFunc("GET /api/v1/devices/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		dev, ok := d.Device(name)
+		if !ok {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("device %q is not in the inventory", name))
+			return
+		}
+		writeJSON(w, dev)
+	})
 	mux.HandleFunc("GET /api/v1/deliveries", func(w http.ResponseWriter, r *http.Request) {
 		pending := d.Outbox.Pending()
 		out := map[string]any{}

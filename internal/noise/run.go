@@ -53,6 +53,12 @@ func (g *Gate) Run(ctx context.Context) error {
 	}
 }
 
+// Tick judges what is due at Options.Now and returns when to look next
+// (zero: nothing waits on time). Run calls it itself; callers that drive a
+// simulated clock without Run (rule tests) call it after every change and
+// when that clock reaches the time it returned.
+func (g *Gate) Tick(ctx context.Context) time.Time { return g.tick(ctx) }
+
 // tick judges what is due and returns when to look next (zero: nothing
 // waits on time).
 func (g *Gate) tick(ctx context.Context) time.Time {

@@ -183,7 +183,7 @@ func NewDigestView(d Digest, p DigestPolicy, externalURL string) DigestView {
 		ev := nt.Event
 		v.Entries = append(v.Entries, DigestEntry{
 			Status: ev.Status, Severity: ev.Severity, Priority: ev.Priority(),
-			Name:   Truncate(OneLine(ev.Name), maxEntryText),
+			Name:   Truncate(OneLine(ev.GenericName()), maxEntryText), // the device follows
 			Device: Truncate(OneLine(DeviceLabel(ev.Device)), maxEntryText),
 			URL:    ev.AlertURL(externalURL),
 		})

@@ -26,14 +26,15 @@ func DeviceLabel(d inventory.Device) string {
 }
 
 // Headline is "[P1] Device unreachable: core-sw1 (10.0.0.1) is unreachable":
-// priority, event name, and the description or else the device. The
+// priority, the rule's generic event name, and the description or else the
+// device. The
 // description's line breaks are kept; Title is the one-line form.
 func Headline(ev event.Event) string {
 	what := ev.Description
 	if what == "" {
 		what = DeviceLabel(ev.Device)
 	}
-	return fmt.Sprintf("[%s] %s: %s", ev.Priority(), ev.Name, what)
+	return fmt.Sprintf("[%s] %s: %s", ev.Priority(), ev.GenericName(), what)
 }
 
 // Title is Headline on one line, as ticket summaries and alert messages
@@ -66,7 +67,7 @@ func Describe(ev event.Event, alertURL string) string {
 	}
 	line("Status", string(ev.Status))
 	line("Severity", fmt.Sprintf("%d (%s)", ev.Severity, ev.Priority()))
-	line("Event", ev.Name+" ("+ev.EventID+")")
+	line("Event", ev.GenericName()+" ("+ev.EventID+")")
 	line("Device", DeviceLabel(ev.Device))
 	line("Site", ev.Device.Site)
 	line("Role", ev.Device.Role)

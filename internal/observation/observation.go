@@ -37,7 +37,7 @@ var Sources = []Source{ICMP, SNMP, Trap, Site}
 func Schema(s Source) map[string]any {
 	switch s {
 	case ICMP:
-		return map[string]any{"up": false, "loss": 0.0, "rtt_ms": 0.0, "sent": 0, "recv": 0}
+		return map[string]any{"up": false, "loss": 0.0, "rtt_ms": 0.0, "rtt_min_ms": 0.0, "rtt_max_ms": 0.0, "sent": 0, "recv": 0}
 	case SNMP:
 		return map[string]any{"cpu": 0.0, "mem": 0.0, "uptime_s": 0.0, "uptime_reset": false}
 	case Trap:
@@ -53,11 +53,12 @@ type Observation struct {
 	Source Source
 	Device *inventory.Device // from the inventory; shared, never modified
 	Time   time.Time
-	// Vars are the variables rules see (icmp: up, loss, rtt_ms, sent,
-	// recv; snmp: cpu, mem, uptime_s, uptime_reset and custom OIDs; trap:
-	// trap, trap_oid, vars, source, version; site: site, outage, down,
-	// pinged, ratio, devices). Nil when nothing was measured
-	// (a failed poll): no rule fires or clears on missing data.
+	// Vars are the variables rules see (icmp: up, loss, rtt_ms,
+	// rtt_min_ms, rtt_max_ms, sent, recv; snmp: cpu, mem, uptime_s,
+	// uptime_reset and custom OIDs; trap: trap, trap_oid, vars, source,
+	// version; site: site, outage, down, pinged, ratio, devices). Nil when
+	// nothing was measured (a failed poll): no rule fires or clears on
+	// missing data. Shared by every reader once emitted: never modified.
 	Vars map[string]any
 	// Err is why the probe failed, and Reason its class (snmp: timeout,
 	// auth, unreachable, error); an ICMP round with an error still reports

@@ -53,6 +53,7 @@ type fileYAML struct {
 type ruleYAML struct {
 	EventID     string          `yaml:"event_id"`
 	Name        string          `yaml:"name"`
+	EventName   string          `yaml:"event_name"`
 	Source      string          `yaml:"source"`
 	Kind        string          `yaml:"kind"`
 	Match       config.Selector `yaml:"match"`
@@ -69,6 +70,8 @@ type ruleYAML struct {
 	SubDomain   string          `yaml:"sub_domain"`
 	Description string          `yaml:"description"`
 	Flap        *config.Flap    `yaml:"flap"` // nil: noise.flap; `flap: false`: never flapping
+
+	IssueCategory string `yaml:"issue_category"` // DNA Center's Assurance Issue Category
 }
 
 // Load reads every file matched by the globs. All problems come back at once
@@ -287,6 +290,21 @@ func compile(ry ruleYAML, file string, line int, at func(string) int) (*Rule, co
 	}
 	if ry.Name == "" {
 		bad("event_id", "rule %s has no name", ry.EventID)
+	}
+	r.EventName = ry.EventName
+	switch {
+	case strings.Contains(ry.EventName, "{{"):
+		bad("event_name", "event_name is plain text, the same for every device (the DNA Center payload's name, which receivers match on): put what names the device in name, a template")
+	case strings.ContainsAny(ry.EventName, "\r\n"):
+		bad("event_name", "event_name must be one line")
+	}
+	if ry.IssueCategory != "" {
+		i := slices.IndexFunc(event.IssueCategories, func(c string) bool { return strings.EqualFold(c, ry.IssueCategory) })
+		if i < 0 {
+			bad("issue_category", "issue_category: not one of DNA Center's issue categories (%s)", strings.Join(event.IssueCategories, ", "))
+		} else {
+			r.IssueCategory = event.IssueCategories[i]
+		}
 	}
 	if ry.Flap != nil {
 		if err := ry.Flap.Check(); err != nil {

@@ -40,6 +40,13 @@ type Rule struct {
 	value       string      // the variable .Value reports (loss, cpu…)
 	name        *template.Template
 	description *template.Template
+
+	// EventName is the generic name every device's event carries (the
+	// DNA Center payload's name); "" when the rule sets none.
+	EventName string
+	// IssueCategory is DNA Center's Assurance Issue Category, spelt as
+	// event.IssueCategories has it; "" when the rule sets none.
+	IssueCategory string
 }
 
 // deviceVars is what expressions see as `device`: a struct, so that a
@@ -70,8 +77,9 @@ type TemplateData struct {
 
 // Render executes the name and description templates within the render
 // budget. When one fails, err says why (in the project's words) and the
-// event still has a name and description: the event id, and a description
-// naming the rule, the device and the error.
+// event still has a name and description: the rule's plain event_name (its
+// event id when it sets none), and a description naming the rule, the
+// device and the error.
 func (r *Rule) Render(data TemplateData) (name, description string, err error) {
 	name, nerr := render(r.name, data)
 	description, derr := render(r.description, data)
@@ -87,6 +95,9 @@ func (r *Rule) Render(data TemplateData) (name, description string, err error) {
 	}
 	if nerr != nil {
 		name = r.EventID
+		if r.EventName != "" {
+			name = r.EventName
+		}
 	}
 	device := "an unknown device"
 	if data.Device != nil {

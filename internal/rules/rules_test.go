@@ -23,13 +23,92 @@ func TestLoadShippedCatalog(t *testing.T) {
 	}
 }
 
+// Every shipped rule names the issue as DNA Center does, the thing and the
+// device (its Assurance Issue Name), keeps a generic event_name for the
+// payload's name, and carries DNA Center's issue category.
+func TestShippedRulesNameTheIssue(t *testing.T) {
+	set, err := Load([]string{"../../rules/*.yaml"})
+	if err != nil {
+		t.Fatalf("shipped rules: %v", err)
+	}
+	sw := &inventory.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"}
+	site := &inventory.Device{Name: "HQ", Role: inventory.SiteRole}
+	link := func(vars map[string]any) map[string]any {
+		return map[string]any{"IF-MIB::ifIndex": 3, "IF-MIB::ifAdminStatus": 1, "IF-MIB::ifOperStatus": 2}
+	}
+	withVars := func(extra map[string]any) map[string]any {
+		v := link(nil)
+		for k, x := range extra {
+			v[k] = x
+		}
+		return v
+	}
+	tests := []struct {
+		eventID   string
+		source    observation.Source
+		data      TemplateData
+		name      string // the rendered name: the Assurance Issue Name
+		eventName string
+		category  string
+	}{
+		{"NETWORK-DEVICES-1-101", observation.ICMP, TemplateData{Device: sw, Value: 100.0},
+			"Device core-sw1 is unreachable", "Device unreachable", "Availability"},
+		{"NETWORK-DEVICES-2-201", observation.SNMP, TemplateData{Device: sw, Value: 97.0},
+			"High CPU utilization on core-sw1", "High CPU utilization", "Device"},
+		{"NETWORK-INTERFACES-2-301", observation.Trap, TemplateData{Device: sw, Key: "3",
+			Vars: withVars(map[string]any{"IF-MIB::ifName": "Gi1/0/3", "IF-MIB::ifDescr": "GigabitEthernet1/0/3"})},
+			"Interface Gi1/0/3 is down on core-sw1", "Interface down", "Connectivity"},
+		{"NETWORK-INTERFACES-2-301", observation.Trap, TemplateData{Device: sw, Key: "3",
+			Vars: withVars(map[string]any{"IF-MIB::ifDescr": "GigabitEthernet1/0/3"})},
+			"Interface GigabitEthernet1/0/3 is down on core-sw1", "Interface down", "Connectivity"},
+		{"NETWORK-INTERFACES-2-301", observation.Trap, TemplateData{Device: sw, Key: "3", Vars: link(nil)},
+			"Interface ifIndex 3 is down on core-sw1", "Interface down", "Connectivity"},
+		{"NETWORK-DEVICES-3-102", observation.Trap, TemplateData{Device: sw, Vars: map[string]any{}},
+			"Device core-sw1 restarted", "Device restarted", "Availability"},
+		{"NETWORK-DEVICES-3-102", observation.SNMP, TemplateData{Device: sw, Value: true},
+			"Device core-sw1 restarted", "Device restarted", "Availability"},
+		{"SECURITY-SNMP-3-401", observation.Trap, TemplateData{Device: sw, Vars: map[string]any{}},
+			"SNMP authentication failure on core-sw1", "SNMP authentication failure", "Device"},
+		{"NETWORK-SITES-1-501", observation.Site, TemplateData{Device: site, Key: "HQ",
+			Vars: map[string]any{"site": "HQ", "outage": true, "down": 4, "pinged": 5, "ratio": 0.8, "devices": "a, b, c, d"}},
+			"Site HQ is unreachable", "Site unreachable", "Availability"},
+	}
+	covered := map[*Rule]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r *Rule
+			for _, c := range set.Rules {
+				if c.EventID == tt.eventID && c.Source == tt.source {
+					r = c
+				}
+			}
+			if r == nil {
+				t.Fatalf("no shipped %s rule for %s", tt.source, tt.eventID)
+			}
+			covered[r] = true
+			name, _, err := r.Render(tt.data)
+			if err != nil || name != tt.name {
+				t.Errorf("name %q (err %v), want %q", name, err, tt.name)
+			}
+			if r.EventName != tt.eventName || r.IssueCategory != tt.category {
+				t.Errorf("event_name %q, issue_category %q; want %q and %q", r.EventName, r.IssueCategory, tt.eventName, tt.category)
+			}
+		})
+	}
+	for _, r := range set.Rules {
+		if !covered[r] {
+			t.Errorf("shipped rule %s (%s, %s:%d) is not in this table", r.EventID, r.Source, r.File, r.Line)
+		}
+	}
+}
+
 func TestInvalidRules(t *testing.T) {
 	tests := []struct {
 		file string
 		want []string
 	}{
 		{"testdata/invalid-rules.yaml", []string{
-			"testdata/invalid-rules.yaml:5: when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_ms, sent, up",
+			"testdata/invalid-rules.yaml:5: when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_max_ms, rtt_min_ms, rtt_ms, sent, up",
 			"testdata/invalid-rules.yaml:7: description template: unexpected \"}\" in operand",
 			"testdata/invalid-rules.yaml:8: event_id \"bad-id\" is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)",
 			"testdata/invalid-rules.yaml:10: source \"smtp\": want icmp, snmp or trap",
@@ -38,7 +117,7 @@ func TestInvalidRules(t *testing.T) {
 			"testdata/invalid-rules.yaml:18: category \"CRITICAL\": want ALERT, ERROR, WARN or INFO",
 		}},
 		{"testdata/unknown-key.yaml", []string{
-			`testdata/unknown-key.yaml:7: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, flap, for, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
+			`testdata/unknown-key.yaml:7: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, event_name, flap, for, issue_category, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
 		}},
 	}
 	for _, tt := range tests {
@@ -79,7 +158,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 			`t.yaml:6: rule "Device unreachable": severity must be an integer, not a string`,
 			`t.yaml:7: rule "Device unreachable": for: invalid duration: want a Go duration such as 500ms, 10s or 5m`,
 			`t.yaml:8: rule "Device unreachable": clear_for: invalid duration: want a Go duration such as 500ms, 10s or 5m`,
-			`t.yaml:9: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, flap, for, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
+			`t.yaml:9: unknown key "forr" in rule "Device unreachable" (known: category, clear_for, clear_when, description, domain, event_id, event_name, flap, for, issue_category, key, kind, match, name, resolve_when, severity, source, sub_domain, value, when)`,
 			`t.yaml:10: duplicate key "when" in rule "Device unreachable" (first at line 5)`,
 			`t.yaml:11: rule "Device unreachable" match: roles must be a list, not a string`,
 			`t.yaml:11: unknown key "site" in rule "Device unreachable" match (known: devices, labels, roles, sites)`,
@@ -95,12 +174,26 @@ func TestParseReportsEveryProblem(t *testing.T) {
   - just a string
   - {event_id: NETWORK-DEVICES-1-103, name: Lost, source: icmp, when: loss > 0, severity: 9}
 `, []string{
-			`t.yaml:7: clear_when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_ms, sent, up`,
+			`t.yaml:7: clear_when: unknown name losss (column 1); icmp rules see device, loss, recv, rtt_max_ms, rtt_min_ms, rtt_ms, sent, up`,
 			`t.yaml:8: event_id "bad-id" is not of the form TYPE-SUBDOMAIN-SEVERITY-NUMBER (e.g. NETWORK-DEVICES-1-101)`,
 			`t.yaml:12: rule "Slow": severity must be an integer, not a list`,
 			`t.yaml:13: description template: unexpected "}" in operand`,
 			`t.yaml:14: rules[2] must be a mapping, not a string`,
 			`t.yaml:15: severity 9: want 1 (most severe) to 5`,
+		}},
+		{"event_name and issue_category", rule + `    severity: 1
+    event_name: "Device {{ .Device.Name }} unreachable"
+    issue_category: Outage
+  - event_id: NETWORK-DEVICES-1-102
+    name: Lost
+    source: icmp
+    when: loss > 0
+    severity: 1
+    event_name: "Lost\npackets"
+`, []string{
+			`t.yaml:7: event_name is plain text, the same for every device (the DNA Center payload's name, which receivers match on): put what names the device in name, a template`,
+			`t.yaml:8: issue_category: not one of DNA Center's issue categories (Availability, Connectivity, Connected, Device, Onboarding, Utilization, Application, Sensor Test, AP Anomaly, System, Unknown)`,
+			`t.yaml:14: event_name must be one line`,
 		}},
 		{"rules not a list", "rules: {event_id: X}\n", []string{`t.yaml:1: rules must be a list, not a mapping`}},
 		{"not a mapping", "- event_id: X\n", []string{`t.yaml:1: a rule file must be a mapping, not a list`}},
@@ -318,5 +411,38 @@ rules:
 	want := "t.yaml:3: flap: changes 1 must be at least 2\nt.yaml:4: rule \"b\": flap must be false, true (the defaults) or a mapping, not a string"
 	if errs.Sorted().Error() != want {
 		t.Errorf("errors:\n%v\nwant:\n%s", errs, want)
+	}
+}
+
+// A name template that fails at run time (here: past the render budget)
+// falls back to the rule's plain
+// event_name (its event id without one), and says why.
+func TestRenderNameFallback(t *testing.T) {
+	tests := []struct {
+		name, eventName, want string
+	}{
+		{"with event_name", "    event_name: Interface down\n", "Interface down"},
+		{"without event_name", "", "NETWORK-INTERFACES-2-301"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, errs := Parse([]byte(`
+rules:
+  - event_id: NETWORK-INTERFACES-2-301
+    name: '{{ range .Vars }}{{ range 100000 }}{{ printf "%01000d" 0 }}{{ end }}{{ end }}'
+`+tt.eventName+`    source: trap
+    kind: event
+    when: trap == "IF-MIB::linkDown"
+    severity: 2
+    description: down
+`), "t.yaml")
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			name, desc, err := rs[0].Render(TemplateData{Device: &inventory.Device{Name: "sw1"}, Key: "3", Vars: map[string]any{"ifName": 7}})
+			if err == nil || name != tt.want || !strings.HasPrefix(desc, "NETWORK-INTERFACES-2-301 on sw1: the rule's text could not be rendered (") {
+				t.Errorf("Render = %q, %q, %v; want %q, the fallback description and an error", name, desc, err, tt.want)
+			}
+		})
 	}
 }

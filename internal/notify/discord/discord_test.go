@@ -29,7 +29,8 @@ func activeEvent() event.Event {
 	return event.Event{
 		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
 		EventID:     "NETWORK-DEVICES-2-201",
-		Name:        "High CPU utilization",
+		Name:        "High CPU utilization on core-sw1",
+		EventName:   "High CPU utilization",
 		Description: "core-sw1 CPU at 97% @everyone **check** [phish](http://evil.example)",
 		Category:    "ALERT",
 		Domain:      "Availability",

@@ -470,7 +470,7 @@ func TestNoSuchTransition(t *testing.T) {
 
 func TestTemplate(t *testing.T) {
 	dir := t.TempDir()
-	notifytest.WriteFile(t, dir, "jira.tmpl", `{{ if eq (print .Status) "resolved" }}Cleared.{{ else }}*{{ .Name }}* on {{ .Device.Name }}
+	notifytest.WriteFile(t, dir, "jira.tmpl", `{{ if eq (print .Status) "resolved" }}Cleared.{{ else }}*{{ .Name }}*
 Site {{ .Device.Site }}{{ end }}
 
 Details: {{ .AlertURL }}.
@@ -489,7 +489,7 @@ Details: {{ .AlertURL }}.
 	link := notifytest.ExternalURL + "/alerts/" + notifytest.DeviceDown().InstanceID
 	linkNode := adfNode{Type: "text", Text: link, Marks: []adfMark{{Type: "link", Attrs: map[string]string{"href": link}}}}
 	wantDesc := adfNode{Type: "doc", Version: 1, Content: []adfNode{
-		{Type: "paragraph", Content: []adfNode{{Type: "text", Text: "*Device unreachable* on core-sw1"}, {Type: "hardBreak"}, {Type: "text", Text: "Site HQ"}}},
+		{Type: "paragraph", Content: []adfNode{{Type: "text", Text: "*Device core-sw1 is unreachable*"}, {Type: "hardBreak"}, {Type: "text", Text: "Site HQ"}}},
 		{Type: "paragraph", Content: []adfNode{{Type: "text", Text: "Details: "}, linkNode, {Type: "text", Text: "."}}},
 	}}
 	var gotDesc adfNode

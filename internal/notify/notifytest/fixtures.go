@@ -33,7 +33,8 @@ func DeviceDown() event.Event {
 	return event.Event{
 		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
 		EventID:     "NETWORK-DEVICES-1-101",
-		Name:        "Device unreachable",
+		Name:        "Device core-sw1 is unreachable",
+		EventName:   "Device unreachable",
 		Description: "core-sw1 (10.0.0.1) is unreachable",
 		Category:    "ALERT",
 		Domain:      "Connectivity",
@@ -44,6 +45,8 @@ func DeviceDown() event.Event {
 		Status:      event.StatusActive,
 		Device:      inventory.Device{Name: "core-sw1", Address: "10.0.0.1", Site: "HQ", Role: "core"},
 		Details:     map[string]string{"Loss Percent": "100"},
+
+		IssueCategory: "Availability",
 	}
 }
 
@@ -305,6 +308,7 @@ func Digest(n int) notify.Digest {
 		ev := DeviceDown()
 		ev.InstanceID = fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
 		ev.Name = digestNames[i%len(digestNames)]
+		ev.EventName = ev.Name
 		ev.Severity = 1 + i%5
 		ev.Timestamp = ev.Timestamp.Add(time.Duration(i) * time.Second)
 		ev.Device = inventory.Device{Name: fmt.Sprintf("acc-sw%02d", i+1), Address: fmt.Sprintf("10.0.1.%d", i+1), Site: "HQ", Role: "access"}
@@ -325,6 +329,7 @@ func LongDigest(n int, name string) notify.Digest {
 	d := Digest(n)
 	for i := range d.Notifications {
 		d.Notifications[i].Event.Name = name
+		d.Notifications[i].Event.EventName = name
 	}
 	return d
 }

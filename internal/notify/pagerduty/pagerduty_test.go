@@ -258,7 +258,7 @@ func TestSummaryLimitAndNoExternalURL(t *testing.T) {
 
 func TestTemplateSummary(t *testing.T) {
 	dir := t.TempDir()
-	notifytest.WriteFile(t, dir, "summary.tmpl", "{{ .Device.Site }}/{{ .Device.Name }}\n  {{ upper .Name }} ({{ .Priority }})\n")
+	notifytest.WriteFile(t, dir, "summary.tmpl", "{{ .Device.Site }}/{{ .Device.Name }}\n  {{ upper .GenericName }} ({{ .Priority }})\n")
 	pd := newFakePagerDuty(t)
 	n := newNotifier(t, "name: pd\ntype: pagerduty\nrouting_key: "+routingKey+"\nurl: "+pd.url()+"\ntemplate_file: summary.tmpl\n", notifytest.Env(dir, nil))
 	if err := n.Send(context.Background(), notification(notifytest.DeviceDown())); err != nil {

@@ -558,7 +558,7 @@ func render(ev event.Event, externalURL, body string) message {
 // renderReply is the resolve's threaded reply: how long the alert lasted,
 // then the body.
 func renderReply(ev event.Event, externalURL, body string, firedAt time.Time) message {
-	summary := fmt.Sprintf(":white_check_mark: *Resolved*: <%s|%s> on %s", ev.AlertURL(externalURL), esc(ev.Name), esc(notify.DeviceLabel(ev.Device)))
+	summary := fmt.Sprintf(":white_check_mark: *Resolved*: <%s|%s> on %s", ev.AlertURL(externalURL), esc(ev.GenericName()), esc(notify.DeviceLabel(ev.Device)))
 	if !firedAt.IsZero() && ev.Timestamp.After(firedAt) {
 		summary += " after " + ev.Timestamp.Sub(firedAt).Round(time.Second).String()
 	}

@@ -39,7 +39,8 @@ func activeEvent() event.Event {
 	return event.Event{
 		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
 		EventID:     "NETWORK-DEVICES-1-101",
-		Name:        "Device unreachable",
+		Name:        "Device core-sw1 is unreachable",
+		EventName:   "Device unreachable",
 		Description: "core-sw1 (10.0.0.1) is unreachable <!everyone> & more",
 		Category:    "ALERT",
 		Domain:      "Connectivity",

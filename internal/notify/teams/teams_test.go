@@ -29,7 +29,8 @@ func activeEvent() event.Event {
 	return event.Event{
 		InstanceID:  "5f0c2a8e-1d2b-4c3d-9e4f-0a1b2c3d4e5f",
 		EventID:     "NETWORK-INTERFACES-2-301",
-		Name:        "Interface down",
+		Name:        "Interface GigabitEthernet1/0/1 is down on core-sw1",
+		EventName:   "Interface down",
 		Description: "core-sw1 GigabitEthernet1/0/1 is down",
 		Category:    "ALERT",
 		Domain:      "Connectivity",
@@ -103,7 +104,7 @@ func TestGolden(t *testing.T) {
 	}
 	band := m.Attachments[0].Content.Body[0].(map[string]any)
 	title := band["items"].([]any)[0].(map[string]any)
-	if band["style"] != "good" || title["color"] != "good" || title["text"] != "RESOLVED: Interface down" {
+	if band["style"] != "good" || title["color"] != "good" || title["text"] != "RESOLVED: Interface GigabitEthernet1/0/1 is down on core-sw1" {
 		t.Errorf("resolved card not marked resolved: %v", band)
 	}
 }

@@ -35,17 +35,18 @@ type fakeKind struct {
 
 // fakeHost scripts how a destination answers.
 type fakeHost struct {
-	delay    time.Duration // reply after this long
-	drop     bool          // never answer
-	dropNth  int           // drop every dropNth echo (2: every second one)
-	sendErr  error         // WriteTo fails with this
-	wrongID  bool          // answer with another ICMP ID
-	badNonce bool          // answer with a corrupted payload nonce
-	badStamp bool          // answer with another send time in the payload
-	dup      bool          // answer every echo twice
-	from     netip.Addr    // answer from this address instead
-	echoes   int           // echoes received so far
-	errAfter map[int]error // the n-th echo (from 1) fails to send with this
+	delay    time.Duration   // reply after this long
+	delays   []time.Duration // else the n-th echo (from 1) after delays[(n-1) % len]
+	drop     bool            // never answer
+	dropNth  int             // drop every dropNth echo (2: every second one)
+	sendErr  error           // WriteTo fails with this
+	wrongID  bool            // answer with another ICMP ID
+	badNonce bool            // answer with a corrupted payload nonce
+	badStamp bool            // answer with another send time in the payload
+	dup      bool            // answer every echo twice
+	from     netip.Addr      // answer from this address instead
+	echoes   int             // echoes received so far
+	errAfter map[int]error   // the n-th echo (from 1) fails to send with this
 }
 
 func newFakeNet() *fakeNet {
@@ -220,8 +221,12 @@ func (c *fakeConn) WriteTo(b []byte, dst net.Addr) (int, error) {
 	if hv.dup {
 		copies = 2
 	}
+	delay := hv.delay
+	if len(hv.delays) > 0 {
+		delay = hv.delays[(nth-1)%len(hv.delays)]
+	}
 	for i := range copies {
-		time.AfterFunc(hv.delay+time.Duration(i)*time.Millisecond, func() {
+		time.AfterFunc(delay+time.Duration(i)*time.Millisecond, func() {
 			select {
 			case c.in <- datagram{b: out, from: from}:
 			case <-c.closed:

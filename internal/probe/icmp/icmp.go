@@ -134,20 +134,26 @@ type Result struct {
 	Sent, Recv      int           // echoes sent (or attempted) and answered
 	Loss            float64       // percent, 0..100
 	RTT             time.Duration // mean RTT of the replies, 0 if none
+	RTTMin, RTTMax  time.Duration // fastest and slowest reply, 0 if none
 	Err             error         // why the round could not probe (DNS failure, send error…), nil otherwise
 
 	dev *inventory.Device
 }
 
-// Observation is the round as rules see it: up, loss (percent), rtt_ms,
-// sent and recv, at the time of the probe (a device that did not answer
-// was down when asked, not a timeout later: `for` counts from there). A
-// round that could not probe (Err) reports the device as not answering.
+// Observation is the round as rules see it: up, loss (percent), rtt_ms
+// (the replies' mean), rtt_min_ms and rtt_max_ms (the fastest and slowest
+// reply), sent and recv, at the time of the probe (a device that did not
+// answer was down when asked, not a timeout later: `for` counts from
+// there). A round that could not probe (Err) reports the device as not
+// answering.
 func (r Result) Observation() observation.Observation {
 	return observation.Observation{Source: observation.ICMP, Device: r.dev, Time: r.Started, Err: r.Err, Vars: map[string]any{
-		"up": r.Recv > 0, "loss": r.Loss, "rtt_ms": float64(r.RTT) / float64(time.Millisecond), "sent": r.Sent, "recv": r.Recv,
+		"up": r.Recv > 0, "loss": r.Loss, "rtt_ms": ms(r.RTT), "rtt_min_ms": ms(r.RTTMin), "rtt_max_ms": ms(r.RTTMax),
+		"sent": r.Sent, "recv": r.Recv,
 	}}
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Defaults for the fields a Target leaves zero.
 const (

@@ -49,6 +49,8 @@ type target struct {
 	echoes  []echo    // sent or attempted this round
 	recv    int
 	rttSum  time.Duration
+	rttMin  time.Duration // of the round's replies; valid when recv > 0
+	rttMax  time.Duration
 	err     error // first error of the round
 	failing bool  // the last round had an error (logged once, not every round)
 }
@@ -164,7 +166,7 @@ func (s *scheduler) runDue(now time.Time) {
 
 func (s *scheduler) begin(t *target, now time.Time) {
 	t.round++
-	t.echoes, t.recv, t.rttSum, t.err = t.echoes[:0], 0, 0, nil
+	t.echoes, t.recv, t.rttSum, t.rttMin, t.rttMax, t.err = t.echoes[:0], 0, 0, 0, 0, nil
 	switch {
 	case t.ip.IsValid():
 		s.startProbing(t, t.ip, now)
@@ -340,8 +342,13 @@ func (s *scheduler) handleReply(r reply) {
 	}
 	ec.pending = false
 	delete(s.pending[r.fam], r.seq)
+	rtt := max(r.at.Sub(ec.sentAt), 0)
+	if t.recv == 0 || rtt < t.rttMin {
+		t.rttMin = rtt
+	}
+	t.rttMax = max(t.rttMax, rtt)
 	t.recv++
-	t.rttSum += max(r.at.Sub(ec.sentAt), 0)
+	t.rttSum += rtt
 	s.advance(t, time.Now())
 }
 
@@ -356,6 +363,7 @@ func (s *scheduler) finish(t *target, now time.Time) {
 	}
 	if t.recv > 0 {
 		res.RTT = t.rttSum / time.Duration(t.recv)
+		res.RTTMin, res.RTTMax = t.rttMin, t.rttMax
 	}
 	s.logTransition(t)
 	t.state = idle

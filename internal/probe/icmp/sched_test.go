@@ -1,6 +1,7 @@
 package icmp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,9 +46,10 @@ func TestRoundOutcomes(t *testing.T) {
 		name, addr string
 		host       *fakeHost // nil: nobody at that address
 		recv       int
-		rtt        time.Duration
-		err        error // the round's Err must wrap it
-		rawOnly    bool  // the kernel filters IDs for ping sockets
+		rtt        time.Duration // mean of the replies
+		min, max   time.Duration // fastest and slowest reply; 0: rtt (every reply alike)
+		err        error         // the round's Err must wrap it
+		rawOnly    bool          // the kernel filters IDs for ping sockets
 	}{
 		{name: "up", addr: "192.0.2.1", host: &fakeHost{delay: 5 * time.Millisecond}, recv: 3, rtt: 5 * time.Millisecond},
 		{name: "down", addr: "192.0.2.2", host: &fakeHost{drop: true}},
@@ -64,6 +66,8 @@ func TestRoundOutcomes(t *testing.T) {
 		{name: "lossy", addr: "192.0.2.12", host: &fakeHost{dropNth: 3, delay: 2 * time.Millisecond}, recv: 2, rtt: 2 * time.Millisecond},
 		{name: "v6", addr: "2001:db8::1", host: &fakeHost{delay: 2 * time.Millisecond}, recv: 3, rtt: 2 * time.Millisecond},
 		{name: "v4-mapped", addr: "::ffff:192.0.2.13", host: &fakeHost{delay: 3 * time.Millisecond}, recv: 3, rtt: 3 * time.Millisecond},
+		{name: "jitter", addr: "192.0.2.15", host: &fakeHost{delays: []time.Duration{time.Millisecond, 7 * time.Millisecond, 4 * time.Millisecond}},
+			recv: 3, rtt: 4 * time.Millisecond, min: time.Millisecond, max: 7 * time.Millisecond},
 	}
 	for name, mode := range map[string]Mode{"raw sockets": ModeRaw, "ping sockets": ModePing} {
 		t.Run(name, func(t *testing.T) {
@@ -101,6 +105,10 @@ func TestRoundOutcomes(t *testing.T) {
 					for i, r := range rounds {
 						if r.Address != c.addr || r.Sent != 3 || r.Recv != c.recv || r.Loss != lossOf(3, c.recv) || r.RTT != c.rtt {
 							t.Errorf("%s round %d: %+v; want sent 3, recv %d, loss %.2f, rtt %v", c.name, i, r, c.recv, lossOf(3, c.recv), c.rtt)
+						}
+						wantMin, wantMax := cmp.Or(c.min, c.rtt), cmp.Or(c.max, c.rtt)
+						if r.RTTMin != wantMin || r.RTTMax != wantMax {
+							t.Errorf("%s round %d: rtt min %v max %v, want %v and %v", c.name, i, r.RTTMin, r.RTTMax, wantMin, wantMax)
 						}
 						if (r.Err == nil) != (c.err == nil) || (c.err != nil && !errors.Is(r.Err, c.err)) {
 							t.Errorf("%s round %d: Err %v, want %v", c.name, i, r.Err, c.err)
@@ -687,7 +695,8 @@ func TestRunEmitsObservationsWithTheInventoryRecord(t *testing.T) {
 			if o.Source != observation.ICMP || o.Device != want || o.Err != nil {
 				t.Errorf("observation %d: source %s device %+v err %v; want icmp from %+v", i, o.Source, o.Device, o.Err, want)
 			}
-			if o.Vars["up"] != true || o.Vars["loss"] != 0.0 || o.Vars["rtt_ms"] != 2.0 || o.Vars["sent"] != 2 || o.Vars["recv"] != 2 {
+			if o.Vars["up"] != true || o.Vars["loss"] != 0.0 || o.Vars["rtt_ms"] != 2.0 || o.Vars["rtt_min_ms"] != 2.0 || o.Vars["rtt_max_ms"] != 2.0 ||
+				o.Vars["sent"] != 2 || o.Vars["recv"] != 2 {
 				t.Errorf("observation %d vars %v", i, o.Vars)
 			}
 			if err := o.CheckVars(); err != nil {
