@@ -1,0 +1,290 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nocbridge/nocbridge/internal/devstate"
+	"github.com/nocbridge/nocbridge/internal/history"
+	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/noise"
+)
+
+// Paging of the lists: ?page=N (from 1) and ?limit=N.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// deviceStates are the states the device filter takes.
+var deviceStates = []string{"up", "down", "unreachable", "unknown", "muted", "flapping"}
+
+type devicesData struct {
+	Filter       deviceFilter
+	Sites, Roles []string
+	States       []string
+	Rows         []devicesRow
+	Paging       paging
+	Total        int // every device, before the filter
+}
+
+type devicesRow struct {
+	devstate.Status
+	Muted, Flapping bool
+}
+
+type deviceFilter struct {
+	Site, Role, State, Name string
+}
+
+// paging is one page of a list and the links around it.
+type paging struct {
+	Page, Pages, Limit int
+	First, Last, Of    int // 1-based positions of the rows shown, and the count
+	Prev, Next         string
+	FirstURL, LastURL  string
+}
+
+// pageParams reads ?page and ?limit; an error is the 400's text.
+func pageParams(q url.Values, defLimit int) (page, limit int, err error) {
+	page, limit = 1, defLimit
+	if s := q.Get("page"); s != "" {
+		if page, err = strconv.Atoi(s); err != nil || page < 1 {
+			return 0, 0, fmt.Errorf("page %q: want a whole number from 1", s)
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > maxLimit {
+			return 0, 0, fmt.Errorf("limit %q: want a whole number from 1 to %d", s, maxLimit)
+		}
+	}
+	return page, limit, nil
+}
+
+// paginate cuts [0, n) to one page; a page past the last is an error
+// (except page 1 of nothing).
+func paginate(u *url.URL, n, page, limit int) (lo, hi int, p paging, err error) {
+	pages := max(1, (n+limit-1)/limit)
+	if page > pages {
+		return 0, 0, p, fmt.Errorf("page %d is past the last page, %d", page, pages)
+	}
+	lo, hi = (page-1)*limit, min(page*limit, n)
+	p = paging{Page: page, Pages: pages, Limit: limit, Of: n}
+	if n > 0 {
+		p.First, p.Last = lo+1, hi
+	}
+	link := func(to int) string {
+		q := u.Query()
+		q.Set("page", strconv.Itoa(to))
+		return u.Path + "?" + q.Encode()
+	}
+	if page > 1 {
+		p.Prev, p.FirstURL = link(page-1), link(1)
+	}
+	if page < pages {
+		p.Next, p.LastURL = link(page+1), link(pages)
+	}
+	return lo, hi, p, nil
+}
+
+func (c *Console) devices(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := deviceFilter{Site: q.Get("site"), Role: q.Get("role"), State: q.Get("state"), Name: strings.TrimSpace(q.Get("name"))}
+	page, limit, err := pageParams(q, defaultLimit)
+	if err == nil && f.State != "" && !slices.Contains(deviceStates, f.State) {
+		err = fmt.Errorf("state %q: want one of %s", f.State, strings.Join(deviceStates, ", "))
+	}
+	if err != nil {
+		c.fail(w, r, http.StatusBadRequest, "Bad request", err.Error())
+		return
+	}
+	now := c.now()
+	all := c.d.Devices()
+	muted := c.mutedDevices(all, now)
+	flapping := c.flappingDevices()
+	data := devicesData{Filter: f, States: deviceStates, Total: len(all)}
+	sites, roles := map[string]bool{}, map[string]bool{}
+	name := strings.ToLower(f.Name)
+	var rows []devicesRow
+	for _, d := range all {
+		sites[d.Site], roles[d.Role] = true, true
+		row := devicesRow{Status: d, Muted: muted[d.Name], Flapping: flapping[d.Name]}
+		if (f.Site != "" && d.Site != f.Site) || (f.Role != "" && d.Role != f.Role) || !stateIs(row, f.State) ||
+			(name != "" && !strings.Contains(strings.ToLower(d.Name), name)) {
+			continue
+		}
+		rows = append(rows, row)
+	}
+	data.Sites, data.Roles = setKeys(sites), setKeys(roles)
+	lo, hi, p, err := paginate(r.URL, len(rows), page, limit)
+	if err != nil {
+		c.fail(w, r, http.StatusBadRequest, "Bad request", err.Error())
+		return
+	}
+	data.Rows, data.Paging = rows[lo:hi], p
+	v := c.page(r, "Devices", "devices", data)
+	v.Refresh = true
+	c.render(w, http.StatusOK, "devices", v)
+}
+
+// stateIs reports whether a device row passes the state filter.
+func stateIs(row devicesRow, state string) bool {
+	switch state {
+	case "":
+		return true
+	case "muted":
+		return row.Muted
+	case "flapping":
+		return row.Flapping
+	case "unknown":
+		return row.State != "up" && row.State != "down" && row.State != "unreachable"
+	}
+	return row.State == state
+}
+
+// setKeys are a set's members, sorted; "" (none) stays out.
+func setKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// flappingDevices are the devices with a flapping alert.
+func (c *Console) flappingDevices() map[string]bool {
+	out := map[string]bool{}
+	if c.d.Noise != nil {
+		for _, f := range c.d.Noise.Summary().Flapping {
+			out[f.Device] = true
+		}
+	}
+	return out
+}
+
+type deviceData struct {
+	D            devstate.Status
+	Behind       []behind // what an unreachable device fails behind
+	MutedBy      []string // silences and open windows that select it now
+	Flapping     []noise.FlappingAlert
+	Chart        chart
+	Active       []alertRow
+	History      []history.Alert
+	HistoryNext  string // the URL of the next (older) page of its history
+	HistoryError string
+	CanProbe     bool
+	Probe        *ProbeResult
+	ProbeError   string
+}
+
+// behind is a cause an unreachable device fails behind: a device (linked)
+// or a site outage.
+type behind struct {
+	Name     string
+	IsDevice bool
+}
+
+// historyPage is how many of a device's past alerts its page lists.
+const historyPage = 20
+
+func (c *Console) device(w http.ResponseWriter, r *http.Request) {
+	c.showDevice(w, r, nil, "")
+}
+
+// showDevice renders a device's page, with a probe's result after "probe
+// now".
+func (c *Console) showDevice(w http.ResponseWriter, r *http.Request, probe *ProbeResult, probeErr string) {
+	name := r.PathValue("name")
+	all := c.d.Devices()
+	i := slices.IndexFunc(all, func(d devstate.Status) bool { return d.Name == name })
+	if i < 0 {
+		c.fail(w, r, http.StatusNotFound, "No such device", fmt.Sprintf("There is no device named %q in the inventory.", name))
+		return
+	}
+	now := c.now()
+	d := all[i]
+	data := deviceData{D: d, CanProbe: c.d.Prober != nil, Probe: probe, ProbeError: probeErr}
+	known := map[string]bool{}
+	for _, o := range all {
+		known[o.Name] = true
+	}
+	for _, b := range d.SuppressedBy {
+		data.Behind = append(data.Behind, behind{Name: b, IsDevice: known[b]})
+	}
+	data.MutedBy = c.mutesOf(&inventory.Device{Name: d.Name, Site: d.Site, Role: d.Role, Labels: d.Labels}, now)
+	if c.d.Noise != nil {
+		for _, f := range c.d.Noise.Summary().Flapping {
+			if f.Device == name {
+				data.Flapping = append(data.Flapping, f)
+			}
+		}
+	}
+	data.Chart = buildChart(c.d.Series.Series(name), now, c.loc)
+	for _, a := range c.alertRows(c.d.Alerts()) {
+		if a.Device == name {
+			data.Active = append(data.Active, a)
+		}
+	}
+	ctx, cancel := readContext(r)
+	defer cancel()
+	cursor := r.URL.Query().Get("cursor")
+	hp, err := c.d.History.List(ctx, history.Query{Device: name, Limit: historyPage, Cursor: cursor})
+	if err != nil {
+		data.HistoryError = err.Error()
+	}
+	data.History = hp.Items
+	if hp.Next != "" {
+		data.HistoryNext = "/devices/" + url.PathEscape(name) + "?cursor=" + url.QueryEscape(hp.Next) + "#history"
+	}
+	v := c.page(r, d.Name, "devices", data)
+	v.Refresh = probe == nil && probeErr == ""
+	c.render(w, http.StatusOK, "device", v)
+}
+
+// mutesOf names the silences and open maintenance windows that select the
+// device now (for some or all events), and until when.
+func (c *Console) mutesOf(d *inventory.Device, now time.Time) []string {
+	var out []string
+	for _, m := range c.activeMutes(now) {
+		if d.In(m.Sel) {
+			out = append(out, m.What+", until "+m.Until.In(c.loc).Format("2006-01-02 15:04 MST"))
+		}
+	}
+	return out
+}
+
+// probeTimeout bounds "probe now".
+const probeTimeout = 30 * time.Second
+
+func (c *Console) probe(w http.ResponseWriter, r *http.Request) {
+	if c.d.Prober == nil {
+		c.fail(w, r, http.StatusNotFound, "Probing is not available", "This nocbridge cannot probe devices from the console.")
+		return
+	}
+	if _, ok := c.form(w, r); !ok {
+		return
+	}
+	name := r.PathValue("name")
+	if !slices.ContainsFunc(c.d.Devices(), func(d devstate.Status) bool { return d.Name == name }) {
+		c.fail(w, r, http.StatusNotFound, "No such device", fmt.Sprintf("There is no device named %q in the inventory.", name))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
+	defer cancel()
+	res, err := c.d.Prober.Probe(ctx, name)
+	c.log.Info("console probe", "device", name, "err", err)
+	if err != nil {
+		c.showDevice(w, r, nil, err.Error())
+		return
+	}
+	c.showDevice(w, r, &res, "")
+}
