@@ -122,6 +122,7 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, row)
 	}
 	data.Sites, data.Roles = setKeys(sites), setKeys(roles)
+	slices.SortFunc(rows, func(a, b devicesRow) int { return strings.Compare(a.Name, b.Name) })
 	lo, hi, p, err := paginate(r.URL, len(rows), page, limit)
 	if err != nil {
 		c.fail(w, r, http.StatusBadRequest, "Bad request", err.Error())
