@@ -106,47 +106,67 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request) {
 	}
 	now := c.now()
 	all := c.d.Devices()
-	muted := c.mutedDevices(all, now)
+	// Only the muted filter needs every device's mutes; otherwise only the
+	// page's rows are looked up. The list is indices into all, so sorting
+	// 10,000 devices moves ints, not structs.
+	var muted map[string]bool
+	if f.State == "muted" {
+		muted = c.mutedDevices(all, now)
+	}
 	flapping := c.flappingDevices()
 	data := devicesData{Filter: f, States: deviceStates, Total: len(all)}
 	sites, roles := map[string]bool{}, map[string]bool{}
 	name := strings.ToLower(f.Name)
-	var rows []devicesRow
-	for _, d := range all {
+	rows := make([]int, 0, len(all))
+	for i := range all {
+		d := &all[i]
 		sites[d.Site], roles[d.Role] = true, true
-		row := devicesRow{Status: d, Muted: muted[d.Name], Flapping: flapping[d.Name]}
-		if (f.Site != "" && d.Site != f.Site) || (f.Role != "" && d.Role != f.Role) || !stateIs(row, f.State) ||
+		if (f.Site != "" && d.Site != f.Site) || (f.Role != "" && d.Role != f.Role) || !stateIs(d.State, muted[d.Name], flapping[d.Name], f.State) ||
 			(name != "" && !strings.Contains(strings.ToLower(d.Name), name)) {
 			continue
 		}
-		rows = append(rows, row)
+		rows = append(rows, i)
 	}
 	data.Sites, data.Roles = setKeys(sites), setKeys(roles)
-	slices.SortFunc(rows, func(a, b devicesRow) int { return strings.Compare(a.Name, b.Name) })
+	byName := func(a, b int) int { return strings.Compare(all[a].Name, all[b].Name) }
+	if !slices.IsSortedFunc(rows, byName) {
+		slices.SortFunc(rows, byName)
+	}
 	lo, hi, p, err := paginate(r.URL, len(rows), page, limit)
 	if err != nil {
 		c.fail(w, r, http.StatusBadRequest, "Bad request", err.Error())
 		return
 	}
-	data.Rows, data.Paging = rows[lo:hi], p
+	shown := make([]devstate.Status, 0, hi-lo)
+	for _, i := range rows[lo:hi] {
+		shown = append(shown, all[i])
+	}
+	if muted == nil {
+		muted = c.mutedDevices(shown, now)
+	}
+	for _, d := range shown {
+		data.Rows = append(data.Rows, devicesRow{Status: d, Muted: muted[d.Name], Flapping: flapping[d.Name]})
+	}
+	data.Paging = p
 	v := c.page(r, "Devices", "devices", data)
 	v.Refresh = true
 	c.render(w, http.StatusOK, "devices", v)
 }
 
-// stateIs reports whether a device row passes the state filter.
-func stateIs(row devicesRow, state string) bool {
-	switch state {
+// stateIs reports whether a device in state (muted, flapping) passes the
+// state filter.
+func stateIs(state string, muted, flapping bool, filter string) bool {
+	switch filter {
 	case "":
 		return true
 	case "muted":
-		return row.Muted
+		return muted
 	case "flapping":
-		return row.Flapping
+		return flapping
 	case "unknown":
-		return row.State != "up" && row.State != "down" && row.State != "unreachable"
+		return state != "up" && state != "down" && state != "unreachable"
 	}
-	return row.State == state
+	return state == filter
 }
 
 // setKeys are a set's members, sorted; "" (none) stays out.

@@ -28,7 +28,6 @@ import (
 	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/httpapi"
 	"github.com/nocbridge/nocbridge/internal/mute"
-	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/webhook"
 	"github.com/nocbridge/nocbridge/internal/outbox"
@@ -55,7 +54,7 @@ type env struct {
 	ob      *outbox.Outbox
 	mutes   *mute.Set
 	fleet   *consoletest.Fleet
-	noise   *fakeNoise
+	noise   *consoletest.Noise
 	rcv     *receiver
 	logs    *logtest.Logs
 	rcvURL  string  // the receiver's webhook URL
@@ -124,7 +123,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if e.mutes, err = mute.New(ctx, bucket, windows, mute.Options{Logger: log}); err != nil {
 		t.Fatal(err)
 	}
-	e.noise = newFakeNoise(e.fleet)
+	e.noise = consoletest.NewNoise(e.fleet, now)
 
 	d := Deps{Logger: log, ExternalURL: func() string { return "https://nocbridge.example.net" },
 		Alerts: e.liveAlerts, Devices: func() []devstate.Status { return e.fleet.Devices },
@@ -265,35 +264,6 @@ func newWebhook(t *testing.T, url string) notify.Notifier {
 	}
 	return n
 }
-
-// fakeNoise says what noise control would of the fleet: its unreachable
-// devices' alerts suppressed behind their parents, and one device flapping.
-type fakeNoise struct {
-	sum         noise.Summary
-	unreachable map[string][]string
-}
-
-func newFakeNoise(f *consoletest.Fleet) *fakeNoise {
-	n := &fakeNoise{unreachable: map[string][]string{}}
-	for _, d := range f.Devices {
-		if d.State == "unreachable" {
-			n.unreachable[d.Name] = d.SuppressedBy
-			n.sum.Unreachable = append(n.sum.Unreachable, noise.UnreachableDevice{Name: d.Name, SuppressedBy: d.SuppressedBy})
-		}
-	}
-	n.sum.Flapping = []noise.FlappingAlert{{EventID: "NETWORK-INTERFACES-2-301", Device: f.Devices[len(f.Devices)/2].Name, Key: "3",
-		Changes: 6, Active: true, Ends: time.Now().Add(10 * time.Minute)}}
-	return n
-}
-
-func (n *fakeNoise) AlertStatus(_, device, _ string) noise.AlertStatus {
-	if by, ok := n.unreachable[device]; ok {
-		return noise.AlertStatus{Suppressed: "parent", SuppressedBy: by}
-	}
-	return noise.AlertStatus{}
-}
-
-func (n *fakeNoise) Summary() noise.Summary { return n.sum }
 
 // failingHistory is a history whose store cannot be read.
 type failingHistory struct{}

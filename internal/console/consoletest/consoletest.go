@@ -21,6 +21,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/noise"
 )
 
 // History is an alert history in memory with history.History's contract:
@@ -263,3 +264,38 @@ func Resolved(ev event.Event, destination string, resolvedAt time.Time) history.
 			Attempt: 1, Result: "delivered", HTTPStatus: 204, DurationMs: 2.7})
 	return a
 }
+
+// Noise says what noise control would of a fleet: its unreachable
+// devices' alerts suppressed behind their parents, and the device in the
+// middle of the fleet flapping. Read-only after NewNoise.
+type Noise struct {
+	sum         noise.Summary
+	unreachable map[string][]string
+}
+
+// NewNoise is noise control's view of f at now.
+func NewNoise(f *Fleet, now time.Time) *Noise {
+	n := &Noise{unreachable: map[string][]string{}}
+	for _, d := range f.Devices {
+		if d.State == "unreachable" {
+			n.unreachable[d.Name] = d.SuppressedBy
+			n.sum.Unreachable = append(n.sum.Unreachable, noise.UnreachableDevice{Name: d.Name, SuppressedBy: d.SuppressedBy})
+		}
+	}
+	if len(f.Devices) > 0 {
+		n.sum.Flapping = []noise.FlappingAlert{{EventID: "NETWORK-INTERFACES-2-301", Device: f.Devices[len(f.Devices)/2].Name, Key: "3",
+			Changes: 6, Active: true, Ends: now.Add(10 * time.Minute)}}
+	}
+	return n
+}
+
+// AlertStatus is noise.Gate's answer for an alert of device.
+func (n *Noise) AlertStatus(_, device, _ string) noise.AlertStatus {
+	if by, ok := n.unreachable[device]; ok {
+		return noise.AlertStatus{Suppressed: "parent", SuppressedBy: by}
+	}
+	return noise.AlertStatus{}
+}
+
+// Summary is noise.Gate's summary.
+func (n *Noise) Summary() noise.Summary { return n.sum }
