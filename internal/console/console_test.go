@@ -95,9 +95,12 @@ func TestAlertPage(t *testing.T) {
 
 	e.resolve(id)
 	r := c.page("/alerts/" + id)
-	contains(t, "resolved", r, http.StatusOK, `<span class="st st-resolved">resolved</span>`, "Resolved</dt>", "lasted", "loss 0% (for 10s)", `&#34;Assurance Issue Status&#34;: &#34;resolved&#34;`)
+	contains(t, "resolved", r, http.StatusOK, `<span class="st st-resolved">resolved</span>`, "Resolved</dt>", "(lasted ", "loss 0% (for 10s)", `&#34;Assurance Issue Status&#34;: &#34;resolved&#34;`)
 	if strings.Contains(r.body, "Live state") {
 		t.Error("a resolved alert shows a live state")
+	}
+	if !regexp.MustCompile(`\(lasted [0-9]+[dhm] [0-9]+[hms]\)`).MatchString(r.body) {
+		t.Error("how long it lasted is not in an operator's precision")
 	}
 
 	ev := sampleEvent(e)

@@ -45,7 +45,7 @@ var funcs = template.FuncMap{
 		}
 		return notify.ShortDuration(d.Round(10 * time.Millisecond))
 	},
-	"short":        notify.ShortDuration,
+	"span":         ageText,
 	"navItems":     func() any { return navItems },
 	"assetVersion": func() string { return assetVersion },
 	"silenceFor":   silenceLink,
