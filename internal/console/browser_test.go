@@ -96,6 +96,12 @@ func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Actio
 // css selects by CSS selector; plain strings are XPath queries here.
 type css = chromedp.CSS
 
+// flash selects the page's one-time message when it says what: a form's
+// answer is a new page, and the old page's message must not pass for it.
+func flash(what string) string {
+	return fmt.Sprintf(`//p[@class="flash" and contains(., %q)]`, what)
+}
+
 // An operator's round in a real browser: log in, open the overview, follow
 // an alert, see its timeline after it resolved, check the device's chart,
 // create and expire a silence, replay a dead letter; a screenshot of each
@@ -161,21 +167,21 @@ func TestBrowser(t *testing.T) {
 	// A silence for it, then expire it.
 	run(t, ctx, "silence this device", chromedp.Click(`//a[text()="Silence this device…"]`), chromedp.WaitVisible(css(`input[name=comment]`)),
 		chromedp.SendKeys(css(`input[name=comment]`), "CHG-1234 optics swap"), chromedp.Clear(css(`input[name=duration]`)),
-		chromedp.SendKeys(css(`input[name=duration]`), "90m"), chromedp.Click(`//button[text()="Add silence"]`), chromedp.WaitVisible(css(`p.flash`)),
+		chromedp.SendKeys(css(`input[name=duration]`), "90m"), chromedp.Click(`//button[text()="Add silence"]`), chromedp.WaitVisible(flash("added")),
 		shot(dir, "silences"))
 	text = get(t, ctx, "flash", chromedp.Text(css(`p.flash`)))
 	sls := e.mutes.List()
 	if !strings.Contains(text, "added") || len(sls) != 1 || sls[0].Comment != "CHG-1234 optics swap" || sls[0].EndsAt.Sub(sls[0].StartsAt) != 90*time.Minute {
 		t.Fatalf("after adding a silence: flash %q, silences %+v", text, sls)
 	}
-	run(t, ctx, "expire it", chromedp.Click(css(fmt.Sprintf(`button[aria-label="Expire silence %s"]`, sls[0].ID))), chromedp.WaitVisible(css(`p.flash`)))
+	run(t, ctx, "expire it", chromedp.Click(css(fmt.Sprintf(`button[aria-label="Expire silence %s"]`, sls[0].ID))), chromedp.WaitVisible(flash("expired")))
 	if text := get(t, ctx, "flash", chromedp.Text(css(`p.flash`))); !strings.Contains(text, "expired") || e.mutes.List()[0].State != "expired" {
 		t.Errorf("after expiring: flash %q, silence %s", text, e.mutes.List()[0].State)
 	}
 
 	// Replay the dead letter.
 	run(t, ctx, "dead letters", chromedp.Navigate(base+"/deadletters"), chromedp.WaitVisible(css(`table.grid`)), shot(dir, "deadletters"),
-		chromedp.Click(css(fmt.Sprintf(`button[aria-label="Replay %s"]`, dl.ID))), chromedp.WaitVisible(css(`p.flash`)))
+		chromedp.Click(css(fmt.Sprintf(`button[aria-label="Replay %s"]`, dl.ID))), chromedp.WaitVisible(flash("replayed")))
 	if text := get(t, ctx, "flash", chromedp.Text(css(`p.flash`))); !strings.Contains(text, "replayed") {
 		t.Errorf("after replay: %q", text)
 	}
