@@ -107,7 +107,8 @@ type ProbeCheck struct {
 }
 
 // Deps are the read models the console shows and the calls it makes.
-// Noise and Prober may be nil (no noise view; no "probe now" button); the
+// Noise, Prober, Device, Now, Location and Logger may be nil (no noise
+// view; no "probe now" button; devices looked up in Devices; defaults); the
 // others are required.
 type Deps struct {
 	Logger *slog.Logger
@@ -121,8 +122,13 @@ type Deps struct {
 	// Alerts are the pending and firing alerts.
 	Alerts func() []alert.Instance
 	// Devices is every device of the inventory with what was last seen of
-	// it, as /api/v1/devices serves it (noise control's view included).
-	Devices      func() []devstate.Status
+	// it, as /api/v1/devices serves it (noise control's view included),
+	// by name as devstate.Tracker.List gives them (others are sorted here,
+	// at a cost per page).
+	Devices func() []devstate.Status
+	// Device is one device as Devices has it, without copying every
+	// device for a device page; nil looks it up in Devices.
+	Device       func(name string) (devstate.Status, bool)
 	Destinations func() []string
 	Series       Series
 	History      History

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -533,5 +534,37 @@ func TestNewNamesMissingDeps(t *testing.T) {
 	_, err := New(Deps{})
 	if err == nil || !strings.Contains(err.Error(), "Alerts, Destinations, Devices, ExternalURL, History, Mutes, Outbox, Series, Store, Token") {
 		t.Fatalf("New(Deps{}): %v", err)
+	}
+}
+
+// The per-(site, role) shortcut answers as matching every device would.
+func TestMuteMatcher(t *testing.T) {
+	fleet := consoletest.NewFleet(1000, time.Now())
+	for _, sels := range [][]config.Selector{
+		{{Sites: []string{"site-003"}}, {Roles: []string{"ap"}, Sites: []string{"site-007", "site-001"}}},
+		{{Sites: []string{"site-003"}}, {Devices: []string{"site-00[12]-ap-*"}}},
+		{{Labels: map[string]string{"vendor": "aruba"}}, {Roles: []string{"core"}}},
+		nil,
+	} {
+		m := &muteMatcher{sels: sels, byPair: map[[2]string]bool{}}
+		for _, s := range sels {
+			if len(s.Devices) > 0 || len(s.Labels) > 0 {
+				m.byPair = nil
+			}
+		}
+		n := 0
+		for i := range fleet.Devices {
+			d := &fleet.Devices[i]
+			want := slices.ContainsFunc(sels, func(s config.Selector) bool { return s.Matches(d.Name, d.Site, d.Role, d.Labels) })
+			if got := m.muted(d); got != want {
+				t.Fatalf("%v: %s muted %v, want %v", sels, d.Name, got, want)
+			}
+			if want {
+				n++
+			}
+		}
+		if len(sels) > 0 && n == 0 {
+			t.Errorf("%v selects no device: the case tests nothing", sels)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/alert"
 	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/inventory"
@@ -34,8 +35,10 @@ type devicesData struct {
 	Total        int // every device, before the filter
 }
 
+// devicesRow is a device in the list. D is a named field, not embedded:
+// templates reach embedded fields through a slow reflect lookup.
 type devicesRow struct {
-	devstate.Status
+	D               devstate.Status
 	Muted, Flapping bool
 }
 
@@ -106,13 +109,10 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request) {
 	}
 	now := c.now()
 	all := c.d.Devices()
-	// Only the muted filter needs every device's mutes; otherwise only the
-	// page's rows are looked up. The list is indices into all, so sorting
-	// 10,000 devices moves ints, not structs.
-	var muted map[string]bool
-	if f.State == "muted" {
-		muted = c.mutedDevices(all, now)
-	}
+	// Only the muted filter asks every device's mutes; otherwise only the
+	// page's rows are. The list is indices into all, so sorting 10,000
+	// devices moves ints, not structs.
+	mutes := c.muteMatcher(now)
 	flapping := c.flappingDevices()
 	data := devicesData{Filter: f, States: deviceStates, Total: len(all)}
 	sites, roles := map[string]bool{}, map[string]bool{}
@@ -121,7 +121,7 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request) {
 	for i := range all {
 		d := &all[i]
 		sites[d.Site], roles[d.Role] = true, true
-		if (f.Site != "" && d.Site != f.Site) || (f.Role != "" && d.Role != f.Role) || !stateIs(d.State, muted[d.Name], flapping[d.Name], f.State) ||
+		if (f.Site != "" && d.Site != f.Site) || (f.Role != "" && d.Role != f.Role) || !stateIs(d.State, f.State == "muted" && mutes.muted(d), flapping[d.Name], f.State) ||
 			(name != "" && !strings.Contains(strings.ToLower(d.Name), name)) {
 			continue
 		}
@@ -141,11 +141,8 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request) {
 	for _, i := range rows[lo:hi] {
 		shown = append(shown, all[i])
 	}
-	if muted == nil {
-		muted = c.mutedDevices(shown, now)
-	}
 	for _, d := range shown {
-		data.Rows = append(data.Rows, devicesRow{Status: d, Muted: muted[d.Name], Flapping: flapping[d.Name]})
+		data.Rows = append(data.Rows, devicesRow{D: d, Muted: mutes.muted(&d), Flapping: flapping[d.Name]})
 	}
 	data.Paging = p
 	v := c.page(r, "Devices", "devices", data)
@@ -225,21 +222,16 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request) {
 // now".
 func (c *Console) showDevice(w http.ResponseWriter, r *http.Request, probe *ProbeResult, probeErr string) {
 	name := r.PathValue("name")
-	all := c.d.Devices()
-	i := slices.IndexFunc(all, func(d devstate.Status) bool { return d.Name == name })
-	if i < 0 {
+	d, ok := c.deviceNamed(name)
+	if !ok {
 		c.fail(w, r, http.StatusNotFound, "No such device", fmt.Sprintf("There is no device named %q in the inventory.", name))
 		return
 	}
 	now := c.now()
-	d := all[i]
 	data := deviceData{D: d, CanProbe: c.d.Prober != nil, Probe: probe, ProbeError: probeErr}
-	known := map[string]bool{}
-	for _, o := range all {
-		known[o.Name] = true
-	}
-	for _, b := range d.SuppressedBy {
-		data.Behind = append(data.Behind, behind{Name: b, IsDevice: known[b]})
+	for _, b := range d.SuppressedBy { // a device (linked), or "site S"
+		_, isDevice := c.deviceNamed(b)
+		data.Behind = append(data.Behind, behind{Name: b, IsDevice: isDevice})
 	}
 	data.MutedBy = c.mutesOf(&inventory.Device{Name: d.Name, Site: d.Site, Role: d.Role, Labels: d.Labels}, now)
 	if c.d.Noise != nil {
@@ -250,11 +242,13 @@ func (c *Console) showDevice(w http.ResponseWriter, r *http.Request, probe *Prob
 		}
 	}
 	data.Chart = buildChart(c.d.Series.Series(name), now, c.loc)
-	for _, a := range c.alertRows(c.d.Alerts()) {
-		if a.Device == name {
-			data.Active = append(data.Active, a)
+	var mine []alert.Instance
+	for _, in := range c.d.Alerts() {
+		if in.Device.Name == name {
+			mine = append(mine, in)
 		}
 	}
+	data.Active = c.alertRows(mine)
 	ctx, cancel := readContext(r)
 	defer cancel()
 	cursor := r.URL.Query().Get("cursor")
@@ -295,7 +289,7 @@ func (c *Console) probe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	if !slices.ContainsFunc(c.d.Devices(), func(d devstate.Status) bool { return d.Name == name }) {
+	if _, ok := c.deviceNamed(name); !ok {
 		c.fail(w, r, http.StatusNotFound, "No such device", fmt.Sprintf("There is no device named %q in the inventory.", name))
 		return
 	}
@@ -308,4 +302,17 @@ func (c *Console) probe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.showDevice(w, r, &res, "")
+}
+
+// deviceNamed is one device: through Deps.Device when set, else looked up
+// in Deps.Devices.
+func (c *Console) deviceNamed(name string) (devstate.Status, bool) {
+	if c.d.Device != nil {
+		return c.d.Device(name)
+	}
+	all := c.d.Devices()
+	if i := slices.IndexFunc(all, func(d devstate.Status) bool { return d.Name == name }); i >= 0 {
+		return all[i], true
+	}
+	return devstate.Status{}, false
 }

@@ -196,6 +196,8 @@ func NewFleet(n int, now time.Time) *Fleet {
 			f.History.Put(Resolved(ev, "noc-webhook", ev.Timestamp.Add(7*time.Minute)))
 		}
 	}
+	// By name, as devstate.Tracker.List gives them.
+	slices.SortFunc(f.Devices, func(a, b devstate.Status) int { return cmp.Compare(a.Name, b.Name) })
 	return f
 }
 
