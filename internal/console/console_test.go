@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -414,7 +415,13 @@ func TestSilenceCreateAndExpire(t *testing.T) {
 }
 
 func TestDevicePage(t *testing.T) {
-	e := newEnv(t, envOptions{token: testToken, prober: fakeProber{}})
+	for _, lookup := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Deps.Device set %v", lookup), func(t *testing.T) { testDevicePage(t, lookup) })
+	}
+}
+
+func testDevicePage(t *testing.T, lookup bool) {
+	e := newEnv(t, envOptions{token: testToken, prober: fakeProber{}, lookup: lookup})
 	c := e.client()
 	var unreachable, unknown devstate.Status
 	for _, d := range e.fleet.Devices {

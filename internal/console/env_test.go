@@ -70,6 +70,7 @@ type envOptions struct {
 	prober  Prober
 	public  bool
 	history func(*consoletest.History) History // wraps the history
+	lookup  bool                               // set Deps.Device (else devices are found in Deps.Devices)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -130,6 +131,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Destinations: func() []string { return []string{destination} }, Series: e.fleet.Series, History: e.history,
 		Noise: e.noise, Outbox: e.ob, Mutes: e.mutes, Prober: o.prober,
 		Token: func() config.Secret { return config.Secret(o.token) }, Store: func() error { return nil }}
+	if o.lookup {
+		d.Device = func(name string) (devstate.Status, bool) {
+			i := slices.IndexFunc(e.fleet.Devices, func(s devstate.Status) bool { return s.Name == name })
+			if i < 0 {
+				return devstate.Status{}, false
+			}
+			return e.fleet.Devices[i], true
+		}
+	}
 	if e.con, err = New(d); err != nil {
 		t.Fatal(err)
 	}
