@@ -2,13 +2,16 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/testutil/tlscert"
 )
 
@@ -63,15 +66,70 @@ func TestPublicNeedsTokenEverywhere(t *testing.T) {
 	}
 }
 
-// A browser at / gets words it can act on, not JSON.
-func TestPublicStatusPageSaysWhy(t *testing.T) {
+// A browser at a console page without a session is sent to the login
+// page; an API client gets 401 JSON there; a signed-in session opens the
+// console's pages (and their JSON twins), never the API's own paths.
+func TestPublicConsoleSendsBrowsersToLogin(t *testing.T) {
 	d, _, _ := testDeps(testToken, true)
 	d.Public = true
 	srv := httptest.NewServer(Handler(d))
 	defer srv.Close()
-	status, body, h := do(t, "GET", srv.URL+"/", "", "")
-	if status != http.StatusUnauthorized || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") || !strings.Contains(body, "needs the bearer token (http.token)") {
-		t.Errorf("GET / without a token: %d %s %q", status, h.Get("Content-Type"), body)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path, accept, cookie, auth string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	const session = "fake_session=ok"
+	ev := event.Sample("NETWORK-DEVICES-1-101", time.Time{})
+	tests := []struct {
+		name, path, accept, cookie, auth string
+		status                           int
+		location, contains               string
+	}{
+		{"browser, no session", "/devices?site=HQ", browser, "", "", http.StatusSeeOther, "/login?next=%2Fdevices%3Fsite%3DHQ", ""},
+		{"browser at /", "/", browser, "", "", http.StatusSeeOther, "/login?next=%2F", ""},
+		{"API client, no session", "/devices", "application/json", "", "", http.StatusUnauthorized, "", "bearer token"},
+		{"login page is open", "/login", browser, "", "", http.StatusOK, "", "console page GET /login"},
+		{"browser with a session", "/devices", browser, session, "", http.StatusOK, "", "console page GET /devices"},
+		{"a wrong session is none", "/devices", browser, "fake_session=forged", "", http.StatusSeeOther, "/login?next=%2Fdevices", ""},
+		{"JSON twin with a session", "/alerts/" + ev.InstanceID, "application/json", session, "", http.StatusOK, "", `"instance_id": "` + ev.InstanceID},
+		{"JSON twin with the token", "/alerts/" + ev.InstanceID, "application/json", "", "Bearer " + testToken, http.StatusOK, "", `"instance_id"`},
+		{"page with the token", "/devices", browser, "", "Bearer " + testToken, http.StatusOK, "", "console page GET /devices"},
+		{"a session opens no API path", "/api/v1/devices", "application/json", session, "", http.StatusUnauthorized, "", "bearer token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := get(tt.path, tt.accept, tt.cookie, tt.auth)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("GET %s: %d, want %d: %s", tt.path, resp.StatusCode, tt.status, body)
+			}
+			if got := resp.Header.Get("Location"); got != tt.location {
+				t.Errorf("Location %q, want %q", got, tt.location)
+			}
+			if !strings.Contains(body, tt.contains) {
+				t.Errorf("body lacks %q: %s", tt.contains, body)
+			}
+			if strings.Contains(body, testToken) {
+				t.Error("the token is in the answer")
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package httpapi serves health, metrics, the read-only JSON API, the
-// dead-letter replay and silence endpoints, and holds the client the CLI's
-// commands on a running daemon use (Client).
+// dead-letter replay and silence endpoints, mounts the operator's console
+// (console.go: a page's URL gives JSON to clients that ask for it), and holds
+// the client the CLI's commands on a running daemon use (Client).
 package httpapi
 
 import (
@@ -10,12 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -105,6 +104,8 @@ type Deps struct {
 	// MetricsAuth, when set and true, makes /metrics need the token too
 	// (http.metrics_auth).
 	MetricsAuth func() bool
+	// Console is the operator's console; nil serves none.
+	Console Console
 }
 
 // maxBody bounds request bodies: the API takes small JSON only.
@@ -137,7 +138,7 @@ func Handler(d Deps) http.Handler {
 		}
 		writeJSON(w, d.Noise.Summary())
 	})
-	mux.HandleFunc("GET /alerts/{id}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /api/v1/alerts/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		for _, in := range d.alerts() {
 			if in.Event != nil && in.Event.InstanceID == id {
@@ -241,17 +242,8 @@ func Handler(d Deps) http.Handler {
 			writeJSON(w, res) // 200 whether or not the device answered: "answered" says
 		}
 	}))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		devs := d.Devices()
-		sort.Slice(devs, func(i, j int) bool { return devs[i].Name < devs[j].Name })
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		var sum noise.Summary
-		if d.Noise != nil {
-			sum = d.Noise.Summary()
-		}
-		_ = statusPage.Execute(w, map[string]any{"Alerts": d.alerts(), "Devices": devs, "Noise": sum})
-	})
-	return logPanics(d.Logger, d.guard(mux))
+	console := d.mountConsole(mux)
+	return logPanics(d.Logger, d.guard(mux, console))
 }
 
 // open are the paths anyone may read wherever the API listens: the
@@ -259,37 +251,40 @@ func Handler(d Deps) http.Handler {
 var open = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
 // guard asks for the token on every other path when the API is Public.
-// The mutating endpoints ask for it themselves (authorized).
-func (d Deps) guard(next http.Handler) http.Handler {
+// The console's pages (console, a set of mux patterns) also take its
+// signed-in session, and send a browser without one to the login page.
+// The mutating endpoints ask for the token themselves (authorized).
+func (d Deps) guard(mux *http.ServeMux, console map[string]bool) http.Handler {
 	if !d.Public {
-		return next
+		return mux
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if open[r.URL.Path] {
-			next.ServeHTTP(w, r)
+			mux.ServeHTTP(w, r)
 			return
 		}
-		d.authorized(next.ServeHTTP)(w, r)
+		if _, pattern := mux.Handler(r); console[pattern] {
+			switch {
+			case d.Console.Allows(r), d.bearer(r):
+				mux.ServeHTTP(w, r)
+				return
+			case wantsHTML(r):
+				d.Console.SendToLogin(w, r)
+				return
+			}
+		}
+		d.authorized(mux.ServeHTTP)(w, r)
 	})
 }
 
 func (d Deps) authorized(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		want := d.Token().Reveal()
-		if want == "" {
+		if d.Token().Reveal() == "" {
 			writeError(w, http.StatusForbidden, "disabled: this endpoint needs http.token (or http.token_file) in the config")
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		if !d.bearer(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="nocbridge"`)
-			if r.URL.Path == "/" {
-				// A browser: say what to do in words, not JSON.
-				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-				w.WriteHeader(http.StatusUnauthorized)
-				_, _ = io.WriteString(w, pageNeedsToken)
-				return
-			}
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
 		}
@@ -297,12 +292,13 @@ func (d Deps) authorized(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// pageNeedsToken is what a browser shows at / when the API needs the token.
-const pageNeedsToken = `nocbridge: this API listens beyond this machine, so every page needs the bearer token (http.token).
-Browsers cannot send it yet; use the API with it, for example:
-  curl -H "Authorization: Bearer $(cat /etc/nocbridge/secrets/http-token)" https://HOST:9720/api/v1/alerts
-or nocbridge dlq / nocbridge silence on the daemon's machine.
-`
+// bearer reports whether r carries the configured token (never when none
+// is configured), compared in constant time.
+func (d Deps) bearer(r *http.Request) bool {
+	want := d.Token().Reveal()
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return want != "" && ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
 
 // decodeJSON reads a small JSON body into v, refusing unknown fields and
 // anything after the value; on a problem it answers 400 and returns false.
@@ -417,24 +413,3 @@ func (s *Server) Serve(ctx context.Context) error {
 		return nil
 	}
 }
-
-var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>nocbridge</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}.down{color:#b00}.up{color:#070}.unreachable{color:#a60}</style></head>
-<body><h1>nocbridge</h1>
-<h2>Alerts</h2>
-{{if .Alerts}}<table><tr><th>event</th><th>device</th><th>key</th><th>state</th><th>since</th><th>noise control</th><th>description</th></tr>
-{{range .Alerts}}<tr><td>{{.EventID}}</td><td>{{.Device.Name}}</td><td>{{.Key}}</td><td>{{.State}}</td><td>{{.Since.Format "2006-01-02 15:04:05Z07:00"}}</td><td>{{with .Suppressed}}suppressed ({{.}}){{end}}{{with .SuppressedBy}} behind {{range $i, $b := .}}{{if $i}}, {{end}}{{$b}}{{end}}{{end}}{{with .MutedBy}}muted by {{range $i, $b := .}}{{if $i}}, {{end}}{{$b}}{{end}}{{end}}{{if .Flapping}} flapping{{end}}{{if eq .Held "parent_wait"}}waiting for parents{{end}}</td><td>{{with .Event}}{{.Description}}{{end}}</td></tr>
-{{end}}</table>{{else}}<p>No active alerts.</p>{{end}}
-<h2>Held back by noise control</h2>
-<p>{{len .Noise.Held}} alerts held back, {{len .Noise.Flapping}} flapping, {{len .Noise.Unreachable}} devices unreachable{{with .Noise.SiteOutages}}, site outages: {{range $i, $s := .}}{{if $i}}, {{end}}{{$s}}{{end}}{{end}}, {{len .Noise.Muted}} one-shot events muted (<a href="/api/v1/noise">details</a>).</p>
-{{if .Noise.Held}}<table><tr><th>event</th><th>device</th><th>reason</th><th>by</th><th>since</th></tr>
-{{range .Noise.Held}}<tr><td>{{.Event.EventID}}</td><td>{{.Event.Device.Name}}</td><td>{{.Reason}}</td><td>{{range $i, $b := .By}}{{if $i}}, {{end}}{{$b}}{{end}}</td><td>{{.Since.Format "2006-01-02 15:04:05Z07:00"}}</td></tr>
-{{end}}</table>{{end}}
-<h2>Devices</h2>
-<table><tr><th>name</th><th>address</th><th>site</th><th>role</th><th>state</th><th>loss %</th><th>RTT ms</th></tr>
-{{range .Devices}}<tr><td>{{.Name}}</td><td>{{.Address}}</td><td>{{.Site}}</td><td>{{.Role}}</td><td class="{{.State}}">{{.State}}{{with .SuppressedBy}} (behind {{range $i, $b := .}}{{if $i}}, {{end}}{{$b}}{{end}}){{end}}</td><td>{{.LossPct}}</td><td>{{printf "%.2f" .RTTMs}}</td></tr>
-{{end}}</table>
-<p><a href="/api/v1/alerts">alerts</a> · <a href="/api/v1/devices">devices</a> · <a href="/api/v1/noise">noise control</a> · <a href="/api/v1/deliveries">deliveries</a> · <a href="/api/v1/deadletters">dead letters</a> · <a href="/metrics">metrics</a></p>
-</body></html>
-`))

@@ -117,6 +117,7 @@ func testDeps(token config.Secret, ready bool) (Deps, *fakeOutbox, *bytes.Buffer
 		Outbox:       ob,
 		Silences:     &fakeSilences{},
 		Token:        func() config.Secret { return token },
+		Console:      newFakeConsole(),
 	}
 	return d, ob, &logs
 }
@@ -133,6 +134,12 @@ func do(t *testing.T, method, url, auth, body string) (int, string, http.Header)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return send(t, req)
+}
+
+// send does req and returns its status, body and headers.
+func send(t *testing.T, req *http.Request) (int, string, http.Header) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -155,14 +162,16 @@ func TestReadEndpoints(t *testing.T) {
 		{"/readyz", 200, []string{"ready"}, ""},
 		{"/metrics", 200, []string{"nocbridge_test_total 7"}, ""},
 		{"/api/v1/alerts", 200, []string{`"event_id": "NETWORK-DEVICES-1-101"`, `"name": "core-sw1"`}, "application/json"},
-		{"/alerts/" + ev.InstanceID, 200, []string{ev.InstanceID}, "application/json"},
+		{"/api/v1/alerts/" + ev.InstanceID, 200, []string{ev.InstanceID}, "application/json"},
+		{"/api/v1/alerts/no-such-instance", 404, []string{"not active"}, "application/json"},
+		{"/alerts/" + ev.InstanceID, 200, []string{ev.InstanceID}, "application/json"}, // the console's URL, asked without text/html
 		{"/alerts/no-such-instance", 404, []string{"not active"}, "application/json"},
 		{"/api/v1/devices", 200, []string{`"state": "down"`, `"loss_pct": 100`}, "application/json"},
 		{"/api/v1/deliveries", 200, []string{`"noc-webhook"`, `"pending": 3`, `"state": "failing"`, `"failing_since": "2026-11-24T10:00:00Z"`,
 			`"state": "healthy"`, `"noc-log"`, `"result": "delivered"`}, "application/json"},
 		{"/api/v1/deliveries?destination=noc-log", 200, []string{`"noc-log"`}, "application/json"},
 		{"/api/v1/deadletters", 200, []string{`"msg_dead1"`, `400 Bad Request: bad field`}, "application/json"},
-		{"/", 200, []string{"core-sw1", "NETWORK-DEVICES-1-101"}, "text/html; charset=utf-8"},
+		{"/", 200, []string{"console page GET /{$}"}, "text/html; charset=utf-8"},
 		{"/nope", 404, nil, ""},
 	}
 	for _, tt := range tests {

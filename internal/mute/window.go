@@ -3,9 +3,11 @@ package mute
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/notify"
 )
 
 // Window is one configured maintenance window, compiled: recurring (a
@@ -112,6 +114,30 @@ func (w *Window) Next(after time.Time) (start, end time.Time, ok bool) {
 		}
 	}
 	return time.Time{}, time.Time{}, false // unreachable: a week holds an occurrence
+}
+
+// NextOccurrence is the occurrence open at t, or else the first one to
+// start after t: what an operator wants to see of a window. False when there
+// is none (a single window that has ended).
+func (w *Window) NextOccurrence(t time.Time) (start, end time.Time, ok bool) {
+	if start, end, ok := w.Covering(t); ok {
+		return start, end, true
+	}
+	return w.Next(t)
+}
+
+// Schedule says when the window opens, in the config's terms: "every sun
+// 02:00 for 2h (Europe/Berlin)", "daily 02:00 for 30m (UTC)", or "once,
+// 2026-12-12T22:00:00+01:00 to 2026-12-13T02:00:00+01:00".
+func (w *Window) Schedule() string {
+	if w.every == nil {
+		return fmt.Sprintf("once, %s to %s", w.start.Format(time.RFC3339), w.end.Format(time.RFC3339))
+	}
+	when := "daily"
+	if !w.every.Daily {
+		when = "every " + strings.ToLower(w.every.Weekday.String()[:3])
+	}
+	return fmt.Sprintf("%s %02d:%02d for %s (%s)", when, w.every.Hour, w.every.Minute, notify.ShortDuration(w.duration), w.loc)
 }
 
 // on is the start of the occurrence on the day `days` after t's date in the

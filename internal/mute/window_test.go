@@ -150,3 +150,49 @@ func TestCompileRefusesWhatValidationRefuses(t *testing.T) {
 		}
 	}
 }
+
+// What the console shows of a window: its schedule, and the occurrence open
+// now or else the next one.
+func TestWindowNextOccurrenceAndSchedule(t *testing.T) {
+	weekly := recurring(t, "sun 02:00", "2h", "Europe/Berlin")
+	daily := recurring(t, "02:00", "30m", "UTC")
+	once := window(t, config.Maintenance{Start: "2026-12-12T22:00:00+01:00", End: "2026-12-13T02:00:00+01:00"})
+	tests := []struct {
+		name       string
+		w          *Window
+		at         string
+		start, end string // empty: none
+	}{
+		{"weekly, before it opens", weekly, "2026-03-21T12:00:00Z", "2026-03-22T01:00:00Z", "2026-03-22T03:00:00Z"},
+		{"weekly, open now: the open one", weekly, "2026-03-22T02:00:00Z", "2026-03-22T01:00:00Z", "2026-03-22T03:00:00Z"},
+		{"weekly, at its end: the next week's", weekly, "2026-03-22T03:00:00Z", "2026-03-29T01:00:00Z", "2026-03-29T03:00:00Z"},
+		{"daily, just after it ended", daily, "2026-06-01T02:30:00Z", "2026-06-02T02:00:00Z", "2026-06-02T02:30:00Z"},
+		{"daily, at its start", daily, "2026-06-01T02:00:00Z", "2026-06-01T02:00:00Z", "2026-06-01T02:30:00Z"},
+		{"once, before", once, "2026-12-01T00:00:00Z", "2026-12-12T21:00:00Z", "2026-12-13T01:00:00Z"},
+		{"once, open", once, "2026-12-13T00:00:00Z", "2026-12-12T21:00:00Z", "2026-12-13T01:00:00Z"},
+		{"once, over", once, "2026-12-13T01:00:00Z", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start, end, ok := tt.w.NextOccurrence(utc(tt.at))
+			if tt.start == "" {
+				if ok {
+					t.Fatalf("NextOccurrence = %s–%s, want none", start, end)
+				}
+				return
+			}
+			if !ok || !start.Equal(utc(tt.start)) || !end.Equal(utc(tt.end)) {
+				t.Fatalf("NextOccurrence = %s–%s %v, want %s–%s", start.UTC(), end.UTC(), ok, tt.start, tt.end)
+			}
+		})
+	}
+	for w, want := range map[*Window]string{
+		weekly: "every sun 02:00 for 2h (Europe/Berlin)",
+		daily:  "daily 02:00 for 30m (UTC)",
+		once:   "once, 2026-12-12T22:00:00+01:00 to 2026-12-13T02:00:00+01:00",
+	} {
+		if got := w.Schedule(); got != want {
+			t.Errorf("Schedule() = %q, want %q", got, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 
@@ -195,6 +196,14 @@ func (o *Outbox) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 		out = append(out, dl)
 	}
 	return out, nil
+}
+
+// DeadLetterCounts counts the dead letters per destination from the index,
+// without reading them: for summaries (the console's overview).
+func (o *Outbox) DeadLetterCounts() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.deadCount)
 }
 
 // deadRefs snapshots the index in log order, for one destination or all.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -517,6 +518,9 @@ func TestReplayAllByDestination(t *testing.T) {
 	if got := f.metric("nocbridge_deadletters", "destination", "a"); got != 3 {
 		t.Errorf("nocbridge_deadletters{a} = %v", got)
 	}
+	if got := f.ob.DeadLetterCounts(); !maps.Equal(got, map[string]int{"a": 3, "b": 3}) {
+		t.Errorf("DeadLetterCounts() = %v, want a and b 3 each", got)
+	}
 	a.setAnswer(always(nil))
 	n, err := f.ob.ReplayAll(context.Background(), "a")
 	if err != nil || n != 3 {
@@ -526,6 +530,9 @@ func TestReplayAllByDestination(t *testing.T) {
 	dls, _ := f.ob.DeadLetters(context.Background())
 	if len(dls) != 3 {
 		t.Fatalf("%d dead letters left; want b's 3", len(dls))
+	}
+	if got := f.ob.DeadLetterCounts(); !maps.Equal(got, map[string]int{"b": 3}) {
+		t.Errorf("DeadLetterCounts() after replaying a = %v, want b 3", got)
 	}
 	for _, dl := range dls {
 		if dl.Destination != "b" {
