@@ -15,6 +15,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/noise"
+	"github.com/nocbridge/nocbridge/internal/probe"
 )
 
 // Paging of the lists: ?page=N (from 1) and ?limit=N.
@@ -315,4 +316,32 @@ func (c *Console) deviceNamed(name string) (devstate.Status, bool) {
 		return all[i], true
 	}
 	return devstate.Status{}, false
+}
+
+// ProbeWith is the console's Prober over `nocbridge probe`'s engine
+// (internal/probe), so the button runs the same checks, limits included,
+// as the command and POST /api/v1/devices/{name}/probe.
+func ProbeWith(p interface {
+	Device(ctx context.Context, name string) (probe.Result, error)
+}) Prober {
+	return probeEngine{p}
+}
+
+type probeEngine struct {
+	p interface {
+		Device(ctx context.Context, name string) (probe.Result, error)
+	}
+}
+
+func (e probeEngine) Probe(ctx context.Context, device string) (ProbeResult, error) {
+	at := time.Now()
+	res, err := e.p.Device(ctx, device)
+	if err != nil {
+		return ProbeResult{}, err
+	}
+	out := ProbeResult{Device: device, At: at}
+	for _, c := range res.Checks() {
+		out.Checks = append(out.Checks, ProbeCheck(c))
+	}
+	return out, nil
 }
