@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -299,34 +298,31 @@ func (v version) String() string {
 }
 
 var (
-	describeTag  = regexp.MustCompile(`^v?(\d+\.\d+\.\d+)(?:-([0-9A-Za-z.]+))?(?:-(\d+)-g([0-9a-f]+))?(-dirty)?$`)
-	describeHash = regexp.MustCompile(`^([0-9a-f]{7,40})(-dirty)?$`)
+	describeTag  = regexp.MustCompile(`^v?(\d+\.\d+\.\d+)(?:-([0-9A-Za-z.]+))?(?:-(\d+)-g([0-9a-f]+))?$`)
+	describeHash = regexp.MustCompile(`^[0-9a-f]{7,40}$`)
 )
 
 // parseVersion turns what `git describe --tags --always [--dirty]` prints
 // into a package version: v1.2.0 → 1.2.0, v1.3.0-rc1 → 1.3.0~rc1,
-// v1.2.0-3-gabc1234 → 1.2.0+3.gabc1234 (after 1.2.0), and a bare commit
-// (no tag yet) → 0.0.0+gabc1234.
+// v1.2.0-3-gabc1234 → 1.2.0+3.gabc1234 (after 1.2.0), a bare commit (no
+// tag yet) → 0.0.0+gabc1234, and -dirty → +dirty or .dirty at the end.
 func parseVersion(describe string) (version, error) {
-	if m := describeTag.FindStringSubmatch(describe); m != nil {
-		v := version{base: m[1], pre: m[2]}
+	d, dirty := strings.CutSuffix(describe, "-dirty")
+	var v version
+	if m := describeTag.FindStringSubmatch(d); m != nil {
+		v = version{base: m[1], pre: m[2]}
 		if m[3] != "" {
 			v.meta = m[3] + ".g" + m[4]
 		}
-		if m[5] != "" {
-			v.meta = strings.TrimPrefix(v.meta+".dirty", ".")
-		}
-		return v, nil
+	} else if describeHash.MatchString(d) {
+		v = version{base: "0.0.0", meta: "g" + d}
+	} else {
+		return version{}, fmt.Errorf("version %q: want what git describe --tags --always prints (v1.2.0, v1.2.0-3-gabc1234, abc1234)", describe)
 	}
-	if m := describeHash.FindStringSubmatch(describe); m != nil {
-		v := version{base: "0.0.0", meta: "g" + m[1]}
-		if m[2] != "" {
-			v.meta += ".dirty"
-		}
-		return v, nil
+	if dirty {
+		v.meta = strings.TrimPrefix(v.meta+".dirty", ".")
 	}
-	return version{}, errors.New("version " + fmt.Sprintf("%q", describe) +
-		": want what git describe --tags --always prints (v1.2.0, v1.2.0-3-gabc1234, abc1234)")
+	return v, nil
 }
 
 func gzipped(b []byte) []byte {
