@@ -262,12 +262,25 @@ func TestPrometheusRules(t *testing.T) {
 }
 
 type panel struct {
-	Type    string  `json:"type"`
-	Title   string  `json:"title"`
-	Panels  []panel `json:"panels"`
-	Targets []struct {
-		Expr string `json:"expr"`
+	Type       string      `json:"type"`
+	Title      string      `json:"title"`
+	Datasource *datasource `json:"datasource"`
+	Panels     []panel     `json:"panels"`
+	Targets    []struct {
+		Expr       string      `json:"expr"`
+		Datasource *datasource `json:"datasource"`
 	} `json:"targets"`
+}
+
+// datasource is a panel's or query's data source: the dashboard's variable
+// $datasource, so the dashboard imports into any Grafana.
+type datasource struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
+}
+
+func (d *datasource) variable() bool {
+	return d != nil && d.Type == "prometheus" && d.UID == "${datasource}"
 }
 
 // The dashboard: valid JSON, every panel queries real metrics with real
@@ -286,7 +299,9 @@ func TestGrafanaDashboard(t *testing.T) {
 		Panels     []panel `json:"panels"`
 		Templating struct {
 			List []struct {
-				Name string `json:"name"`
+				Name  string `json:"name"`
+				Type  string `json:"type"`
+				Query any    `json:"query"`
 			} `json:"list"`
 		} `json:"templating"`
 	}
@@ -300,6 +315,12 @@ func TestGrafanaDashboard(t *testing.T) {
 	vars := map[string]bool{}
 	for _, v := range dash.Templating.List {
 		vars[v.Name] = true
+		if v.Name == "datasource" && (v.Type != "datasource" || v.Query != "prometheus") {
+			t.Errorf("variable datasource: type %q, query %v; want a Prometheus data source variable", v.Type, v.Query)
+		}
+	}
+	if !vars["datasource"] {
+		t.Error("the dashboard has no datasource variable: it would only work with one named data source")
 	}
 	used := map[string]bool{}
 	var exprs []string
@@ -313,7 +334,13 @@ func TestGrafanaDashboard(t *testing.T) {
 			if len(p.Targets) == 0 {
 				t.Errorf("panel %q queries nothing", p.Title)
 			}
+			if !p.Datasource.variable() {
+				t.Errorf("panel %q: datasource %+v, want the variable ${datasource}", p.Title, p.Datasource)
+			}
 			for _, tg := range p.Targets {
+				if !tg.Datasource.variable() {
+					t.Errorf("panel %q: a query's datasource is %+v, want the variable ${datasource}", p.Title, tg.Datasource)
+				}
 				for _, v := range regexp.MustCompile(`\$([a-z_]+)`).FindAllStringSubmatch(tg.Expr, -1) {
 					if !vars[v[1]] && !strings.HasPrefix(v[1], "__") {
 						t.Errorf("panel %q: $%s is not a variable of the dashboard", p.Title, v[1])
