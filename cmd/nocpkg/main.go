@@ -23,7 +23,7 @@ import (
 func main() {
 	var o Options
 	var formats string
-	flag.StringVar(&o.Version, "version", "", "version, as `git describe --tags --always` prints it (default: that, run here)")
+	flag.StringVar(&o.Version, "version", "", "the version, as git describe --tags prints it: v1.2.0, v1.2.0-3-gabc1234 (default: git describe --tags --always --dirty in -repo)")
 	flag.StringVar(&o.Commit, "commit", "", "commit the binary is built from (default: git rev-parse --short HEAD)")
 	flag.StringVar(&o.Arch, "arch", runtime.GOARCH, "target architecture, as a GOARCH")
 	flag.StringVar(&o.Out, "out", "dist", "folder to write the packages to")
