@@ -69,7 +69,8 @@ const (
 
 // requirePackaging skips (or fails under NOCBRIDGE_REQUIRE_INTEROP=1)
 // unless the test can install a .deb into a root of its own: dpkg, root
-// (for the user's files and chroot) and go (to build the binary).
+// (for the user's files and chroot), go (to build the binary), and the
+// package's dependencies the maintainer scripts use from this machine.
 func requirePackaging(t *testing.T) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
@@ -78,10 +79,13 @@ func requirePackaging(t *testing.T) {
 	if os.Geteuid() != 0 {
 		netns.SkipOrFail(t, "installing a .deb into a root of the test's own (dpkg --root, chown, chroot) needs root (euid is %d)", os.Geteuid())
 	}
-	for _, tool := range []string{"dpkg", "dpkg-deb", "go"} {
+	for _, tool := range []string{"dpkg", "dpkg-deb", "go", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			netns.SkipOrFail(t, "%s is not installed (Debian: dpkg, golang)", tool)
+			netns.SkipOrFail(t, "%s is not installed (Debian: dpkg, golang, openssl)", tool)
 		}
+	}
+	if _, err := os.Stat("/usr/share/zoneinfo/Europe/Berlin"); err != nil {
+		netns.SkipOrFail(t, "the package's dependency tzdata is not installed here: %v", err)
 	}
 }
 
