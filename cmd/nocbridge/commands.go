@@ -96,6 +96,20 @@ var commands = []command{
 		flags: func(fs *flag.FlagSet, o *options) { o.asJSON = silenceFlags(fs, &o.silence) },
 	},
 	{
+		name: "probe", args: "[--config PATH] [--json] DEVICE|ADDRESS",
+		summary: "ping, SNMP and trap acceptance of one device, with the daemon's settings",
+		more:    []string{"  [--config PATH] [--json] DEVICE|ADDRESS   (exit 0 answered, 2 did not)"},
+		about: "Probes one device of the inventory (by name or address) by hand, with the daemon's own settings: " +
+			"one round of ICMP echoes with its count, timeout and socket mode (loss, min/avg/max/mdev RTT); " +
+			"one SNMP poll with its profile (sysName, sysDescr, sysUpTime, the CPU chain), or the reason it " +
+			"failed (timeout, auth, unreachable); and whether the receiver would accept its traps. " +
+			"Human output, JSON with --json. Exits 0 when the device answered, 2 when it did not, 1 on a bad " +
+			"config or target. It touches nothing of a running daemon.",
+		flags: func(fs *flag.FlagSet, o *options) {
+			o.asJSON = fs.Bool("json", false, "print the result as JSON")
+		},
+	},
+	{
 		name: "version", summary: "print version information",
 		about: "Prints the version (from the git tag the binary was built from), the commit, the Go version and the platform.",
 	},

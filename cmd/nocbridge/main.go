@@ -18,6 +18,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/app"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/ctl"
+	"github.com/nocbridge/nocbridge/internal/probe"
 	"github.com/nocbridge/nocbridge/internal/receive"
 )
 
@@ -49,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if (cmd == "dlq" || cmd == "silence") && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		action, args = args[0], args[1:]
 	}
-	takesID := cmd == "silence" && action == "expire"
+	takesID := cmd == "silence" && action == "expire" || cmd == "probe"
 	if takesID && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		operand, args = args[0], args[1:]
 	}
@@ -137,6 +138,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitCode(err)
 		}
 		return exitOK
+	case "probe":
+		answered, err := probe.Command(ctx, *o.config, operand, *o.asJSON, stdout)
+		if err != nil {
+			fmt.Fprintln(stderr, "nocbridge probe:", err)
+			return exitCode(err)
+		}
+		if !answered {
+			return exitRuntime // the device did not answer: a runtime failure, not bad input
+		}
+		return exitOK
 	}
 	return exitInvalid
 }
@@ -171,7 +182,7 @@ func runDaemon(ctx context.Context, configPath string, logger *slog.Logger) int 
 func exitCode(err error) int {
 	var ce config.Errors
 	var e config.Error
-	if errors.As(err, &ce) || errors.As(err, &e) || errors.Is(err, app.ErrUsage) {
+	if errors.As(err, &ce) || errors.As(err, &e) || errors.Is(err, app.ErrUsage) || errors.Is(err, probe.ErrTarget) {
 		return exitInvalid
 	}
 	return exitRuntime

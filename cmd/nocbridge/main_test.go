@@ -56,6 +56,9 @@ func TestCommands(t *testing.T) {
 		{"silence add with a bad time", []string{"silence", "add", "--config", "../../configs/nocbridge.yaml", "--device", "sw1", "--until", "tomorrow", "--comment", "c"}, exitInvalid, "", `--until "tomorrow": want an RFC 3339 time`},
 		{"silence add with a bad label", []string{"silence", "add", "--label", "vendor"}, exitInvalid, "", "want KEY=VALUE"},
 		{"silence expire without an ID", []string{"silence", "expire", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", "needs the silence's ID"},
+		{"probe without a device", []string{"probe", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", "say which device"},
+		{"probe neither device nor address", []string{"probe", "no such switch", "--config", "../../configs/nocbridge.yaml"}, exitInvalid, "", `"no such switch" is no device of the config`},
+		{"probe with an invalid config", []string{"probe", "--config", bad, "sw1"}, exitInvalid, "", "bad.yaml:3: "},
 		{"silence expire with two IDs", []string{"silence", "expire", "a", "--config", "../../configs/nocbridge.yaml", "b"}, exitInvalid, "", `unexpected argument "b"`},
 	}
 	for _, tt := range tests {

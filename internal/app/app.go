@@ -26,6 +26,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/outbox"
+	"github.com/nocbridge/nocbridge/internal/probe"
 	"github.com/nocbridge/nocbridge/internal/probe/icmp"
 	"github.com/nocbridge/nocbridge/internal/route"
 	"github.com/nocbridge/nocbridge/internal/snmp"
@@ -446,8 +447,17 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 		},
 		Outbox:      a.outbox,
 		Silences:    a.mutes,
+		Prober:      a.prober(),
 		Token:       func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
 		Public:      !config.LoopbackListen(h.Listen),
 		MetricsAuth: func() bool { return a.gen.Load().cfg.HTTP.MetricsAuth },
 	}
+}
+
+// prober probes a device by hand with the running config and the live inventory.
+func (a *App) prober() *probe.Prober {
+	return probe.New(probe.Options{Logger: a.log.With("component", "probe"), Registerer: a.reg, Current: func() probe.Snapshot {
+		g := a.gen.Load()
+		return probe.Snapshot{Config: g.cfg, Inventory: a.devices.Load(), Traps: g.traps}
+	}})
 }

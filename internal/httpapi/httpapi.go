@@ -28,6 +28,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/outbox"
+	"github.com/nocbridge/nocbridge/internal/probe"
 )
 
 // Outbox is what the API reads and replays.
@@ -71,6 +72,12 @@ type Silences interface {
 	Expire(ctx context.Context, id string) (mute.Silence, error)
 }
 
+// Prober probes one inventory device by hand (probe.Prober): ping, SNMP
+// and trap acceptance with the daemon's settings.
+type Prober interface {
+	Device(ctx context.Context, name string) (probe.Result, error)
+}
+
 // Deps are the read models the API serves.
 type Deps struct {
 	Logger   *slog.Logger
@@ -84,6 +91,7 @@ type Deps struct {
 	Outbox       Outbox
 	Noise        Noise
 	Silences     Silences
+	Prober       Prober
 	// Token guards mutating endpoints (empty disables them), and reads too
 	// when Public.
 	Token func() config.Secret
@@ -205,6 +213,20 @@ func Handler(d Deps) http.Handler {
 			return
 		}
 		writeJSON(w, sl)
+	}))
+	mux.HandleFunc("POST /api/v1/devices/{name}/probe", d.authorized(func(w http.ResponseWriter, r *http.Request) {
+		res, err := d.Prober.Device(r.Context(), r.PathValue("name"))
+		switch {
+		case errors.Is(err, probe.ErrUnknownDevice):
+			writeError(w, http.StatusNotFound, err.Error())
+		case errors.Is(err, probe.ErrBusy):
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusTooManyRequests, err.Error())
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, err.Error())
+		default:
+			writeJSON(w, res) // 200 whether or not the device answered: "answered" says
+		}
 	}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		devs := d.Devices()

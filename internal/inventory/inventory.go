@@ -243,3 +243,19 @@ func (inv *Inventory) withAddresses(found map[netip.Addr]*Device) *Inventory {
 	}
 	return &cp
 }
+
+// WithResolved is a copy that also finds d by ips, the addresses its DNS
+// name resolves to now (Live does this in the background for the daemon; a
+// one-off lookup such as `nocbridge probe` resolves the one device it needs).
+func (inv *Inventory) WithResolved(d *Device, ips []netip.Addr) *Inventory {
+	found := map[netip.Addr]*Device{}
+	for ip, dev := range inv.byAddr {
+		if _, literal := inv.literal[ip]; !literal {
+			found[ip] = dev
+		}
+	}
+	for _, ip := range ips {
+		found[ip.Unmap()] = d
+	}
+	return inv.withAddresses(found)
+}

@@ -207,3 +207,19 @@ func TestNewAcceptsUnknownSendersAsConfigured(t *testing.T) {
 		}
 	}
 }
+
+func TestWithResolved(t *testing.T) {
+	inv := Of(Device{Name: "lit", Address: "192.0.2.1"}, Device{Name: "named", Address: "sw.example.net"}, Device{Name: "other", Address: "other.example.net"})
+	other, _ := inv.Device("other")
+	inv = inv.withAddresses(map[netip.Addr]*Device{netip.MustParseAddr("192.0.2.9"): other})
+	named, _ := inv.Device("named")
+	got := inv.WithResolved(named, []netip.Addr{netip.MustParseAddr("192.0.2.5"), netip.MustParseAddr("192.0.2.1")})
+	for addr, want := range map[string]string{"192.0.2.5": "named", "192.0.2.1": "lit", "192.0.2.9": "other"} {
+		if d, ok := got.ByAddress(netip.MustParseAddr(addr)); !ok || d.Name != want {
+			t.Errorf("ByAddress(%s) = %v, %v; want %s (literals first, earlier resolutions kept)", addr, d, ok, want)
+		}
+	}
+	if _, ok := inv.ByAddress(netip.MustParseAddr("192.0.2.5")); ok {
+		t.Error("WithResolved changed the inventory it was called on")
+	}
+}

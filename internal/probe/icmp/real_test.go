@@ -155,19 +155,8 @@ func TestPingSocketsInNamespace(t *testing.T) {
 	t.Parallel()
 	dev := netns.New(t)
 	hostRange, _ := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
-	if out, err := dev.Exec(t, "sysctl", "-w", "net.ipv4.ping_group_range=0 2147483647").CombinedOutput(); err != nil {
-		t.Fatalf("sysctl in %s: %v: %s", dev.Name, err, out)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := dev.Exec(t, self, "-test.run=^TestPingSocketsChild$", "-test.count=1", "-test.v")
-	child.Env = append(os.Environ(), envPingChild+"="+dev.MonitorAddr.String())
-	out, err := child.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestPingSocketsChild") {
-		t.Fatalf("ping-socket child in %s: %v\n%s", dev.Name, err, out)
-	}
+	dev.AllowPingSockets(t)
+	dev.RunTest(t, "TestPingSocketsChild", envPingChild+"="+dev.MonitorAddr.String())
 	if after, _ := os.ReadFile("/proc/sys/net/ipv4/ping_group_range"); string(after) != string(hostRange) {
 		t.Fatalf("host ping_group_range changed from %q to %q", hostRange, after)
 	}

@@ -465,3 +465,11 @@ func echoSpacing(cfg Target) time.Duration {
 	}
 	return min(maxEchoSpacing, (cfg.Interval-cfg.Timeout)/time.Duration(cfg.Count-1))
 }
+
+// Round is how the engine sends one round of t: Count echoes Spacing apart,
+// each waiting Timeout for its reply (defaults applied). `nocbridge probe`
+// sends its round the same way.
+func (t Target) Round() (count int, spacing, timeout time.Duration) {
+	cfg := withDefaults(t)
+	return cfg.Count, echoSpacing(cfg), cfg.Timeout
+}

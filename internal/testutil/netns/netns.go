@@ -135,6 +135,34 @@ func (d *Host) Exec(t testing.TB, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(t.Context(), "ip", append([]string{"netns", "exec", d.Name, name}, args...)...)
 }
 
+// AllowPingSockets opens net.ipv4.ping_group_range to every group inside
+// the device's namespace (the sysctl is per namespace: the host's is left
+// alone), so a test run there by RunTest can open ping sockets.
+func (d *Host) AllowPingSockets(t testing.TB) {
+	t.Helper()
+	if out, err := d.Exec(t, "sysctl", "-w", "net.ipv4.ping_group_range=0 2147483647").CombinedOutput(); err != nil {
+		t.Fatalf("sysctl in %s: %v: %s", d.Name, err, out)
+	}
+}
+
+// RunTest runs the test binary's test named name inside the device's
+// namespace, with env ("KEY=value") added to the environment, and fails t
+// unless that test passed. The child sees the device's network only: a
+// per-namespace sysctl set there (net.ipv4.ping_group_range) applies to it.
+func (d *Host) RunTest(t testing.TB, name string, env ...string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := d.Exec(t, self, "-test.run=^"+name+"$", "-test.count=1", "-test.v")
+	child.Env = append(os.Environ(), env...)
+	out, err := child.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
+		t.Fatalf("%s in namespace %s: %v\n%s", name, d.Name, err, out)
+	}
+}
+
 // claimSlot locks a free slot and derives the device's names and addresses
 // from it. Slots are tried from a random start, so parallel test processes
 // rarely contend.
