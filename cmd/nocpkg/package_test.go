@@ -151,6 +151,7 @@ func inRoot(t *testing.T, root string, args ...string) (string, error) {
 func TestPackages(t *testing.T) {
 	requirePackaging(t)
 	pkgs := build(t, testVersion, "deb", "rpm")
+	upgrade := build(t, testUpgrade, "deb", "rpm")
 	deb := pkgs["deb"]
 
 	// What is inside, with modes and owners (sizes and times vary).
@@ -179,10 +180,10 @@ func TestPackages(t *testing.T) {
 		}
 	}
 
-	t.Run("rpm", func(t *testing.T) { checkRPM(t, pkgs["rpm"]) })
+	t.Run("rpm", func(t *testing.T) { checkRPM(t, pkgs["rpm"], upgrade["rpm"]) })
 
-	root := t.TempDir()
-	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc", "usr/share"} {
+	root := newRoot(t)
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -190,43 +191,9 @@ func TestPackages(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The tzdata the package depends on (the production example's
-	// maintenance window names Europe/Berlin).
-	run(t, "cp", "-a", "/usr/share/zoneinfo", filepath.Join(root, "usr/share/")+"/")
 	dpkgRoot(t, root, "--install", deb)
 
-	passwd, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
-	if err != nil || !regexp.MustCompile(`(?m)^nocbridge:x:\d+:\d+:[^:]*:/var/lib/nocbridge:/usr/sbin/nologin$`).Match(passwd) {
-		t.Errorf("the user nocbridge was not created in the root: %v\n%s", err, passwd)
-	}
-	for path, mode := range map[string]fs.FileMode{
-		"etc/nocbridge":                    fs.ModeDir | 0o750,
-		"etc/nocbridge/secrets":            fs.ModeDir | 0o750,
-		"etc/nocbridge/nocbridge.yaml":     0o640,
-		"etc/nocbridge/secrets/http-token": 0o600,
-		"etc/nocbridge/tls/key.pem":        0o600,
-		"var/lib/nocbridge":                fs.ModeDir | 0o750,
-		"var/log/nocbridge":                fs.ModeDir | 0o750,
-	} {
-		fi, err := os.Stat(filepath.Join(root, path))
-		if err != nil {
-			t.Errorf("after install: %v", err)
-			continue
-		}
-		if fi.Mode()&(fs.ModeDir|fs.ModePerm) != mode {
-			t.Errorf("/%s: mode %v, want %v", path, fi.Mode(), mode)
-		}
-	}
-	noneEnabled(t, root)
-
-	// The installed binary: its version, and the production config passes check.
-	if out, err := inRoot(t, root, "version"); err != nil || !strings.HasPrefix(out, "nocbridge "+testVersion+" (commit "+testCommit+",") {
-		t.Errorf("nocbridge version: %v %q, want nocbridge %s (commit %s, …)", err, out, testVersion, testCommit)
-	}
-	if out, err := inRoot(t, root, "check", "--config", "/etc/nocbridge/nocbridge.yaml"); err != nil ||
-		out != "/etc/nocbridge/nocbridge.yaml: ok\n" {
-		t.Errorf("nocbridge check of the installed production config: %v\n%s", err, out)
-	}
+	installed(t, root, testVersion)
 	man, err := os.ReadFile(filepath.Join(root, "usr/share/man/man1/nocbridge.1.gz"))
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +211,7 @@ func TestPackages(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := readFile(t, filepath.Join(root, "etc/nocbridge/secrets/http-token"))
-	dpkgRoot(t, root, "--install", build(t, testUpgrade, "deb")["deb"])
+	dpkgRoot(t, root, "--install", upgrade["deb"])
 	if got := readFile(t, conf); !bytes.Equal(got, edited) {
 		t.Errorf("the upgrade replaced the operator's %s", conf)
 	}
@@ -272,6 +239,58 @@ func TestPackages(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "var/lib/nocbridge/keep")); err != nil {
 		t.Errorf("the purge removed the state: %v", err)
+	}
+}
+
+// newRoot is an empty root for a package to install into, with the tzdata
+// the packages depend on (the production example's maintenance window
+// names Europe/Berlin).
+func newRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"etc", "usr/share"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, "cp", "-a", "/usr/share/zoneinfo", filepath.Join(root, "usr/share")+"/")
+	return root
+}
+
+// installed checks what the package's post-install made in root, and that
+// the installed binary is the version given and passes check on the
+// installed production config.
+func installed(t *testing.T, root, version string) {
+	t.Helper()
+	passwd, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	if err != nil || !regexp.MustCompile(`(?m)^nocbridge:x:\d+:\d+:[^:]*:/var/lib/nocbridge:/usr/sbin/nologin$`).Match(passwd) {
+		t.Errorf("the user nocbridge was not created in the root: %v\n%s", err, passwd)
+	}
+	for path, mode := range map[string]fs.FileMode{
+		"etc/nocbridge":                    fs.ModeDir | 0o750,
+		"etc/nocbridge/secrets":            fs.ModeDir | 0o750,
+		"etc/nocbridge/nocbridge.yaml":     0o640,
+		"etc/nocbridge/secrets/http-token": 0o600,
+		"etc/nocbridge/tls/key.pem":        0o600,
+		"var/lib/nocbridge":                fs.ModeDir | 0o750,
+		"var/log/nocbridge":                fs.ModeDir | 0o750,
+	} {
+		fi, err := os.Stat(filepath.Join(root, path))
+		if err != nil {
+			t.Errorf("after install: %v", err)
+			continue
+		}
+		if fi.Mode()&(fs.ModeDir|fs.ModePerm) != mode {
+			t.Errorf("/%s: mode %v, want %v", path, fi.Mode(), mode)
+		}
+	}
+	noneEnabled(t, root)
+	if out, err := inRoot(t, root, "version"); err != nil || !strings.HasPrefix(out, "nocbridge "+version+" (commit "+testCommit+",") {
+		t.Errorf("nocbridge version: %v %q, want nocbridge %s (commit %s, …)", err, out, version, testCommit)
+	}
+	if out, err := inRoot(t, root, "check", "--config", "/etc/nocbridge/nocbridge.yaml"); err != nil ||
+		out != "/etc/nocbridge/nocbridge.yaml: ok\n" {
+		t.Errorf("nocbridge check of the installed production config: %v\n%s", err, out)
 	}
 }
 
@@ -351,8 +370,9 @@ func verifyUnit(t *testing.T, root string) {
 }
 
 // checkRPM lists the .rpm with rpm itself: files, modes, owners, which are
-// %config(noreplace), version, scripts.
-func checkRPM(t *testing.T, path string) {
+// %config(noreplace), version, scripts; then installs it into a root of its
+// own and upgrades it there.
+func checkRPM(t *testing.T, path, upgrade string) {
 	rpm, err := exec.LookPath("rpm")
 	if err != nil {
 		netns.SkipOrFail(t, "rpm is not installed (Debian: rpm)")
@@ -371,6 +391,43 @@ func checkRPM(t *testing.T, path string) {
 	notifytest.Golden(t, "rpm-contents.golden", []byte(strings.Join(lines, "\n")+"\n"))
 	if m := regexp.MustCompile(`systemctl\s+(enable|start|preset)`).FindString(q("--scripts", path)); m != "" {
 		t.Errorf("rpm scripts: %q: installing must enable and start nothing", m)
+	}
+
+	// rpm runs scriptlets chrooted into the root, where this Debian root
+	// has no shell: the files go in with --noscripts, then the %post runs
+	// here the way dpkg --force-script-chrootless runs it (DPKG_ROOT names
+	// the root), with rpm's argument: 1 on install, 2 on upgrade.
+	root := newRoot(t)
+	install := func(pkg, arg string) {
+		t.Helper()
+		run(t, rpm, "--root", root, "--dbpath", "/var/lib/rpm", "--nodeps", "--noscripts", "--nosignature", "--nodigest", "-U", pkg)
+		script := filepath.Join(t.TempDir(), "post")
+		if err := os.WriteFile(script, []byte(q("--qf", "%{POSTIN}", pkg)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("/bin/sh", script, arg)
+		cmd.Env = append(os.Environ(), "DPKG_ROOT="+root)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%%post %s of %s: %v\n%s", arg, filepath.Base(pkg), err, out)
+		}
+	}
+	install(path, "1")
+	installed(t, root, testVersion)
+
+	conf := filepath.Join(root, "etc/nocbridge/nocbridge.yaml")
+	edited := append(readFile(t, conf), "# edited by the operator\n"...)
+	if err := os.WriteFile(conf, edited, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	install(upgrade, "2")
+	if got := readFile(t, conf); !bytes.Equal(got, edited) {
+		t.Errorf("the rpm upgrade replaced the operator's %s", conf)
+	}
+	if got := run(t, rpm, "--root", root, "--dbpath", "/var/lib/rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}", "nocbridge"); got != "1.2.4-1" {
+		t.Errorf("rpm -q after the upgrade: %q", got)
+	}
+	if out, err := inRoot(t, root, "version"); err != nil || !strings.HasPrefix(out, "nocbridge "+testUpgrade+" ") {
+		t.Errorf("after the rpm upgrade, nocbridge version: %v %q", err, out)
 	}
 }
 
