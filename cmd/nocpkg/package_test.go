@@ -144,10 +144,10 @@ func inRoot(t *testing.T, root string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// The .deb and the .rpm hold what SPEC 13.3 lists; the .deb installs into
-// a clean root, enables nothing, and its production config passes
-// nocbridge check right away; an upgrade keeps the operator's config and
-// secrets; a purge leaves the state.
+// The .deb and the .rpm hold what SPEC 13.3 lists; each installs into a
+// clean root, enables nothing, and its production config passes nocbridge
+// check right away; an upgrade keeps the operator's config (and, for the
+// .deb, the secrets); a purge of the .deb leaves the state.
 func TestPackages(t *testing.T) {
 	requirePackaging(t)
 	pkgs := build(t, testVersion, "deb", "rpm")
