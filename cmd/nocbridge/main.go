@@ -36,33 +36,11 @@ const (
 	exitRuntime = 2
 )
 
-const usage = `usage: nocbridge <command> [flags]
-
-commands:
-  run          run the daemon                     [--config PATH]
-  check        validate config and rules          [--config PATH]
-  test-notify  send a sample event to a destination  --config PATH --destination NAME [--event-id ID]
-  receive      webhook tester: print and verify requests  --listen ADDR [--secret whsec_…]
-  dlq          list or replay dead letters of the running daemon  list|replay [--id ID] [--destination NAME]
-  silence      silences of the running daemon:
-                 add --device NAME [--site S] [--role R] [--label K=V] [--event-id GLOB]
-                     (--for 2h | --until RFC3339) [--start RFC3339] --comment TEXT [--created-by NAME]
-                 list [--json]
-                 expire ID
-  probe        ping, SNMP and trap acceptance of one device, with the daemon's settings
-                 [--config PATH] [--json] DEVICE|ADDRESS   (exit 0 answered, 2 did not)
-  test rules   run rule unit tests on a simulated clock  FILE…
-  version      print version information
-
-Common flags: --log-format auto|text|json, --log-level debug|info|warn|error.
-Default config: $NOCBRIDGE_CONFIG, else /etc/nocbridge/nocbridge.yaml.
-`
-
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return exitInvalid
 	}
 	cmd, args := args[0], args[1:]
@@ -80,39 +58,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if takesID && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		operand, args = args[0], args[1:]
 	}
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", defaultConfig(), "config file")
-	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, else JSON), text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	var destination, eventID, listen, secret, id *string
-	var silence ctl.SilenceCommand
-	var asJSON *bool
 	switch cmd {
-	case "test-notify":
-		destination = fs.String("destination", "", "destination name")
-		eventID = fs.String("event-id", "NETWORK-DEVICES-1-101", "event id of the sample event")
-	case "receive":
-		listen = fs.String("listen", "127.0.0.1:9000", "address to listen on")
-		secret = fs.String("secret", "", "whsec_… secret to verify Standard Webhooks signatures")
-	case "dlq":
-		id = fs.String("id", "", "replay only this dead letter (webhook-id)")
-		destination = fs.String("destination", "", "replay only this destination's dead letters")
-	case "silence":
-		asJSON = silenceFlags(fs, &silence)
-	case "probe":
-		asJSON = fs.Bool("json", false, "print the result as JSON")
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "nocbridge %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
-	case "run", "check":
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return exitOK
-	default:
-		fmt.Fprintf(stderr, "nocbridge: unknown command %q\n\n%s", cmd, usage)
+	case "completion":
+		return completion(args, stdout, stderr)
+	case "man":
+		fmt.Fprint(stdout, manPage())
+		return exitOK
+	}
+	c, ok := lookup(cmd)
+	if !ok || c.flags == nil {
+		fmt.Fprintf(stderr, "nocbridge: unknown command %q\n\n%s", cmd, usage())
 		return exitInvalid
 	}
+	fs, o := flagSet(c)
+	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return exitInvalid
 	}
@@ -124,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nocbridge %s: unexpected argument %q\n", cmd, rest[0])
 		return exitInvalid
 	}
-	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	logger, err := newLogger(stderr, *o.logFormat, *o.logLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "nocbridge:", err)
 		return exitInvalid
@@ -136,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch cmd {
 	case "check":
-		warnings, err := app.Check(*configPath, version)
+		warnings, err := app.Check(*o.config, version)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitCode(err)
@@ -144,41 +109,41 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, w := range warnings {
 			fmt.Fprintln(stderr, w) // FILE:LINE: warning: …; valid all the same
 		}
-		fmt.Fprintf(stdout, "%s: ok\n", *configPath)
+		fmt.Fprintf(stdout, "%s: ok\n", *o.config)
 		return exitOK
 	case "run":
-		return runDaemon(ctx, *configPath, logger)
+		return runDaemon(ctx, *o.config, logger)
 	case "test-notify":
-		if *destination == "" {
+		if *o.destination == "" {
 			fmt.Fprintln(stderr, "nocbridge test-notify: --destination is required")
 			return exitInvalid
 		}
-		if err := app.TestNotify(ctx, *configPath, version, *destination, *eventID, stdout); err != nil {
+		if err := app.TestNotify(ctx, *o.config, version, *o.destination, *o.eventID, stdout); err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitCode(err)
 		}
 		return exitOK
 	case "receive":
-		if err := receive.Run(ctx, *listen, *secret, stdout); err != nil {
+		if err := receive.Run(ctx, *o.listen, *o.secret, stdout); err != nil {
 			fmt.Fprintln(stderr, "nocbridge receive:", err)
 			return exitRuntime
 		}
 		return exitOK
 	case "dlq":
-		if err := ctl.DeadLetters(ctx, *configPath, action, *id, *destination, stdout); err != nil {
+		if err := ctl.DeadLetters(ctx, *o.config, action, *o.id, *o.destination, stdout); err != nil {
 			fmt.Fprintln(stderr, "nocbridge dlq:", err)
 			return exitCode(err)
 		}
 		return exitOK
 	case "silence":
-		silence.Action, silence.ID, silence.Table = action, operand, !*asJSON && onTerminal(stdout)
-		if err := ctl.Silence(ctx, *configPath, silence, stdout); err != nil {
+		o.silence.Action, o.silence.ID, o.silence.Table = action, operand, !*o.asJSON && onTerminal(stdout)
+		if err := ctl.Silence(ctx, *o.config, o.silence, stdout); err != nil {
 			fmt.Fprintln(stderr, "nocbridge silence:", err)
 			return exitCode(err)
 		}
 		return exitOK
 	case "probe":
-		answered, err := probe.Command(ctx, *configPath, operand, *asJSON, stdout)
+		answered, err := probe.Command(ctx, *o.config, operand, *o.asJSON, stdout)
 		if err != nil {
 			fmt.Fprintln(stderr, "nocbridge probe:", err)
 			return exitCode(err)
@@ -290,16 +255,16 @@ func onTerminal(w io.Writer) bool {
 
 // silenceFlags binds `silence`'s flags to c; the returned flag is --json.
 func silenceFlags(fs *flag.FlagSet, c *ctl.SilenceCommand) *bool {
-	fs.Var((*listFlag)(&c.Match.Devices), "device", "add: device name or glob (repeatable)")
-	fs.Var((*listFlag)(&c.Match.Sites), "site", "add: site (repeatable)")
-	fs.Var((*listFlag)(&c.Match.Roles), "role", "add: role (repeatable)")
-	fs.Var(labelFlag{&c.Match.Labels}, "label", "add: device label KEY=VALUE (repeatable)")
-	fs.Var((*listFlag)(&c.Match.EventIDs), "event-id", "add: event ID or glob such as NETWORK-INTERFACES-* (repeatable; default every event)")
-	fs.DurationVar(&c.For, "for", 0, "add: how long, from the start (2h, 30m)")
-	fs.StringVar(&c.Until, "until", "", "add: when it ends, RFC 3339 (instead of --for)")
-	fs.StringVar(&c.Start, "start", "", "add: when it starts, RFC 3339 (default now)")
-	fs.StringVar(&c.Comment, "comment", "", "add: why (required)")
-	fs.StringVar(&c.CreatedBy, "created-by", os.Getenv("USER"), "add: who asks")
+	fs.Var((*listFlag)(&c.Match.Devices), "device", "add: device `NAME` or glob (repeatable)")
+	fs.Var((*listFlag)(&c.Match.Sites), "site", "add: `SITE` (repeatable)")
+	fs.Var((*listFlag)(&c.Match.Roles), "role", "add: `ROLE` (repeatable)")
+	fs.Var(labelFlag{&c.Match.Labels}, "label", "add: device label `KEY=VALUE` (repeatable)")
+	fs.Var((*listFlag)(&c.Match.EventIDs), "event-id", "add: event `ID` or glob such as NETWORK-INTERFACES-* (repeatable; default every event)")
+	fs.DurationVar(&c.For, "for", 0, "add: how long, from the start: a `DURATION` such as 2h or 30m")
+	fs.StringVar(&c.Until, "until", "", "add: when it ends, an `RFC3339` time (instead of --for)")
+	fs.StringVar(&c.Start, "start", "", "add: when it starts, an `RFC3339` time (default now)")
+	fs.StringVar(&c.Comment, "comment", "", "add: why, as `TEXT` (required)")
+	fs.StringVar(&c.CreatedBy, "created-by", os.Getenv("USER"), "add: who asks, by `NAME` (default $USER)")
 	return fs.Bool("json", false, "list: print JSON even on a terminal")
 }
 
