@@ -53,6 +53,7 @@ type delivery struct {
 	InstanceID  string
 	EventID     string
 	Description string
+	Link        string // ciscoDnaEventLink
 	Status      string // active | resolved
 	Answered    int
 	SigErr      error
@@ -94,13 +95,14 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		InstanceID  string            `json:"instanceId"`
 		EventID     string            `json:"eventId"`
 		Description string            `json:"description"`
+		Link        string            `json:"ciscoDnaEventLink"`
 		Details     map[string]string `json:"details"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil {
 		r.t.Errorf("receiver: body is not the DNA Center payload: %v", err)
 	}
 	d.InstanceID, d.EventID, d.Status = p.InstanceID, p.EventID, p.Details["Assurance Issue Status"]
-	d.Description = p.Description
+	d.Description, d.Link = p.Description, p.Link
 
 	r.mu.Lock()
 	status, text := r.answer(len(r.got) + 1)

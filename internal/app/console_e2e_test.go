@@ -1,0 +1,155 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/nocbridge/nocbridge/internal/history"
+	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
+	"github.com/nocbridge/nocbridge/internal/testutil/browser"
+)
+
+// TestNotificationLinksOpenInABrowser is issue 12's promise end to end: the
+// link every notification carries (ciscoDnaEventLink) opens, in Chromium, a
+// page that says what happened, for an active alert, for the same alert
+// after it resolved, and for a one-shot event; after a restart too, since
+// history is in the store. Real traps (net-snmp's snmptrap), a real webhook
+// receiver, the daemon's own HTTP server.
+func TestNotificationLinksOpenInABrowser(t *testing.T) {
+	if _, err := exec.LookPath("snmptrap"); err != nil {
+		skipOrFail(t, "needs net-snmp's snmptrap: %v", err)
+	}
+	ctx, shots := browser.Start(t)
+	port, err := netsnmp.FreeUDPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := newReceiver(t, always(http.StatusOK))
+	rulesDir, err := filepath.Abs("../../rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, t.TempDir(), upRule(testConfig{Device: "127.0.0.1", ReceiverURL: rcv.srv.URL, Listen: freePort(t), Token: "console-e2e-token"}))
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	withTraps := strings.Replace(string(cfg), "rules: [rules/*.yaml]",
+		fmt.Sprintf("rules: [rules/*.yaml, %[1]s/network-interfaces.yaml, %[1]s/security.yaml]\ntraps:\n  listen: %[2]s\n  communities: [public]", rulesDir, listen), 1)
+	// Not pinged: the test needs no ICMP privileges.
+	withTraps = strings.Replace(withTraps, "    role: access\n", "    role: access\n    icmp: {disabled: true}\n", 1)
+	if err := os.WriteFile(path, []byte(withTraps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trap := func(oid string, varbinds ...string) {
+		t.Helper()
+		args := append([]string{"-v", "2c", "-c", "public", listen, "", oid}, varbinds...)
+		if out, err := exec.Command("snmptrap", args...).CombinedOutput(); err != nil {
+			t.Fatalf("snmptrap %s: %v: %s", oid, err, out)
+		}
+	}
+	ifIndex := func(i int) []string { return []string{".1.3.6.1.2.1.2.2.1.1." + strconv.Itoa(i), "i", strconv.Itoa(i)} }
+	delivered := func(eventID, status string) delivery {
+		t.Helper()
+		var d delivery
+		rcv.waitFor(15*time.Second, eventID+" "+status, func(ds []delivery) bool {
+			for _, x := range ds {
+				if x.EventID == eventID && x.Status == status {
+					d = x
+					return true
+				}
+			}
+			return false
+		})
+		return d
+	}
+	// page opens link in the browser and returns the text of its main part.
+	page := func(link, name string) string {
+		t.Helper()
+		var text string
+		browser.Run(t, ctx, "open "+link, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS(`#tl-h`)),
+			browser.Shot(shots, name))
+		text = browser.Get(t, ctx, "read "+link, chromedp.Text(chromedp.CSS(`main`)))
+		return text
+	}
+	want := func(text, what string, subs ...string) {
+		t.Helper()
+		for _, s := range subs {
+			if !strings.Contains(text, s) {
+				t.Errorf("%s: page lacks %q:\n%s", what, s, text)
+			}
+		}
+	}
+
+	a, stop := startApp(t, path)
+	external := "http://" + a.HTTPAddr()
+	trap(".1.3.6.1.6.3.1.1.5.3", ifIndex(3)...) // linkDown
+	active := delivered("NETWORK-INTERFACES-2-301", "active")
+	if !strings.HasPrefix(active.Link, external+"/alerts/") {
+		t.Fatalf("ciscoDnaEventLink %q, want the console's page under external_url %s", active.Link, external)
+	}
+	want(page(active.Link, "e2e-alert-active"), "active alert",
+		"on dut", "firing", "attempt", "delivered", "HTTP 200", "DNA Center payload")
+
+	trap(".1.3.6.1.6.3.1.1.5.4", ifIndex(3)...) // linkUp
+	if r := delivered("NETWORK-INTERFACES-2-301", "resolved"); r.Link != active.Link {
+		t.Errorf("the resolve links to %q, the active to %q", r.Link, active.Link)
+	}
+	// History is written asynchronously: the resolve is on the page once
+	// the writer has caught up.
+	waitUntil(t, 10*time.Second, "history to hold the resolve", func() bool {
+		return alertJSON(t, active.Link).Status == "resolved"
+	})
+	want(page(active.Link, "e2e-alert-resolved"), "resolved alert", "resolved", "Resolved", "lasted")
+
+	trap(".1.3.6.1.6.3.1.1.5.5") // authenticationFailure: a one-shot event
+	event := delivered("SECURITY-SNMP-3-401", "active")
+	waitUntil(t, 10*time.Second, "history to hold the one-shot event", func() bool {
+		return alertJSON(t, event.Link).Status == "event"
+	})
+	want(page(event.Link, "e2e-event"), "one-shot event", "one-shot event", "delivered", "HTTP 200")
+
+	// A day later is another process: the links still open from the store.
+	stop()
+	a, _ = startApp(t, path)
+	if got := "http://" + a.HTTPAddr(); got != external {
+		t.Fatalf("restarted on %s, was %s", got, external)
+	}
+	want(page(active.Link, "e2e-alert-after-restart"), "resolved alert after a restart", "resolved", "delivered")
+	if h := alertJSON(t, event.Link); h.Status != "event" || len(h.Timeline) == 0 {
+		t.Errorf("one-shot event after a restart: %+v", h)
+	}
+}
+
+// alertJSON is the link's JSON twin (Accept: application/json).
+func alertJSON(t *testing.T, link string) history.Alert {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, link, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h history.Alert
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+			t.Fatalf("%s: %v", link, err)
+		}
+	}
+	return h
+}
