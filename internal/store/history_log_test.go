@@ -177,3 +177,22 @@ func TestReadBackAndSubjects(t *testing.T) {
 		t.Fatalf("Last(i.b.4) = %q, %v; want the replacement written 10th", r.Data, err)
 	}
 }
+
+// A Message with Replace keeps one record on its subject; the others keep
+// every record.
+func TestAppendBatchReplace(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	l := openLog(t, s, store.LogConfig{Name: "MIXED", Subjects: []string{"m.>"}, Replace: true})
+	if _, err := l.AppendBatch(ctx, []store.Message{
+		{Subject: "m.e.1", Data: []byte("e1")}, {Subject: "m.s.1", Data: []byte("s1"), Replace: true},
+		{Subject: "m.e.1", Data: []byte("e2")}, {Subject: "m.s.1", Data: []byte("s2"), Replace: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantRecords(t, readAll(t, l),
+		store.Record{Seq: 1, Subject: "m.e.1", Data: []byte("e1")},
+		store.Record{Seq: 3, Subject: "m.e.1", Data: []byte("e2")},
+		store.Record{Seq: 4, Subject: "m.s.1", Data: []byte("s2")})
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -33,6 +34,10 @@ type LogConfig struct {
 	// process loses almost nothing but a power loss can lose those minutes.
 	// For records that are no delivery guarantee (alert history).
 	Async bool
+	// Replace lets a Message with Replace set remove every earlier record
+	// on its subject as it lands: one record per subject for those
+	// subjects, a full history for the others.
+	Replace bool
 }
 
 // Log is a durable append-only log of records, numbered by a sequence that
@@ -82,6 +87,7 @@ func (s *Store) Log(ctx context.Context, cfg LogConfig) (*Log, error) {
 	if cfg.Async {
 		sc.PersistMode = jetstream.AsyncPersistMode
 	}
+	sc.AllowRollup = cfg.Replace
 	st, err := s.js.CreateOrUpdateStream(ctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("opening log %q in %s: %w", cfg.Name, s.dir, err)
@@ -225,6 +231,9 @@ func (l *Log) readAll(ctx context.Context, subject string, fn func(Record) error
 type Message struct {
 	Subject string
 	Data    []byte
+	// Replace removes the earlier records on Subject (a log with
+	// LogConfig.Replace only).
+	Replace bool
 }
 
 // AppendBatch writes the messages, in order, without waiting for each
@@ -238,7 +247,11 @@ func (l *Log) AppendBatch(ctx context.Context, msgs []Message) (int, error) {
 		futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 		var sendErr error
 		for _, m := range msgs {
-			f, err := l.js.PublishAsync(m.Subject, m.Data, jetstream.WithExpectStream(l.name))
+			msg := &nats.Msg{Subject: m.Subject, Data: m.Data}
+			if m.Replace {
+				msg.Header = nats.Header{jetstream.MsgRollup: []string{jetstream.MsgRollupSubject}}
+			}
+			f, err := l.js.PublishMsgAsync(msg, jetstream.WithExpectStream(l.name))
 			if err != nil {
 				sendErr = err
 				break

@@ -1,0 +1,528 @@
+package history
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/lograte"
+	"github.com/nocbridge/nocbridge/internal/store"
+)
+
+// Layout in the store: one log, kept for the retention (MaxAge), written
+// without an fsync of its own (history is no delivery guarantee):
+//
+//	nocbridge.history.e.<instance>                  every entry of an alert, in order
+//	nocbridge.history.s.<device>.<event id>.<instance>  its summary (an Alert without
+//	                                                 timeline), replaced at each change
+//
+// An alert's page reads its own subject; a page of alerts reads summaries
+// newest first, for one device or event id by its subject tokens.
+const (
+	logName       = "NOCBRIDGE_HISTORY"
+	subjectPrefix = "nocbridge.history."
+	entryPrefix   = subjectPrefix + "e."
+	summaryPrefix = subjectPrefix + "s."
+)
+
+// Recorder takes timeline entries without waiting: what it cannot keep is
+// dropped and counted, never waited for. *History is one; the alert
+// manager, noise control and the outbox each take one (nil: none).
+type Recorder interface {
+	// Record adds e to the timeline of ev's alert (ev.InstanceID); ev also
+	// names the alert (event id, device, key, name, severity). An entry
+	// without a time gets the time of the call.
+	Record(ev event.Event, e Entry)
+}
+
+// Options configure New.
+type Options struct {
+	// Retention is how long entries are kept (history.retention).
+	Retention time.Duration
+	// Buffer bounds the entries waiting for the writer; 0: DefaultBuffer.
+	Buffer     int
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// DefaultBuffer is the entries that may wait for the writer: a burst such as
+// a core outage (10,000 alerts pending, firing and suppressed at once) fits.
+const DefaultBuffer = 65536
+
+const (
+	// maxBatch bounds the entries written in one batch.
+	maxBatch = 1024
+	// writeTimeout bounds one batch's write; stopTimeout what Run still
+	// writes once stopped.
+	writeTimeout = 10 * time.Second
+	stopTimeout  = 5 * time.Second
+	// cacheSize bounds the summaries the writer keeps (two generations of
+	// half of it); one it does not have is read from the store.
+	cacheSize = 8192
+	// maxDetail cuts an entry's detail (reasons and answers come scrubbed
+	// and cut already; this bounds what history stores whatever comes).
+	maxDetail = 2048
+)
+
+// Reasons an entry was dropped, as nocbridge_history_dropped_total names them.
+const (
+	DropFull    = "full"    // the writer was behind and its buffer full
+	DropStore   = "store"   // the store refused or failed the write (a full disk)
+	DropStopped = "stopped" // recorded after the writer stopped, or left at its stop
+	DropInvalid = "invalid" // no instance id: nothing to file it under
+)
+
+var dropReasons = []string{DropFull, DropStore, DropStopped, DropInvalid}
+
+// History is the alert history: Record hands entries over without waiting,
+// Run writes them in batches, Get and List read.
+type History struct {
+	log       *store.Log
+	retention time.Duration
+	logger    *slog.Logger
+	now       func() time.Time
+	rate      *lograte.Limiter
+
+	in      chan *item
+	stopped atomic.Bool
+
+	// The writer's own (Run's goroutine): summaries it knows, and those
+	// whose last write failed, written with the next batch.
+	cache sumCache
+	dirty map[string]*Alert // by summary subject
+
+	written  prometheus.Counter
+	dropped  *prometheus.CounterVec
+	waiting  prometheus.GaugeFunc
+	nWritten atomic.Uint64
+	dropMu   sync.Mutex
+	nDropped map[string]uint64
+	lastDrop time.Time
+}
+
+// item is one entry waiting for the writer.
+type item struct {
+	ev event.Event
+	e  Entry
+}
+
+// New opens (or creates) the history log with opts.Retention as its
+// MaxAge; a changed retention applies to what it holds at once.
+func New(ctx context.Context, st *store.Store, opts Options) (*History, error) {
+	if opts.Retention <= 0 {
+		return nil, fmt.Errorf("history: retention %v must be positive", opts.Retention)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = DefaultBuffer
+	}
+	l, err := st.Log(ctx, store.LogConfig{
+		Name:        logName,
+		Description: "nocbridge alert history: transitions, delivery attempts and noise-control decisions per alert",
+		Subjects:    []string{subjectPrefix + ">"},
+		MaxAge:      opts.Retention,
+		Async:       true,
+		Replace:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history log: %w", err)
+	}
+	h := &History{
+		log: l, retention: opts.Retention, logger: opts.Logger, now: opts.Now, rate: lograte.New(time.Minute),
+		in: make(chan *item, opts.Buffer), dirty: map[string]*Alert{}, nDropped: map[string]uint64{},
+		written: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_history_entries_total",
+			Help: "Alert history entries written to the store."}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_history_dropped_total",
+			Help: "Alert history entries dropped, by reason: full (the writer was behind), store (the store refused or failed the write), stopped, invalid."},
+			[]string{"reason"}),
+	}
+	h.waiting = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nocbridge_history_waiting",
+		Help: "Alert history entries waiting to be written."}, func() float64 { return float64(len(h.in)) })
+	for _, r := range dropReasons {
+		h.dropped.WithLabelValues(r)
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{h.written, h.dropped, h.waiting} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("history metrics: %w", err)
+			}
+		}
+	}
+	return h, nil
+}
+
+// Retention is how long entries are kept.
+func (h *History) Retention() time.Duration { return h.retention }
+
+// Record hands an entry to the writer without waiting: when its buffer is
+// full (or Run has stopped) the entry is dropped and counted.
+func (h *History) Record(ev event.Event, e Entry) {
+	if e.At.IsZero() {
+		e.At = h.now()
+	}
+	if h.stopped.Load() {
+		h.drop(DropStopped, 1, ev.InstanceID)
+		return
+	}
+	select {
+	case h.in <- &item{ev: ev, e: e}:
+	default:
+		h.drop(DropFull, 1, ev.InstanceID)
+	}
+}
+
+func (h *History) drop(reason string, n int, instance string) {
+	if n == 0 {
+		return
+	}
+	h.dropped.WithLabelValues(reason).Add(float64(n))
+	h.dropMu.Lock()
+	h.nDropped[reason] += uint64(n)
+	h.lastDrop = h.now()
+	h.dropMu.Unlock()
+	h.rate.Log(h.logger, slog.LevelWarn, "drop/"+reason, "alert history entries dropped: the timelines they belong to miss them",
+		"reason", reason, "entries", n, "instance_id", instance)
+}
+
+// Stats is what the writer did, for the API.
+type Stats struct {
+	Retention string            `json:"retention"`
+	Written   uint64            `json:"entries_written"`
+	Dropped   map[string]uint64 `json:"entries_dropped"` // by reason: full, store, stopped, invalid
+	Waiting   int               `json:"waiting"`
+	LastDrop  time.Time         `json:"last_drop,omitzero"`
+}
+
+// Stats reports entries written, dropped and waiting since the start.
+func (h *History) Stats() Stats {
+	h.dropMu.Lock()
+	defer h.dropMu.Unlock()
+	s := Stats{Retention: h.retention.String(), Written: h.nWritten.Load(), Dropped: map[string]uint64{}, Waiting: len(h.in), LastDrop: h.lastDrop}
+	for _, r := range dropReasons {
+		s.Dropped[r] = h.nDropped[r]
+	}
+	return s
+}
+
+// Run writes entries in batches until ctx ends, then writes what is
+// already waiting (for at most a few seconds) and returns nil. Stop it
+// after the writers, so their last entries are kept.
+func (h *History) Run(ctx context.Context) error {
+	batch := make([]*item, 0, maxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			h.stopped.Store(true)
+			h.finish()
+			return nil
+		case it := <-h.in:
+			batch = h.take(append(batch[:0], it))
+			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+			h.write(wctx, batch)
+			cancel()
+		}
+	}
+}
+
+// take adds what else waits, up to maxBatch.
+func (h *History) take(batch []*item) []*item {
+	for len(batch) < maxBatch {
+		select {
+		case it := <-h.in:
+			batch = append(batch, it)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// finish writes what waits at the stop, within stopTimeout; the rest is
+// dropped and counted.
+func (h *History) finish() {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		batch := h.take(nil)
+		if len(batch) == 0 {
+			return
+		}
+		h.write(ctx, batch)
+	}
+	left := len(h.in)
+	for range left {
+		<-h.in
+	}
+	h.drop(DropStopped, left, "")
+}
+
+// group is one alert's entries in a batch.
+type group struct {
+	subject string // its summary's
+	items   []*item
+}
+
+// write stores a batch: each alert's entries, then its summary.
+func (h *History) write(ctx context.Context, batch []*item) {
+	groups := map[string]*group{}
+	var order []*group
+	invalid := 0
+	for _, it := range batch {
+		if it.ev.InstanceID == "" {
+			invalid++
+			continue
+		}
+		subj := summarySubject(it.ev.Device.Name, it.ev.EventID, it.ev.InstanceID)
+		g := groups[subj]
+		if g == nil {
+			g = &group{subject: subj}
+			groups[subj] = g
+			order = append(order, g)
+		}
+		g.items = append(g.items, it)
+	}
+	h.drop(DropInvalid, invalid, "")
+
+	msgs := make([]store.Message, 0, len(batch)+len(order)+len(h.dirty))
+	owner := make([]*group, 0, cap(msgs)) // per message: the entry's group, nil for a summary
+	sums := make(map[string]*Alert, len(order))
+	for _, g := range order {
+		sum := h.summary(ctx, g.subject, g.items[0].ev)
+		for _, it := range g.items {
+			r := newStored(it)
+			b, err := json.Marshal(r)
+			if err != nil { // an event that does not encode: counted, not stored
+				h.logger.Error("encoding an alert history entry", "instance_id", it.ev.InstanceID, "err", err)
+				h.drop(DropInvalid, 1, it.ev.InstanceID)
+				continue
+			}
+			msgs = append(msgs, store.Message{Subject: entryPrefix + token(it.ev.InstanceID), Data: b})
+			owner = append(owner, g)
+			sum.apply(r)
+		}
+		sums[g.subject] = sum
+		delete(h.dirty, g.subject)
+	}
+	for subj, sum := range h.dirty {
+		sums[subj] = sum // written again: its last write failed
+		delete(h.dirty, subj)
+	}
+	summaryAt := map[int]string{}
+	for subj, sum := range sums {
+		b, err := json.Marshal(sum)
+		if err != nil {
+			h.logger.Error("encoding an alert history summary", "instance_id", sum.InstanceID, "err", err)
+			continue
+		}
+		summaryAt[len(msgs)] = subj
+		msgs = append(msgs, store.Message{Subject: subj, Data: b, Replace: true})
+		owner = append(owner, nil)
+	}
+	n, err := h.log.AppendBatch(ctx, msgs)
+	entries, lost := 0, 0
+	for i, g := range owner {
+		switch {
+		case g != nil && i < n:
+			entries++
+		case g != nil:
+			lost++
+		case i < n:
+			h.cache.put(summaryAt[i], sums[summaryAt[i]])
+		default:
+			// Not stored: kept (bounded) and written with the next batch,
+			// so pages of alerts catch up with the entries.
+			if len(h.dirty) < cacheSize {
+				h.dirty[summaryAt[i]] = sums[summaryAt[i]]
+			}
+			h.cache.forget(summaryAt[i])
+		}
+	}
+	h.written.Add(float64(entries))
+	h.nWritten.Add(uint64(entries))
+	if err != nil {
+		h.drop(DropStore, lost, "")
+		h.rate.Log(h.logger, store.LogLevel(err, slog.LevelError), "write", "writing alert history failed; its entries are dropped",
+			"entries", lost, "err", err)
+	}
+}
+
+// summary is the alert's summary as last written: from the cache, else
+// the store, else a new one.
+func (h *History) summary(ctx context.Context, subject string, ev event.Event) *Alert {
+	if a := h.cache.get(subject); a != nil {
+		return a
+	}
+	if a := h.dirty[subject]; a != nil {
+		return a
+	}
+	r, err := h.log.Last(ctx, subject)
+	if err == nil {
+		var a Alert
+		if err = json.Unmarshal(r.Data, &a); err == nil {
+			return &a
+		}
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		h.rate.Log(h.logger, slog.LevelWarn, "summary", "reading an alert history summary failed; it starts again from what comes next",
+			"instance_id", ev.InstanceID, "err", err)
+	}
+	return &Alert{InstanceID: ev.InstanceID}
+}
+
+// sumCache keeps recently written summaries: two generations, the older
+// dropped when the newer fills, so the alerts in play stay in memory.
+type sumCache struct {
+	cur, old map[string]*Alert
+}
+
+func (c *sumCache) get(k string) *Alert {
+	if a := c.cur[k]; a != nil {
+		return a
+	}
+	if a := c.old[k]; a != nil {
+		c.put(k, a)
+		return a
+	}
+	return nil
+}
+
+func (c *sumCache) put(k string, a *Alert) {
+	if c.cur == nil || len(c.cur) >= cacheSize/2 {
+		c.old, c.cur = c.cur, make(map[string]*Alert, cacheSize/2)
+	}
+	c.cur[k] = a
+}
+
+func (c *sumCache) forget(k string) {
+	delete(c.cur, k)
+	delete(c.old, k)
+}
+
+// stored is an entry as the log holds it: with the names of its alert, so
+// an alert's page is built from its own entries, and, for transitions, the
+// event as it was handed on.
+type stored struct {
+	Entry
+	EventID  string       `json:"event_id"`
+	Name     string       `json:"name,omitempty"`
+	Device   string       `json:"device"`
+	Key      string       `json:"key,omitempty"`
+	Severity int          `json:"severity,omitempty"`
+	OneShot  bool         `json:"one_shot,omitempty"`
+	Event    *event.Event `json:"event,omitempty"`
+}
+
+// carriesEvent: the entries that record the notification itself.
+func carriesEvent(k Kind) bool {
+	return k == KindActive || k == KindResolved || k == KindEvent || k == KindReleased
+}
+
+func newStored(it *item) stored {
+	e := it.e
+	e.Detail = cut(e.Detail, maxDetail)
+	r := stored{Entry: e, EventID: it.ev.EventID, Name: it.ev.Name, Device: it.ev.Device.Name, Key: it.ev.Key,
+		Severity: it.ev.Severity, OneShot: it.ev.Kind == event.KindEvent}
+	if carriesEvent(e.Kind) {
+		ev := it.ev
+		r.Event = &ev
+	}
+	return r
+}
+
+// cut shortens s to at most n bytes, on a character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// Statuses an alert has in history, as Alert.Status and Query.Status name them.
+const (
+	StatusPending  = "pending"
+	StatusActive   = "active"
+	StatusResolved = "resolved"
+	StatusEvent    = "event"
+)
+
+// statusRank orders statuses: an alert only moves up (a condition that
+// fires again is a new instance).
+var statusRank = map[string]int{"": 0, StatusPending: 1, StatusActive: 2, StatusEvent: 2, StatusResolved: 3}
+
+// apply folds one entry into the summary: the writer keeps summaries so,
+// and Get builds an alert from its entries so.
+func (a *Alert) apply(r stored) {
+	if a.EventID == "" {
+		a.EventID, a.Device, a.Key = r.EventID, r.Device, r.Key
+	}
+	if r.Name != "" {
+		a.Name = r.Name
+	}
+	if r.Severity != 0 {
+		a.Severity = r.Severity
+	}
+	if a.FirstAt.IsZero() || r.At.Before(a.FirstAt) {
+		a.FirstAt = r.At
+	}
+	if r.At.After(a.LastAt) {
+		a.LastAt = r.At
+	}
+	status := ""
+	switch {
+	case r.Kind == KindPending:
+		status = StatusPending
+	case r.Kind == KindActive:
+		status = StatusActive
+	case r.Kind == KindResolved:
+		status = StatusResolved
+		a.ResolvedAt = r.At
+	case r.OneShot:
+		status = StatusEvent
+	case r.Status == event.StatusActive:
+		// Only decisions and attempts seen so far: what they concern.
+		status = StatusActive
+	case r.Status == event.StatusResolved:
+		status = StatusResolved
+	}
+	if statusRank[status] > statusRank[a.Status] {
+		a.Status = status
+	}
+	if r.Event != nil && (a.Event == nil || r.Kind == KindResolved || a.Event.Status != event.StatusResolved) {
+		a.Event = r.Event
+	}
+}
+
+// token makes s one subject token: as it is when it is a plain name
+// ([A-Za-z0-9_-]), else "=" and its base64url form (never a plain name).
+func token(s string) string {
+	if plainToken.MatchString(s) {
+		return s
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+var plainToken = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+func summarySubject(device, eventID, instance string) string {
+	return summaryPrefix + token(device) + "." + token(eventID) + "." + token(instance)
+}
