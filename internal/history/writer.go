@@ -46,6 +46,13 @@ type Recorder interface {
 	Record(ev event.Event, e Entry)
 }
 
+// Discard is the Recorder of a writer given none: it keeps nothing.
+var Discard Recorder = discard{}
+
+type discard struct{}
+
+func (discard) Record(event.Event, Entry) {}
+
 // Options configure New.
 type Options struct {
 	// Retention is how long entries are kept (history.retention).

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
 
@@ -54,6 +55,8 @@ func (o *Outbox) writeDeadLetter(ctx context.Context, it *item, reason string, s
 	o.mu.Lock()
 	o.setDeadLocked(deadRef{id: it.id, seq: seq, dest: it.dest, instance: it.ev.InstanceID, active: it.ev.Status == event.StatusActive})
 	o.mu.Unlock()
+	o.hist.Record(it.ev, history.Entry{At: dl.DeadAt, Kind: history.KindDeadLetter, Status: it.ev.Status, Destination: it.dest,
+		Attempt: dl.Attempts, HTTPStatus: status, Detail: reason})
 	return nil
 }
 
@@ -269,7 +272,12 @@ func (o *Outbox) Replay(ctx context.Context, id string) error {
 	if !configured {
 		return fmt.Errorf("dead letter %s: destination %q is not configured; replay it once the destination is back", id, dl.Destination)
 	}
+	// Told before it is queued: its first attempt may come at once.
+	replay := history.Entry{At: o.clock.Now(), Kind: history.KindReplay, Status: dl.Event.Status, Destination: dl.Destination, Detail: id}
+	o.hist.Record(dl.Event, replay)
 	if err := o.enqueue(ctx, []*item{{id: dl.ID, dest: dl.Destination, ev: dl.Event, enqueuedAt: o.clock.Now()}}); err != nil {
+		replay.At, replay.Detail = o.clock.Now(), fmt.Sprintf("%s: the replay failed, it stays a dead letter: %v", id, err)
+		o.hist.Record(dl.Event, replay)
 		return fmt.Errorf("replaying dead letter %s: %w", id, err)
 	}
 	// Once queued, the dead letter goes; if this fails, the next start
