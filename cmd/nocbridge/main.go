@@ -42,6 +42,7 @@ commands:
   test-notify  send a sample event to a destination  --config PATH --destination NAME [--event-id ID]
   receive      webhook tester: print and verify requests  --listen ADDR [--secret whsec_…]
   dlq          list or replay dead letters of the running daemon  list|replay [--id ID] [--destination NAME]
+                 list [--limit N [--cursor C]]: a page; the next page's command goes to stderr
   silence      silences of the running daemon:
                  add --device NAME [--site S] [--role R] [--label K=V] [--event-id GLOB]
                      (--for 2h | --until RFC3339) [--start RFC3339] --comment TEXT [--created-by NAME]
@@ -77,7 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", defaultConfig(), "config file")
 	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, else JSON), text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	var destination, eventID, listen, secret, id *string
+	var destination, eventID, listen, secret, id, cursor *string
+	var limit *int
 	var silence ctl.SilenceCommand
 	var asJSON *bool
 	switch cmd {
@@ -89,7 +91,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		secret = fs.String("secret", "", "whsec_… secret to verify Standard Webhooks signatures")
 	case "dlq":
 		id = fs.String("id", "", "replay only this dead letter (webhook-id)")
-		destination = fs.String("destination", "", "replay only this destination's dead letters")
+		destination = fs.String("destination", "", "list or replay only this destination's dead letters")
+		limit = fs.Int("limit", 0, "list at most this many (0: all of them)")
+		cursor = fs.String("cursor", "", "list the page this cursor starts (from the previous page)")
 	case "silence":
 		asJSON = silenceFlags(fs, &silence)
 	case "version", "--version", "-v":
@@ -155,7 +159,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	case "dlq":
-		if err := ctl.DeadLetters(ctx, *configPath, action, *id, *destination, stdout); err != nil {
+		dlq := ctl.DLQCommand{Action: action, ID: *id, Destination: *destination, Limit: *limit, Cursor: *cursor}
+		if err := ctl.DLQ(ctx, *configPath, dlq, stdout, stderr); err != nil {
 			fmt.Fprintln(stderr, "nocbridge dlq:", err)
 			return exitCode(err)
 		}

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/nocbridge/nocbridge/internal/store"
 )
@@ -114,7 +112,7 @@ func (h *History) List(ctx context.Context, q Query) (Page, error) {
 			return true, nil
 		}
 		if len(page.Items) == limit {
-			page.Next = cursor(lastSeq) // one more exists: there is a next page
+			page.Next = store.SeqCursor('h', lastSeq) // one more exists: there is a next page
 			return false, nil
 		}
 		page.Items = append(page.Items, a)
@@ -134,16 +132,9 @@ func tokenOrAll(s string) string {
 	return token(s)
 }
 
-// A cursor is the sequence a page ended at, in base 36 behind "h".
-func cursor(seq uint64) string { return "h" + strconv.FormatUint(seq, 36) }
-
 func parseCursor(c string) (uint64, error) {
-	if c == "" {
-		return 0, nil
-	}
-	s, ok := strings.CutPrefix(c, "h")
-	seq, err := strconv.ParseUint(s, 36, 64)
-	if !ok || err != nil || seq == 0 {
+	seq, ok := store.ParseSeqCursor('h', c)
+	if !ok {
 		return 0, fmt.Errorf("%w: cursor %q is not one a page of history gave", ErrBadQuery, cut(c, 64))
 	}
 	return seq, nil

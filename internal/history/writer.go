@@ -1,13 +1,17 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,7 +336,13 @@ func (h *History) write(ctx context.Context, batch []*item) {
 		delete(h.dirty, subj)
 	}
 	summaryAt := map[int]string{}
-	for subj, sum := range sums {
+	// Summaries go in the order their alerts last changed: a page of
+	// alerts reads them newest first.
+	subjects := slices.SortedFunc(maps.Keys(sums), func(a, b string) int {
+		return cmp.Or(sums[a].LastAt.Compare(sums[b].LastAt), strings.Compare(a, b))
+	})
+	for _, subj := range subjects {
+		sum := sums[subj]
 		b, err := json.Marshal(sum)
 		if err != nil {
 			h.logger.Error("encoding an alert history summary", "instance_id", sum.InstanceID, "err", err)

@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/history"
+	"github.com/nocbridge/nocbridge/internal/notify"
 )
 
 // TestHistoryAttempts: every attempt reaches the alert's history with its
@@ -103,5 +106,70 @@ func TestHistoryDigest(t *testing.T) {
 	singles := chat.got()
 	if got := f.hist.Of(singles[0].InstanceID); len(got) != 1 || got[0].Kind != history.KindAttempt || got[0].Detail != "" {
 		t.Errorf("a notification sent on its own: %+v", got)
+	}
+}
+
+// TestDeadLetterPage pages the dead letters oldest first by a cursor into
+// the log: a replay between pages neither shifts nor repeats the rest,
+// a destination filter pages too, and a cursor it did not give is refused.
+func TestDeadLetterPage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	bad := &notify.Error{Status: 400, Reason: "HTTP 400: bad field"}
+	f.ob.SetDestinations([]Destination{dest("a", f.fake(always(bad))), dest("b", f.fake(always(bad)))})
+	for i := range 5 {
+		name := "a"
+		if i%2 == 1 {
+			name = "b"
+		}
+		f.enqueue(Item{Destination: name, Event: ev(fmt.Sprintf("inst-%d", i), event.StatusActive, 0)})
+		if i == 0 {
+			f.run()
+		}
+		f.deadLetters(i + 1) // one at a time: the log holds them in this order
+	}
+	ctx := context.Background()
+	page := func(q DeadLetterQuery) (string, string) {
+		t.Helper()
+		dls, next, err := f.ob.DeadLetterPage(ctx, q)
+		if err != nil {
+			t.Fatalf("DeadLetterPage(%+v): %v", q, err)
+		}
+		var out []string
+		for _, dl := range dls {
+			out = append(out, strings.TrimPrefix(dl.Event.InstanceID, "inst-"))
+		}
+		return strings.Join(out, ","), next
+	}
+	all, next := page(DeadLetterQuery{})
+	if all != "0,1,2,3,4" || next != "" {
+		t.Fatalf("all: %s next %q", all, next)
+	}
+	first, next := page(DeadLetterQuery{Limit: 2})
+	if first != "0,1" || next == "" {
+		t.Fatalf("first page %s next %q", first, next)
+	}
+	// Dead letter 1 (on the page read) and 2 (on the next) are replayed.
+	dls, _ := f.ob.DeadLetters(ctx)
+	// The receivers keep refusing: the replays come back as new dead
+	// letters, at the end of the log.
+	for _, dl := range dls[1:3] {
+		if err := f.ob.Replay(ctx, dl.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.deadLetters(5)
+	second, next2 := page(DeadLetterQuery{Limit: 2, Cursor: next})
+	third, next3 := page(DeadLetterQuery{Limit: 2, Cursor: next2})
+	if second != "3,4" || third != "1,2" && third != "2,1" || next3 != "" {
+		t.Errorf("after replays: second page %s, third %s (next %q); want 3,4 then the replayed two, last", second, third, next3)
+	}
+	if got, next := page(DeadLetterQuery{Destination: "b", Limit: 1}); got != "3" || next == "" {
+		t.Errorf("destination b, first page: %s next %q", got, next)
+	}
+	for _, c := range []string{"x", "d", "dzzzzzzzzzzzzzzzzzz", "d0", "h12"} {
+		if _, _, err := f.ob.DeadLetterPage(ctx, DeadLetterQuery{Cursor: c}); !errors.Is(err, ErrBadCursor) {
+			t.Errorf("cursor %q: %v, want ErrBadCursor", c, err)
+		}
 	}
 }
