@@ -18,6 +18,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/webhook"
 	"github.com/nocbridge/nocbridge/internal/outbox"
@@ -60,7 +61,19 @@ func runOutbox(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	ob, err := outbox.New(ctx, st, outbox.Options{Logger: logger})
+	// Alert history records every attempt, as in the daemon.
+	hist, err := history.New(ctx, st, history.Options{Retention: 24 * time.Hour, Logger: logger})
+	if err != nil {
+		return err
+	}
+	histCtx, stopHist := context.WithCancel(ctx)
+	histDone := make(chan error, 1)
+	go func() { histDone <- hist.Run(histCtx) }()
+	defer func() {
+		stopHist()
+		<-histDone
+	}()
+	ob, err := outbox.New(ctx, st, outbox.Options{Logger: logger, History: hist})
 	if err != nil {
 		return err
 	}
@@ -145,6 +158,8 @@ func runOutbox(ctx context.Context, args []string) error {
 	fmt.Printf("  end to end:  %d delivered and recorded in %v = %.0f/s\n", len(lat), total.Round(time.Millisecond), rate)
 	fmt.Printf("  latency enqueue→delivered: p50 %v  p99 %v  max %v\n", pct(lat, 50), pct(lat, 99), pct(lat, 100))
 	fmt.Printf("  receiver:    %d duplicate deliveries, %d unexpected webhook-ids\n", dups, unknown)
+	hs := hist.Stats()
+	fmt.Printf("  history:     %d entries written, %d waiting, dropped %v\n", hs.Written, hs.Waiting, hs.Dropped)
 
 	if err := outboxVerdict(*n, len(lat), dups, unknown, rate, *minRate); err != nil {
 		return err
