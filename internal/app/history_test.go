@@ -205,8 +205,15 @@ func TestAlertHistoryAcrossRestart(t *testing.T) {
 		if code, _ := getAlert(t, a, "00000000-0000-4000-8000-00000000dead"); code != http.StatusNotFound {
 			t.Errorf("%s: unknown alert answered %d, want 404", when, code)
 		}
+		// Pages of alerts follow within a second (summaries are written
+		// together).
 		var page []history.Alert
-		getJSON(t, "http://"+a.HTTPAddr()+"/api/v1/history?device=dut", &page)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			getJSON(t, "http://"+a.HTTPAddr()+"/api/v1/history?device=dut", &page)
+			if len(page) == 3 || time.Now().After(deadline) {
+				break
+			}
+		}
 		if len(page) != 3 {
 			t.Errorf("%s: history of dut lists %d alerts, want 3", when, len(page))
 		}

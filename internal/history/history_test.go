@@ -86,11 +86,12 @@ func (r *rig) close() {
 	r.st.Close()
 }
 
-// written waits until n entries have been written in all.
+// written waits until n entries have been written in all, and their
+// alerts' summaries.
 func (r *rig) written(n uint64) {
 	r.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for r.h.Stats().Written < n {
+	for s := r.h.Stats(); s.Written < n || s.SummariesWaiting > 0; s = r.h.Stats() {
 		if time.Now().After(deadline) {
 			r.t.Fatalf("after 10s %d entries written, want %d (stats %+v)", r.h.Stats().Written, n, r.h.Stats())
 		}

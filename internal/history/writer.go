@@ -82,6 +82,14 @@ const (
 	// cacheSize bounds the summaries the writer keeps (two generations of
 	// half of it); one it does not have is read from the store.
 	cacheSize = 8192
+	// Summaries changed by the entries written are written together: every
+	// summaryEvery while entries keep coming, summaryIdle after they
+	// pause, or once maxBatch of them wait. An alert whose entries come
+	// over a second (an active, its attempts) has its summary written
+	// once, not after each of them, which halves what history writes
+	// during a storm.
+	summaryEvery = time.Second
+	summaryIdle  = 20 * time.Millisecond
 	// maxDetail cuts an entry's detail (reasons and answers come scrubbed
 	// and cut already; this bounds what history stores whatever comes).
 	maxDetail = 2048
@@ -110,9 +118,12 @@ type History struct {
 	stopped atomic.Bool
 
 	// The writer's own (Run's goroutine): summaries it knows, and those
-	// whose last write failed, written with the next batch.
-	cache sumCache
-	dirty map[string]*Alert // by summary subject
+	// changed and not yet written (or whose write failed), by summary
+	// subject; when they were last written.
+	cache     sumCache
+	dirty     map[string]*Alert
+	lastFlush time.Time
+	nDirty    atomic.Int64 // len(dirty), for Stats
 
 	written  prometheus.Counter
 	dropped  *prometheus.CounterVec
@@ -218,14 +229,18 @@ type Stats struct {
 	Written   uint64            `json:"entries_written"`
 	Dropped   map[string]uint64 `json:"entries_dropped"` // by reason: full, store, stopped, invalid
 	Waiting   int               `json:"waiting"`
-	LastDrop  time.Time         `json:"last_drop,omitzero"`
+	// SummariesWaiting are alerts whose changes are written but not yet
+	// their summary (pages of alerts show them within a second).
+	SummariesWaiting int       `json:"summaries_waiting"`
+	LastDrop         time.Time `json:"last_drop,omitzero"`
 }
 
 // Stats reports entries written, dropped and waiting since the start.
 func (h *History) Stats() Stats {
 	h.dropMu.Lock()
 	defer h.dropMu.Unlock()
-	s := Stats{Retention: h.retention.String(), Written: h.nWritten.Load(), Dropped: map[string]uint64{}, Waiting: len(h.in), LastDrop: h.lastDrop}
+	s := Stats{Retention: h.retention.String(), Written: h.nWritten.Load(), Dropped: map[string]uint64{}, Waiting: len(h.in),
+		SummariesWaiting: int(h.nDirty.Load()), LastDrop: h.lastDrop}
 	for _, r := range dropReasons {
 		s.Dropped[r] = h.nDropped[r]
 	}
@@ -237,6 +252,9 @@ func (h *History) Stats() Stats {
 // after the writers, so their last entries are kept.
 func (h *History) Run(ctx context.Context) error {
 	batch := make([]*item, 0, maxBatch)
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -247,6 +265,16 @@ func (h *History) Run(ctx context.Context) error {
 			batch = h.take(append(batch[:0], it))
 			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 			h.write(wctx, batch)
+			if len(h.dirty) >= maxBatch || time.Since(h.lastFlush) >= summaryEvery {
+				h.flush(wctx)
+			}
+			cancel()
+			if len(h.dirty) > 0 {
+				idle.Reset(summaryIdle)
+			}
+		case <-idle.C:
+			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+			h.flush(wctx)
 			cancel()
 		}
 	}
@@ -270,6 +298,7 @@ func (h *History) take(batch []*item) []*item {
 func (h *History) finish() {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
+	defer h.flush(ctx)
 	for ctx.Err() == nil {
 		batch := h.take(nil)
 		if len(batch) == 0 {
@@ -290,7 +319,8 @@ type group struct {
 	items   []*item
 }
 
-// write stores a batch: each alert's entries, then its summary.
+// write stores a batch of entries and folds them into their alerts'
+// summaries, which flush writes.
 func (h *History) write(ctx context.Context, batch []*item) {
 	groups := map[string]*group{}
 	var order []*group
@@ -311,11 +341,9 @@ func (h *History) write(ctx context.Context, batch []*item) {
 	}
 	h.drop(DropInvalid, invalid, "")
 
-	msgs := make([]store.Message, 0, len(batch)+len(order)+len(h.dirty))
-	owner := make([]*group, 0, cap(msgs)) // per message: the entry's group, nil for a summary
-	sums := make(map[string]*Alert, len(order))
+	msgs := make([]store.Message, 0, len(batch))
 	for _, g := range order {
-		sum := h.summary(ctx, g.subject, g.items[0].ev)
+		sum := h.summary(ctx, g.subject, g.items[0])
 		for _, it := range g.items {
 			r := newStored(it)
 			b, err := json.Marshal(r)
@@ -325,69 +353,78 @@ func (h *History) write(ctx context.Context, batch []*item) {
 				continue
 			}
 			msgs = append(msgs, store.Message{Subject: entryPrefix + token(it.ev.InstanceID), Data: b})
-			owner = append(owner, g)
 			sum.apply(r)
 		}
-		sums[g.subject] = sum
-		delete(h.dirty, g.subject)
+		h.dirty[g.subject] = sum
 	}
-	for subj, sum := range h.dirty {
-		sums[subj] = sum // written again: its last write failed
-		delete(h.dirty, subj)
-	}
-	summaryAt := map[int]string{}
-	// Summaries go in the order their alerts last changed: a page of
-	// alerts reads them newest first.
-	subjects := slices.SortedFunc(maps.Keys(sums), func(a, b string) int {
-		return cmp.Or(sums[a].LastAt.Compare(sums[b].LastAt), strings.Compare(a, b))
-	})
-	for _, subj := range subjects {
-		sum := sums[subj]
-		b, err := json.Marshal(sum)
-		if err != nil {
-			h.logger.Error("encoding an alert history summary", "instance_id", sum.InstanceID, "err", err)
-			continue
-		}
-		summaryAt[len(msgs)] = subj
-		msgs = append(msgs, store.Message{Subject: subj, Data: b, Replace: true})
-		owner = append(owner, nil)
-	}
+	h.nDirty.Store(int64(len(h.dirty)))
 	n, err := h.log.AppendBatch(ctx, msgs)
-	entries, lost := 0, 0
-	for i, g := range owner {
-		switch {
-		case g != nil && i < n:
-			entries++
-		case g != nil:
-			lost++
-		case i < n:
-			h.cache.put(summaryAt[i], sums[summaryAt[i]])
-		default:
-			// Not stored: kept (bounded) and written with the next batch,
-			// so pages of alerts catch up with the entries.
-			if len(h.dirty) < cacheSize {
-				h.dirty[summaryAt[i]] = sums[summaryAt[i]]
-			}
-			h.cache.forget(summaryAt[i])
-		}
-	}
-	h.written.Add(float64(entries))
-	h.nWritten.Add(uint64(entries))
+	h.written.Add(float64(n))
+	h.nWritten.Add(uint64(n))
 	if err != nil {
-		h.drop(DropStore, lost, "")
+		h.drop(DropStore, len(msgs)-n, "")
 		h.rate.Log(h.logger, store.LogLevel(err, slog.LevelError), "write", "writing alert history failed; its entries are dropped",
-			"entries", lost, "err", err)
+			"entries", len(msgs)-n, "err", err)
 	}
 }
 
-// summary is the alert's summary as last written: from the cache, else
-// the store, else a new one.
-func (h *History) summary(ctx context.Context, subject string, ev event.Event) *Alert {
+// flush writes the changed summaries, in the order their alerts last
+// changed: a page of alerts reads them newest first. One the store does
+// not take stays and goes with the next flush (at most cacheSize wait:
+// beyond, the oldest are given up, and their alerts' pages lag until they
+// change again).
+func (h *History) flush(ctx context.Context) {
+	h.lastFlush = time.Now()
+	if len(h.dirty) == 0 {
+		return
+	}
+	subjects := slices.SortedFunc(maps.Keys(h.dirty), func(a, b string) int {
+		return cmp.Or(h.dirty[a].LastAt.Compare(h.dirty[b].LastAt), strings.Compare(a, b))
+	})
+	msgs := make([]store.Message, 0, len(subjects))
+	for _, subj := range subjects {
+		b, err := json.Marshal(h.dirty[subj])
+		if err != nil {
+			h.logger.Error("encoding an alert history summary", "instance_id", h.dirty[subj].InstanceID, "err", err)
+			continue
+		}
+		msgs = append(msgs, store.Message{Subject: subj, Data: b, Replace: true})
+	}
+	n, err := h.log.AppendBatch(ctx, msgs)
+	for _, m := range msgs[:n] {
+		h.cache.put(m.Subject, h.dirty[m.Subject])
+		delete(h.dirty, m.Subject)
+	}
+	if err != nil {
+		h.rate.Log(h.logger, store.LogLevel(err, slog.LevelError), "summaries", "writing alert history summaries failed; tried again with the next ones",
+			"summaries", len(msgs)-n, "err", err)
+		for _, m := range msgs[n:] {
+			if len(h.dirty) <= cacheSize {
+				break
+			}
+			h.cache.forget(m.Subject)
+			delete(h.dirty, m.Subject)
+		}
+	}
+	h.nDirty.Store(int64(len(h.dirty)))
+}
+
+// summary is the alert's summary as last changed: waiting to be written,
+// in the cache, else in the store, else a new one. An alert whose first
+// entry here begins its life (pending, active, a one-shot event) is new:
+// it is not looked up, which spares a store read per new alert in a storm
+// (after a restart between pending and firing, its page of alerts then
+// starts at the firing; its own page reads every entry).
+func (h *History) summary(ctx context.Context, subject string, first *item) *Alert {
+	ev := first.ev
+	if a := h.dirty[subject]; a != nil {
+		return a
+	}
 	if a := h.cache.get(subject); a != nil {
 		return a
 	}
-	if a := h.dirty[subject]; a != nil {
-		return a
+	if k := first.e.Kind; k == KindPending || k == KindActive || k == KindEvent {
+		return &Alert{InstanceID: ev.InstanceID}
 	}
 	r, err := h.log.Last(ctx, subject)
 	if err == nil {

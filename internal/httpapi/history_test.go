@@ -35,11 +35,12 @@ func realHistory(t *testing.T) *history.History {
 	return h
 }
 
-// waitWritten waits until history wrote n entries.
+// waitWritten waits until history wrote n entries and their alerts'
+// summaries.
 func waitWritten(t *testing.T, h *history.History, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for h.Stats().Written < n {
+	for s := h.Stats(); s.Written < n || s.SummariesWaiting > 0; s = h.Stats() {
 		if time.Now().After(deadline) {
 			t.Fatalf("history wrote %d entries in 10s, want %d: %+v", h.Stats().Written, n, h.Stats())
 		}
