@@ -36,6 +36,8 @@ func runOutbox(ctx context.Context, args []string) error {
 	dests := fs.Int("dests", 4, "webhook destinations (all on one loopback receiver)")
 	producers := fs.Int("producers", 8, "goroutines calling Enqueue")
 	minRate := fs.Float64("min-rate", 2000, "fail below this many delivered notifications per second")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (enqueue to the last delivery) to this file")
+	withHistory := fs.Bool("history", true, "record alert history (an active entry per notification, every attempt) as the daemon does; false measures without it")
 	loseResponses := fs.Int("lose-responses", 0, "drop the connection instead of answering the first N deliveries (received, but the sender cannot know), "+
 		"so the outbox sends them again: shows that a duplicate fails the run")
 	if err := fs.Parse(args); err != nil {
@@ -73,7 +75,11 @@ func runOutbox(ctx context.Context, args []string) error {
 		stopHist()
 		<-histDone
 	}()
-	ob, err := outbox.New(ctx, st, outbox.Options{Logger: logger, History: hist})
+	var rec history.Recorder = history.Discard
+	if *withHistory {
+		rec = hist
+	}
+	ob, err := outbox.New(ctx, st, outbox.Options{Logger: logger, History: rec})
 	if err != nil {
 		return err
 	}
@@ -110,6 +116,13 @@ func runOutbox(ctx context.Context, args []string) error {
 
 	fmt.Printf("outbox: %d notifications, %d webhook destinations on a loopback receiver (204), %d producers, fsync on every write\n",
 		*n, *dests, *producers)
+	if *cpuProfile != "" {
+		stopProfile, err := latencyStartProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -122,6 +135,8 @@ func runOutbox(ctx context.Context, args []string) error {
 					return
 				}
 				enqueued[i] = time.Now()
+				// As the alert manager does for each transition it hands on.
+				rec.Record(items[i].Event, history.Entry{Kind: history.KindActive, Status: items[i].Event.Status})
 				if err := ob.Enqueue(ctx, items[i]); err != nil {
 					errs <- err
 					return

@@ -62,7 +62,6 @@ func (m *Manager) commit(ctx context.Context) error {
 			}
 			continue
 		}
-		m.noteHandedOn(t)
 		if t.in == nil {
 			continue // a one-shot event leaves no state
 		}
@@ -167,6 +166,7 @@ func (m *Manager) dispatch(ctx context.Context, t *transition) {
 		return
 	}
 	t.targets = targets
+	m.noteHandedOn(t) // at once: its delivery attempts follow in history
 }
 
 // noteHandedOn tells history a transition was handed on, and where

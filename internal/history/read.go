@@ -1,6 +1,7 @@
 package history
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -36,21 +37,24 @@ const (
 func (h *History) Get(ctx context.Context, instanceID string) (Alert, error) {
 	var first, last []stored
 	seen := 0
+	// A record holds the entries of one write, one JSON line each.
 	err := h.log.ReadSubject(ctx, entryPrefix+token(instanceID), func(r store.Record) error {
-		var s stored
-		if err := json.Unmarshal(r.Data, &s); err != nil {
-			h.rate.Log(h.logger, slog.LevelError, "decode", "skipping an unreadable alert history entry", "instance_id", instanceID, "seq", r.Seq, "err", err)
-			return nil
-		}
-		seen++
-		switch {
-		case len(first) < keepFirst:
-			first = append(first, s)
-		case len(last) < keepLast:
-			last = append(last, s)
-		default:
-			copy(last, last[1:])
-			last[len(last)-1] = s
+		for line := range bytes.Lines(r.Data) {
+			var s stored
+			if err := json.Unmarshal(line, &s); err != nil {
+				h.rate.Log(h.logger, slog.LevelError, "decode", "skipping an unreadable alert history entry", "instance_id", instanceID, "seq", r.Seq, "err", err)
+				continue
+			}
+			seen++
+			switch {
+			case len(first) < keepFirst:
+				first = append(first, s)
+			case len(last) < keepLast:
+				last = append(last, s)
+			default:
+				copy(last, last[1:])
+				last[len(last)-1] = s
+			}
 		}
 		return nil
 	})

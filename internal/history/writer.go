@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -75,6 +74,10 @@ const DefaultBuffer = 65536
 const (
 	// maxBatch bounds the entries written in one batch.
 	maxBatch = 1024
+	// linger is how long the writer waits for more entries after the
+	// first of a batch: an alert's active and its first attempts (a few
+	// milliseconds apart) then go in one record.
+	linger = 25 * time.Millisecond
 	// writeTimeout bounds one batch's write; stopTimeout what Run still
 	// writes once stopped.
 	writeTimeout = 10 * time.Second
@@ -255,6 +258,9 @@ func (h *History) Run(ctx context.Context) error {
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	defer idle.Stop()
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	defer wait.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -262,7 +268,7 @@ func (h *History) Run(ctx context.Context) error {
 			h.finish()
 			return nil
 		case it := <-h.in:
-			batch = h.take(append(batch[:0], it))
+			batch = h.gather(ctx, wait, append(batch[:0], it))
 			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 			h.write(wctx, batch)
 			if len(h.dirty) >= maxBatch || time.Since(h.lastFlush) >= summaryEvery {
@@ -278,6 +284,23 @@ func (h *History) Run(ctx context.Context) error {
 			cancel()
 		}
 	}
+}
+
+// gather adds what comes within linger, up to maxBatch.
+func (h *History) gather(ctx context.Context, wait *time.Timer, batch []*item) []*item {
+	wait.Reset(linger)
+	defer wait.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case it := <-h.in:
+			batch = append(batch, it)
+		case <-wait.C:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
 }
 
 // take adds what else waits, up to maxBatch.
@@ -341,9 +364,13 @@ func (h *History) write(ctx context.Context, batch []*item) {
 	}
 	h.drop(DropInvalid, invalid, "")
 
-	msgs := make([]store.Message, 0, len(batch))
+	// One record per alert: its entries of the batch, a JSON line each.
+	msgs := make([]store.Message, 0, len(order))
+	counts := make([]int, 0, len(order))
 	for _, g := range order {
-		sum := h.summary(ctx, g.subject, g.items[0])
+		sum := h.summary(ctx, g.subject, g.items)
+		var data []byte
+		n := 0
 		for _, it := range g.items {
 			r := newStored(it)
 			b, err := json.Marshal(r)
@@ -352,19 +379,32 @@ func (h *History) write(ctx context.Context, batch []*item) {
 				h.drop(DropInvalid, 1, it.ev.InstanceID)
 				continue
 			}
-			msgs = append(msgs, store.Message{Subject: entryPrefix + token(it.ev.InstanceID), Data: b})
+			data = append(append(data, b...), '\n')
+			n++
 			sum.apply(r)
 		}
 		h.dirty[g.subject] = sum
+		if n > 0 {
+			msgs = append(msgs, store.Message{Subject: entryPrefix + token(g.items[0].ev.InstanceID), Data: data})
+			counts = append(counts, n)
+		}
 	}
 	h.nDirty.Store(int64(len(h.dirty)))
-	n, err := h.log.AppendBatch(ctx, msgs)
-	h.written.Add(float64(n))
-	h.nWritten.Add(uint64(n))
+	stored, err := h.log.AppendBatch(ctx, msgs)
+	entries, lost := 0, 0
+	for i, n := range counts {
+		if i < stored {
+			entries += n
+		} else {
+			lost += n
+		}
+	}
+	h.written.Add(float64(entries))
+	h.nWritten.Add(uint64(entries))
 	if err != nil {
-		h.drop(DropStore, len(msgs)-n, "")
+		h.drop(DropStore, lost, "")
 		h.rate.Log(h.logger, store.LogLevel(err, slog.LevelError), "write", "writing alert history failed; its entries are dropped",
-			"entries", len(msgs)-n, "err", err)
+			"entries", lost, "err", err)
 	}
 }
 
@@ -410,21 +450,23 @@ func (h *History) flush(ctx context.Context) {
 }
 
 // summary is the alert's summary as last changed: waiting to be written,
-// in the cache, else in the store, else a new one. An alert whose first
-// entry here begins its life (pending, active, a one-shot event) is new:
-// it is not looked up, which spares a store read per new alert in a storm
-// (after a restart between pending and firing, its page of alerts then
-// starts at the firing; its own page reads every entry).
-func (h *History) summary(ctx context.Context, subject string, first *item) *Alert {
-	ev := first.ev
+// in the cache, else in the store, else a new one. An alert whose entries
+// here include the start of its life (pending, active, a one-shot event)
+// is new: it is not looked up, which spares a store read per new alert in
+// a storm (after a restart between pending and firing, its page of alerts
+// then starts at the firing; its own page reads every entry).
+func (h *History) summary(ctx context.Context, subject string, items []*item) *Alert {
+	ev := items[0].ev
 	if a := h.dirty[subject]; a != nil {
 		return a
 	}
 	if a := h.cache.get(subject); a != nil {
 		return a
 	}
-	if k := first.e.Kind; k == KindPending || k == KindActive || k == KindEvent {
-		return &Alert{InstanceID: ev.InstanceID}
+	for _, it := range items {
+		if k := it.e.Kind; k == KindPending || k == KindActive || k == KindEvent {
+			return &Alert{InstanceID: ev.InstanceID}
+		}
 	}
 	r, err := h.log.Last(ctx, subject)
 	if err == nil {
@@ -569,13 +611,26 @@ func (a *Alert) apply(r stored) {
 // token makes s one subject token: as it is when it is a plain name
 // ([A-Za-z0-9_-]), else "=" and its base64url form (never a plain name).
 func token(s string) string {
-	if plainToken.MatchString(s) {
+	if plain(s) {
 		return s
 	}
 	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
 }
 
-var plainToken = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+// plain: s is 1 to 128 of [A-Za-z0-9_-].
+func plain(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 func summarySubject(device, eventID, instance string) string {
 	return summaryPrefix + token(device) + "." + token(eventID) + "." + token(instance)
