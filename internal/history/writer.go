@@ -269,7 +269,9 @@ func (h *History) Run(ctx context.Context) error {
 			return nil
 		case it := <-h.in:
 			batch = h.gather(ctx, wait, append(batch[:0], it))
-			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+			// A batch under way is written whole, even when Run is
+			// stopped meanwhile.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 			h.write(wctx, batch)
 			if len(h.dirty) >= maxBatch || time.Since(h.lastFlush) >= summaryEvery {
 				h.flush(wctx)
@@ -279,7 +281,7 @@ func (h *History) Run(ctx context.Context) error {
 				idle.Reset(summaryIdle)
 			}
 		case <-idle.C:
-			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 			h.flush(wctx)
 			cancel()
 		}
