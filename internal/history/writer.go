@@ -78,6 +78,8 @@ const (
 	// first of a batch: an alert's active and its first attempts (a few
 	// milliseconds apart) then go in one record.
 	linger = 25 * time.Millisecond
+	// maxPause bounds the pause after a write (Run).
+	maxPause = 100 * time.Millisecond
 	// writeTimeout bounds one batch's write; stopTimeout what Run still
 	// writes once stopped.
 	writeTimeout = 10 * time.Second
@@ -271,6 +273,7 @@ func (h *History) Run(ctx context.Context) error {
 			batch = h.gather(ctx, wait, append(batch[:0], it))
 			// A batch under way is written whole, even when Run is
 			// stopped meanwhile.
+			began := time.Now()
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 			h.write(wctx, batch)
 			if len(h.dirty) >= maxBatch || time.Since(h.lastFlush) >= summaryEvery {
@@ -280,11 +283,26 @@ func (h *History) Run(ctx context.Context) error {
 			if len(h.dirty) > 0 {
 				idle.Reset(summaryIdle)
 			}
+			// Paced: as long again as the write took, so history takes at
+			// most about half of the store's time in a storm and delivery
+			// keeps the rest; what comes meanwhile waits in the buffer and
+			// goes in the next, larger batch.
+			h.pause(ctx, wait, min(time.Since(began), maxPause))
 		case <-idle.C:
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 			h.flush(wctx)
 			cancel()
 		}
+	}
+}
+
+// pause waits d, or until ctx ends.
+func (h *History) pause(ctx context.Context, t *time.Timer, d time.Duration) {
+	t.Reset(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
