@@ -101,6 +101,10 @@ type answerStatusKey struct{}
 // statusTransport notes each answer's status for WithAnswerStatus.
 type statusTransport struct{ next *http.Transport }
 
+// CloseIdleConnections lets http.Client.CloseIdleConnections (a
+// notifier's Close) reach the transport's connections.
+func (t statusTransport) CloseIdleConnections() { t.next.CloseIdleConnections() }
+
 func (t statusTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
 	if b, ok := r.Context().Value(answerStatusKey{}).(*atomic.Int32); ok && resp != nil {
