@@ -18,6 +18,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/webhook"
 	"github.com/nocbridge/nocbridge/internal/outbox"
@@ -35,6 +36,8 @@ func runOutbox(ctx context.Context, args []string) error {
 	dests := fs.Int("dests", 4, "webhook destinations (all on one loopback receiver)")
 	producers := fs.Int("producers", 8, "goroutines calling Enqueue")
 	minRate := fs.Float64("min-rate", 2000, "fail below this many delivered notifications per second")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (enqueue to the last delivery) to this file")
+	withHistory := fs.Bool("history", true, "record alert history (an active entry per notification, every attempt) as the daemon does; false measures without it")
 	loseResponses := fs.Int("lose-responses", 0, "drop the connection instead of answering the first N deliveries (received, but the sender cannot know), "+
 		"so the outbox sends them again: shows that a duplicate fails the run")
 	if err := fs.Parse(args); err != nil {
@@ -60,7 +63,23 @@ func runOutbox(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	ob, err := outbox.New(ctx, st, outbox.Options{Logger: logger})
+	// Alert history records every attempt, as in the daemon.
+	hist, err := history.New(ctx, st, history.Options{Retention: 24 * time.Hour, Logger: logger})
+	if err != nil {
+		return err
+	}
+	histCtx, stopHist := context.WithCancel(ctx)
+	histDone := make(chan error, 1)
+	go func() { histDone <- hist.Run(histCtx) }()
+	defer func() {
+		stopHist()
+		<-histDone
+	}()
+	var rec history.Recorder = history.Discard
+	if *withHistory {
+		rec = hist
+	}
+	ob, err := outbox.New(ctx, st, outbox.Options{Logger: logger, History: rec})
 	if err != nil {
 		return err
 	}
@@ -97,6 +116,13 @@ func runOutbox(ctx context.Context, args []string) error {
 
 	fmt.Printf("outbox: %d notifications, %d webhook destinations on a loopback receiver (204), %d producers, fsync on every write\n",
 		*n, *dests, *producers)
+	if *cpuProfile != "" {
+		stopProfile, err := latencyStartProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -109,6 +135,8 @@ func runOutbox(ctx context.Context, args []string) error {
 					return
 				}
 				enqueued[i] = time.Now()
+				// As the alert manager does for each transition it hands on.
+				rec.Record(items[i].Event, history.Entry{Kind: history.KindActive, Status: items[i].Event.Status})
 				if err := ob.Enqueue(ctx, items[i]); err != nil {
 					errs <- err
 					return
@@ -145,6 +173,8 @@ func runOutbox(ctx context.Context, args []string) error {
 	fmt.Printf("  end to end:  %d delivered and recorded in %v = %.0f/s\n", len(lat), total.Round(time.Millisecond), rate)
 	fmt.Printf("  latency enqueue→delivered: p50 %v  p99 %v  max %v\n", pct(lat, 50), pct(lat, 99), pct(lat, 100))
 	fmt.Printf("  receiver:    %d duplicate deliveries, %d unexpected webhook-ids\n", dups, unknown)
+	hs := hist.Stats()
+	fmt.Printf("  history:     %d entries written, %d waiting, dropped %v\n", hs.Written, hs.Waiting, hs.Dropped)
 
 	if err := outboxVerdict(*n, len(lat), dups, unknown, rate, *minRate); err != nil {
 		return err

@@ -27,6 +27,8 @@ type command struct {
 type options struct {
 	config, logFormat, logLevel              *string
 	destination, eventID, listen, secret, id *string
+	cursor                                   *string
+	limit                                    *int
 	silence                                  ctl.SilenceCommand
 	asJSON                                   *bool
 }
@@ -71,13 +73,15 @@ var commands = []command{
 		},
 	},
 	{
-		name: "dlq", actions: []string{"list", "replay"}, args: "list|replay [--id ID] [--destination NAME]",
+		name: "dlq", actions: []string{"list", "replay"}, args: "list|replay [--id ID] [--destination NAME] [--limit N [--cursor C]]",
 		summary: "list or replay dead letters of the running daemon",
 		about: "Lists the dead letters of the running daemon, or replays them (all, one by id, or one " +
 			"destination's), through its HTTP API at http.listen with the token of http.token_file.",
 		flags: func(fs *flag.FlagSet, o *options) {
 			o.id = fs.String("id", "", "replay only the dead letter with this `ID` (its webhook-id)")
-			o.destination = fs.String("destination", "", "replay only the dead letters of the destination `NAME`")
+			o.destination = fs.String("destination", "", "list or replay only the dead letters of the destination `NAME`")
+			o.limit = fs.Int("limit", 0, "list at most `N` (0: all of them); the next page's command goes to stderr")
+			o.cursor = fs.String("cursor", "", "list the page that starts at `CURSOR` (from the previous page)")
 		},
 	},
 	{

@@ -130,7 +130,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	case "dlq":
-		if err := ctl.DeadLetters(ctx, *o.config, action, *o.id, *o.destination, stdout); err != nil {
+		dlq := ctl.DLQCommand{Action: action, ID: *o.id, Destination: *o.destination, Limit: *o.limit, Cursor: *o.cursor}
+		if err := ctl.DLQ(ctx, *o.config, dlq, stdout, stderr); err != nil {
 			fmt.Fprintln(stderr, "nocbridge dlq:", err)
 			return exitCode(err)
 		}

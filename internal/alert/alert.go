@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
@@ -55,15 +56,18 @@ const (
 
 // Instance is one alert instance as persisted and as the API shows it.
 type Instance struct {
-	EventID  string           `json:"event_id"`
-	Device   inventory.Device `json:"device"`
-	Key      string           `json:"key,omitempty"`
-	State    State            `json:"state"`
-	Since    time.Time        `json:"since"`              // condition first held
-	ActiveAt time.Time        `json:"active_at,omitzero"` // fired
-	Clearing time.Time        `json:"clearing,omitzero"`  // clear condition first held
-	Value    any              `json:"value,omitempty"`    // last value of the tested metric
-	Event    *event.Event     `json:"event,omitempty"`    // the active event as notified
+	EventID string           `json:"event_id"`
+	Device  inventory.Device `json:"device"`
+	Key     string           `json:"key,omitempty"`
+	// InstanceID is the id its notifications carry, chosen when it
+	// became pending, so its history starts there.
+	InstanceID string       `json:"instance_id,omitempty"`
+	State      State        `json:"state"`
+	Since      time.Time    `json:"since"`              // condition first held
+	ActiveAt   time.Time    `json:"active_at,omitzero"` // fired
+	Clearing   time.Time    `json:"clearing,omitzero"`  // clear condition first held
+	Value      any          `json:"value,omitempty"`    // last value of the tested metric
+	Event      *event.Event `json:"event,omitempty"`    // the active event as notified
 	// ResolveTo are the destinations the active went to whose subscription
 	// wants resolves: the resolve goes there whatever config says by then.
 	ResolveTo []string `json:"resolve_to,omitempty"`
@@ -90,12 +94,15 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+	// History takes each transition once it is handed on (nil: none).
+	History history.Recorder
 }
 
 // Manager runs the state machine. Observe may be called from any goroutine.
 type Manager struct {
 	store      Store
 	dispatcher Dispatcher
+	history    history.Recorder
 	log        *slog.Logger
 	now        func() time.Time
 
@@ -163,8 +170,11 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.History == nil {
+		opts.History = history.Discard
+	}
 	m := &Manager{
-		store: store, dispatcher: d, log: opts.Logger, now: opts.Now,
+		store: store, dispatcher: d, history: opts.History, log: opts.Logger, now: opts.Now,
 		instances: map[string]*Instance{}, wake: make(chan struct{}, 1),
 		q: intake{ch: make(chan observation.Observation, maxBatch), left: make(chan struct{}, 1)},
 		activeDesc: prometheus.NewDesc("nocbridge_alerts_active",
@@ -244,6 +254,7 @@ func (m *Manager) SetRules(ctx context.Context, set *rules.Set, inv *inventory.I
 			continue
 		}
 		if in.State == StatePending {
+			m.notePending(in, r, "its rule or device was removed while pending: it never fired", m.now())
 			m.forget(k)
 			continue
 		}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
 
@@ -164,6 +166,24 @@ func (m *Manager) dispatch(ctx context.Context, t *transition) {
 		return
 	}
 	t.targets = targets
+	m.noteHandedOn(t) // at once: its delivery attempts follow in history
+}
+
+// noteHandedOn tells history a transition was handed on, and where
+// noise control and routing sent it.
+func (m *Manager) noteHandedOn(t *transition) {
+	kind := history.KindActive
+	switch {
+	case t.ev.Kind == event.KindEvent:
+		kind = history.KindEvent
+	case t.ev.Status == event.StatusResolved:
+		kind = history.KindResolved
+	}
+	detail := "to no destination now"
+	if len(t.targets) > 0 {
+		detail = "to " + strings.Join(t.targets, ", ")
+	}
+	m.history.Record(t.ev, history.Entry{At: t.ev.Timestamp, Kind: kind, Status: t.ev.Status, Detail: detail})
 }
 
 // persistBehind stores the instance's current state, written behind.

@@ -2,10 +2,12 @@ package alert
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
 )
@@ -42,14 +44,20 @@ func (m *Manager) apply(k string, c rules.Condition) error {
 		if !c.Firing {
 			return nil
 		}
-		in = &Instance{EventID: r.EventID, Device: *c.Device, Key: c.Key, State: StatePending, Since: c.Time, Value: c.Value}
+		in = &Instance{EventID: r.EventID, Device: *c.Device, Key: c.Key, State: StatePending, Since: c.Time, Value: c.Value,
+			InstanceID: uuid.NewString()}
 		m.instances[k] = in
+		if r.For > 0 {
+			m.history.Record(m.newEvent(r, c, in.InstanceID, c.Time), history.Entry{At: c.Time, Kind: history.KindPending,
+				Detail: fmt.Sprintf("condition holds; fires after for: %v", r.For)})
+		}
 	}
 	in.Value = c.Value
 	in.Device = *c.Device
 	switch in.State {
 	case StatePending:
 		if !c.Firing {
+			m.notePending(in, r, fmt.Sprintf("condition cleared after %v, before for: %v: it never fired", c.Time.Sub(in.Since).Round(time.Millisecond), r.For), c.Time)
 			delete(m.instances, k)
 			return nil
 		}
@@ -92,8 +100,21 @@ func (m *Manager) newEvent(r *rules.Rule, c rules.Condition, instanceID string, 
 	}
 }
 
+// notePending tells history that a pending instance ends without firing
+// (only those that waited for `for` are in it).
+func (m *Manager) notePending(in *Instance, r *rules.Rule, detail string, at time.Time) {
+	if in.InstanceID == "" || r == nil || r.For <= 0 {
+		return
+	}
+	ev := event.Event{InstanceID: in.InstanceID, EventID: in.EventID, Device: in.Device, Key: in.Key, Status: event.StatusActive}
+	m.history.Record(ev, history.Entry{At: at, Kind: history.KindNotSent, Detail: detail})
+}
+
 func (m *Manager) fire(k string, in *Instance, c rules.Condition, at time.Time) {
-	ev := m.newEvent(c.Rule, c, uuid.NewString(), at)
+	if in.InstanceID == "" {
+		in.InstanceID = uuid.NewString() // a trap's, or one stored before instance ids were chosen at pending
+	}
+	ev := m.newEvent(c.Rule, c, in.InstanceID, at)
 	in.State = StateFiring
 	in.ActiveAt = at
 	in.Clearing = time.Time{}

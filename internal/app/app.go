@@ -19,6 +19,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/alert"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/devstate"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/httpapi"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/mute"
@@ -51,6 +52,7 @@ type App struct {
 	gen      atomic.Pointer[generation]
 	store    *store.Store
 	outbox   *outbox.Outbox
+	history  *history.History
 	dispatch *route.Dispatcher
 	alerts   *alert.Manager
 	noise    *noise.Gate
@@ -152,6 +154,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.build(ctx, gen); err != nil {
 		return err
 	}
+	// History's writer stops after the pipeline that writes to it.
+	histCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
+	histDone := make(chan struct{})
+	go func() { defer close(histDone); _ = a.history.Run(histCtx) }()
+	defer func() { stopHistory(); <-histDone }()
 
 	// Sockets opened below belong to their Run; if the start fails before
 	// the sources run, release them here.
@@ -259,7 +266,11 @@ func (a *App) storeChanged(h store.Health) {
 // build makes the pipeline's components, sources last.
 func (a *App) build(ctx context.Context, gen *generation) error {
 	var err error
-	if a.outbox, err = outbox.New(ctx, a.store, outbox.Options{Logger: a.log.With("component", "outbox"), Registerer: a.reg}); err != nil {
+	if a.history, err = history.New(ctx, a.store, history.Options{Retention: gen.cfg.History.Retention.D(),
+		Logger: a.log.With("component", "history"), Registerer: a.reg}); err != nil {
+		return err
+	}
+	if a.outbox, err = outbox.New(ctx, a.store, outbox.Options{Logger: a.log.With("component", "outbox"), Registerer: a.reg, History: a.history}); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	a.outbox.SetDestinations(gen.destinations)
@@ -285,7 +296,7 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 	siteCtx := context.WithoutCancel(ctx)
 	a.noise, err = noise.New(ctx, noise.Options{Store: decisions, Next: a.dispatch, Mutes: a.mutes,
 		Emit:   func(o observation.Observation) { _ = a.alerts.Observe(siteCtx, o) },
-		Logger: a.log.With("component", "noise"), Registerer: a.reg})
+		Logger: a.log.With("component", "noise"), Registerer: a.reg, History: a.history})
 	if err != nil {
 		return err
 	}
@@ -294,7 +305,7 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 	if err != nil {
 		return fmt.Errorf("alert state bucket: %w", err)
 	}
-	if a.alerts, err = alert.New(ctx, alerts, a.noise, alert.Options{Logger: a.log.With("component", "alert"), Registerer: a.reg}); err != nil {
+	if a.alerts, err = alert.New(ctx, alerts, a.noise, alert.Options{Logger: a.log.With("component", "alert"), Registerer: a.reg, History: a.history}); err != nil {
 		return err
 	}
 	a.devices = inventory.NewLive(gen.inventory, a.log.With("component", "inventory"))
@@ -457,6 +468,7 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 		Outbox:      a.outbox,
 		Silences:    a.mutes,
 		Prober:      a.prober(),
+		History:     a.history,
 		Token:       func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
 		Public:      !config.LoopbackListen(h.Listen),
 		MetricsAuth: func() bool { return a.gen.Load().cfg.HTTP.MetricsAuth },

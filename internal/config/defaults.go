@@ -40,6 +40,8 @@ const (
 	defaultRetryProbeInterval = 5 * time.Second
 
 	defaultMaintenanceTimezone = "Local" // time.LoadLocation's name for the machine's zone
+
+	defaultHistoryRetention = 30 * 24 * time.Hour
 )
 
 // applyDefaults fills in every setting the file leaves out:
@@ -60,6 +62,7 @@ const (
 //	noise.flap                   changes 5, window 15m
 //	noise.site_outage            window 1m, min_devices 3, ratio 0.5
 //	maintenance                  timezone Local (the machine's time zone)
+//	history.retention            720h (30 days)
 //
 // set reports whether the file gives the key at a path: numbers default only
 // when absent, because an explicit 0 means something (retries: 0, no limit)
@@ -135,6 +138,7 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 	for i := range c.Maintenance {
 		defaultString(&c.Maintenance[i].Timezone, defaultMaintenanceTimezone)
 	}
+	defaultDuration(&c.History.Retention, defaultHistoryRetention, "history", "retention")
 }
 
 // externalURLFor is the URL of the API at listen, served with scheme.

@@ -161,7 +161,7 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-types.yaml:23: subscription "all" filter: severities[1] must be an integer, not a string`,
 	},
 	"invalid-unknown-keys.yaml": {
-		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: destinations, devices, external_url, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
+		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: destinations, devices, external_url, history, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
 		`testdata/invalid-unknown-keys.yaml:6: unknown key "intervall" in icmp (known: count, interval, privileged, timeout)`,
 		`testdata/invalid-unknown-keys.yaml:12: unknown key "salt" in snmp profile "core-v3" auth (known: passphrase, passphrase_file, protocol)`,
 		`testdata/invalid-unknown-keys.yaml:16: unknown key "adress" in device "sw1" (known: address, icmp, labels, name, parents, role, site, snmp)`,
@@ -285,6 +285,7 @@ func TestLoadFull(t *testing.T) {
 			Flap:       Flap{Changes: 5, Window: Duration(15 * time.Minute)},
 			SiteOutage: SiteOutage{Window: Duration(time.Minute), MinDevices: 3, Ratio: 0.5},
 		},
+		History: History{Retention: d("168h")},
 		Maintenance: []Maintenance{
 			{Name: "sunday-patching", Match: Match{Selector: Selector{Sites: []string{"HQ"}, Roles: []string{"access"}}, EventIDs: []string{"NETWORK-*"}},
 				Every: "sun 02:00", Duration: d("2h"), Timezone: "Europe/Berlin", Line: 95},
@@ -893,7 +894,7 @@ devices:
     name: sw2
 `)
 	_, err := Load(path)
-	if want := path + `:2: unknown key "x-retry" (known: destinations, devices, external_url, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
+	if want := path + `:2: unknown key "x-retry" (known: destinations, devices, external_url, history, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
 		t.Fatalf("error %v, want %s", err, want)
 	}
 	b, _ := os.ReadFile(path)
@@ -978,6 +979,36 @@ func TestNoiseSwitches(t *testing.T) {
 		if n.Flap.Off != tc.flapOff || n.Flap.Changes != tc.changes || n.Flap.Window.D() != 15*time.Minute ||
 			n.SiteOutage.Off != tc.siteOff || n.SiteOutage.MinDevices != tc.minDevices || n.SiteOutage.Ratio != 0.5 {
 			t.Errorf("%q: noise %+v", tc.yaml, n)
+		}
+	}
+}
+
+// history.retention: 30 days unless set; a Go duration above zero.
+func TestHistoryRetention(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+		err  string // after "FILE:"
+	}{
+		{"", 30 * 24 * time.Hour, ""},
+		{"history: {}", 30 * 24 * time.Hour, ""},
+		{"history:\n  retention: 2h", 2 * time.Hour, ""},
+		{"history:\n  retention: 0s", 0, "3: history: retention must be a positive duration such as 720h (30 days)"},
+		{"history:\n  retention: -1h", 0, "3: history: retention must be a positive duration such as 720h (30 days)"},
+		{"history:\n  retention: 30d", 0, "3: history: retention: invalid duration: want a Go duration such as 500ms, 10s or 5m"},
+		{"history:\n  keep: 1h", 0, `3: unknown key "keep" in history (known: retention)`},
+	} {
+		path := writeConfig(t, "state_dir: ./data\n"+tc.yaml+"\n")
+		cfg, err := Load(path)
+		switch {
+		case tc.err != "":
+			if err == nil || err.Error() != path+":"+tc.err {
+				t.Errorf("%q: error %v; want %s:%s", tc.yaml, err, path, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tc.yaml, err)
+		case cfg.History.Retention.D() != tc.want:
+			t.Errorf("%q: retention %v, want %v", tc.yaml, cfg.History.Retention, tc.want)
 		}
 	}
 }

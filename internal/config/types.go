@@ -42,6 +42,7 @@ type Config struct {
 
 	Noise       Noise         `yaml:"noise"` // noise control (SPEC 11)
 	Maintenance []Maintenance `yaml:"maintenance"`
+	History     History       `yaml:"history"` // alert history (SPEC 12)
 
 	// Warnings are the risky settings found (Warning): the config's own,
 	// then the destination types' once their notifiers are built.
@@ -80,6 +81,12 @@ type Store struct {
 	// Sync is "always" (default: fsync every write) or a Go duration for a
 	// periodic sync, trading durability on power loss for throughput.
 	Sync string `yaml:"sync"`
+}
+
+// History is how long the alert history (each alert's transitions, delivery
+// attempts and noise-control decisions) is kept in the store.
+type History struct {
+	Retention Duration `yaml:"retention"`
 }
 
 // Privileged is icmp.privileged: auto | true | false.

@@ -46,6 +46,9 @@ func (l *loader) validateTop(c *Config) {
 	case u.RawQuery != "" || u.Fragment != "":
 		l.bad(l.line("external_url"), "external_url %s must not have a query or fragment: alert paths are appended to it", u.Redacted())
 	}
+	if c.History.Retention <= 0 {
+		l.bad(l.line("history", "retention"), "history: retention must be a positive duration such as 720h (30 days)")
+	}
 	if c.Store.Sync != defaultStoreSync {
 		if d, err := time.ParseDuration(c.Store.Sync); err != nil || d <= 0 {
 			l.bad(l.line("store", "sync"), "store: sync %q must be always or a positive duration such as 1s", c.Store.Sync)

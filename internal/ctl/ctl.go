@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,22 +26,64 @@ import (
 // (exit code 1).
 var ErrUsage = errors.New("usage")
 
-// DeadLetters lists or replays dead letters through the running daemon's
-// API (the daemon holds the store).
+// DeadLetters lists (all of them) or replays dead letters through the
+// running daemon's API (the daemon holds the store).
 func DeadLetters(ctx context.Context, path, action, id, destination string, out io.Writer) error {
+	return DLQ(ctx, path, DLQCommand{Action: action, ID: id, Destination: destination}, out, io.Discard)
+}
+
+// DLQCommand is one `nocbridge dlq list|replay`.
+type DLQCommand struct {
+	Action      string // list | replay
+	ID          string // replay only this one
+	Destination string // list or replay only this destination's
+	// list: a page of at most Limit (0: all of them), from Cursor.
+	Limit  int
+	Cursor string
+}
+
+// DLQ lists or replays dead letters through the running daemon's API.
+// list writes the API's JSON array to out; when a next page exists, the
+// command that lists it goes to info (stderr), so out stays one JSON
+// document.
+func DLQ(ctx context.Context, path string, c DLQCommand, out, info io.Writer) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}
-	c := httpapi.NewClient(cfg)
+	client := httpapi.NewClient(cfg)
 	var b []byte
-	switch action {
+	switch c.Action {
 	case "list", "":
-		b, err = c.Call(ctx, http.MethodGet, "/api/v1/deadletters", nil)
+		if c.Limit < 0 {
+			return fmt.Errorf("%w: dlq list --limit %d: want a positive number (0: all of them)", ErrUsage, c.Limit)
+		}
+		q := url.Values{}
+		if c.Destination != "" {
+			q.Set("destination", c.Destination)
+		}
+		if c.Limit > 0 {
+			q.Set("limit", strconv.Itoa(c.Limit))
+		}
+		if c.Cursor != "" {
+			q.Set("cursor", c.Cursor)
+		}
+		var hdr http.Header
+		b, hdr, err = client.Get(ctx, "/api/v1/deadletters?"+q.Encode())
+		if apiErr, ok := errors.AsType[*httpapi.APIError](err); ok && apiErr.Status == http.StatusBadRequest {
+			return refused{err}
+		}
+		if next := hdr.Get("X-Next-Cursor"); err == nil && next != "" {
+			more := ""
+			if c.Destination != "" {
+				more = " --destination " + c.Destination
+			}
+			defer fmt.Fprintf(info, "next page: nocbridge dlq list%s --limit %d --cursor %s\n", more, c.Limit, next)
+		}
 	case "replay":
-		b, err = c.Call(ctx, http.MethodPost, "/api/v1/deadletters/replay", map[string]string{"id": id, "destination": destination})
+		b, err = client.Call(ctx, http.MethodPost, "/api/v1/deadletters/replay", map[string]string{"id": c.ID, "destination": c.Destination})
 	default:
-		return fmt.Errorf("%w: dlq %q: want list or replay", ErrUsage, action)
+		return fmt.Errorf("%w: dlq %q: want list or replay", ErrUsage, c.Action)
 	}
 	if err != nil {
 		return err

@@ -36,7 +36,8 @@ const (
 	KindReleased   Kind = "released"   // a hold or mute ended and it was sent
 	KindDigest     Kind = "digest"     // it went out inside a chat digest
 	KindDeadLetter Kind = "dead_letter"
-	KindReplay     Kind = "replay" // a dead letter replayed
+	KindReplay     Kind = "replay"   // a dead letter replayed
+	KindNotSent    Kind = "not_sent" // noise control sends nothing for it (resolved while held)
 )
 
 // Entry is one line of an alert's timeline.
@@ -76,6 +77,10 @@ type Alert struct {
 	Event *event.Event `json:"event,omitempty"`
 	// Timeline is oldest first; empty in list pages.
 	Timeline []Entry `json:"timeline,omitempty"`
+	// Omitted counts the entries left out of the middle of a very long
+	// timeline (a destination probed for days): the first and the last
+	// ones are kept (Get).
+	Omitted int `json:"omitted,omitempty"`
 }
 
 // Query selects a page of alerts, newest first.

@@ -88,20 +88,31 @@ const maxAnswer = 16 << 20
 // Call sends a request (a JSON body when body is not nil) and returns the
 // answer's body; a non-2xx answer is an error carrying its message.
 func (c *Client) Call(ctx context.Context, method, path string, body any) ([]byte, error) {
+	b, _, err := c.call(ctx, method, path, body)
+	return b, err
+}
+
+// Get is Call for a GET that also returns the answer's header (a page's
+// X-Next-Cursor).
+func (c *Client) Get(ctx context.Context, path string) ([]byte, http.Header, error) {
+	return c.call(ctx, http.MethodGet, path, nil)
+}
+
+func (c *Client) call(ctx context.Context, method, path string, body any) ([]byte, http.Header, error) {
 	if c.err != nil {
-		return nil, c.err
+		return nil, nil, c.err
 	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, fmt.Errorf("encoding the request: %w", err)
+			return nil, nil, fmt.Errorf("encoding the request: %w", err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -111,7 +122,7 @@ func (c *Client) Call(ctx context.Context, method, path string, body any) ([]byt
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("is nocbridge running on %s? %w", c.addr, err)
+		return nil, nil, fmt.Errorf("is nocbridge running on %s? %w", c.addr, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
@@ -123,9 +134,9 @@ func (c *Client) Call(ctx context.Context, method, path string, body any) ([]byt
 		if json.Unmarshal(b, &answer) == nil && answer.Error != "" {
 			msg = answer.Error // the API's own words, without the JSON around them
 		}
-		return nil, &APIError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", resp.Status, msg)}
+		return nil, resp.Header, &APIError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", resp.Status, msg)}
 	}
-	return b, nil
+	return b, resp.Header, nil
 }
 
 // APIError is an answer other than 2xx: its status code, and the status

@@ -32,7 +32,7 @@ import (
 
 // Outbox is what the API reads and replays.
 type Outbox interface {
-	DeadLetters(ctx context.Context) ([]outbox.DeadLetter, error)
+	DeadLetterPage(ctx context.Context, q outbox.DeadLetterQuery) ([]outbox.DeadLetter, string, error)
 	Replay(ctx context.Context, id string) error
 	ReplayAll(ctx context.Context, destination string) (int, error)
 	Recent(destination string) []outbox.Attempt
@@ -95,6 +95,9 @@ type Deps struct {
 	Noise        Noise
 	Silences     Silences
 	Prober       Prober
+	// History is the alert history; nil: alerts are found while active
+	// only.
+	History History
 	// Token guards mutating endpoints (empty disables them), and reads too
 	// when Public.
 	Token func() config.Secret
@@ -138,16 +141,12 @@ func Handler(d Deps) http.Handler {
 		}
 		writeJSON(w, d.Noise.Summary())
 	})
-	mux.HandleFunc("GET /api/v1/alerts/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		for _, in := range d.alerts() {
-			if in.Event != nil && in.Event.InstanceID == id {
-				writeJSON(w, in)
-				return
-			}
-		}
-		writeError(w, http.StatusNotFound, fmt.Sprintf("alert %s is not active (resolved, or unknown)", id))
-	})
+	if d.Console == nil { // else the console serves the link, and its JSON twin
+		mux.HandleFunc("GET /alerts/{id}", d.alertByID) // ciscoDnaEventLink
+	}
+	mux.HandleFunc("GET /api/v1/alerts/{id}", d.alertByID)
+	mux.HandleFunc("GET /api/v1/history", d.historyList)
+	mux.HandleFunc("GET /api/v1/history/status", d.historyStatus)
 	mux.HandleFunc("GET /api/v1/devices", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.Devices()) })
 	mux.HandleFunc("GET /api/v1/devices/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
@@ -170,15 +169,23 @@ func Handler(d Deps) http.Handler {
 		writeJSON(w, out)
 	})
 	mux.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, r *http.Request) {
-		dl, err := d.Outbox.DeadLetters(r.Context())
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err.Error())
+		p, ok := readPage(w, r)
+		if !ok {
 			return
 		}
-		if dl == nil {
+		dl, next, err := d.Outbox.DeadLetterPage(r.Context(), outbox.DeadLetterQuery{
+			Destination: r.URL.Query().Get("destination"), Limit: p.limit, Cursor: p.cursor})
+		switch {
+		case errors.Is(err, outbox.ErrBadCursor):
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		case dl == nil:
 			dl = []outbox.DeadLetter{}
 		}
-		writeJSON(w, dl)
+		writePage(w, r, dl, next)
 	})
 	mux.HandleFunc("POST /api/v1/deadletters/replay", d.authorized(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,10 +33,30 @@ type fakeOutbox struct {
 	replayed []string // ids, or "all:<destination>"
 }
 
-func (f *fakeOutbox) DeadLetters(context.Context) ([]outbox.DeadLetter, error) {
+// DeadLetterPage pages f.dead; its cursor is "d" and the next index
+// (the real outbox's cursor is a log sequence, tested in outbox).
+func (f *fakeOutbox) DeadLetterPage(_ context.Context, q outbox.DeadLetterQuery) ([]outbox.DeadLetter, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.dead, nil
+	start := 0
+	if q.Cursor != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(q.Cursor, "d"))
+		if err != nil || !strings.HasPrefix(q.Cursor, "d") || n <= 0 || n > len(f.dead) {
+			return nil, "", fmt.Errorf("%w: %q is not one a page of dead letters gave", outbox.ErrBadCursor, q.Cursor)
+		}
+		start = n
+	}
+	var out []outbox.DeadLetter
+	for i := start; i < len(f.dead); i++ {
+		if q.Destination != "" && f.dead[i].Destination != q.Destination {
+			continue
+		}
+		if q.Limit > 0 && len(out) == q.Limit {
+			return out, "d" + strconv.Itoa(i), nil
+		}
+		out = append(out, f.dead[i])
+	}
+	return out, "", nil
 }
 
 func (f *fakeOutbox) Replay(_ context.Context, id string) error {

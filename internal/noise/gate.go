@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 )
 
@@ -81,6 +82,7 @@ type step struct {
 	dirty   bool         // the record changed: store it
 	told    bool         // the sent active becomes the record's Told
 	release bool         // the held active went out: the record holds nothing more
+	was     string       // a release's hold reason, for history
 	clear   bool         // the sent resolve ends the record's Told
 	result  []string     // what Dispatch answers when nothing is sent
 	pass    bool         // plain pass-through: answer what routing answers
@@ -108,6 +110,9 @@ func (g *Gate) apply(ctx context.Context, k string, rec *record, st step) ([]str
 		var err error
 		if dests, err = g.next.Dispatch(ctx, *st.send, st.to); err != nil {
 			return nil, err
+		}
+		if st.release {
+			g.note(*st.send, history.KindReleased, g.now(), "was "+st.was+": sent now, to "+strings.Join(dests, ", "))
 		}
 	}
 	if rec == nil {
@@ -187,6 +192,7 @@ func (g *Gate) decideLocked(k string, ev event.Event, resolveTo []string) (step,
 	}
 	if rec.Flapping {
 		if rec.Told != nil {
+			g.note(ev, history.KindSuppressed, now, "flapping: receivers already have an active of it")
 			return step{dirty: true}, rec // receivers already have an active of this key
 		}
 		flag := ev
@@ -211,10 +217,12 @@ func (g *Gate) decideResolveLocked(rec *record, ev event.Event, resolveTo []stri
 		// or while waiting for a verdict. Nothing to send, ever.
 		g.log.Info("held alert resolved before it was sent: nothing sent", "event_id", ev.EventID, "device", ev.Device.Name,
 			"key", ev.Key, "instance_id", ev.InstanceID, "reason", rec.Reason)
+		g.note(ev, history.KindNotSent, g.now(), "resolved while held back ("+rec.Reason+"): neither active nor resolve is sent")
 		rec.Held, rec.Reason, rec.By = nil, "", nil
 		rec.Deadline, rec.Back, rec.Rejudge, rec.Eligible = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	}
 	if rec.Flapping {
+		g.note(ev, history.KindSuppressed, g.now(), "flapping: the real state goes out once it is quiet")
 		if rec.Told == nil && len(resolveTo) > 0 {
 			// It was told through routing: the gate takes over its resolve.
 			told := ev
@@ -258,6 +266,7 @@ func (g *Gate) decideOneShotLocked(ev event.Event, dev *inventory.Device, now ti
 		}
 	}
 	g.metrics.decisions.WithLabelValues(reason).Inc()
+	g.note(ev, holdKind(reason), now, reason+": "+strings.Join(by, ", ")+": a one-shot event is not sent later")
 	g.log.Info("one-shot event not sent", "event_id", ev.EventID, "device", ev.Device.Name, "reason", reason, "by", by)
 	return step{}
 }
@@ -331,6 +340,7 @@ func (g *Gate) holdLocked(rec *record, ev event.Event, reason string, by []strin
 		}
 	}
 	if first {
+		g.note(ev, holdKind(reason), now, reason+": "+strings.Join(by, ", "))
 		g.metrics.decisions.WithLabelValues(reason).Inc()
 		g.log.Info("alert held back", "event_id", ev.EventID, "device", ev.Device.Name, "key", ev.Key,
 			"instance_id", ev.InstanceID, "reason", reason, "by", strings.Join(by, ", "))
@@ -407,6 +417,7 @@ func (g *Gate) startFlappingLocked(rec *record, ev event.Event, now time.Time) {
 	}
 	if !rec.Flapping && len(rec.Changes) >= p.Changes {
 		rec.Flapping = true
+		g.note(ev, history.KindFlapping, now, fmt.Sprintf("started: %d changes in %v", len(rec.Changes), p.Window.D()))
 		g.metrics.decisions.WithLabelValues(ReasonFlapping).Inc()
 		g.log.Warn("alert flapping: changes held back until it is quiet", "event_id", ev.EventID, "device", ev.Device.Name,
 			"key", ev.Key, "changes", len(rec.Changes), "window", p.Window.D())

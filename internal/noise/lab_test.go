@@ -15,6 +15,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/alert"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history/historytest"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
@@ -145,6 +146,7 @@ type lab struct {
 	gates   *memStore
 	alerts  *memStore
 	routing *routing
+	hist    *historytest.Recorder // what the gate and the manager hand to history
 
 	mu       sync.Mutex
 	down     map[string]bool
@@ -195,7 +197,7 @@ func newLab(t *testing.T, o labOpts) *lab {
 		t.Fatal(errs)
 	}
 	l := &lab{t: t, inv: inventory.Of(o.devices...), set: rules.NewSet(rs), cfg: defaultNoise(), mutes: o.mutes,
-		gates: newMemStore(), alerts: newMemStore(), routing: &routing{},
+		gates: newMemStore(), alerts: newMemStore(), routing: &routing{}, hist: &historytest.Recorder{},
 		down: map[string]bool{}, phases: map[string]time.Duration{}, interval: o.interval, probes: make(chan string, 64)}
 	if o.noise != nil {
 		l.cfg = *o.noise
@@ -235,13 +237,13 @@ func (l *lab) start() {
 	log := slog.New(slog.DiscardHandler)
 	var err error
 	var mgr *alert.Manager
-	l.gate, err = New(ctx, Options{Store: l.gates, Next: l.routing, Prober: l, Mutes: l.mutes, Logger: log,
+	l.gate, err = New(ctx, Options{Store: l.gates, Next: l.routing, Prober: l, Mutes: l.mutes, Logger: log, History: l.hist,
 		Emit: func(o observation.Observation) { _ = mgr.Observe(ctx, o) }})
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	l.gate.Configure(l.cfg, l.set, l.inv)
-	if mgr, err = alert.New(ctx, l.alerts, l.gate, alert.Options{Logger: log}); err != nil {
+	if mgr, err = alert.New(ctx, l.alerts, l.gate, alert.Options{Logger: log, History: l.hist}); err != nil {
 		l.t.Fatal(err)
 	}
 	l.mgr = mgr

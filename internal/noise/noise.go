@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
@@ -69,6 +71,9 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time // nil: time.Now
+	// History takes each decision: held, suppressed, muted, flapping,
+	// released, not sent (nil: none).
+	History history.Recorder
 }
 
 // Gate is noise control. Observe, Dispatch and the reads may be called from
@@ -79,6 +84,7 @@ type Gate struct {
 	prober Prober
 	mutes  Mutes
 	emit   observation.Emit
+	hist   history.Recorder
 	log    *slog.Logger
 	now    func() time.Time
 	keys   keyLocks
@@ -127,8 +133,12 @@ func New(ctx context.Context, opts Options) (*Gate, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.History == nil {
+		opts.History = history.Discard
+	}
 	g := &Gate{
-		store: opts.Store, next: opts.Next, prober: opts.Prober, mutes: opts.Mutes, emit: opts.Emit, log: opts.Logger, now: opts.Now,
+		store: opts.Store, next: opts.Next, prober: opts.Prober, mutes: opts.Mutes, emit: opts.Emit, hist: opts.History,
+		log: opts.Logger, now: opts.Now,
 		wake: make(chan struct{}, 1),
 		devs: map[string]*devState{}, sites: map[string]*siteState{}, recs: map[string]*record{}, backs: map[string]*record{},
 		inv: inventory.Of(), rules: rules.NewSet(nil),
@@ -212,6 +222,33 @@ func (g *Gate) ruleFor(eventID string) time.Duration {
 		return r.For
 	}
 	return 0
+}
+
+// holdKind is how history names a hold for reason.
+func holdKind(reason string) history.Kind {
+	switch reason {
+	case ReasonParentWait:
+		return history.KindHeld
+	case ReasonMaintenance, ReasonSilence:
+		return history.KindMuted
+	}
+	return history.KindSuppressed // parent, site, flapping
+}
+
+// note tells history of a decision about ev at the time.
+func (g *Gate) note(ev event.Event, kind history.Kind, at time.Time, detail string) {
+	g.hist.Record(ev, history.Entry{At: at, Kind: kind, Status: ev.Status, Detail: detail})
+}
+
+// noteRec tells history of a decision about the instance rec decided last
+// (its flapping ending), which it knows by name only.
+func (g *Gate) noteRec(rec *record, kind history.Kind, at time.Time, detail string) {
+	id, status, ok := strings.Cut(rec.Last, "/")
+	if !ok || id == "" {
+		return
+	}
+	ev := event.Event{InstanceID: id, EventID: rec.EventID, Device: inventory.Device{Name: rec.Device}, Key: rec.Key, Status: event.Status(status)}
+	g.note(ev, kind, at, detail)
 }
 
 // collector reports the current holds at scrape time.

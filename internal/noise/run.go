@@ -3,10 +3,12 @@ package noise
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
@@ -213,6 +215,7 @@ func (g *Gate) reconsiderLocked(rec *record, now time.Time) step {
 			return step{}
 		}
 		rec.Flapping = false
+		g.noteRec(rec, history.KindFlapping, now, fmt.Sprintf("ended: no change for %v", g.flapPolicy(rec.EventID).Window.D()))
 		g.log.Info("alert no longer flapping: its real state goes out", "event_id", rec.EventID, "device", rec.Device,
 			"key", rec.Key, "active", rec.Active)
 		if !rec.Active && rec.Told != nil {
@@ -276,7 +279,7 @@ func (g *Gate) reconsiderLocked(rec *record, now time.Time) step {
 		"instance_id", held.InstanceID, "was", rec.Reason)
 	out := g.decorateLocked(held, dev)
 	g.showLocked(rec, out, now)
-	return step{send: &out, told: true, release: true}
+	return step{send: &out, told: true, release: true, was: rec.Reason}
 }
 
 // emitOne hands a derived observation on; a nil Emit drops it (tests).

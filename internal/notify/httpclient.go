@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
@@ -82,7 +84,33 @@ func NewHTTPClient(d config.Destination, baseDir string) (*http.Client, error) {
 		}
 		tr.Proxy = http.ProxyURL(pu)
 	}
-	return &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: checkRedirect(d.FollowRedirects)}, nil
+	return &http.Client{Transport: statusTransport{tr}, Timeout: timeout, CheckRedirect: checkRedirect(d.FollowRedirects)}, nil
+}
+
+// WithAnswerStatus returns a context under which a destination's client
+// (NewHTTPClient) notes the HTTP status of each answer it gets, and a
+// function reporting the last one (0: none came): the outbox shows a
+// delivered notification's status too, which Send does not return.
+func WithAnswerStatus(ctx context.Context) (context.Context, func() int) {
+	b := new(atomic.Int32)
+	return context.WithValue(ctx, answerStatusKey{}, b), func() int { return int(b.Load()) }
+}
+
+type answerStatusKey struct{}
+
+// statusTransport notes each answer's status for WithAnswerStatus.
+type statusTransport struct{ next *http.Transport }
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections (a
+// notifier's Close) reach the transport's connections.
+func (t statusTransport) CloseIdleConnections() { t.next.CloseIdleConnections() }
+
+func (t statusTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(r)
+	if b, ok := r.Context().Value(answerStatusKey{}).(*atomic.Int32); ok && resp != nil {
+		b.Store(int32(resp.StatusCode))
+	}
+	return resp, err
 }
 
 // RedactURL prints scheme, host and path only: URLs carry secrets in their

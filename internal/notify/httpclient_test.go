@@ -2,6 +2,7 @@ package notify
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,7 +83,7 @@ func TestNewHTTPClient(t *testing.T) {
 			if c.Timeout != tt.timeout {
 				t.Errorf("timeout = %s, want %s", c.Timeout, tt.timeout)
 			}
-			tr := c.Transport.(*http.Transport)
+			tr := c.Transport.(statusTransport).next
 			if (tr.Proxy != nil) != tt.proxied {
 				t.Errorf("proxy set = %v, want %v", tr.Proxy != nil, tt.proxied)
 			}
@@ -111,5 +112,73 @@ func TestRedactURL(t *testing.T) {
 		if got := RedactRawURL(in); got != want {
 			t.Errorf("RedactRawURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestWithAnswerStatus(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		noCtx  bool // a request sent without WithAnswerStatus
+		want   int
+	}{
+		{name: "accepted", status: http.StatusAccepted, want: http.StatusAccepted},
+		{name: "ok", status: http.StatusOK, want: http.StatusOK},
+		{name: "server error", status: http.StatusServiceUnavailable, want: http.StatusServiceUnavailable},
+		{name: "no context", status: http.StatusOK, noCtx: true, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tt.status)
+			}))
+			defer srv.Close()
+			c, err := NewHTTPClient(config.Destination{Name: "a"}, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, status := WithAnswerStatus(t.Context())
+			reqCtx := ctx
+			if tt.noCtx {
+				reqCtx = t.Context()
+			}
+			if got := status(); got != 0 {
+				t.Fatalf("status before any answer = %d, want 0", got)
+			}
+			req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, srv.URL, strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := status(); got != tt.want {
+				t.Fatalf("status = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWithAnswerStatusNoAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	url := srv.URL
+	srv.Close() // nothing listens: no answer, no status
+	c, err := NewHTTPClient(config.Destination{Name: "a"}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, status := WithAnswerStatus(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("request to a closed server succeeded")
+	}
+	if got := status(); got != 0 {
+		t.Fatalf("status = %d, want 0 without an answer", got)
 	}
 }

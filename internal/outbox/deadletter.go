@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
 
@@ -55,6 +56,8 @@ func (o *Outbox) writeDeadLetter(ctx context.Context, it *item, reason string, s
 	o.mu.Lock()
 	o.setDeadLocked(deadRef{id: it.id, seq: seq, dest: it.dest, instance: it.ev.InstanceID, active: it.ev.Status == event.StatusActive})
 	o.mu.Unlock()
+	o.hist.Record(it.ev, history.Entry{At: dl.DeadAt, Kind: history.KindDeadLetter, Status: it.ev.Status, Destination: it.dest,
+		Attempt: dl.Attempts, HTTPStatus: status, Detail: reason})
 	return nil
 }
 
@@ -183,19 +186,59 @@ func (o *Outbox) dropStaleDeadLetter(it *item) {
 
 // DeadLetters lists the dead letters, oldest first.
 func (o *Outbox) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
-	refs := o.deadRefs("")
-	out := make([]DeadLetter, 0, len(refs))
-	for _, r := range refs {
+	out, _, err := o.DeadLetterPage(ctx, DeadLetterQuery{})
+	return out, err
+}
+
+// ErrBadCursor is returned (wrapped) for a cursor DeadLetterPage did not
+// give.
+var ErrBadCursor = errors.New("bad dead-letter cursor")
+
+// DeadLetterQuery selects a page of dead letters, oldest first.
+type DeadLetterQuery struct {
+	Destination string // "": every destination's
+	Limit       int    // at most this many; 0: all of them
+	Cursor      string // where the previous page ended (its next cursor)
+}
+
+// DeadLetterPage lists a page of dead letters, oldest first, and the
+// cursor of the next page ("" on the last). A page reads only its own
+// dead letters: the cursor is where the previous one ended in the log, so
+// pages neither skip nor repeat one as others are replayed or added.
+func (o *Outbox) DeadLetterPage(ctx context.Context, q DeadLetterQuery) ([]DeadLetter, string, error) {
+	after, err := parseDeadCursor(q.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	refs := o.deadRefs(q.Destination)
+	i, _ := slices.BinarySearchFunc(refs, after+1, func(r deadRef, seq uint64) int { return cmp.Compare(r.seq, seq) })
+	refs = refs[i:]
+	out := []DeadLetter{}
+	for k, r := range refs {
+		if q.Limit > 0 && len(out) == q.Limit {
+			return out, store.SeqCursor('d', refs[k-1].seq), nil
+		}
 		dl, err := o.loadDead(ctx, r.seq)
 		if errors.Is(err, ErrNotFound) {
 			continue // replayed meanwhile
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		out = append(out, dl)
 	}
-	return out, nil
+	return out, "", nil
+}
+
+func parseDeadCursor(c string) (uint64, error) {
+	seq, ok := store.ParseSeqCursor('d', c)
+	if !ok {
+		if len(c) > 64 {
+			c = c[:64] + "…"
+		}
+		return 0, fmt.Errorf("%w: %q is not one a page of dead letters gave", ErrBadCursor, c)
+	}
+	return seq, nil
 }
 
 // DeadLetterCounts counts the dead letters per destination from the index,
@@ -278,7 +321,12 @@ func (o *Outbox) Replay(ctx context.Context, id string) error {
 	if !configured {
 		return fmt.Errorf("dead letter %s: destination %q is not configured; replay it once the destination is back", id, dl.Destination)
 	}
+	// Told before it is queued: its first attempt may come at once.
+	replay := history.Entry{At: o.clock.Now(), Kind: history.KindReplay, Status: dl.Event.Status, Destination: dl.Destination, Detail: id}
+	o.hist.Record(dl.Event, replay)
 	if err := o.enqueue(ctx, []*item{{id: dl.ID, dest: dl.Destination, ev: dl.Event, enqueuedAt: o.clock.Now()}}); err != nil {
+		replay.At, replay.Detail = o.clock.Now(), fmt.Sprintf("%s: the replay failed, it stays a dead letter: %v", id, err)
+		o.hist.Record(dl.Event, replay)
 		return fmt.Errorf("replaying dead letter %s: %w", id, err)
 	}
 	// Once queued, the dead letter goes; if this fails, the next start

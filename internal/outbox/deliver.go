@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/schedule"
 	"github.com/nocbridge/nocbridge/internal/store"
@@ -234,7 +237,7 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 	it := j.it
 	if j.cfg == nil {
 		reason := fmt.Sprintf("destination %q is not in the current configuration (removed by a reload?); replay this dead letter once it is back", it.dest)
-		o.concluded(j, o.clock.Now(), 0, ResultDead, reason)
+		o.concluded(j, tried{start: o.clock.Now()}, ResultDead, reason)
 		o.giveUp(j, reason, 0)
 		return
 	}
@@ -243,17 +246,17 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 		reason := maxAgeReason(cmp.Or(it.lastReason, j.st.health.reason), it.attempts, j.cfg.Retry.MaxAge)
 		status := it.lastStatus
 		o.mu.Unlock()
-		o.concluded(j, o.clock.Now(), 0, ResultDead, reason)
+		o.concluded(j, tried{start: o.clock.Now()}, ResultDead, reason)
 		o.giveUp(j, reason, status)
 		return
 	}
 	if activeID, blocked := o.blockedByDeadActive(it); blocked {
 		reason := fmt.Sprintf("its active notification %s is dead-lettered: replay both, the active first, so the receiver sees them in order", activeID)
-		o.concluded(j, o.clock.Now(), 0, ResultDead, reason)
+		o.concluded(j, tried{start: o.clock.Now()}, ResultDead, reason)
 		o.giveUp(j, reason, 0)
 		return
 	}
-	start, took, stopped, err := o.try(ctx, send, j.cfg, j.limiter, func(actx context.Context) error {
+	t, stopped, err := o.try(ctx, send, j.cfg, j.limiter, func(actx context.Context) error {
 		return j.cfg.Notifier.Send(actx, notify.Notification{ID: it.id, Event: it.ev, Attempt: j.n})
 	})
 	if stopped {
@@ -266,7 +269,7 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 	switch {
 	case err == nil:
 		o.answered(j.st, j.probe)
-		retried := o.concluded(j, start, took, ResultDelivered, "")
+		retried := o.concluded(j, t, ResultDelivered, "")
 		if retried != "" {
 			j.st.log.Info("notification delivered after failures", "id", it.id, "event_id", it.ev.EventID,
 				"instance_id", it.ev.InstanceID, "status", it.ev.Status, "attempts", j.n)
@@ -274,11 +277,11 @@ func (o *Outbox) attempt(ctx, send context.Context, j job) {
 		o.dropStaleDeadLetter(it)
 		o.finish(j)
 	case notify.Retryable(err):
-		o.retry(j, start, took, err)
+		o.retry(j, t, err)
 	default:
 		o.answered(j.st, j.probe)
 		reason := err.Error()
-		o.concluded(j, start, took, ResultDead, reason)
+		o.concluded(j, t, ResultDead, reason)
 		o.giveUp(j, reason, statusOf(err))
 	}
 }
@@ -299,31 +302,55 @@ func (o *Outbox) answered(st *destState, probe bool) {
 // The attempt's timeout and duration are real time: they bound and
 // measure I/O, not the schedule. Measured from before the deadline is
 // set, a timed-out attempt never looks shorter than its timeout.
-func (o *Outbox) try(ctx, sendCtx context.Context, cfg *Destination, limiter *rate.Limiter, send func(context.Context) error) (start time.Time, took time.Duration, stopped bool, err error) {
+func (o *Outbox) try(ctx, sendCtx context.Context, cfg *Destination, limiter *rate.Limiter, send func(context.Context) error) (t tried, stopped bool, err error) {
 	if limiter != nil {
 		if err := o.waitLimiter(ctx, limiter); err != nil {
-			return start, 0, true, err
+			return t, true, err
 		}
 	}
 	start, began := o.clock.Now(), time.Now()
 	actx, cancel := context.WithTimeout(sendCtx, cfg.Timeout)
+	actx, answer := notify.WithAnswerStatus(actx)
 	err = send(actx)
-	took = time.Since(began)
+	t = tried{start: start, took: time.Since(began), status: cmp.Or(statusOf(err), answer())}
 	cancel()
 	if err != nil && ctx.Err() != nil {
-		return start, took, true, err // stopping: not the receiver's failure
+		return t, true, err // stopping: not the receiver's failure
 	}
-	o.metrics.duration.WithLabelValues(cfg.Name).Observe(took.Seconds())
-	return start, took, false, err
+	o.metrics.duration.WithLabelValues(cfg.Name).Observe(t.took.Seconds())
+	return t, false, err
+}
+
+// tried is what an attempt's request came to: when it started, how long
+// it took, and the receiver's HTTP status (0: no answer, or none sent).
+type tried struct {
+	start  time.Time
+	took   time.Duration
+	status int
 }
 
 // concluded frees the attempt's slot and records it; it returns the item's
 // previous failure reason.
-func (o *Outbox) concluded(j job, start time.Time, took time.Duration, result, reason string) (previous string) {
-	return o.conclude(j.st, Attempt{
+func (o *Outbox) concluded(j job, t tried, result, reason string) (previous string) {
+	a := Attempt{
 		ID: j.it.id, Destination: j.it.dest, InstanceID: j.it.ev.InstanceID, EventID: j.it.ev.EventID,
-		Status: j.it.ev.Status, Attempt: j.n, At: start, Duration: took, Result: result, Error: reason, Probe: j.probe,
-	}, 1, &j.it.lastReason)
+		Status: j.it.ev.Status, Attempt: j.n, At: t.start, Duration: t.took, HTTPStatus: t.status,
+		Result: result, Error: reason, Probe: j.probe,
+	}
+	o.noteAttempt(j.it.ev, a, "")
+	return o.conclude(j.st, a, 1, &j.it.lastReason)
+}
+
+// noteAttempt tells history of an attempt of ev's notification; detail
+// says what else it was part of (a digest).
+func (o *Outbox) noteAttempt(ev event.Event, a Attempt, detail string) {
+	if a.Error != "" {
+		detail = strings.TrimPrefix(detail+": "+a.Error, ": ")
+	}
+	o.hist.Record(ev, history.Entry{
+		At: a.At, Kind: history.KindAttempt, Status: ev.Status, Destination: a.Destination, Attempt: a.Attempt,
+		Probe: a.Probe, Result: a.Result, HTTPStatus: a.HTTPStatus, DurationMs: float64(a.Duration.Microseconds()) / 1000, Detail: detail,
+	})
 }
 
 // conclude frees an attempt's slot and records it: a dead result counts
@@ -350,7 +377,7 @@ func (o *Outbox) conclude(st *destState, a Attempt, dead int, last *string) (pre
 // retry schedules a notification again after a retryable failure: on its
 // own backoff while its destination works, else once the destination's
 // probe succeeds (health.go).
-func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
+func (o *Outbox) retry(j job, t tried, err error) {
 	it := j.it
 	o.mu.Lock()
 	it.lastStatus = statusOf(err)
@@ -364,12 +391,12 @@ func (o *Outbox) retry(j job, start time.Time, took time.Duration, err error) {
 		next, reason, expired = o.nextTry(j.cfg.Retry, j.n, err, it.enqueuedAt)
 	}
 	if expired {
-		o.concluded(j, start, took, ResultDead, reason)
+		o.concluded(j, t, ResultDead, reason)
 		o.giveUp(j, reason, statusOf(err))
 		note.log(j.st.log)
 		return
 	}
-	previous := o.concluded(j, start, took, ResultRetry, reason)
+	previous := o.concluded(j, t, ResultRetry, reason)
 	// Said before the lane is free, so the next attempt's log comes after.
 	// Once its destination fails, the destination's log says it.
 	logf, retryIn := failLevel(j.st.log, previous, reason), next.Sub(now)

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/schedule"
 )
@@ -191,7 +192,7 @@ func (o *Outbox) attemptDigest(ctx, send context.Context, j digestJob) {
 			oldest = it.enqueuedAt // max_age runs from the oldest
 		}
 	}
-	start, took, stopped, err := o.try(ctx, send, j.cfg, j.limiter, func(actx context.Context) error {
+	t, stopped, err := o.try(ctx, send, j.cfg, j.limiter, func(actx context.Context) error {
 		return j.cfg.Digest.SendDigest(actx, notify.Digest{ID: dg.id, Notifications: ns, Attempt: j.n})
 	})
 	if stopped {
@@ -211,7 +212,7 @@ func (o *Outbox) attemptDigest(ctx, send context.Context, j digestJob) {
 	}
 	switch {
 	case err == nil:
-		o.concludedDigest(j, start, took, ResultDelivered, "")
+		o.concludedDigest(j, t, ResultDelivered, "")
 		o.metrics.digestMessages.WithLabelValues(j.cfg.Name).Inc()
 		o.metrics.digestNotifications.WithLabelValues(j.cfg.Name).Add(float64(len(dg.items)))
 		log.Info("digest delivered", "attempts", j.n)
@@ -222,11 +223,11 @@ func (o *Outbox) attemptDigest(ctx, send context.Context, j digestJob) {
 	case notify.Retryable(err):
 		next, reason, expired := o.nextTry(j.cfg.Retry, j.n, err, oldest)
 		if expired {
-			o.concludedDigest(j, start, took, ResultDead, reason)
+			o.concludedDigest(j, t, ResultDead, reason)
 			o.giveUpDigest(j, log, reason, statusOf(err))
 			return
 		}
-		previous := o.concludedDigest(j, start, took, ResultRetry, reason)
+		previous := o.concludedDigest(j, t, ResultRetry, reason)
 		failLevel(log, previous, reason)("digest delivery failed; will retry", "attempt", j.n,
 			"retry_in", next.Sub(o.clock.Now()).Round(time.Millisecond).String(), "reason", reason)
 		o.mu.Lock()
@@ -238,19 +239,27 @@ func (o *Outbox) attemptDigest(ctx, send context.Context, j digestJob) {
 		o.mu.Unlock()
 	default:
 		reason := err.Error()
-		o.concludedDigest(j, start, took, ResultDead, reason)
+		o.concludedDigest(j, t, ResultDead, reason)
 		o.giveUpDigest(j, log, reason, statusOf(err))
 	}
 }
 
 // concludedDigest is concluded for a digest: its attempt, in
 // /api/v1/deliveries, names how many notifications it carried.
-func (o *Outbox) concludedDigest(j digestJob, start time.Time, took time.Duration, result, reason string) (previous string) {
+func (o *Outbox) concludedDigest(j digestJob, t tried, result, reason string) (previous string) {
 	dg := j.dg
-	return o.conclude(dg.st, Attempt{
+	a := Attempt{
 		ID: dg.id, Destination: dg.st.name, Notifications: len(dg.items),
-		Attempt: j.n, At: start, Duration: took, Result: result, Error: reason,
-	}, len(dg.items), &dg.lastReason)
+		Attempt: j.n, At: t.start, Duration: t.took, HTTPStatus: t.status, Result: result, Error: reason,
+	}
+	in := fmt.Sprintf("in digest %s of %d notifications", dg.id, len(dg.items))
+	for _, it := range dg.items {
+		o.noteAttempt(it.ev, a, in)
+		if result == ResultDelivered {
+			o.hist.Record(it.ev, history.Entry{At: t.start, Kind: history.KindDigest, Status: it.ev.Status, Destination: a.Destination, Detail: dg.id})
+		}
+	}
+	return o.conclude(dg.st, a, len(dg.items), &dg.lastReason)
 }
 
 // giveUpDigest dead-letters every notification of the digest, logged once.

@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history/historytest"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/store"
@@ -28,6 +29,7 @@ type fixture struct {
 	ob    *Outbox
 	reg   *prometheus.Registry
 	log   *logRecorder
+	hist  *historytest.Recorder // what the outbox handed to history since the last open
 
 	stop   context.CancelFunc // ends Run
 	runErr error              // what Run returned, once runEnd is closed
@@ -60,7 +62,8 @@ func (f *fixture) open() {
 	f.st = st
 	f.reg = prometheus.NewRegistry()
 	f.log = &logRecorder{}
-	f.ob, err = New(ctx, st, Options{Logger: slog.New(f.log), Registerer: f.reg, Clock: f.clock})
+	f.hist = &historytest.Recorder{}
+	f.ob, err = New(ctx, st, Options{Logger: slog.New(f.log), Registerer: f.reg, Clock: f.clock, History: f.hist})
 	if err != nil {
 		st.Close()
 		f.t.Fatalf("outbox.New: %v", err)

@@ -44,6 +44,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/schedule"
 	"github.com/nocbridge/nocbridge/internal/store"
@@ -90,6 +91,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Clock is real time when nil.
 	Clock Clock
+	// History takes every attempt, digest, dead letter and replay (nil:
+	// none).
+	History history.Recorder
 }
 
 // DeadLetter is a notification that was given up on, with why.
@@ -114,8 +118,10 @@ type Attempt struct {
 	Attempt     int           `json:"attempt"`
 	At          time.Time     `json:"at"`
 	Duration    time.Duration `json:"duration"`
-	Result      string        `json:"result"` // delivered | retry | dead
-	Error       string        `json:"error,omitempty"`
+	// HTTPStatus is the receiver's answer (0: none came).
+	HTTPStatus int    `json:"http_status,omitempty"`
+	Result     string `json:"result"` // delivered | retry | dead
+	Error      string `json:"error,omitempty"`
 	// Notifications is how many a digest carried; 0 for one notification,
 	// whose instance, event and status the fields above give.
 	Notifications int `json:"notifications,omitempty"`
@@ -152,6 +158,7 @@ const (
 // Outbox delivers items durably. Enqueue may be called before and after Run.
 type Outbox struct {
 	log     *slog.Logger
+	hist    history.Recorder
 	clock   Clock
 	queue   *store.Log // notifications and their completions (journal.go)
 	dead    *store.Log // dead letters, one per webhook-id (deadletter.go)
@@ -217,8 +224,12 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Outbox, error) {
 	if clock == nil {
 		clock = realClock{}
 	}
+	if opts.History == nil {
+		opts.History = history.Discard
+	}
 	o := &Outbox{
 		log:         log,
+		hist:        opts.History,
 		clock:       clock,
 		randN:       rand.Int64N,
 		relocateLag: defaultRelocateLag,

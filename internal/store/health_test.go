@@ -79,6 +79,14 @@ func TestFullDiskRecoversInProcess(t *testing.T) {
 	if s.Health().Refused == 0 {
 		t.Fatal("refused writes not counted")
 	}
+	// A batch (alert history) is refused as fast, with nothing stored.
+	start = time.Now()
+	if n, err := l.AppendBatch(ctx, []store.Message{{Subject: "q", Data: []byte("a")}, {Subject: "q", Data: []byte("b")}}); n != 0 || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("AppendBatch on a full disk: %d stored, %v; want 0, ErrUnavailable", n, err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("a refused batch took %v", d)
+	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

@@ -64,6 +64,9 @@ type Store struct {
 // drainTimeout bounds how long Close waits for in-flight requests.
 const drainTimeout = 5 * time.Second
 
+// asyncAckTimeout bounds the wait for one asynchronous write's answer.
+const asyncAckTimeout = 30 * time.Second
+
 // Open starts the embedded server on opts.Dir and waits, at most until ctx
 // is done, for JetStream to recover its streams.
 func Open(ctx context.Context, opts Options) (*Store, error) {
@@ -157,7 +160,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			log.Warn("embedded NATS client error", "subject", subj, "err", err)
 		}))
 	if err == nil {
-		s.js, err = jetstream.New(s.nc)
+		// An asynchronous write (Log.AppendBatch) whose answer never comes
+		// (a stream that met a disk error) gives up its slot after this.
+		s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	}
 	if err == nil {
 		err = s.ensureProbeLog()
