@@ -18,6 +18,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/alert"
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/console"
 	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/httpapi"
@@ -171,7 +172,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.openSources(gen); err != nil {
 		return err
 	}
-	srv, err := httpapi.Listen(gen.cfg.HTTP, httpapi.Handler(a.apiDeps(gen.cfg.HTTP)))
+	api := a.apiDeps(gen.cfg.HTTP)
+	if api.Console, err = a.console(api); err != nil {
+		return err
+	}
+	srv, err := httpapi.Listen(gen.cfg.HTTP, httpapi.Handler(api))
 	if err != nil {
 		return err
 	}
@@ -473,6 +478,23 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 		Public:      !config.LoopbackListen(h.Listen),
 		MetricsAuth: func() bool { return a.gen.Load().cfg.HTTP.MetricsAuth },
 	}
+}
+
+// console is the operator's console over the API's read models, history,
+// the device series and the outbox, mutes and prober the API uses.
+func (a *App) console(api httpapi.Deps) (*console.Console, error) {
+	return console.New(console.Deps{Logger: a.log.With("component", "console"),
+		ExternalURL: func() string { return a.gen.Load().cfg.ExternalURL },
+		Alerts:      api.Alerts, Devices: api.Devices, Destinations: api.Destinations, Token: api.Token,
+		Device: func(name string) (devstate.Status, bool) { d, ok := api.Device(name); return d.Status, ok },
+		Series: a.states, History: a.history, Noise: a.noise, Outbox: a.outbox, Mutes: a.mutes,
+		Prober: console.ProbeWith(api.Prober),
+		Store: func() error {
+			if h := a.store.Health(); !h.OK {
+				return errors.New(h.Reason)
+			}
+			return nil
+		}})
 }
 
 // prober probes a device by hand with the running config and the live inventory.
