@@ -179,9 +179,16 @@ func (m *Manager) noteHandedOn(t *transition) {
 	case t.ev.Status == event.StatusResolved:
 		kind = history.KindResolved
 	}
-	detail := "to no destination now"
-	if len(t.targets) > 0 {
-		detail = "to " + strings.Join(t.targets, ", ")
+	// Dispatch returns where a resolve will be owed, not every destination
+	// (attempts name those); a resolve goes where the active went.
+	var detail string
+	switch {
+	case kind == history.KindResolved && len(t.resolveTo) > 0:
+		detail = "to " + strings.Join(t.resolveTo, ", ")
+	case kind == history.KindResolved:
+		detail = "to no destination: none was sent the active"
+	case len(t.targets) > 0:
+		detail = "resolve owed to " + strings.Join(t.targets, ", ")
 	}
 	m.history.Record(t.ev, history.Entry{At: t.ev.Timestamp, Kind: kind, Status: t.ev.Status, Detail: detail})
 }

@@ -77,7 +77,7 @@ func TestHistoryTransitions(t *testing.T) {
 		}
 		want := []history.Entry{
 			{At: t0.Add(6 * time.Second), Kind: history.KindPending, Detail: "condition holds; fires after for: 20s"},
-			{At: t0.Add(26 * time.Second).UTC(), Kind: history.KindActive, Status: event.StatusActive, Detail: "to hook"},
+			{At: t0.Add(26 * time.Second).UTC(), Kind: history.KindActive, Status: event.StatusActive, Detail: "resolve owed to hook"},
 			{At: t0.Add(36 * time.Second).UTC(), Kind: history.KindResolved, Status: event.StatusResolved, Detail: "to hook"},
 		}
 		got := hist.Of(id)
