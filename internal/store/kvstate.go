@@ -55,25 +55,35 @@ func (s *Store) DestinationState(ctx context.Context, destination string) (*KVSt
 	return s.StateStore(ctx, "dest_"+bucketUnsafe.ReplaceAllString(destination, "_"))
 }
 
-// All reads every key and value.
+// All reads every key and value. It watches the bucket itself rather than
+// listing keys: a lister reports a watch that ended early (its
+// subscription closed, as around a JetStream restart) as a complete,
+// shorter list, and a caller restoring state must not take that for "no
+// state".
 func (s *KVState) All(ctx context.Context) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	lister, err := s.kv.ListKeys(ctx)
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("state bucket %s: listing keys: %w", s.bucket, err)
 	}
-	defer lister.Stop()
-	for k := range lister.Keys() {
-		e, err := s.kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
+	defer func() { _ = w.Stop() }()
+	for {
+		var e jetstream.KeyValueEntry
+		var open bool
+		select {
+		case e, open = <-w.Updates():
+		case <-ctx.Done():
+			return nil, fmt.Errorf("state bucket %s: listing keys: %w", s.bucket, ctx.Err())
 		}
-		if err != nil {
-			return nil, fmt.Errorf("state bucket %s: reading %q: %w", s.bucket, k, err)
+		if !open {
+			return nil, fmt.Errorf("state bucket %s: listing keys: the watch ended before every key was read", s.bucket)
 		}
-		key := k
+		if e == nil {
+			return out, nil // every value there was when the watch began
+		}
+		key := e.Key()
 		if !s.raw {
-			b, err := base64.RawURLEncoding.DecodeString(k)
+			b, err := base64.RawURLEncoding.DecodeString(key)
 			if err != nil {
 				continue // not written through this type
 			}
@@ -81,7 +91,6 @@ func (s *KVState) All(ctx context.Context) (map[string][]byte, error) {
 		}
 		out[key] = e.Value()
 	}
-	return out, nil
 }
 
 // Keys are stored base64url-encoded so callers may use any string (JetStream

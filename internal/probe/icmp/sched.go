@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -297,8 +299,7 @@ func (s *scheduler) send(t *target) {
 	stamp := sentAt.UnixNano()
 	msg, err := s.e.echoRequest(t.fam, seq, stamp)
 	if err == nil {
-		_ = sock.conn.SetWriteDeadline(sentAt.Add(sendTimeout)) // fails only on a closed socket, which WriteTo reports
-		_, err = sock.conn.WriteTo(msg, sock.addr(t.dst))
+		err = writeEcho(sock.conn, msg, sock.addr(t.dst))
 	}
 	if err != nil {
 		s.fail(t, fmt.Errorf("send echo to %s: %w", t.dst, err))
@@ -306,6 +307,21 @@ func (s *scheduler) send(t *target) {
 	}
 	t.echoes[i] = echo{seq: seq, sentAt: sentAt, stamp: stamp, deadline: sentAt.Add(t.cfg.Timeout), pending: true}
 	s.pending[t.fam][seq] = pendingRef{t: t, i: i}
+}
+
+// writeEcho sends one echo, waiting at most sendTimeout for room in a full
+// send buffer. A deadline can pass before the write is even tried when the
+// process gets no CPU for a while (a loaded host): one more try with a
+// fresh deadline tells that apart from a buffer that stays full.
+func writeEcho(conn packetConn, msg []byte, dst net.Addr) error {
+	var err error
+	for range 2 {
+		_ = conn.SetWriteDeadline(time.Now().Add(sendTimeout)) // fails only on a closed socket, which WriteTo reports
+		if _, err = conn.WriteTo(msg, dst); !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
+	return err
 }
 
 // fail records a round's first error; the echo concerned counts as lost.
