@@ -120,6 +120,19 @@ func TestNotificationLinksOpenInABrowser(t *testing.T) {
 	})
 	want(page(event.Link, "e2e-event"), "one-shot event", "one-shot event", "delivered", "HTTP 200")
 
+	// "Probe now" on the device page runs nocbridge probe's engine with
+	// the daemon's settings: dut is not pinged here and has no SNMP
+	// profile, and its traps are accepted — the probe says all three.
+	login := "http://" + a.HTTPAddr() + "/login?next=/devices/dut"
+	browser.Run(t, ctx, "log in", chromedp.Navigate(login), chromedp.SendKeys(chromedp.CSS(`input[name=token]`), "console-e2e-token"),
+		chromedp.Submit(chromedp.CSS(`input[name=token]`)), chromedp.WaitVisible(`//button[starts-with(text(), "Probe dut")]`))
+	browser.Run(t, ctx, "probe now", chromedp.Click(`//button[starts-with(text(), "Probe dut")]`),
+		chromedp.WaitVisible(chromedp.CSS(`#probe`)), browser.Shot(shots, "e2e-device-probed"))
+	if text := browser.Get(t, ctx, "probe result", chromedp.Text(chromedp.CSS(`#probe`))); !strings.Contains(text, "icmp disabled for this device") ||
+		!strings.Contains(text, "no SNMP profile") || !strings.Contains(text, "accepted as device dut") {
+		t.Errorf("the probe's result: %q", text)
+	}
+
 	// A day later is another process: the links still open from the store.
 	stop()
 	a, _ = startApp(t, path)
