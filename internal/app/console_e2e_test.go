@@ -99,6 +99,11 @@ func TestNotificationLinksOpenInABrowser(t *testing.T) {
 	if !strings.HasPrefix(active.Link, external+"/alerts/") {
 		t.Fatalf("ciscoDnaEventLink %q, want the console's page under external_url %s", active.Link, external)
 	}
+	// History is written asynchronously (batched): the page shows the
+	// attempt once the writer has caught up.
+	waitUntil(t, 10*time.Second, "history to hold the active's delivery", func() bool {
+		return delivered200(alertPage{Alert: alertJSON(t, active.Link)}, "active")
+	})
 	want(page(active.Link, "e2e-alert-active"), "active alert",
 		"on dut", "firing", "attempt", "delivered", "HTTP 200", "DNA Center payload")
 
@@ -116,7 +121,8 @@ func TestNotificationLinksOpenInABrowser(t *testing.T) {
 	trap(".1.3.6.1.6.3.1.1.5.5") // authenticationFailure: a one-shot event
 	event := delivered("SECURITY-SNMP-3-401", "active")
 	waitUntil(t, 10*time.Second, "history to hold the one-shot event", func() bool {
-		return alertJSON(t, event.Link).Status == "event"
+		h := alertJSON(t, event.Link)
+		return h.Status == "event" && delivered200(alertPage{Alert: h}, "active")
 	})
 	want(page(event.Link, "e2e-event"), "one-shot event", "one-shot event", "delivered", "HTTP 200")
 
