@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/rules"
 	"github.com/nocbridge/nocbridge/internal/schedule"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 // The tests in this package run a small simulated network in a synctest
@@ -62,34 +62,6 @@ const siteRule = `  - event_id: NETWORK-SITES-1-501
     flap: false
     description: "site {{ .Vars.site }} down"
 `
-
-// memStore is a KV in memory, shared across a simulated restart.
-type memStore struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func newMemStore() *memStore { return &memStore{m: map[string][]byte{}} }
-
-func (s *memStore) Put(_ context.Context, k string, v []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[k] = slices.Clone(v)
-	return nil
-}
-
-func (s *memStore) Delete(_ context.Context, k string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, k)
-	return nil
-}
-
-func (s *memStore) All(context.Context) (map[string][]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.m), nil
-}
 
 // sent is one notification routing received.
 type sent struct {
@@ -143,8 +115,8 @@ type lab struct {
 	set     *rules.Set
 	cfg     config.Noise
 	mutes   Mutes
-	gates   *memStore
-	alerts  *memStore
+	gates   *store.Memory
+	alerts  *store.Memory
 	routing *routing
 	hist    *historytest.Recorder // what the gate and the manager hand to history
 
@@ -197,7 +169,7 @@ func newLab(t *testing.T, o labOpts) *lab {
 		t.Fatal(errs)
 	}
 	l := &lab{t: t, inv: inventory.Of(o.devices...), set: rules.NewSet(rs), cfg: defaultNoise(), mutes: o.mutes,
-		gates: newMemStore(), alerts: newMemStore(), routing: &routing{}, hist: &historytest.Recorder{},
+		gates: store.NewMemory(), alerts: store.NewMemory(), routing: &routing{}, hist: &historytest.Recorder{},
 		down: map[string]bool{}, phases: map[string]time.Duration{}, interval: o.interval, probes: make(chan string, 64)}
 	if o.noise != nil {
 		l.cfg = *o.noise

@@ -23,6 +23,7 @@ import (
 	ob "github.com/nocbridge/nocbridge/internal/outbox"
 	"github.com/nocbridge/nocbridge/internal/route"
 	"github.com/nocbridge/nocbridge/internal/snmp/mib"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 // trapVars is what a trap receiver makes of a trap named name (symbolic or
@@ -196,35 +197,6 @@ func (o *outbox) Enqueue(_ context.Context, items ...ob.Item) error {
 // to one destination, resolves included.
 var everything = []config.Subscription{{Name: "everything", Destinations: []string{"test"}}}
 
-// memStore stands for the embedded store: a test starts empty and ends
-// with the simulation.
-type memStore struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func newMemStore() *memStore { return &memStore{m: map[string][]byte{}} }
-
-func (s *memStore) Put(_ context.Context, k string, v []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[k] = slices.Clone(v)
-	return nil
-}
-
-func (s *memStore) Delete(_ context.Context, k string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, k)
-	return nil
-}
-
-func (s *memStore) All(context.Context) (map[string][]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.m), nil
-}
-
 // defaultTail is how long a test runs past its last input or expectation.
 const defaultTail = time.Hour
 
@@ -261,18 +233,18 @@ func (f *File) run(ctx context.Context, t *Test) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	mutes, err := mute.New(ctx, newMemStore(), windows, mute.Options{Logger: log, Now: clk.Now})
+	mutes, err := mute.New(ctx, store.NewMemory(), windows, mute.Options{Logger: log, Now: clk.Now})
 	if err != nil {
 		return result{}, err
 	}
 	var mgr *alert.Manager
-	gate, err := noise.New(ctx, noise.Options{Store: newMemStore(), Next: routing, Mutes: mutes, Logger: log, Now: clk.Now,
+	gate, err := noise.New(ctx, noise.Options{Store: store.NewMemory(), Next: routing, Mutes: mutes, Logger: log, Now: clk.Now,
 		Emit: func(o observation.Observation) { _ = mgr.Observe(ctx, o) }})
 	if err != nil {
 		return result{}, err
 	}
 	gate.Configure(f.cfg.Noise, f.rules, f.inv)
-	if mgr, err = alert.New(ctx, newMemStore(), gate, alert.Options{Logger: log, Now: clk.Now}); err != nil {
+	if mgr, err = alert.New(ctx, store.NewMemory(), gate, alert.Options{Logger: log, Now: clk.Now}); err != nil {
 		return result{}, err
 	}
 	if err := mgr.SetRules(ctx, f.rules, f.inv); err != nil {
