@@ -2,12 +2,7 @@ package app
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +10,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/nocbridge/nocbridge/internal/history"
-	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 	"github.com/nocbridge/nocbridge/internal/testutil/browser"
 )
 
@@ -23,43 +17,12 @@ import (
 // link every notification carries (ciscoDnaEventLink) opens, in Chromium, a
 // page that says what happened, for an active alert, for the same alert
 // after it resolved, and for a one-shot event; after a restart too, since
-// history is in the store. Real traps (net-snmp's snmptrap), a real webhook
+// history is in the store. Real SNMPv2c traps over loopback, a real webhook
 // receiver, the daemon's own HTTP server.
 func TestNotificationLinksOpenInABrowser(t *testing.T) {
-	if _, err := exec.LookPath("snmptrap"); err != nil {
-		skipOrFail(t, "needs net-snmp's snmptrap: %v", err)
-	}
 	ctx, shots := browser.Start(t)
-	port, err := netsnmp.FreeUDPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
 	rcv := newReceiver(t, always(http.StatusOK))
-	rulesDir, err := filepath.Abs("../../rules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := writeConfig(t, t.TempDir(), upRule(testConfig{Device: "127.0.0.1", ReceiverURL: rcv.srv.URL, Listen: freePort(t), Token: "console-e2e-token"}))
-	cfg, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	withTraps := strings.Replace(string(cfg), "rules: [rules/*.yaml]",
-		fmt.Sprintf("rules: [rules/*.yaml, %[1]s/network-interfaces.yaml, %[1]s/security.yaml]\ntraps:\n  listen: %[2]s\n  communities: [public]", rulesDir, listen), 1)
-	// Not pinged: the test needs no ICMP privileges.
-	withTraps = strings.Replace(withTraps, "    role: access\n", "    role: access\n    icmp: {disabled: true}\n", 1)
-	if err := os.WriteFile(path, []byte(withTraps), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	trap := func(oid string, varbinds ...string) {
-		t.Helper()
-		args := append([]string{"-v", "2c", "-c", "public", listen, "", oid}, varbinds...)
-		if out, err := exec.Command("snmptrap", args...).CombinedOutput(); err != nil {
-			t.Fatalf("snmptrap %s: %v: %s", oid, err, out)
-		}
-	}
-	ifIndex := func(i int) []string { return []string{".1.3.6.1.2.1.2.2.1.1." + strconv.Itoa(i), "i", strconv.Itoa(i)} }
+	path, port := historyRig(t, rcv)
 	delivered := func(eventID, status string) delivery {
 		t.Helper()
 		var d delivery
@@ -94,7 +57,7 @@ func TestNotificationLinksOpenInABrowser(t *testing.T) {
 
 	a, stop := startApp(t, path)
 	external := "http://" + a.HTTPAddr()
-	trap(".1.3.6.1.6.3.1.1.5.3", ifIndex(3)...) // linkDown
+	sendTrap(t, port, oidLinkDown, 3)
 	active := delivered("NETWORK-INTERFACES-2-301", "active")
 	if !strings.HasPrefix(active.Link, external+"/alerts/") {
 		t.Fatalf("ciscoDnaEventLink %q, want the console's page under external_url %s", active.Link, external)
@@ -107,7 +70,7 @@ func TestNotificationLinksOpenInABrowser(t *testing.T) {
 	want(page(active.Link, "e2e-alert-active"), "active alert",
 		"on dut", "firing", "attempt", "delivered", "HTTP 200", "DNA Center payload")
 
-	trap(".1.3.6.1.6.3.1.1.5.4", ifIndex(3)...) // linkUp
+	sendTrap(t, port, oidLinkUp, 3)
 	if r := delivered("NETWORK-INTERFACES-2-301", "resolved"); r.Link != active.Link {
 		t.Errorf("the resolve links to %q, the active to %q", r.Link, active.Link)
 	}
@@ -118,7 +81,7 @@ func TestNotificationLinksOpenInABrowser(t *testing.T) {
 	})
 	want(page(active.Link, "e2e-alert-resolved"), "resolved alert", "resolved", "Resolved", "lasted")
 
-	trap(".1.3.6.1.6.3.1.1.5.5") // authenticationFailure: a one-shot event
+	sendTrap(t, port, oidAuthenticationFailure, 0) // a one-shot event
 	event := delivered("SECURITY-SNMP-3-401", "active")
 	waitUntil(t, 10*time.Second, "history to hold the one-shot event", func() bool {
 		h := alertJSON(t, event.Link)
@@ -130,7 +93,7 @@ func TestNotificationLinksOpenInABrowser(t *testing.T) {
 	// the daemon's settings: dut is not pinged here and has no SNMP
 	// profile, and its traps are accepted — the probe says all three.
 	login := "http://" + a.HTTPAddr() + "/login?next=/devices/dut"
-	browser.Run(t, ctx, "log in", chromedp.Navigate(login), chromedp.SendKeys(chromedp.CSS(`input[name=token]`), "console-e2e-token"),
+	browser.Run(t, ctx, "log in", chromedp.Navigate(login), chromedp.SendKeys(chromedp.CSS(`input[name=token]`), rigToken),
 		chromedp.Submit(chromedp.CSS(`input[name=token]`)), chromedp.WaitVisible(`//button[starts-with(text(), "Probe dut")]`))
 	browser.Run(t, ctx, "probe now", chromedp.Click(`//button[starts-with(text(), "Probe dut")]`),
 		chromedp.WaitVisible(chromedp.CSS(`#probe`)), browser.Shot(shots, "e2e-device-probed"))

@@ -21,6 +21,9 @@ import (
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 )
 
+// rigToken is http.token of historyRig's daemon (console logins, the CLI).
+const rigToken = "history-rig-token"
+
 // historyRig is a daemon taking SNMPv2c traps on loopback from its one
 // device, 127.0.0.1, through the shipped rules, delivering to rcv; its API
 // listens on a port known beforehand, for the CLI.
@@ -37,7 +40,7 @@ func historyRig(t *testing.T, rcv *receiver) (path string, port int) {
 	dir := t.TempDir()
 	path = filepath.Join(dir, "nocbridge.yaml")
 	cfg := fmt.Sprintf(`state_dir: ./state
-http: {listen: %s}
+http: {listen: %s, token: %s}
 rules: [%s/*.yaml]
 history: {retention: 48h}
 traps:
@@ -54,7 +57,7 @@ destinations:
 subscriptions:
   - name: all
     destinations: [hook]
-`, freePort(t), rulesDir, port, rcv.srv.URL, testSigningSecret)
+`, freePort(t), rigToken, rulesDir, port, rcv.srv.URL, testSigningSecret)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +94,8 @@ const (
 	oidLinkDown  = ".1.3.6.1.6.3.1.1.5.3"
 	oidLinkUp    = ".1.3.6.1.6.3.1.1.5.4"
 	oidColdStart = ".1.3.6.1.6.3.1.1.5.1"
+
+	oidAuthenticationFailure = ".1.3.6.1.6.3.1.1.5.5"
 )
 
 // alertPage is what /api/v1/alerts/{id} answers.
