@@ -133,7 +133,9 @@ func Handler(d Deps) http.Handler {
 		}
 		metrics.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.alerts()) })
+	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, r *http.Request) {
+		pageByKey(w, r, d.alerts(), func(a alertView) string { return a.InstanceID })
+	})
 	mux.HandleFunc("GET /api/v1/noise", func(w http.ResponseWriter, _ *http.Request) {
 		if d.Noise == nil {
 			writeJSON(w, noise.Summary{})
@@ -147,7 +149,9 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /api/v1/alerts/{id}", d.alertByID)
 	mux.HandleFunc("GET /api/v1/history", d.historyList)
 	mux.HandleFunc("GET /api/v1/history/status", d.historyStatus)
-	mux.HandleFunc("GET /api/v1/devices", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.Devices()) })
+	mux.HandleFunc("GET /api/v1/devices", func(w http.ResponseWriter, r *http.Request) {
+		pageByKey(w, r, d.Devices(), func(s devstate.Status) string { return s.Name })
+	})
 	mux.HandleFunc("GET /api/v1/devices/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		dev, ok := d.Device(name)
@@ -214,7 +218,9 @@ func Handler(d Deps) http.Handler {
 		}
 		writeJSON(w, map[string]int{"replayed": n})
 	}))
-	mux.HandleFunc("GET /api/v1/silences", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, d.Silences.List()) })
+	mux.HandleFunc("GET /api/v1/silences", func(w http.ResponseWriter, r *http.Request) {
+		pageByKey(w, r, d.Silences.List(), func(s mute.Silence) string { return s.ID })
+	})
 	mux.HandleFunc("POST /api/v1/silences", d.authorized(func(w http.ResponseWriter, r *http.Request) {
 		var req mute.NewSilence
 		if !decodeJSON(w, r, &req) {

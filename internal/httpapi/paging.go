@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Paging (every list endpoint that pages): `limit` and `cursor` query
@@ -67,4 +70,53 @@ func writePage(w http.ResponseWriter, r *http.Request, items any, next string) {
 		w.Header().Set("X-Next-Cursor", next)
 	}
 	writeJSON(w, items)
+}
+
+// pageByKey pages a list held in memory (devices, alerts, silences) by a
+// key unique per item: sorted by it, the page starts after the cursor's key,
+// so a page neither skips nor repeats an item as others come and go. The
+// cursor is the last key of the page before, base64url-encoded (device
+// names hold characters a query would need escaped). Without limit or
+// cursor the list is answered whole, in its own order, as it always was.
+func pageByKey[T any](w http.ResponseWriter, r *http.Request, items []T, key func(T) string) {
+	p, ok := readPage(w, r)
+	if !ok {
+		return
+	}
+	if p.limit == 0 && p.cursor == "" {
+		writeJSON(w, items)
+		return
+	}
+	if p.limit == 0 {
+		p.limit = maxLimit
+	}
+	slices.SortFunc(items, func(a, b T) int { return strings.Compare(key(a), key(b)) })
+	start := 0
+	if p.cursor != "" {
+		after, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(p.cursor, "k"))
+		if err != nil || !strings.HasPrefix(p.cursor, "k") {
+			c := p.cursor
+			if len(c) > 32 {
+				c = c[:32] + "…"
+			}
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("cursor %q is not one a page of this list gave", c))
+			return
+		}
+		start, _ = slices.BinarySearchFunc(items, string(after), func(it T, k string) int {
+			if c := strings.Compare(key(it), k); c != 0 {
+				return c
+			}
+			return -1 // the cursor's own item belongs to the page before
+		})
+	}
+	end := min(start+p.limit, len(items))
+	page := items[start:end]
+	next := ""
+	if end < len(items) && len(page) > 0 {
+		next = "k" + base64.RawURLEncoding.EncodeToString([]byte(key(page[len(page)-1])))
+	}
+	if page == nil {
+		page = []T{}
+	}
+	writePage(w, r, page, next)
 }
