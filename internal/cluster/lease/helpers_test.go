@@ -1,0 +1,184 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nocbridge/nocbridge/internal/cluster/lease"
+)
+
+// faulty wraps a lease bucket as one node sees it: its writes can fail at
+// once (failUpdate), never be answered (hangUpdate: a JetStream R3 write
+// without a quorum), or every call can fail (cut: the node partitioned).
+type faulty struct {
+	lease.KV
+	failUpdate, hangUpdate, cut atomic.Bool
+}
+
+var errCut = errors.New("no responders: the node is cut off")
+
+func (f *faulty) Create(ctx context.Context, key string, value []byte) (uint64, bool, error) {
+	if f.cut.Load() {
+		return 0, false, errCut
+	}
+	return f.KV.Create(ctx, key, value)
+}
+
+func (f *faulty) Update(ctx context.Context, key string, value []byte, last uint64) (uint64, error) {
+	switch {
+	case f.cut.Load():
+		return 0, errCut
+	case f.failUpdate.Load():
+		return 0, errors.New("wrong last sequence (injected)")
+	case f.hangUpdate.Load():
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return f.KV.Update(ctx, key, value, last)
+}
+
+func (f *faulty) Get(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+	if f.cut.Load() {
+		return nil, 0, false, errCut
+	}
+	return f.KV.Get(ctx, key)
+}
+
+func (f *faulty) Delete(ctx context.Context, key string, last uint64) error {
+	if f.cut.Load() {
+		return errCut
+	}
+	return f.KV.Delete(ctx, key, last)
+}
+
+// span is a time one node was seen leading with one term.
+type span struct {
+	node     string
+	term     uint64
+	from, to time.Time
+}
+
+// monitor checks, every poll, that at most one contender leads, and
+// records who led when.
+type monitor struct {
+	t      *testing.T
+	leases map[string]*lease.Lease
+
+	mu    sync.Mutex
+	spans    []span
+	open     map[string]int // node -> index of its open span
+	overlaps int            // polls that saw more than one leader
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func watch(t *testing.T, leases map[string]*lease.Lease, poll time.Duration) *monitor {
+	m := &monitor{t: t, leases: leases, open: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(poll)
+		defer tick.Stop()
+		for {
+			m.check()
+			select {
+			case <-m.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return m
+}
+
+func (m *monitor) check() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var leading []string
+	for node, l := range m.leases {
+		now := time.Now()
+		term, ok := l.Term()
+		i, isOpen := m.open[node]
+		switch {
+		case ok && isOpen && m.spans[i].term == term:
+			m.spans[i].to = now
+		case ok:
+			m.open[node] = len(m.spans)
+			m.spans = append(m.spans, span{node: node, term: term, from: now, to: now})
+		default:
+			delete(m.open, node)
+		}
+		if ok {
+			leading = append(leading, fmt.Sprintf("%s (term %d)", node, term))
+		}
+	}
+	if len(leading) > 1 {
+		m.overlaps++
+	}
+	if len(leading) > 1 && m.overlaps == 1 { // the first time; finish counts them
+		m.t.Errorf("%v: %d leaders at once: %v", time.Now().Format("15:04:05.000"), len(leading), leading)
+	}
+}
+
+// finish stops the monitor and returns the spans seen, in order.
+func (m *monitor) finish() []span {
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.overlaps > 1 {
+		m.t.Errorf("more than one leader in %d polls", m.overlaps)
+	}
+	return append([]span(nil), m.spans...)
+}
+
+// leaderNow is the one contender leading now, waiting for one up to limit.
+func (m *monitor) waitLeader(limit time.Duration, except string) (string, time.Time) {
+	m.t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		for node, l := range m.leases {
+			if node != except && l.IsLeader() {
+				return node, time.Now()
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	m.t.Fatalf("no leader (other than %q) within %v", except, limit)
+	return "", time.Time{}
+}
+
+// checkHandover asserts that the spans show old's leadership ending before
+// the next one began, with a greater term, and returns the gap.
+func checkHandover(t *testing.T, spans []span, old string) (oldEnd time.Time, next span) {
+	t.Helper()
+	var prev *span
+	for i := range spans {
+		s := spans[i]
+		if prev != nil {
+			if s.term <= prev.term {
+				t.Errorf("term %d of %s after term %d of %s: not increasing", s.term, s.node, prev.term, prev.node)
+			}
+			if !s.from.After(prev.to) {
+				t.Errorf("%s led from %v, before %s's term %d ended at %v", s.node, s.from, prev.node, prev.term, prev.to)
+			}
+		}
+		if prev != nil && prev.node == old && next.node == "" {
+			oldEnd, next = prev.to, s
+		}
+		prev = &spans[i]
+	}
+	if next.node == "" {
+		t.Fatalf("no leader after %s: %+v", old, spans)
+	}
+	return oldEnd, next
+}
