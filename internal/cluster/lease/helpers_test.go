@@ -69,7 +69,7 @@ type monitor struct {
 	t      *testing.T
 	leases map[string]*lease.Lease
 
-	mu    sync.Mutex
+	mu       sync.Mutex
 	spans    []span
 	open     map[string]int // node -> index of its open span
 	overlaps int            // polls that saw more than one leader

@@ -112,6 +112,7 @@ type Lease struct {
 	state   State
 	rev     uint64    // Self: the revision this node holds
 	until   time.Time // Self: this node leads only before this instant
+	rest    time.Time // after a step-down: tries to acquire only from then
 	lastErr string    // the last KV error logged, until one call succeeds
 
 	changes chan struct{}
@@ -247,26 +248,13 @@ func (l *Lease) renew(ctx context.Context, rev uint64, until time.Time, rec reco
 }
 
 func (l *Lease) acquire(ctx context.Context) time.Duration {
-	sent := time.Now()
-	rec := record{Node: l.node, AcquiredAt: sent.UTC().Round(0), Incarnation: l.incarnation}
-	cctx, cancel := context.WithTimeout(ctx, l.confirm)
-	rev, created, err := l.kv.Create(cctx, Key, encode(rec))
-	cancel()
-	if ctx.Err() != nil {
-		return l.every
-	}
-	if err != nil {
-		l.noteErr(err)
-		return l.every
-	}
-	if created {
-		l.noteErr(nil)
-		l.mu.Lock()
-		l.rev = rev
-		l.until = sent.Add(l.every + l.confirm)
-		l.setLocked(State{Node: l.node, Term: rev, Since: rec.AcquiredAt, Self: true}, "")
-		l.mu.Unlock()
-		return max(0, l.every-time.Since(sent))
+	l.mu.Lock()
+	resting := time.Now().Before(l.rest)
+	l.mu.Unlock()
+	if !resting {
+		if wait, done := l.create(ctx); done {
+			return wait
+		}
 	}
 	gctx, cancel := context.WithTimeout(ctx, l.confirm)
 	defer cancel()
@@ -281,6 +269,9 @@ func (l *Lease) acquire(ctx context.Context) time.Duration {
 	l.noteErr(nil)
 	if !found {
 		l.set(State{}, "")
+		if resting {
+			return l.every
+		}
 		return 0 // expired since Create: try again at once
 	}
 	var held record
@@ -293,6 +284,10 @@ func (l *Lease) acquire(ctx context.Context) time.Duration {
 		// This process's own lease, left by a renew whose confirmation
 		// came too late: it leads no longer, so free the key for all.
 		if err := l.kv.Delete(gctx, Key, rev); err == nil {
+			l.set(State{}, "")
+			if resting {
+				return l.every
+			}
 			return 0
 		}
 	}
@@ -303,11 +298,39 @@ func (l *Lease) acquire(ctx context.Context) time.Duration {
 	return l.every
 }
 
-// stepDown ends this node's leadership.
+// create tries to acquire the lease; done is false when another holds it.
+func (l *Lease) create(ctx context.Context) (wait time.Duration, done bool) {
+	sent := time.Now()
+	rec := record{Node: l.node, AcquiredAt: sent.UTC().Round(0), Incarnation: l.incarnation}
+	cctx, cancel := context.WithTimeout(ctx, l.confirm)
+	rev, created, err := l.kv.Create(cctx, Key, encode(rec))
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return l.every, true
+	case err != nil:
+		l.noteErr(err)
+		return l.every, true
+	case !created:
+		return 0, false
+	}
+	l.noteErr(nil)
+	l.mu.Lock()
+	l.rev = rev
+	l.until = sent.Add(l.every + l.confirm)
+	l.setLocked(State{Node: l.node, Term: rev, Since: rec.AcquiredAt, Self: true}, "")
+	l.mu.Unlock()
+	return max(0, l.every-time.Since(sent)), true
+}
+
+// stepDown ends this node's leadership. Unless it stops, the node then
+// rests for a TTL before it tries to acquire again, so that a healthy node
+// takes over from one whose writes fail rather than it leading again.
 func (l *Lease) stepDown(reason string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.state.Self {
+		l.rest = time.Now().Add(l.ttl)
 		l.setLocked(State{}, reason)
 	}
 }

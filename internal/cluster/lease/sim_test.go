@@ -197,7 +197,14 @@ func TestLeaderStepsDownBeforeExpiry(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				cs, ls := start(t, newMemKV(ttl), 3)
 				m := watch(t, ls, time.Millisecond)
-				t.Cleanup(func() { m.finish() })
+				t.Cleanup(func() {
+					m.finish()
+					if t.Failed() {
+						for node, c := range cs {
+							t.Logf("%s's log:\n%s", node, c.logs)
+						}
+					}
+				})
 				old, _ := m.waitLeader(time.Second, "")
 				time.Sleep(10 * time.Second)
 				faultAt := time.Now()
