@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -88,6 +89,7 @@ func watch(t *testing.T, leases map[string]*lease.Lease, poll time.Duration) *mo
 			m.check()
 			select {
 			case <-m.stop:
+				m.check() // what led up to the stop
 				return
 			case <-tick.C:
 			}
@@ -146,7 +148,10 @@ func (m *monitor) waitLeader(limit time.Duration, except string) (string, time.T
 	m.t.Helper()
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		for node, l := range m.leases {
+		m.mu.Lock()
+		leases := maps.Clone(m.leases)
+		m.mu.Unlock()
+		for node, l := range leases {
 			if node != except && l.IsLeader() {
 				return node, time.Now()
 			}
