@@ -1,13 +1,10 @@
 package lease_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/cluster/lease"
 	"github.com/nocbridge/nocbridge/internal/store"
+	"github.com/nocbridge/nocbridge/internal/testutil/reexec"
 )
 
 // These tests run the lease on the real bucket (the embedded store's, or
@@ -204,28 +202,8 @@ func TestKilledLeaderFailover(t *testing.T) {
 	}
 	url := srv.ClientURL()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+url)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	lines := bufio.NewScanner(out)
-	childTerm := ""
-	for lines.Scan() {
-		if term, ok := strings.CutPrefix(lines.Text(), "leading "); ok {
-			childTerm = term
-			break
-		}
-	}
-	if childTerm == "" {
-		t.Fatalf("the child never led: %v", lines.Err())
-	}
+	child := reexec.Start(t, childEnv+"="+url)
+	childTerm := child.Await(t, "leading ")
 
 	kv := sharedBucket(t, url)
 	l, err := lease.New(kv, "parent", lease.Options{Logger: slog.New(slog.DiscardHandler)})
@@ -241,7 +219,7 @@ func TestKilledLeaderFailover(t *testing.T) {
 	}
 
 	killAt := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := child.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	for !l.IsLeader() {
