@@ -87,17 +87,17 @@ func (l *LeaseKV) Update(ctx context.Context, key string, value []byte, last uin
 	return rev, nil
 }
 
-// Get returns key's latest value and revision; found is false when it
-// holds none.
-func (l *LeaseKV) Get(ctx context.Context, key string) (value []byte, rev uint64, found bool, err error) {
+// Get returns key's latest value, its revision and when JetStream stored
+// it; found is false when it holds none.
+func (l *LeaseKV) Get(ctx context.Context, key string) (value []byte, rev uint64, written time.Time, found bool, err error) {
 	e, err := l.kv.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, 0, false, nil
+		return nil, 0, time.Time{}, false, nil
 	case err != nil:
-		return nil, 0, false, fmt.Errorf("lease bucket %s: reading %q: %w", l.bucket, key, err)
+		return nil, 0, time.Time{}, false, fmt.Errorf("lease bucket %s: reading %q: %w", l.bucket, key, err)
 	}
-	return e.Value(), e.Revision(), true, nil
+	return e.Value(), e.Revision(), e.Created(), true, nil
 }
 
 // Delete removes key only when its latest revision is last.

@@ -43,9 +43,9 @@ func (f *faulty) Update(ctx context.Context, key string, value []byte, last uint
 	return f.KV.Update(ctx, key, value, last)
 }
 
-func (f *faulty) Get(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+func (f *faulty) Get(ctx context.Context, key string) ([]byte, uint64, time.Time, bool, error) {
 	if f.cut.Load() {
-		return nil, 0, false, errCut
+		return nil, 0, time.Time{}, false, errCut
 	}
 	return f.KV.Get(ctx, key)
 }

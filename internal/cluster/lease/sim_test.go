@@ -74,11 +74,11 @@ func (m *memKV) Update(ctx context.Context, key string, value []byte, last uint6
 	return m.write(key, value), nil
 }
 
-func (m *memKV) Get(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+func (m *memKV) Get(ctx context.Context, key string) ([]byte, uint64, time.Time, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.live(key)
-	return e.value, e.rev, ok, nil
+	return e.value, e.rev, e.at, ok, nil
 }
 
 func (m *memKV) Delete(ctx context.Context, key string, last uint64) error {
@@ -110,23 +110,25 @@ func start(t *testing.T, kv lease.KV, n int) (map[string]*contender, map[string]
 	ls := map[string]*lease.Lease{}
 	for i := 1; i <= n; i++ {
 		node := fmt.Sprintf("nb%d", i)
-		c := &contender{kv: &faulty{KV: kv}, reg: prometheus.NewRegistry(), logs: &logtest.Logs{}, done: make(chan error, 1)}
-		var err error
-		c.l, err = lease.New(c.kv, node, lease.Options{Logger: c.logs.TextLogger(), Registerer: c.reg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		c.cancel = cancel
-		go func() { c.done <- c.l.Run(ctx) }()
-		cs[node], ls[node] = c, c.l
+		cs[node] = startNode(t, kv, node)
+		ls[node] = cs[node].l
 	}
-	t.Cleanup(func() {
-		for _, c := range cs {
-			c.cancel()
-		}
-	})
 	return cs, ls
+}
+
+func startNode(t *testing.T, kv lease.KV, node string) *contender {
+	t.Helper()
+	c := &contender{kv: &faulty{KV: kv}, reg: prometheus.NewRegistry(), logs: &logtest.Logs{}, done: make(chan error, 1)}
+	var err error
+	c.l, err = lease.New(c.kv, node, lease.Options{Logger: c.logs.TextLogger(), Registerer: c.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() { c.done <- c.l.Run(ctx) }()
+	t.Cleanup(cancel)
+	return c
 }
 
 func stop(t *testing.T, c *contender) {
@@ -339,4 +341,28 @@ func (s *slowKV) Update(ctx context.Context, key string, value []byte, last uint
 		}
 	}
 	return rev, err
+}
+
+// A dead leader is replaced as its lease expires, TTL after its last
+// renew, not at the others' next try up to TTL/3 later.
+func TestDeadLeaderReplacedAtExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		kv := newMemKV(ttl)
+		leader := startNode(t, kv, "nb1")
+		time.Sleep(ttl / 6) // the others try out of step with its renews
+		others := map[string]*lease.Lease{"nb1": leader.l}
+		for _, node := range []string{"nb2", "nb3"} {
+			others[node] = startNode(t, kv, node).l
+		}
+		m := watch(t, others, time.Millisecond)
+		t.Cleanup(func() { m.finish() })
+		time.Sleep(10 * time.Second)
+		// nb1 renewed at 0, 1s, … 10s; it dies just after.
+		lastRenew := time.Now().Truncate(ttl / 3)
+		leader.kv.cut.Store(true)
+		next, at := m.waitLeader(2*ttl, "nb1")
+		if d := at.Sub(lastRenew.Add(ttl)); d < 0 || d > 20*time.Millisecond {
+			t.Errorf("%s took over %v after nb1's lease expired, want within 20ms", next, d)
+		}
+	})
 }

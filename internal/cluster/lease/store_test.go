@@ -56,7 +56,7 @@ func leaseBucket(t *testing.T, s *store.Store) *store.LeaseKV {
 
 // Two and three contenders on the store's bucket: one leads at any
 // moment; a leader that stops hands over within TTL/3, one that dies
-// (cut off: it neither renews nor releases) within TTL + TTL/3.
+// (cut off: it neither renews nor releases) once its lease expires, under 5 s.
 func TestStoreFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real-time failover takes about 15 s")
