@@ -160,7 +160,8 @@ func New(kv KV, node string, opts Options) (*Lease, error) {
 }
 
 // Leader is the current leader and its term; ok is false when none is
-// known. This node's own leadership ends the moment it can no longer be
+// known. Another node's leadership is as last read from the bucket (at
+// most TTL/3 ago); this node's own ends the moment it can no longer be
 // sure of it, even before Run has noticed.
 func (l *Lease) Leader() (node string, term uint64, ok bool) {
 	s := l.State()
@@ -173,8 +174,10 @@ func (l *Lease) IsLeader() bool { return l.State().Self }
 // Term is this node's term while it leads: the fencing token to tag work
 // with. ok is false when it does not lead.
 func (l *Lease) Term() (term uint64, ok bool) {
-	s := l.State()
-	return s.Term, s.Self
+	if s := l.State(); s.Self {
+		return s.Term, true
+	}
+	return 0, false
 }
 
 // State is the leadership as this node knows it now.
@@ -188,11 +191,13 @@ func (l *Lease) State() State {
 }
 
 // Changes receives a value after the leadership changed (read State
-// then); changes that come faster than they are read are merged.
+// then); changes that come faster than they are read are merged. It is
+// never closed.
 func (l *Lease) Changes() <-chan struct{} { return l.changes }
 
 // Run takes part in the election until ctx is done, then steps down and
-// releases the lease if it held it. It returns nil when ctx ends.
+// releases the lease if it held it. It returns nil when ctx ends; a Lease
+// runs once.
 func (l *Lease) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
 		return errors.New("lease: Run called twice")
