@@ -274,8 +274,8 @@ func (l *Lease) acquire(ctx context.Context) time.Duration {
 		l.noteErr(err)
 		return l.every
 	}
-	l.noteErr(nil)
 	if !found {
+		l.noteErr(nil)
 		l.set(State{}, "")
 		if resting {
 			return l.every
@@ -288,6 +288,7 @@ func (l *Lease) acquire(ctx context.Context) time.Duration {
 		l.set(State{Term: rev}, "")
 		return l.every
 	}
+	l.noteErr(nil)
 	if held.Incarnation == l.incarnation {
 		// This process's own lease, left by a renew whose confirmation
 		// came too late: it leads no longer, so free the key for all.

@@ -366,3 +366,31 @@ func TestDeadLeaderReplacedAtExpiry(t *testing.T) {
 		}
 	})
 }
+
+// A lease key nocbridge did not write (another program's, a damaged
+// value) holds no leader: each contender says so once, names the key and
+// revision, and they wait for it to expire.
+func TestForeignValueWaitsForExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		kv := newMemKV(ttl)
+		if _, _, err := kv.Create(context.Background(), lease.Key, []byte("not json")); err != nil {
+			t.Fatal(err)
+		}
+		cs, ls := start(t, kv, 2)
+		m := watch(t, ls, time.Millisecond)
+		t.Cleanup(func() { m.finish() })
+		_, at := m.waitLeader(2*ttl, "")
+		if at.Before(time.Unix(946684800, 0).Add(ttl)) { // the bubble starts at 2000-01-01
+			t.Errorf("led at %v, before the foreign value expired", at)
+		}
+		time.Sleep(ttl / 3) // every contender has read the bucket again
+		for node, c := range cs {
+			if _, _, ok := c.l.Leader(); !ok {
+				t.Errorf("%s knows no leader after the foreign value expired", node)
+			}
+			if n := strings.Count(c.logs.String(), `is not a lease nocbridge wrote (\"not json\")`); n != 1 {
+				t.Errorf("%s logged the foreign value %d times, want once:\n%s", node, n, c.logs)
+			}
+		}
+	})
+}
