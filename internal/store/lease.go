@@ -24,7 +24,7 @@ type LeaseKV struct {
 // that revisions (the lease terms) keep growing across restarts, the latest
 // value only, values gone ttl after their last write.
 func (s *Store) LeaseBucket(ctx context.Context, name string, ttl time.Duration) (*LeaseKV, error) {
-	kv, err := OpenLeaseKV(ctx, s.js, name, ttl)
+	kv, err := OpenLeaseKV(ctx, s.js, name, ttl, 1)
 	if err != nil {
 		return nil, fmt.Errorf("%w in %s", err, s.dir)
 	}
@@ -33,16 +33,18 @@ func (s *Store) LeaseBucket(ctx context.Context, name string, ttl time.Duration)
 }
 
 // OpenLeaseKV opens the lease bucket name on any JetStream (a NATS server
-// this process shares with others); Store.LeaseBucket is the usual way.
-func OpenLeaseKV(ctx context.Context, js jetstream.JetStream, name string, ttl time.Duration) (*LeaseKV, error) {
+// or cluster this process shares with others), with replicas copies (0:
+// one); Store.LeaseBucket is the usual way.
+func OpenLeaseKV(ctx context.Context, js jetstream.JetStream, name string, ttl time.Duration, replicas int) (*LeaseKV, error) {
 	if ttl <= 0 {
 		return nil, fmt.Errorf("lease bucket %q: TTL %v must be positive", name, ttl)
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  name,
-		History: 1,
-		TTL:     ttl,
-		Storage: jetstream.FileStorage,
+		Bucket:   name,
+		History:  1,
+		TTL:      ttl,
+		Storage:  jetstream.FileStorage,
+		Replicas: max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening lease bucket %q: %w", name, err)

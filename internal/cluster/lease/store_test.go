@@ -247,7 +247,7 @@ func sharedBucket(t testing.TB, url string) *store.LeaseKV {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := store.OpenLeaseKV(context.Background(), js, "cluster_lease", lease.DefaultTTL)
+	kv, err := store.OpenLeaseKV(context.Background(), js, "cluster_lease", lease.DefaultTTL, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func runChild(url string) int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
-	kv, err := store.OpenLeaseKV(context.Background(), js, "cluster_lease", lease.DefaultTTL)
+	kv, err := store.OpenLeaseKV(context.Background(), js, "cluster_lease", lease.DefaultTTL, 1)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
