@@ -199,6 +199,12 @@ func TestPartitionedLeaderStepsDown(t *testing.T) {
 		t.Fatalf("n0 no longer leads before the partition:\n%s", cs["n0"].logs)
 	}
 
+	streamLeader := "none"
+	for i, srv := range servers {
+		if srv.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, "KV_cluster_lease") {
+			streamLeader = fmt.Sprintf("n%d", i)
+		}
+	}
 	cutAt := time.Now()
 	for pair, l := range links {
 		if pair[0] == 0 || pair[1] == 0 {
@@ -214,5 +220,5 @@ func TestPartitionedLeaderStepsDown(t *testing.T) {
 	if cs["n0"].l.IsLeader() {
 		t.Error("n0, cut off from the majority, still leads")
 	}
-	t.Logf("n0 cut off: stepped down %v later; %s led %v after the cut", oldEnd.Sub(cutAt), next, at.Sub(cutAt))
+	t.Logf("n0 cut off (the bucket's stream leader: %s): stepped down %v later; %s led %v after the cut", streamLeader, oldEnd.Sub(cutAt), next, at.Sub(cutAt))
 }
