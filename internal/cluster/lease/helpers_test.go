@@ -3,7 +3,6 @@ package lease_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -73,7 +72,7 @@ type monitor struct {
 	mu       sync.Mutex
 	spans    []span
 	open     map[string]int // node -> index of its open span
-	overlaps int            // polls that saw more than one leader
+	overlaps int            // polls that found two leaders at once
 
 	stop chan struct{}
 	done chan struct{}
@@ -98,33 +97,58 @@ func watch(t *testing.T, leases map[string]*lease.Lease, poll time.Duration) *mo
 	return m
 }
 
+// check observes every contender once. An observation that a contender
+// leads holds for some instant between the clock readings around it, so a
+// span runs from the reading after its first observation to the reading
+// before its last: the time it surely led (one term is one unbroken
+// leadership). Two spans that share an instant are two leaders at once.
 func (m *monitor) check() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var leading []string
 	for node, l := range m.leases {
-		now := time.Now()
+		before := time.Now()
 		term, ok := l.Term()
+		after := time.Now()
 		i, isOpen := m.open[node]
 		switch {
 		case ok && isOpen && m.spans[i].term == term:
-			m.spans[i].to = now
+			m.spans[i].to = before
 		case ok:
 			m.open[node] = len(m.spans)
-			m.spans = append(m.spans, span{node: node, term: term, from: now, to: now})
+			m.spans = append(m.spans, span{node: node, term: term, from: after, to: before})
 		default:
 			delete(m.open, node)
 		}
-		if ok {
-			leading = append(leading, fmt.Sprintf("%s (term %d)", node, term))
+	}
+	for _, i := range m.open {
+		a := m.spans[i]
+		for j, b := range m.spans {
+			if j == i || !a.to.After(a.from) || !b.to.After(b.from) {
+				continue
+			}
+			if from, to := later(a.from, b.from), earlier(a.to, b.to); from.Before(to) {
+				m.overlaps++
+				if m.overlaps == 1 { // the first time; finish counts them
+					m.t.Errorf("two leaders at once from %v to %v: %s (term %d) and %s (term %d)",
+						from.Format("15:04:05.000"), to.Format("15:04:05.000"), a.node, a.term, b.node, b.term)
+				}
+			}
 		}
 	}
-	if len(leading) > 1 {
-		m.overlaps++
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
-	if len(leading) > 1 && m.overlaps == 1 { // the first time; finish counts them
-		m.t.Errorf("%v: %d leaders at once: %v", time.Now().Format("15:04:05.000"), len(leading), leading)
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
 	}
+	return b
 }
 
 // finish stops the monitor and returns the spans seen, in order.

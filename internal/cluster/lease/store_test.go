@@ -75,7 +75,7 @@ func TestStoreFailover(t *testing.T) {
 			stop(t, cs[first])
 			second, at := m.waitLeader(2*ttl, first)
 			stopped := at.Sub(stopAt)
-			if stopped > ttl/3+time.Second/2 {
+			if stopped > ttl/3+time.Second {
 				t.Errorf("%s took over %v after %s stopped, want about TTL/3 = %v", second, stopped, first, ttl/3)
 			}
 			time.Sleep(2 * time.Second)
