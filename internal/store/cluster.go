@@ -78,6 +78,9 @@ func clusterOptions(o *server.Options, c *config.Cluster) (token string, err err
 		if err != nil {
 			return "", fmt.Errorf("cluster tls (%s, %s, %s): %w", t.CertFile, t.KeyFile, t.CAFile, err)
 		}
+		// A route is both client and server: the CA checks both ends (as
+		// nats-server does for a cluster tls block).
+		tc.RootCAs = tc.ClientCAs
 		o.Cluster.TLSConfig, o.Cluster.TLSTimeout = tc, routeTLSTimeout
 	}
 	return token, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/nocbridge/nocbridge/internal/testutil/netns"
+	"github.com/nocbridge/nocbridge/internal/testutil/tlscert"
 )
 
 // freePorts reserves n loopback TCP ports and lets them go for the test to
@@ -58,14 +59,22 @@ func clusterOf(i int, ports []int) *config.Cluster {
 // the others to form the cluster), each with its own directory.
 func openNodes(t *testing.T, ports []int, nodes ...int) []*store.Store {
 	t.Helper()
+	return openNodesWith(t, ports, nil, nodes...)
+}
+
+// openNodesWith is openNodes with tls on every node's routes (nil: none).
+func openNodesWith(t *testing.T, ports []int, tls *config.ClusterTLS, nodes ...int) []*store.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	stores := make([]*store.Store, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for k, i := range nodes {
+		c := clusterOf(i, ports)
+		c.TLS = tls
 		wg.Go(func() {
-			stores[k], errs[k] = store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: quiet(), Cluster: clusterOf(i, ports)})
+			stores[k], errs[k] = store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: quiet(), Cluster: c})
 		})
 	}
 	wg.Wait()
@@ -237,6 +246,54 @@ func TestThreeNodeCluster(t *testing.T) {
 		return ci.MetaLeader != "" && ci.MetaLeader != fmt.Sprintf("nb%d", leader+1) && gone && alive[1].ClusterReady(context.Background()) == nil,
 			fmt.Sprintf("%+v", ci)
 	})
+}
+
+// Routes with mutual TLS: the cluster forms and replicates as without.
+func TestThreeNodeClusterTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a three-node cluster")
+	}
+	dir := t.TempDir()
+	cert, key := tlscert.Write(t, dir) // self-signed: its own CA
+	nodes := openNodesWith(t, freePorts(t, 3), &config.ClusterTLS{CertFile: cert, KeyFile: key, CAFile: cert}, 0, 1, 2)
+	appendEventually(t, nodes[0], "secure", 10*time.Second)
+	if got := strings.Join(readCluster(t, nodes[2]), ","); got != "secure" {
+		t.Fatalf("nb3 reads %q over TLS routes, want secure", got)
+	}
+}
+
+// A node whose routes do not speak TLS cannot join nodes that require it.
+func TestClusterTLSRefusesPlainRoute(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts cluster nodes")
+	}
+	dir := t.TempDir()
+	cert, key := tlscert.Write(t, dir)
+	ports := freePorts(t, 3)
+	tls := &config.ClusterTLS{CertFile: cert, KeyFile: key, CAFile: cert}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	errs := make(chan error, 3)
+	for i := range 3 {
+		c := clusterOf(i, ports)
+		if i < 2 {
+			c.TLS = tls
+		}
+		go func() {
+			s, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: quiet(), Cluster: c})
+			if s != nil {
+				_ = s.Close()
+			}
+			errs <- err
+		}()
+	}
+	// Two TLS nodes of three cannot create R3 streams without the third,
+	// and the plain one has no quorum: none opens before the deadline.
+	for range 3 {
+		if err := <-errs; err == nil || !strings.Contains(err.Error(), "JetStream cluster not ready") {
+			t.Errorf("Open = %v, want the JetStream cluster not ready", err)
+		}
+	}
 }
 
 func TestSingleNodeClusterInfo(t *testing.T) {
