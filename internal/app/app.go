@@ -119,7 +119,7 @@ func (a *App) Readiness() error {
 		return fmt.Errorf("state store in %s cannot write since %s (%s): %s; %d alert transition(s) waiting, %d of them held only in memory",
 			a.store.Dir(), h.Since.UTC().Format(time.RFC3339), time.Since(h.Since).Round(time.Second), h.Reason, unsent, unstored)
 	}
-	return nil
+	return a.store.ClusterReady(context.Background())
 }
 
 // Run starts everything and blocks until ctx is done or a component fails.
@@ -135,7 +135,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("store.sync: %w", err)
 		}
 	}
-	a.store, err = store.Open(ctx, store.Options{Dir: cfg.StateDir, SyncInterval: syncEvery,
+	a.store, err = store.Open(ctx, store.Options{Dir: cfg.StateDir, SyncInterval: syncEvery, Cluster: cfg.Cluster, URL: cfg.Store.NATSURL,
 		Logger: a.log.With("component", "store"), Registerer: a.reg})
 	if err != nil {
 		return fmt.Errorf("opening state store in %s: %w", cfg.StateDir, err)
@@ -427,6 +427,9 @@ func (a *App) warnRestartOnly(old, cfg *config.Config) {
 	if old.StateDir != cfg.StateDir {
 		a.log.Warn("state_dir changed: takes effect at the next restart", "running", old.StateDir)
 	}
+	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) || old.Store.NATSURL != cfg.Store.NATSURL {
+		a.log.Warn("cluster or store.nats_url changed: takes effect at the next restart")
+	}
 	switch {
 	case a.traps == nil && cfg.Traps.Listen != "":
 		a.log.Warn("traps section added: the trap receiver starts at the next restart")
@@ -477,6 +480,7 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 		Token:       func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
 		Public:      !config.LoopbackListen(h.Listen),
 		MetricsAuth: func() bool { return a.gen.Load().cfg.HTTP.MetricsAuth },
+		Cluster:     a.store.ClusterInfo,
 	}
 }
 

@@ -42,6 +42,8 @@ const (
 	defaultMaintenanceTimezone = "Local" // time.LoadLocation's name for the machine's zone
 
 	defaultHistoryRetention = 30 * 24 * time.Hour
+
+	defaultClusterDownWhen = DownWhenAll
 )
 
 // applyDefaults fills in every setting the file leaves out:
@@ -63,6 +65,7 @@ const (
 //	noise.site_outage            window 1m, min_devices 3, ratio 0.5
 //	maintenance                  timezone Local (the machine's time zone)
 //	history.retention            720h (30 days)
+//	cluster.down_when            all (when the cluster section is present)
 //
 // set reports whether the file gives the key at a path: numbers default only
 // when absent, because an explicit 0 means something (retries: 0, no limit)
@@ -139,6 +142,9 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 		defaultString(&c.Maintenance[i].Timezone, defaultMaintenanceTimezone)
 	}
 	defaultDuration(&c.History.Retention, defaultHistoryRetention, "history", "retention")
+	if c.Cluster != nil && c.Cluster.DownWhen == "" {
+		c.Cluster.DownWhen = defaultClusterDownWhen
+	}
 }
 
 // externalURLFor is the URL of the API at listen, served with scheme.

@@ -172,6 +172,10 @@ func resolvePaths(c *Config) {
 	for i, g := range c.Rules {
 		c.Rules[i] = absFrom(c.BaseDir, g)
 	}
+	if c.Cluster != nil && c.Cluster.TLS != nil {
+		t := c.Cluster.TLS
+		t.CertFile, t.KeyFile, t.CAFile = absFrom(c.BaseDir, t.CertFile), absFrom(c.BaseDir, t.KeyFile), absFrom(c.BaseDir, t.CAFile)
+	}
 }
 
 func absFrom(base, p string) string {

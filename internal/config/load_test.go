@@ -17,6 +17,28 @@ import (
 // invalidConfigs is the exact error text each testdata/invalid-*.yaml file
 // must produce: every problem, sorted, as FILE:LINE: message.
 var invalidConfigs = map[string][]string{
+	"invalid-cluster.yaml": {
+		`testdata/invalid-cluster.yaml:4: cluster: name "noc east" must be 1..64 letters, digits, _ or -`,
+		`testdata/invalid-cluster.yaml:5: cluster: node "localhost" is a name every machine would share: give each node its own (nb1, nb2, …)`,
+		`testdata/invalid-cluster.yaml:6: cluster: listen "0.0.0.0" must be host:port, such as 127.0.0.1:9720 or [::1]:9720`,
+		`testdata/invalid-cluster.yaml:9: cluster: peers[1] "http://user:xxxxx@nb3.example.net:6222" must be nats://host:port (the peer's cluster listen address)`,
+		`testdata/invalid-cluster.yaml:10: cluster: peers[2] nb2.example.net:6222 is given twice (first as peers[0])`,
+		`testdata/invalid-cluster.yaml:11: cluster: peers[3] "nats://nb4.example.net" must be nats://host:port (the peer's cluster listen address)`,
+		`testdata/invalid-cluster.yaml:12: cluster: peers[4] "nats://0.0.0.0:6222/x" must be nats://host:port, without a path or query`,
+		`testdata/invalid-cluster.yaml:14: cluster: tls: cannot load the certificate and key: tls: failed to find any PEM data in certificate input`,
+		`testdata/invalid-cluster.yaml:16: cluster: tls: ca_file invalid-cluster.yaml holds no PEM certificate`,
+		`testdata/invalid-cluster.yaml:17: cluster: down_when "some" must be all or majority`,
+	},
+	"invalid-cluster-remote.yaml": {
+		`testdata/invalid-cluster-remote.yaml:2: store: sync applies to the embedded server only; with store.nats_url the NATS server's own sync setting decides`,
+		`testdata/invalid-cluster-remote.yaml:3: store: nats_url http://nats2.example.net:4222 must be nats://host:port or tls://host:port (several separated by commas)`,
+		`testdata/invalid-cluster-remote.yaml:4: cluster: name is required (the NATS cluster name, the same on every node)`,
+		`testdata/invalid-cluster-remote.yaml:6: cluster: listen configures the embedded server's routes and cannot be used with store.nats_url (the existing NATS cluster routes itself)`,
+		`testdata/invalid-cluster-remote.yaml:7: cluster: peers configures the embedded server's routes and cannot be used with store.nats_url (the existing NATS cluster routes itself)`,
+	},
+	"invalid-cluster-null.yaml": {
+		`testdata/invalid-cluster-null.yaml:1: cluster: section is empty: give name, node, listen and peers, or remove it`,
+	},
 	"invalid-destinations.yaml": {
 		`testdata/invalid-destinations.yaml:2: destinations[0]: name is required`,
 		`testdata/invalid-destinations.yaml:6: destination "hook": timeout must not be negative`,
@@ -161,7 +183,7 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-types.yaml:23: subscription "all" filter: severities[1] must be an integer, not a string`,
 	},
 	"invalid-unknown-keys.yaml": {
-		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: destinations, devices, external_url, history, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
+		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: cluster, destinations, devices, external_url, history, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
 		`testdata/invalid-unknown-keys.yaml:6: unknown key "intervall" in icmp (known: count, interval, privileged, timeout)`,
 		`testdata/invalid-unknown-keys.yaml:12: unknown key "salt" in snmp profile "core-v3" auth (known: passphrase, passphrase_file, protocol)`,
 		`testdata/invalid-unknown-keys.yaml:16: unknown key "adress" in device "sw1" (known: address, icmp, labels, name, parents, role, site, snmp)`,
@@ -894,7 +916,7 @@ devices:
     name: sw2
 `)
 	_, err := Load(path)
-	if want := path + `:2: unknown key "x-retry" (known: destinations, devices, external_url, history, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
+	if want := path + `:2: unknown key "x-retry" (known: cluster, destinations, devices, external_url, history, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
 		t.Fatalf("error %v, want %s", err, want)
 	}
 	b, _ := os.ReadFile(path)

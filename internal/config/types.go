@@ -31,6 +31,8 @@ type Config struct {
 	HTTP        HTTP     `yaml:"http"`
 	Rules       []string `yaml:"rules"` // globs, resolved against BaseDir
 	Store       Store    `yaml:"store"`
+	// Cluster joins this node to others (SPEC 9); nil runs one node alone.
+	Cluster *Cluster `yaml:"cluster"`
 
 	ICMP  ICMP  `yaml:"icmp"`
 	SNMP  SNMP  `yaml:"snmp"`
@@ -81,7 +83,40 @@ type Store struct {
 	// Sync is "always" (default: fsync every write) or a Go duration for a
 	// periodic sync, trading durability on power loss for throughput.
 	Sync string `yaml:"sync"`
+	// NATSURL uses an existing NATS (JetStream) server or cluster instead
+	// of the embedded server: nats://host:4222 or tls://host:4222, several
+	// comma-separated. It may hold credentials, which never print.
+	NATSURL string `yaml:"nats_url"`
 }
+
+// Cluster is the cluster: block (SPEC 9): the embedded NATS servers of the
+// nodes route to each other and form one JetStream cluster. With
+// store.nats_url only name, node and down_when apply (the NATS cluster is
+// someone else's): listen, peers and tls are then errors.
+type Cluster struct {
+	Name     string      `yaml:"name"`      // NATS cluster name, the same on every node
+	Node     string      `yaml:"node"`      // this node's name, unique in the cluster
+	Listen   string      `yaml:"listen"`    // host:port of the route listener
+	Peers    []string    `yaml:"peers"`     // nats://host:port of the other nodes' route listeners
+	TLS      *ClusterTLS `yaml:"tls"`       // mutual TLS on the routes; nil: plain
+	DownWhen DownWhen    `yaml:"down_when"` // how many vantage points must see a device fail
+}
+
+// ClusterTLS is the routes' mutual TLS: this node's certificate and key and
+// the CA that signed every node's, PEM.
+type ClusterTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+}
+
+// DownWhen is cluster.down_when: all | majority.
+type DownWhen string
+
+const (
+	DownWhenAll      DownWhen = "all"
+	DownWhenMajority DownWhen = "majority"
+)
 
 // History is how long the alert history (each alert's transitions, delivery
 // attempts and noise-control decisions) is kept in the store.

@@ -29,6 +29,7 @@ func (l *loader) validate(c *Config) {
 	l.validateSubscriptions(c)
 	l.validateNoise(c)
 	l.validateMaintenance(c)
+	l.validateCluster(c)
 }
 
 func (l *loader) validateTop(c *Config) {

@@ -28,6 +28,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/outbox"
 	"github.com/nocbridge/nocbridge/internal/probe"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 // Outbox is what the API reads and replays.
@@ -109,6 +110,9 @@ type Deps struct {
 	MetricsAuth func() bool
 	// Console is the operator's console; nil serves none.
 	Console Console
+	// Cluster is the store's cluster (store.Store.ClusterInfo); nil
+	// serves {"enabled": false}.
+	Cluster func(ctx context.Context) store.ClusterInfo
 }
 
 // maxBody bounds request bodies: the API takes small JSON only.
@@ -135,6 +139,13 @@ func Handler(d Deps) http.Handler {
 	})
 	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, r *http.Request) {
 		pageByKey(w, r, d.alerts(), func(a alertView) string { return a.InstanceID })
+	})
+	mux.HandleFunc("GET /api/v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		if d.Cluster == nil {
+			writeJSON(w, store.ClusterInfo{})
+			return
+		}
+		writeJSON(w, d.Cluster(r.Context()))
 	})
 	mux.HandleFunc("GET /api/v1/noise", func(w http.ResponseWriter, _ *http.Request) {
 		if d.Noise == nil {

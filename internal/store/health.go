@@ -362,6 +362,9 @@ func (s *Store) probe(ctx context.Context) error {
 // write error is writable again. The connection and the handles callers
 // hold stay valid: they name streams, which come back under the same names.
 func (s *Store) restartJetStream() error {
+	if s.srv == nil {
+		return fmt.Errorf("JetStream is the server's at %s, not this process's: it cannot be restarted from here", s.remote)
+	}
 	cfg := s.srv.JetStreamConfig()
 	if err := s.srv.ShutdownJetStream(); err != nil {
 		return err
@@ -387,6 +390,7 @@ func (s *Store) ensureProbeLog() error {
 	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: probeLog, Description: "nocbridge: the store's write probe (one record)",
 		Subjects: []string{probeSubject}, Storage: jetstream.FileStorage, MaxMsgsPerSubject: 1,
+		Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the probe log: %w", err)
@@ -397,6 +401,9 @@ func (s *Store) ensureProbeLog() error {
 // checkSpace reads the state filesystem's free space, and warns when it is
 // low: on the way down, then once an hour while it stays low.
 func (s *Store) checkSpace() {
+	if s.srv == nil {
+		return // remote: the files are the NATS server's
+	}
 	free, total, err := diskSpace(s.dir)
 	if err != nil {
 		s.log.Debug("reading the state filesystem's free space", "dir", s.dir, "err", err)

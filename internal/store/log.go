@@ -73,6 +73,7 @@ func (s *Store) Log(ctx context.Context, cfg LogConfig) (*Log, error) {
 		Description: cfg.Description,
 		Subjects:    cfg.Subjects,
 		Storage:     jetstream.FileStorage,
+		Replicas:    s.replicas,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew, // never drop a record to make room
 		MaxMsgs:     -1,

@@ -3,9 +3,11 @@
 // files under the state directory, and hands out durable logs (Log) and KV
 // buckets, so that no other package needs to know NATS.
 //
-// The server opens no network listener: the process talks to it through an
-// in-process connection. Scale-out (SPEC 9) would add cluster or leaf-node
-// listeners here without changing the callers.
+// Alone, the server opens no network listener: the process talks to it
+// through an in-process connection. With a cluster (SPEC 9, cluster.go) it
+// also listens for the other nodes' routes and JetStream is clustered; with
+// a NATS URL the store uses an existing NATS server instead of embedding
+// one. Callers see the same Store either way.
 package store
 
 import (
@@ -26,6 +28,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/nocbridge/nocbridge/internal/config"
 )
 
 // Options configure Open.
@@ -40,6 +44,11 @@ type Options struct {
 	Logger       *slog.Logger
 	// Registerer takes the store's health metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// Cluster joins the embedded server to the other nodes' (nil: alone).
+	Cluster *config.Cluster
+	// URL (store.nats_url) uses an existing NATS JetStream server or
+	// cluster instead of embedding one: Dir is then not used.
+	URL string
 }
 
 // Store is an open state directory with its embedded server.
@@ -50,6 +59,12 @@ type Store struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	lock *os.File
+
+	// cluster is the cluster: block (nil: alone); remote the redacted
+	// store.nats_url ("": embedded); replicas of every stream and bucket.
+	cluster  *config.Cluster
+	remote   string
+	replicas int
 
 	// As opened, for restarting JetStream after a write error (health.go).
 	maxStore     int64
@@ -70,6 +85,9 @@ const asyncAckTimeout = 30 * time.Second
 // Open starts the embedded server on opts.Dir and waits, at most until ctx
 // is done, for JetStream to recover its streams.
 func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.URL != "" {
+		return openRemote(ctx, opts)
+	}
 	if opts.Dir == "" {
 		return nil, errors.New("store: state directory is empty")
 	}
@@ -102,7 +120,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		total = 1 << 50
 	}
 	srvLog := &serverLogger{log: log}
-	srv, err := server.NewServer(&server.Options{
+	sopts := &server.Options{
 		ServerName:        "nocbridge",
 		DontListen:        true,
 		NoSigs:            true,
@@ -111,7 +129,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		StoreDir:          dir,
 		SyncAlways:        opts.SyncInterval <= 0,
 		SyncInterval:      opts.SyncInterval,
-	})
+	}
+	token, err := clusterOptions(sopts, opts.Cluster)
+	var srv *server.Server
+	if err == nil {
+		srv, err = server.NewServer(sopts)
+	}
 	if err != nil {
 		_ = unlockDir(lock)
 		return nil, fmt.Errorf("configuring embedded NATS server in %s: %w", dir, err)
@@ -148,24 +171,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("starting embedded NATS server in %s: %s", dir, fatal)
 	}
 
-	s := &Store{dir: dir, log: log, srv: srv, lock: lock, h: h,
+	s := &Store{dir: dir, log: log, srv: srv, lock: lock, h: h, cluster: opts.Cluster, replicas: replicasFor(opts.Cluster != nil),
 		maxStore: int64(min(total, 1<<50)), syncAlways: opts.SyncInterval <= 0, syncInterval: opts.SyncInterval}
 	srvLog.setDiskError(s.diskError)
-	s.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("nocbridge"),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			log.Warn("embedded NATS client error", "subject", subj, "err", err)
-		}))
+	s.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("nocbridge"), nats.Token(token),
+		clientErrors(log.With("nats", "embedded"), nil))
 	if err == nil {
 		// An asynchronous write (Log.AppendBatch) whose answer never comes
 		// (a stream that met a disk error) gives up its slot after this.
 		s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	}
 	if err == nil {
-		err = s.ensureProbeLog()
+		err = s.awaitJetStream(ctx)
 	}
 	if err != nil {
 		_ = s.Close()
@@ -173,6 +190,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	log.Debug("state store open", "dir", dir, "sync_always", opts.SyncInterval <= 0)
 	return s, nil
+}
+
+// clientErrors logs the client's asynchronous errors (a slow consumer, a
+// permission refused), their text scrubbed of the secrets.
+func clientErrors(log *slog.Logger, secrets []string) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subj := ""
+		if sub != nil {
+			subj = sub.Subject
+		}
+		log.Warn("NATS client error", "subject", subj, "err", scrub(err, secrets))
+	})
 }
 
 // Close drains the connection, shuts the server down and waits for it, then
@@ -184,6 +213,9 @@ func (s *Store) Close() error {
 				s.log.Warn("draining embedded NATS connection", "err", err)
 			}
 			s.nc.Close()
+		}
+		if s.srv == nil {
+			return // remote: no server, no directory
 		}
 		s.srv.Shutdown()
 		s.srv.WaitForShutdown()
@@ -208,7 +240,8 @@ func (s *Store) drain() error {
 	}
 }
 
-// Dir is the absolute state directory.
+// Dir is the absolute state directory, or with store.nats_url "NATS at"
+// the URL without credentials.
 func (s *Store) Dir() string { return s.dir }
 
 // markerTTL is how long a deletion marker outlives the key it deleted; it
@@ -223,6 +256,7 @@ func (s *Store) kv(ctx context.Context, bucket string) (jetstream.KeyValue, erro
 		Bucket:         bucket,
 		History:        1,
 		Storage:        jetstream.FileStorage,
+		Replicas:       s.replicas,
 		LimitMarkerTTL: markerTTL,
 	})
 	if err != nil {

@@ -18,7 +18,8 @@ import (
 )
 
 // Write creates cert.pem and key.pem (mode 0600) in dir: a self-signed
-// certificate valid for an hour, for 127.0.0.1, ::1 and localhost.
+// certificate valid for an hour, for 127.0.0.1, ::1 and localhost, usable
+// by servers and clients (mutual TLS, as NATS routes use it), its own CA.
 func Write(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -31,7 +32,7 @@ func Write(t testing.TB, dir string) (certFile, keyFile string) {
 		NotBefore:    time.Now().Add(-time.Minute),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		DNSNames:     []string{"localhost"},
 	}
