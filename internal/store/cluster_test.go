@@ -205,10 +205,19 @@ func TestThreeNodeCluster(t *testing.T) {
 	if v, ok, err := kv2.Get(context.Background(), "k"); err != nil || !ok || string(v) != "v" {
 		t.Errorf("nb2 reads k = %q, %v, %v; want v", v, ok, err)
 	}
+	// So is the leader lease's bucket: a minority must not be able to renew.
+	if _, err := nodes[2].LeaseBucket(context.Background(), "clusterlease", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
 	for _, st := range nodes[1].ClusterInfo(context.Background()).Streams {
-		if st.Name == "KV_clustertest" && st.Replicas != 3 {
+		seen[st.Name] = true
+		if (st.Name == "KV_clustertest" || st.Name == "KV_clusterlease") && st.Replicas != 3 {
 			t.Errorf("bucket stream %s has %d replicas, want 3", st.Name, st.Replicas)
 		}
+	}
+	if !seen["KV_clustertest"] || !seen["KV_clusterlease"] {
+		t.Errorf("streams %v lack a bucket's", seen)
 	}
 
 	// The meta leader goes: the two others keep writing, and see it gone.

@@ -20,11 +20,12 @@ type LeaseKV struct {
 	ttl    time.Duration
 }
 
-// LeaseBucket opens the lease bucket name (creating it): file storage so
+// LeaseBucket opens the lease bucket name (creating it) with the store's
+// replicas (three in a cluster, so a minority cannot renew): file storage so
 // that revisions (the lease terms) keep growing across restarts, the latest
 // value only, values gone ttl after their last write.
 func (s *Store) LeaseBucket(ctx context.Context, name string, ttl time.Duration) (*LeaseKV, error) {
-	kv, err := OpenLeaseKV(ctx, s.js, name, ttl, 1)
+	kv, err := OpenLeaseKV(ctx, s.js, name, ttl, s.replicas)
 	if err != nil {
 		return nil, fmt.Errorf("%w in %s", err, s.dir)
 	}
