@@ -114,7 +114,7 @@ func appendEventually(t *testing.T, s *store.Store, data string, within time.Dur
 
 func readCluster(t *testing.T, s *store.Store) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := s.Log(ctx, clusterLog)
 	if err != nil {

@@ -211,8 +211,8 @@ func (l *Log) readAll(ctx context.Context, subject string, fn func(Record) error
 	}
 	defer msgs.Stop()
 	for {
-		m, err := msgs.Next(jetstream.NextContext(ctx))
-		if err != nil {
+		m, err := nextRecord(ctx, cons, msgs)
+		if err != nil || m == nil {
 			return err
 		}
 		meta, err := m.Metadata()
@@ -224,6 +224,31 @@ func (l *Log) readAll(ctx context.Context, subject string, fn func(Record) error
 		}
 		if meta.NumPending == 0 {
 			return nil
+		}
+	}
+}
+
+// readIdle is how long a read waits for its next record before asking
+// whether one is still coming.
+const readIdle = time.Second
+
+// nextRecord is the read's next record, or nil when none is left: records
+// counted when the read began can leave the log before they are delivered
+// (MaxAge, a replaced record), and a consumer would wait for them for ever.
+func nextRecord(ctx context.Context, cons jetstream.Consumer, msgs jetstream.MessagesContext) (jetstream.Msg, error) {
+	for {
+		idle, cancel := context.WithTimeout(ctx, readIdle)
+		m, err := msgs.Next(jetstream.NextContext(idle))
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return m, err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if info.NumPending == 0 {
+			return nil, nil
 		}
 	}
 }
