@@ -184,24 +184,17 @@ func (l *Log) ReadSubject(ctx context.Context, subject string, fn func(Record) e
 }
 
 func (l *Log) readAll(ctx context.Context, subject string, fn func(Record) error) error {
-	if subject == "" {
-		info, err := l.stream.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.State.Msgs == 0 {
-			return nil
-		}
-	} else if _, err := l.stream.GetLastMsgForSubject(ctx, subject); errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil // nothing on it: a consumer would wait for the first record
-	} else if err != nil {
+	if subject != "" {
+		return l.readSubject(ctx, subject, fn)
+	}
+	info, err := l.stream.Info(ctx)
+	if err != nil {
 		return err
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if subject != "" {
-		cfg.FilterSubjects = []string{subject}
+	if info.State.Msgs == 0 {
+		return nil
 	}
-	cons, err := l.stream.OrderedConsumer(ctx, cfg)
+	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
 		return err
 	}
@@ -211,8 +204,8 @@ func (l *Log) readAll(ctx context.Context, subject string, fn func(Record) error
 	}
 	defer msgs.Stop()
 	for {
-		m, err := nextRecord(ctx, cons, msgs)
-		if err != nil || m == nil {
+		m, err := msgs.Next(jetstream.NextContext(ctx))
+		if err != nil {
 			return err
 		}
 		meta, err := m.Metadata()
@@ -228,28 +221,25 @@ func (l *Log) readAll(ctx context.Context, subject string, fn func(Record) error
 	}
 }
 
-// readIdle is how long a read waits for its next record before asking
-// whether one is still coming.
-const readIdle = time.Second
-
-// nextRecord is the read's next record, or nil when none is left: records
-// counted when the read began can leave the log before they are delivered
-// (MaxAge, a replaced record), and a consumer would wait for them for ever.
-func nextRecord(ctx context.Context, cons jetstream.Consumer, msgs jetstream.MessagesContext) (jetstream.Msg, error) {
-	for {
-		idle, cancel := context.WithTimeout(ctx, readIdle)
-		m, err := msgs.Next(jetstream.NextContext(idle))
-		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			return m, err
+// readSubject reads one subject's records, oldest first, one request
+// each ("the next on this subject from here"): a consumer counts records
+// when it starts and would wait for ever for one that leaves the log before
+// it is delivered (MaxAge: alert history's retention, a replaced record);
+// a request answers "none left" instead. A subject holds few records (one
+// alert's history), so a request each costs little.
+func (l *Log) readSubject(ctx context.Context, subject string, fn func(Record) error) error {
+	for seq := uint64(1); ; {
+		m, err := l.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
 		}
-		info, err := cons.Info(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if info.NumPending == 0 {
-			return nil, nil
+		if err := fn(Record{Seq: m.Sequence, Subject: m.Subject, Data: m.Data}); err != nil {
+			return err
 		}
+		seq = m.Sequence + 1
 	}
 }
 
