@@ -53,9 +53,11 @@ func TestLogMaxAgeExpires(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, t.TempDir())
 	defer s.Close()
-	l := openLog(t, s, store.LogConfig{Name: "SHORT", Subjects: []string{"s.>"}, Async: true, MaxAge: 300 * time.Millisecond})
+	// The young record outlives the old one by 700 ms: room for a loaded
+	// machine's polls to see it alone (CI missed a 200 ms window once).
+	l := openLog(t, s, store.LogConfig{Name: "SHORT", Subjects: []string{"s.>"}, Async: true, MaxAge: time.Second})
 	appendAll(t, l, store.Record{Subject: "s.a", Data: []byte("old")})
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(700 * time.Millisecond)
 	young := appendAll(t, l, store.Record{Subject: "s.a", Data: []byte("young")})[0]
 	deadline := time.Now().Add(5 * time.Second)
 	for {
