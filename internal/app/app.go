@@ -487,7 +487,7 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 // console is the operator's console over the API's read models, history,
 // the device series and the outbox, mutes and prober the API uses.
 func (a *App) console(api httpapi.Deps) (*console.Console, error) {
-	return console.New(console.Deps{Logger: a.log.With("component", "console"),
+	return console.New(console.Deps{Logger: a.log.With("component", "console"), Registerer: a.reg,
 		ExternalURL: func() string { return a.gen.Load().cfg.ExternalURL },
 		Alerts:      api.Alerts, Devices: api.Devices, Destinations: api.Destinations, Token: api.Token,
 		Device: func(name string) (devstate.Status, bool) { d, ok := api.Device(name); return d.Status, ok },

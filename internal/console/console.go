@@ -43,6 +43,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/outbox"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Series is the per-minute ICMP history of a device (devstate.Tracker).
@@ -140,6 +141,8 @@ type Deps struct {
 	Token func() config.Secret
 	// Store says why the store cannot write, or nil.
 	Store func() error
+	// Registerer takes the console's metrics (nil: not registered).
+	Registerer prometheus.Registerer
 }
 
 // Console serves the pages. Safe for concurrent use.
@@ -151,6 +154,8 @@ type Console struct {
 	mux      *http.ServeMux
 	patterns []string
 	sessions *sessions
+	// refused counts logins and forms the console turned away, by reason.
+	refused *prometheus.CounterVec
 }
 
 // readTimeout bounds the store reads a page makes (alert history).
@@ -175,7 +180,14 @@ func New(d Deps) (*Console, error) {
 		slices.Sort(missing)
 		return nil, fmt.Errorf("console: missing dependencies %s", strings.Join(missing, ", "))
 	}
-	c := &Console{d: d, log: d.Logger, now: d.Now, loc: d.Location, mux: http.NewServeMux()}
+	c := &Console{d: d, log: d.Logger, now: d.Now, loc: d.Location, mux: http.NewServeMux(),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_console_refused_total",
+			Help: "Logins and forms the console refused, by reason (wrong_token, too_many_failures, login_form, no_session, csrf)."}, []string{"reason"})}
+	if d.Registerer != nil {
+		if err := d.Registerer.Register(c.refused); err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
+	}
 	if c.log == nil {
 		c.log = slog.Default()
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/mute"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func contains(t *testing.T, what string, r resp, status int, want ...string) {
@@ -136,6 +137,9 @@ func TestLogin(t *testing.T) {
 	if strings.Contains(r.body, "wrong-token") {
 		t.Error("the login page echoes what was typed")
 	}
+	if got := testutil.ToFloat64(e.con.refused.WithLabelValues("wrong_token")); got != 1 {
+		t.Errorf("nocbridge_console_refused_total{reason=wrong_token} = %v, want 1", got)
+	}
 	contains(t, "no login form token", c.post("/login", url.Values{"token": {testToken}}), http.StatusForbidden, "security token did not match")
 
 	r = c.login(testToken)
@@ -234,6 +238,14 @@ func TestFormsNeedSessionAndCSRF(t *testing.T) {
 		t.Errorf("refused forms replayed a dead letter: counts %v, receiver saw it %d times", e.ob.DeadLetterCounts(), e.rcv.got(dl.ID))
 	}
 	contains(t, "still signed in", signed.page("/"), http.StatusOK, "Log out")
+	// Nothing refused goes uncounted: per form, one without a session and
+	// three with a bad CSRF token.
+	if got := testutil.ToFloat64(e.con.refused.WithLabelValues("no_session")); got != float64(len(forms)) {
+		t.Errorf("nocbridge_console_refused_total{reason=no_session} = %v, want %d", got, len(forms))
+	}
+	if got := testutil.ToFloat64(e.con.refused.WithLabelValues("csrf")); got != float64(3*len(forms)) {
+		t.Errorf("nocbridge_console_refused_total{reason=csrf} = %v, want %d", got, 3*len(forms))
+	}
 }
 
 func withCSRF(v url.Values, token string) url.Values {

@@ -223,11 +223,13 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ck, err := r.Cookie(cookieName(r, loginCookie))
 	if err != nil || !hmac.Equal([]byte(c.sessions.mac("login", ck.Value)), []byte(r.PostForm.Get("csrf"))) {
+		c.refused.WithLabelValues("login_form").Inc()
 		c.log.Warn("console login refused: missing or wrong form token", "remote", r.RemoteAddr)
 		c.showLogin(w, r, http.StatusForbidden, "The login form was out of date or came from another site (its security token did not match). Try again; cookies must be enabled.")
 		return
 	}
 	if c.sessions.failures.Tokens() < 1 {
+		c.refused.WithLabelValues("too_many_failures").Inc()
 		c.log.Warn("console login refused: too many failed logins", "remote", r.RemoteAddr)
 		c.showLogin(w, r, http.StatusTooManyRequests, "Too many failed logins: wait a few seconds, then try again.")
 		return
@@ -235,6 +237,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	got, wantH := tokenHash(r.PostForm.Get("token")), tokenHash(want)
 	if subtle.ConstantTimeCompare(got[:], wantH[:]) != 1 {
 		c.sessions.failures.Allow()
+		c.refused.WithLabelValues("wrong_token").Inc()
 		c.log.Warn("console login refused: wrong token", "remote", r.RemoteAddr)
 		c.showLogin(w, r, http.StatusUnauthorized, "That is not the API token (http.token).")
 		return
@@ -266,6 +269,7 @@ func (c *Console) form(w http.ResponseWriter, r *http.Request) (session, bool) {
 	}
 	ses, ok := c.sessions.get(r, token)
 	if !ok {
+		c.refused.WithLabelValues("no_session").Inc()
 		c.render(w, http.StatusForbidden, "message", c.page(r, "Not logged in", "", message{Heading: "Not logged in", Login: true,
 			Text: "Changes need a login with the API token, and this browser has no valid session (never logged in, logged out, expired after 12 hours, or nocbridge restarted). Log in, then try again."}))
 		return session{}, false
@@ -276,6 +280,7 @@ func (c *Console) form(w http.ResponseWriter, r *http.Request) (session, bool) {
 		return session{}, false
 	}
 	if !c.sessions.validCSRF(ses, r.PostForm.Get("csrf")) {
+		c.refused.WithLabelValues("csrf").Inc()
 		c.log.Warn("console form refused: missing or wrong CSRF token", "path", r.URL.Path, "remote", r.RemoteAddr)
 		c.fail(w, r, http.StatusForbidden, "Form refused",
 			"The form's security token is missing or does not belong to your session, so nothing was changed. This happens with a form from before a new login, or one sent from another site. Reload the page and try again.")
