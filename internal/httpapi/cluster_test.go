@@ -20,6 +20,9 @@ func TestCluster(t *testing.T) {
 		Streams: []store.StreamStatus{{Name: "OUTBOX", Replicas: 3, Leader: "nb2", Messages: 120, Lag: 40,
 			Peers: []store.ClusterNode{{Name: "nb2", Reachable: true, Current: true, Leader: true},
 				{Name: "nb1", Reachable: true, Current: true}, {Name: "nb3", LastSeenSeconds: 12.5, Lag: 40}}}},
+		Leader: &store.ClusterLeader{Node: "nb2", Term: 41},
+		Bus: &store.BusState{Stream: store.BusStream, Messages: 5210, Pending: 3, AckPending: 12, DuplicatesDropped: 87,
+			DuplicateWindow: store.BusDuplicateWindow.String()},
 	}
 	tests := []struct {
 		name    string

@@ -217,6 +217,12 @@ type ClusterInfo struct {
 	MetaLeader string         `json:"meta_leader,omitempty"`
 	Nodes      []ClusterNode  `json:"nodes,omitempty"`
 	Streams    []StreamStatus `json:"streams,omitempty"`
+	// Leader is the cluster's leader as this node knows it (nil: none
+	// known); SelfLeader: this node leads. Bus is the observation bus.
+	// The app fills these in: the store holds the lease, not the election.
+	Leader     *ClusterLeader `json:"leader,omitempty"`
+	SelfLeader bool           `json:"self_leader"`
+	Bus        *BusState      `json:"bus,omitempty"`
 	// Error says what could not be read (the rest is what could).
 	Error string `json:"error,omitempty"`
 }
@@ -232,6 +238,12 @@ func (ci ClusterInfo) MarshalJSON() ([]byte, error) {
 	}
 	type plain ClusterInfo // without this method
 	return json.Marshal(plain(ci))
+}
+
+// ClusterLeader is the node that leads and its lease term.
+type ClusterLeader struct {
+	Node string `json:"node"`
+	Term uint64 `json:"term"`
 }
 
 // ClusterNode is one NATS server of the cluster.

@@ -25,9 +25,13 @@ func TestDedupID(t *testing.T) {
 	for name, change := range map[string]func(*Trap){
 		"sender":   func(t *Trap) { t.Source = netip.MustParseAddr("192.0.2.8") },
 		"trap oid": func(t *Trap) { t.TrapOID = "1.3.6.1.6.3.1.1.5.4" },
-		"value":    func(t *Trap) { t.Vars = map[string]any{"IF-MIB::ifIndex": 4, "SNMPv2-MIB::sysUpTime": uint64(4711), "IF-MIB::ifDescr": "Gi0/3"} },
-		"uptime":   func(t *Trap) { t.Vars = map[string]any{"IF-MIB::ifIndex": 3, "SNMPv2-MIB::sysUpTime": uint64(4712), "IF-MIB::ifDescr": "Gi0/3"} },
-		"version":  func(t *Trap) { t.Version = Version1 },
+		"value": func(t *Trap) {
+			t.Vars = map[string]any{"IF-MIB::ifIndex": 4, "SNMPv2-MIB::sysUpTime": uint64(4711), "IF-MIB::ifDescr": "Gi0/3"}
+		},
+		"uptime": func(t *Trap) {
+			t.Vars = map[string]any{"IF-MIB::ifIndex": 3, "SNMPv2-MIB::sysUpTime": uint64(4712), "IF-MIB::ifDescr": "Gi0/3"}
+		},
+		"version": func(t *Trap) { t.Version = Version1 },
 	} {
 		other := base
 		change(&other)
