@@ -114,18 +114,22 @@ func (s *Store) Bus(ctx context.Context, opts BusOptions) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("observation bus: %w", err)
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        BusStream,
-		Description: "observations of every node's sources, for the leader's rule evaluation",
-		Subjects:    []string{BusSubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.replicas,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      busMaxAge,
-		MaxBytes:    busMaxBytes,
-		MaxMsgs:     -1,
-		Duplicates:  BusDuplicateWindow,
+	var stream jetstream.Stream
+	err = s.creating(ctx, func(ctx context.Context) (err error) {
+		stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        BusStream,
+			Description: "observations of every node's sources, for the leader's rule evaluation",
+			Subjects:    []string{BusSubjectPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.replicas,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      busMaxAge,
+			MaxBytes:    busMaxBytes,
+			MaxMsgs:     -1,
+			Duplicates:  BusDuplicateWindow,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the observation bus (stream %s) in %s: %w", BusStream, s.dir, err)

@@ -35,6 +35,31 @@ func replicasFor(clustered bool) int {
 	return 1
 }
 
+// createAttempt bounds one attempt to create or update a stream or bucket
+// in a cluster. When several nodes create the same one at once (every
+// node's first start), JetStream can leave all their requests unanswered
+// (measured: none within 20 s); a request made after that is answered at
+// once.
+const createAttempt = 3 * time.Second
+
+// creating runs op, a stream's or bucket's creation or update: alone once,
+// in a cluster again after each attempt that got no answer within
+// createAttempt, until ctx is done.
+func (s *Store) creating(ctx context.Context, op func(context.Context) error) error {
+	if s.replicas == 1 {
+		return op(ctx)
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, createAttempt)
+		err := op(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return err
+		}
+		s.log.Debug("creating a stream: no answer, asking again", "err", err)
+	}
+}
+
 // routeTLSTimeout bounds a route's TLS handshake, in seconds.
 const routeTLSTimeout = 5
 

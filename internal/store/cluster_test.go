@@ -477,3 +477,27 @@ func TestNATSURLWithoutJetStream(t *testing.T) {
 		t.Errorf("error %v, want %q…", err, want)
 	}
 }
+
+// Every node opens the same bucket and log at once, as three daemons do at
+// their first start: JetStream may leave such concurrent requests
+// unanswered, and each is asked again until all are open.
+func TestClusterNodesCreateTheSameStreamsAtOnce(t *testing.T) {
+	nodes := openNodes(t, freePorts(t, 3), 0, 1, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, s := range nodes {
+		wg.Go(func() {
+			if _, errs[i] = s.StateStore(ctx, "dest_hook"); errs[i] == nil {
+				_, errs[i] = s.Log(ctx, store.LogConfig{Name: "ATONCE", Subjects: []string{"atonce.>"}})
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("nb%d: %v", i+1, err)
+		}
+	}
+}

@@ -25,7 +25,11 @@ type LeaseKV struct {
 // that revisions (the lease terms) keep growing across restarts, the latest
 // value only, values gone ttl after their last write.
 func (s *Store) LeaseBucket(ctx context.Context, name string, ttl time.Duration) (*LeaseKV, error) {
-	kv, err := OpenLeaseKV(ctx, s.js, name, ttl, s.replicas)
+	var kv *LeaseKV
+	err := s.creating(ctx, func(ctx context.Context) (err error) {
+		kv, err = OpenLeaseKV(ctx, s.js, name, ttl, s.replicas)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%w in %s", err, s.dir)
 	}

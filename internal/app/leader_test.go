@@ -1,0 +1,281 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
+	"github.com/nocbridge/nocbridge/internal/testutil/promtest"
+	"github.com/nocbridge/nocbridge/internal/trap/loadgen"
+)
+
+// clusterRig is three nodes' configs on loopback: routes, trap listeners
+// and HTTP on ports free a moment ago, one webhook receiver, the shipped
+// rule catalog, and edge-sw1 (127.0.0.2) sending traps.
+type clusterRig struct {
+	t     *testing.T
+	rcv   *receiver
+	paths []string
+	traps []string // host:port
+	http  []string // host:port
+}
+
+const (
+	clusterToken = "cluster-test-token"
+	trapSender   = "127.0.0.2"
+)
+
+func newClusterRig(t *testing.T) *clusterRig {
+	t.Helper()
+	rulesDir, err := filepath.Abs("../../rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &clusterRig{t: t, rcv: newReceiver(t, always(http.StatusOK))}
+	var routes []string
+	for range 3 {
+		routes = append(routes, freePort(t))
+		port, err := netsnmp.FreeUDPPort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.traps = append(r.traps, fmt.Sprintf("127.0.0.1:%d", port))
+		r.http = append(r.http, freePort(t))
+	}
+	for i := range 3 {
+		var peers []string
+		for j, route := range routes {
+			if j != i {
+				peers = append(peers, "nats://"+route)
+			}
+		}
+		dir := t.TempDir()
+		cfg := fmt.Sprintf(`state_dir: ./state
+http: {listen: %s, token: %s}
+rules: [%s/*.yaml]
+traps:
+  listen: %s
+  communities: [public]
+  unknown_sources: drop
+cluster:
+  name: test-cluster
+  node: nb%d
+  listen: %s
+  peers: [%s]
+devices:
+  - {name: edge-sw1, address: %s, icmp: {disabled: true}}
+destinations:
+  - name: hook
+    type: webhook
+    url: %s/hook
+    secret: %s
+    retry: {initial: 50ms, max: 200ms}
+subscriptions:
+  - name: all
+    destinations: [hook]
+`, r.http[i], clusterToken, rulesDir, r.traps[i], i+1, routes[i], strings.Join(peers, ", "), trapSender, r.rcv.srv.URL, testSigningSecret)
+		path := filepath.Join(dir, "nocbridge.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r.paths = append(r.paths, path)
+	}
+	return r
+}
+
+// sendLinkDown sends the same linkDown for ifIndex, from edge-sw1's
+// address, to the trap listeners of the nodes given.
+func (r *clusterRig) sendLinkDown(ifIndex int, nodes ...int) {
+	r.t.Helper()
+	pkt, err := loadgen.LinkDown("public", uint32(ifIndex), ifIndex)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, n := range nodes {
+		conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(trapSender)}, net.UDPAddrFromAddrPort(mustAddrPort(r.t, r.traps[n])))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if _, err := conn.Write(pkt); err != nil {
+			r.t.Fatal(err)
+		}
+		_ = conn.Close()
+	}
+}
+
+// clusterView is /api/v1/cluster as the tests read it.
+type clusterView struct {
+	Node   string `json:"node"`
+	Leader *struct {
+		Node string `json:"node"`
+		Term uint64 `json:"term"`
+	} `json:"leader"`
+	SelfLeader bool `json:"self_leader"`
+	Bus        *struct {
+		Pending           uint64 `json:"pending"`
+		DuplicatesDropped uint64 `json:"duplicates_dropped"`
+	} `json:"bus"`
+}
+
+// view reads node n's /api/v1/cluster; ok is false when it does not answer.
+func (r *clusterRig) view(n int) (v clusterView, ok bool) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + r.http[n] + "/api/v1/cluster")
+	if err != nil {
+		return v, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&v) != nil {
+		return v, false
+	}
+	return v, true
+}
+
+// agreedLeader waits until every node of alive answers with the same
+// leader and term and exactly that node says it leads; it returns the
+// leader's index.
+func (r *clusterRig) agreedLeader(alive []int, within time.Duration) int {
+	r.t.Helper()
+	deadline := time.Now().Add(within)
+	var last []clusterView
+	for time.Now().Before(deadline) {
+		last = last[:0]
+		leader, agreed := -1, true
+		for _, n := range alive {
+			v, ok := r.view(n)
+			last = append(last, v)
+			if !ok || v.Leader == nil || v.Leader.Node != last[0].Leader.Node || v.Leader.Term != last[0].Leader.Term ||
+				v.SelfLeader != (v.Leader.Node == v.Node) {
+				agreed = false
+				break
+			}
+			if v.SelfLeader {
+				leader = n
+			}
+		}
+		if agreed && leader >= 0 {
+			return leader
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.t.Fatalf("no agreed leader among nodes %v within %v: %+v", alive, within, last)
+	return -1
+}
+
+func mustAddrPort(t *testing.T, hostport string) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap
+}
+
+// startClusterApps starts the three nodes in this process at once (each
+// waits in store.Open for the others) and waits until all are ready.
+func startClusterApps(t *testing.T, r *clusterRig) []*App {
+	t.Helper()
+	apps := make([]*App, 3)
+	var wg sync.WaitGroup
+	for i, path := range r.paths {
+		log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", fmt.Sprintf("nb%d", i+1))
+		a, err := New(Options{ConfigPath: path, Version: "test", Logger: log})
+		if err != nil {
+			t.Fatalf("New nb%d: %v", i+1, err)
+		}
+		apps[i] = a
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		wg.Go(func() { done <- a.Run(ctx) })
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("nb%d: Run returned %v", i+1, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("nb%d: Run did not stop within 30s of cancel", i+1)
+			}
+		})
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for i, a := range apps {
+		for !a.Ready() {
+			if time.Now().After(deadline) {
+				t.Fatalf("nb%d not ready after 60s", i+1)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return apps
+}
+
+// Three nodes in one process: one leads and all agree on it; a trap sent
+// to all three is notified once (the bus stored it once); a trap sent to a
+// follower is evaluated by the leader and notified once; a follower
+// refuses a dead-letter replay naming the leader.
+func TestClusterThreeNodesOneLeader(t *testing.T) {
+	r := newClusterRig(t)
+	apps := startClusterApps(t, r)
+	leader := r.agreedLeader([]int{0, 1, 2}, 20*time.Second)
+	follower := (leader + 1) % 3
+	t.Logf("leader nb%d", leader+1)
+
+	r.sendLinkDown(7, 0, 1, 2)
+	got := r.rcv.waitFor(20*time.Second, "the Interface down alert of ifIndex 7", func(ds []delivery) bool { return len(ds) >= 1 })
+	if d := got[0]; d.EventID != "NETWORK-INTERFACES-2-301" || d.Status != "active" || d.SigErr != nil || !strings.Contains(d.Description, "GigabitEthernet1/0/7") {
+		t.Fatalf("delivery %+v; want a signed active NETWORK-INTERFACES-2-301 for ifIndex 7", d)
+	}
+	var dups float64
+	for _, a := range apps {
+		dups += promtest.Value(t, a.Registry(), "nocbridge_bus_duplicates_total")
+	}
+	if dups != 2 {
+		t.Errorf("nocbridge_bus_duplicates_total summed over the nodes = %v, want 2 (one trap, received three times)", dups)
+	}
+	var shown uint64
+	for n := range 3 {
+		if v, ok := r.view(n); ok && v.Bus != nil {
+			shown += v.Bus.DuplicatesDropped
+		}
+	}
+	if shown != 2 {
+		t.Errorf("/api/v1/cluster bus.duplicates_dropped summed over the nodes = %d, want 2", shown)
+	}
+
+	r.sendLinkDown(8, follower)
+	got = r.rcv.waitFor(20*time.Second, "the alert of ifIndex 8, sent to a follower", func(ds []delivery) bool { return len(ds) >= 2 })
+	if !strings.Contains(got[1].Description, "GigabitEthernet1/0/8") {
+		t.Fatalf("second delivery %+v; want ifIndex 8's alert", got[1])
+	}
+	time.Sleep(2 * time.Second) // a second notification of either would come by now
+	if got := r.rcv.deliveries(); len(got) != 2 {
+		t.Fatalf("%d deliveries, want 2 (each trap notified once): %+v", len(got), got)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, "http://"+r.http[follower]+"/api/v1/deadletters/replay", strings.NewReader(`{"destination":"hook"}`))
+	req.Header.Set("Authorization", "Bearer "+clusterToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if want := fmt.Sprintf("nb%d", leader+1); resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), want) {
+		t.Errorf("replay on a follower: %s %s; want 409 naming the leader %s", resp.Status, body, want)
+	}
+}
