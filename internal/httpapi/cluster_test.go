@@ -8,22 +8,14 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/console/consoletest"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 func TestCluster(t *testing.T) {
-	three := store.ClusterInfo{Enabled: true, Name: "noc-east", Node: "nb1", Ready: true, MetaLeader: "nb2",
-		Nodes: []store.ClusterNode{
-			{Name: "nb1", Reachable: true, Current: true},
-			{Name: "nb2", Reachable: true, Current: true, Leader: true},
-			{Name: "nb3", Reachable: false, LastSeenSeconds: 12.5, Lag: 40},
-		},
-		Streams: []store.StreamStatus{{Name: "OUTBOX", Replicas: 3, Leader: "nb2", Messages: 120, Lag: 40,
-			Peers: []store.ClusterNode{{Name: "nb2", Reachable: true, Current: true, Leader: true},
-				{Name: "nb1", Reachable: true, Current: true}, {Name: "nb3", LastSeenSeconds: 12.5, Lag: 40}}}},
-	}
+	three := consoletest.ThreeNodes()
 	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	status := func() vantage.Status {
 		return vantage.Status{DownWhen: config.DownWhenMajority, Disagreements: []vantage.DeviceResults{{Device: "core-sw1", Up: true,
