@@ -41,7 +41,7 @@ func TestWireRoundTrip(t *testing.T) {
 			Vars: map[string]any{"up": true, "loss": 0.0, "rtt_ms": 1.25, "rtt_min_ms": 0.9, "rtt_max_ms": 2.0000000000000004, "sent": 3, "recv": 3}}, "core-sw1"},
 		{"icmp failed round", observation.Observation{Source: observation.ICMP, Device: coreSw, Time: at,
 			Vars: map[string]any{"up": false, "loss": 100.0, "rtt_ms": math.NaN(), "rtt_min_ms": math.Inf(1), "rtt_max_ms": math.Inf(-1), "sent": 3, "recv": 0},
-			Err: errors.New("sendto: network is unreachable")}, "core-sw1"},
+			Err:  errors.New("sendto: network is unreachable")}, "core-sw1"},
 		{"snmp poll", observation.Observation{Source: observation.SNMP, Device: coreSw, Time: at,
 			Vars: map[string]any{"cpu": 93.5, "mem": 41.0, "uptime_s": 86400.0, "uptime_reset": false, "temp": 48}}, "core-sw1"},
 		{"snmp timeout", observation.Observation{Source: observation.SNMP, Device: coreSw, Time: at,
