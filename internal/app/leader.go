@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nocbridge/nocbridge/internal/cluster"
 	"github.com/nocbridge/nocbridge/internal/cluster/lease"
@@ -57,6 +58,10 @@ func (a *App) leadership() cluster.Leadership {
 // go to report as they happen.
 func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
+		// A new leader starts from what the previous one stored.
+		if a.lease != nil && !(a.resync(ctx, "outbox", a.outbox.Resync) && a.resync(ctx, "noise control", a.noise.Resync)) {
+			return nil
+		}
 		run, stop := context.WithCancel(context.WithoutCancel(ctx))
 		defer stop()
 		var wg sync.WaitGroup
@@ -64,9 +69,11 @@ func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx c
 		defer stop() // the components stop once evaluation has
 		goRun(&wg, "outbox", func() error { return a.outbox.Run(run) })
 		goRun(&wg, "noise", func() error { return a.noise.Run(run) })
+		if a.lease != nil && !a.resync(ctx, "alert state", a.alerts.Resync) {
+			return nil
+		}
 		// Alert state: resolve what vanished from config and send what was
-		// stored but not handed to the outbox before a crash (or by the
-		// previous leader).
+		// stored but not handed to the outbox before a crash.
 		a.reloadMu.Lock()
 		gen := a.gen.Load()
 		if err := a.alerts.SetRules(ctx, gen.rules, gen.inventory); err != nil {
@@ -84,6 +91,24 @@ func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx c
 			return nil
 		}
 		return a.bridge.Evaluate(ctx, evaluate)
+	}
+}
+
+// resync makes a component's state what the store holds, trying again
+// every second while the store cannot be read; false when ctx (the term)
+// ended first.
+func (a *App) resync(ctx context.Context, name string, resync func(context.Context) error) bool {
+	for {
+		err := resync(ctx)
+		if err == nil {
+			return true
+		}
+		a.log.Error("a new leader could not read what the previous one stored; trying again", "state", name, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
 	}
 }
 

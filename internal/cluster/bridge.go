@@ -93,7 +93,9 @@ func (b *Bridge) Emit(o observation.Observation) {
 }
 
 // Evaluate consumes the bus until ctx is done and hands each observation
-// to evaluate, with its Ack set to acknowledge the record; what cannot be
+// to evaluate, with its Ack set to acknowledge the record (the alert
+// manager calls it once the observation's transitions are committed, so a
+// leader killed before that leaves the record to the next); what cannot be
 // read is counted, logged and acknowledged (delivering it again would not
 // help).
 func (b *Bridge) Evaluate(ctx context.Context, evaluate func(observation.Observation)) error {
@@ -114,7 +116,7 @@ func (b *Bridge) Evaluate(ctx context.Context, evaluate func(observation.Observa
 			ack()
 			return
 		}
+		o.Ack = ack // by the alert manager, once o's transitions are committed
 		evaluate(o)
-		ack()
 	})
 }
