@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -287,4 +289,132 @@ func TestClusterThreeNodesOneLeader(t *testing.T) {
 	if want := fmt.Sprintf("nb%d", leader+1); resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), want) {
 		t.Errorf("replay on a follower: %s %s; want 409 naming the leader %s", resp.Status, body, want)
 	}
+}
+
+// The leader is killed (SIGKILL) in the middle of a storm of 300 distinct
+// linkDown traps, each sent to every node: another node leads within 5 s,
+// and the receiver gets all 300 notifications; a notification arrives
+// twice only when the killed leader had it in flight (its first copy came
+// before the kill), with the same webhook-id.
+func TestClusterLeaderKilledMidStorm(t *testing.T) {
+	r := newClusterRig(t)
+	cmds := make([]*exec.Cmd, 3)
+	for i, path := range r.paths {
+		cmds[i] = startDaemon(t, path, fmt.Sprintf("nb%d.log", i+1))
+	}
+	leader := r.agreedLeader([]int{0, 1, 2}, 60*time.Second)
+	var alive []int
+	for n := range 3 {
+		if n != leader {
+			alive = append(alive, n)
+		}
+	}
+	t.Logf("leader nb%d", leader+1)
+
+	const storm = 300
+	var killedAt time.Time
+	failover := make(chan time.Duration, 1)
+	for i := 1; i <= storm; i++ {
+		if i == storm/3 {
+			if err := cmds[leader].Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killedAt = time.Now()
+			_ = cmds[leader].Wait()
+			go func() {
+				// The moment a survivor logged that it leads (the API
+				// itself may answer late while JetStream elects new
+				// stream leaders).
+				for time.Since(killedAt) < 30*time.Second {
+					for _, n := range alive {
+						if at, ok := ledAfter(filepath.Join(filepath.Dir(r.paths[n]), fmt.Sprintf("nb%d.log", n+1)), killedAt); ok {
+							failover <- at.Sub(killedAt)
+							return
+						}
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				close(failover)
+			}()
+		}
+		if killedAt.IsZero() {
+			r.sendLinkDown(i, 0, 1, 2)
+		} else {
+			r.sendLinkDown(i, alive...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took, ok := <-failover
+	if !ok {
+		t.Fatal("no other node led within 30 s of the leader's kill")
+	}
+	t.Logf("failover: another node led %v after the SIGKILL of nb%d", took.Round(time.Millisecond), leader+1)
+	if took > 5*time.Second {
+		t.Errorf("failover took %v, want within 5 s (SPEC 9)", took)
+	}
+
+	// Every trap's alert is notified: 300 instances.
+	instances := func(ds []delivery) map[string][]delivery {
+		by := map[string][]delivery{}
+		for _, d := range ds {
+			by[d.InstanceID] = append(by[d.InstanceID], d)
+		}
+		return by
+	}
+	got := r.rcv.waitFor(50*time.Second, "300 Interface down notifications", func(ds []delivery) bool { return len(instances(ds)) >= storm })
+	time.Sleep(time.Second) // late duplicates would come by now
+	got = r.rcv.deliveries()
+	by := instances(got)
+	if len(by) != storm {
+		t.Fatalf("%d alert instances notified, want %d", len(by), storm)
+	}
+	seen := map[string]bool{}
+	dups := 0
+	for id, ds := range by {
+		first := ds[0]
+		if first.EventID != "NETWORK-INTERFACES-2-301" || first.SigErr != nil {
+			t.Errorf("instance %s: %+v, want a signed NETWORK-INTERFACES-2-301", id, first)
+		}
+		seen[first.Description] = true
+		for _, d := range ds {
+			if d.Status != "active" {
+				t.Errorf("instance %s: a %s notification, want only active (no linkUp was sent)", id, d.Status)
+			}
+		}
+		for _, d := range ds[1:] {
+			dups++
+			if d.WebhookID != first.WebhookID {
+				t.Errorf("instance %s notified twice with webhook-ids %s and %s: evaluated twice, not a redelivery", id, first.WebhookID, d.WebhookID)
+			}
+			if first.At.After(killedAt.Add(200 * time.Millisecond)) {
+				t.Errorf("instance %s: a duplicate of a notification first received %v after the kill: the new leader sent it twice", id, first.At.Sub(killedAt))
+			}
+		}
+	}
+	for i := 1; i <= storm; i++ {
+		if !seen[fmt.Sprintf("edge-sw1 (%s) interface GigabitEthernet1/0/%d is down", trapSender, i)] {
+			t.Errorf("ifIndex %d: no notification", i)
+		}
+	}
+	t.Logf("storm: %d traps, %d notifications, %d alert instances, %d duplicates (in flight at the kill, same webhook-id), 0 lost",
+		storm, len(got), len(by), dups)
+}
+
+// ledAfter finds, in a daemon's log, the first time after since that it
+// logged that it leads the cluster.
+func ledAfter(logPath string, since time.Time) (time.Time, bool) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, `msg="this node leads the cluster"`) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && at.After(since) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
 }
