@@ -81,13 +81,14 @@ func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx c
 		}
 		a.reloadMu.Unlock()
 		goRun(&wg, "alerts", func() error { return a.alerts.Run(run) })
-		evaluate := func(o observation.Observation) {
+		// node saw o ("" alone): the vantage points' key.
+		evaluate := func(node string, o observation.Observation) {
 			a.states.Record(o)
 			a.noise.Observe(o)
 			_ = a.alerts.Observe(run, o) // failures are logged by the manager and retried from the store
 		}
 		if a.bridge == nil {
-			a.queue.Drain(evaluate)
+			a.queue.Drain(func(o observation.Observation) { evaluate("", o) })
 			return nil
 		}
 		return a.bridge.Evaluate(ctx, evaluate)

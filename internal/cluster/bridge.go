@@ -22,7 +22,7 @@ type Bus interface {
 	Publish(data []byte, msgID string) error
 	// Consume delivers records in order until ctx is done; a record not
 	// acknowledged within a few seconds is delivered again.
-	Consume(ctx context.Context, handle func(data []byte, ack func())) error
+	Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error
 }
 
 // BridgeOptions configure NewBridge.
@@ -93,13 +93,13 @@ func (b *Bridge) Emit(o observation.Observation) {
 }
 
 // Evaluate consumes the bus until ctx is done and hands each observation
-// to evaluate, with its Ack set to acknowledge the record (the alert
-// manager calls it once the observation's transitions are committed, so a
-// leader killed before that leaves the record to the next); what cannot be
-// read is counted, logged and acknowledged (delivering it again would not
-// help).
-func (b *Bridge) Evaluate(ctx context.Context, evaluate func(observation.Observation)) error {
-	return b.bus.Consume(ctx, func(data []byte, ack func()) {
+// to evaluate with the node that saw it (for the vantage points), its Ack
+// set to acknowledge the record: the alert manager calls it once the
+// observation's transitions are committed, so a leader killed before that
+// leaves the record to the next. What cannot be read is counted, logged
+// and acknowledged (delivering it again would not help).
+func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o observation.Observation)) error {
+	return b.bus.Consume(ctx, func(node string, data []byte, ack func()) {
 		o, err := observation.Unmarshal(data, func(name string, addr netip.Addr) *inventory.Device {
 			return b.opts.Inventory().Lookup(name, addr)
 		})
@@ -117,6 +117,6 @@ func (b *Bridge) Evaluate(ctx context.Context, evaluate func(observation.Observa
 			return
 		}
 		o.Ack = ack // by the alert manager, once o's transitions are committed
-		evaluate(o)
+		evaluate(node, o)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -276,11 +277,12 @@ func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
 	}
 }
 
-// Consume delivers the bus's records in stream order to handle, from where
-// the durable consumer's acknowledgements stopped, until ctx is done. ack
-// acknowledges a record: one not acknowledged within a few seconds is
-// delivered again. Run it on the leader only, on one goroutine.
-func (b *Bus) Consume(ctx context.Context, handle func(data []byte, ack func())) error {
+// Consume delivers the bus's records in stream order to handle, with the
+// node that published each, from where the durable consumer's
+// acknowledgements stopped, until ctx is done. ack acknowledges a record:
+// one not acknowledged within a few seconds is delivered again. Run it on
+// the leader only, on one goroutine.
+func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error {
 	var cons jetstream.Consumer
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		cctx, cancel := context.WithTimeout(ctx, busAckTimeout)
@@ -324,7 +326,7 @@ func (b *Bus) Consume(ctx context.Context, handle func(data []byte, ack func()))
 			continue
 		}
 		b.consumed.Inc()
-		handle(msg.Data(), func() { _ = msg.Ack() })
+		handle(strings.TrimPrefix(msg.Subject(), BusSubjectPrefix), msg.Data(), func() { _ = msg.Ack() })
 	}
 }
 
