@@ -12,11 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gosnmp/gosnmp"
 
 	"github.com/nocbridge/nocbridge/internal/snmp/netsnmp"
 	"github.com/nocbridge/nocbridge/internal/testutil/promtest"
@@ -105,6 +108,31 @@ func (r *clusterRig) sendLinkDown(ifIndex int, nodes ...int) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.send(pkt, nodes...)
+}
+
+// sendLinkUp sends the linkUp of ifIndex, which resolves its linkDown.
+func (r *clusterRig) sendLinkUp(ifIndex int, nodes ...int) {
+	r.t.Helper()
+	idx := fmt.Sprint(ifIndex)
+	p := &gosnmp.SnmpPacket{Version: gosnmp.Version2c, Community: "public", PDUType: gosnmp.SNMPv2Trap, RequestID: uint32(100000 + ifIndex),
+		Variables: []gosnmp.SnmpPDU{
+			{Name: ".1.3.6.1.2.1.1.3.0", Type: gosnmp.TimeTicks, Value: uint32(123457)},
+			{Name: ".1.3.6.1.6.3.1.1.4.1.0", Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.6.3.1.1.5.4"},
+			{Name: ".1.3.6.1.2.1.2.2.1.1." + idx, Type: gosnmp.Integer, Value: ifIndex},
+			{Name: ".1.3.6.1.2.1.2.2.1.7." + idx, Type: gosnmp.Integer, Value: 1},
+			{Name: ".1.3.6.1.2.1.2.2.1.8." + idx, Type: gosnmp.Integer, Value: 1},
+			{Name: ".1.3.6.1.2.1.2.2.1.2." + idx, Type: gosnmp.OctetString, Value: "GigabitEthernet1/0/" + idx},
+		}}
+	pkt, err := p.MarshalMsg()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.send(pkt, nodes...)
+}
+
+func (r *clusterRig) send(pkt []byte, nodes ...int) {
+	r.t.Helper()
 	for _, n := range nodes {
 		conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(trapSender)}, net.UDPAddrFromAddrPort(mustAddrPort(r.t, r.traps[n])))
 		if err != nil {
@@ -337,10 +365,13 @@ func TestClusterLeaderKilledMidStorm(t *testing.T) {
 				close(failover)
 			}()
 		}
+		to := alive
 		if killedAt.IsZero() {
-			r.sendLinkDown(i, 0, 1, 2)
-		} else {
-			r.sendLinkDown(i, alive...)
+			to = []int{0, 1, 2}
+		}
+		r.sendLinkDown(i, to...)
+		if i%10 == 0 {
+			r.sendLinkUp(i, to...) // its alert resolves: active, then resolved
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -361,7 +392,17 @@ func TestClusterLeaderKilledMidStorm(t *testing.T) {
 		}
 		return by
 	}
-	got := r.rcv.waitFor(50*time.Second, "300 Interface down notifications", func(ds []delivery) bool { return len(instances(ds)) >= storm })
+	resolves := func(ds []delivery) (n int) {
+		for _, d := range ds {
+			if d.Status == "resolved" {
+				n++
+			}
+		}
+		return n
+	}
+	got := r.rcv.waitFor(50*time.Second, "300 Interface down notifications and 30 resolves", func(ds []delivery) bool {
+		return len(instances(ds)) >= storm && resolves(ds) >= storm/10
+	})
 	time.Sleep(time.Second) // late duplicates would come by now
 	got = r.rcv.deliveries()
 	by := instances(got)
@@ -376,19 +417,38 @@ func TestClusterLeaderKilledMidStorm(t *testing.T) {
 			t.Errorf("instance %s: %+v, want a signed NETWORK-INTERFACES-2-301", id, first)
 		}
 		seen[first.Description] = true
+		// In order: active before resolved; a repeat only of a request in
+		// flight at the kill, with its webhook-id.
+		firstOf := map[string]delivery{}
+		resolved := false
 		for _, d := range ds {
-			if d.Status != "active" {
-				t.Errorf("instance %s: a %s notification, want only active (no linkUp was sent)", id, d.Status)
+			switch {
+			case d.Status == "resolved":
+				resolved = true
+			case resolved:
+				t.Errorf("instance %s: %s delivered after its resolve", id, d.Status)
+			}
+			f, again := firstOf[d.Status]
+			if !again {
+				firstOf[d.Status] = d
+				continue
+			}
+			dups++
+			if d.WebhookID != f.WebhookID {
+				t.Errorf("instance %s: %s notified twice with webhook-ids %s and %s: evaluated twice, not a redelivery", id, d.Status, f.WebhookID, d.WebhookID)
+			}
+			if f.At.After(killedAt.Add(200 * time.Millisecond)) {
+				t.Errorf("instance %s: a duplicate of a notification first received %v after the kill: the new leader sent it twice", id, f.At.Sub(killedAt))
 			}
 		}
-		for _, d := range ds[1:] {
-			dups++
-			if d.WebhookID != first.WebhookID {
-				t.Errorf("instance %s notified twice with webhook-ids %s and %s: evaluated twice, not a redelivery", id, first.WebhookID, d.WebhookID)
-			}
-			if first.At.After(killedAt.Add(200 * time.Millisecond)) {
-				t.Errorf("instance %s: a duplicate of a notification first received %v after the kill: the new leader sent it twice", id, first.At.Sub(killedAt))
-			}
+		if n, _ := strconv.Atoi(first.Description[strings.LastIndex(first.Description, "/")+1 : strings.LastIndex(first.Description, " is down")]); n%10 == 0 && !resolved {
+			t.Errorf("instance %s (%s): no resolve, though its linkUp was sent", id, first.Description)
+		}
+		if _, ok := firstOf["active"]; !ok {
+			t.Errorf("instance %s: no active notification before %+v", id, ds)
+		}
+		if first.Status != "active" {
+			t.Errorf("instance %s: first notified %s, want active first", id, first.Status)
 		}
 	}
 	for i := 1; i <= storm; i++ {
@@ -396,8 +456,8 @@ func TestClusterLeaderKilledMidStorm(t *testing.T) {
 			t.Errorf("ifIndex %d: no notification", i)
 		}
 	}
-	t.Logf("storm: %d traps, %d notifications, %d alert instances, %d duplicates (in flight at the kill, same webhook-id), 0 lost",
-		storm, len(got), len(by), dups)
+	t.Logf("storm: %d linkDown and %d linkUp traps, %d notifications for %d alert instances (%d resolved), %d duplicates (in flight at the kill, same webhook-id), 0 lost",
+		storm, storm/10, len(got), len(by), resolves(got), dups)
 }
 
 // ledAfter finds, in a daemon's log, the first time after since that it

@@ -20,7 +20,8 @@ type Bus interface {
 	// Publish queues a record without blocking; records with the same
 	// msgID within the bus's window are stored once ("": a unique id).
 	Publish(data []byte, msgID string) error
-	// Consume delivers records in order until ctx is done; a record not
+	// Consume delivers records in order until ctx is done; ack
+	// acknowledges a record and those before it; a record not
 	// acknowledged within a few seconds is delivered again.
 	Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error
 }
@@ -96,8 +97,11 @@ func (b *Bridge) Emit(o observation.Observation) {
 // to evaluate with the node that saw it (for the vantage points), its Ack
 // set to acknowledge the record: the alert manager calls it once the
 // observation's transitions are committed, so a leader killed before that
-// leaves the record to the next. What cannot be read is counted, logged
-// and acknowledged (delivering it again would not help).
+// leaves the record to the next. Acknowledgements are cumulative (the
+// manager calls them in order), so the records a new leader gets again are
+// exactly those after the last one committed. What cannot be read is
+// counted and logged, and acknowledged with the records after it
+// (delivering it again would not help).
 func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o observation.Observation)) error {
 	return b.bus.Consume(ctx, func(node string, data []byte, ack func()) {
 		o, err := observation.Unmarshal(data, func(name string, addr netip.Addr) *inventory.Device {
@@ -113,8 +117,7 @@ func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o obse
 				b.logged = time.Now()
 				b.log.Warn("observation bus: observation dropped (logged once a minute; nocbridge_bus_dropped_total counts all)", "reason", reason, "err", err)
 			}
-			ack()
-			return
+			return // acknowledged with the next record (acknowledgements are cumulative)
 		}
 		o.Ack = ack // by the alert manager, once o's transitions are committed
 		evaluate(node, o)

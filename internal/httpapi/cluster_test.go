@@ -17,7 +17,7 @@ import (
 func TestCluster(t *testing.T) {
 	three := consoletest.ThreeNodes()
 	three.Leader = &store.ClusterLeader{Node: "nb2", Term: 41}
-	three.Bus = &store.BusState{Stream: store.BusStream, Messages: 5210, Pending: 3, AckPending: 12, DuplicatesDropped: 87,
+	three.Bus = &store.BusState{Stream: store.BusStream, Messages: 5210, Pending: 3, AckPending: 12, Acknowledged: 5195, DuplicatesDropped: 87,
 		DuplicateWindow: store.BusDuplicateWindow.String()}
 	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	status := func() vantage.Status {

@@ -72,6 +72,9 @@ type Bus struct {
 	queue  chan busRecord
 	prefix string // message ids made for records published without one
 	n      atomic.Uint64
+	// resumeFrom is the sequence the evaluator's consumer, deleted to
+	// deliver again from there, must be made again at (0: none); Consume's.
+	resumeFrom uint64
 
 	published, failed, duplicates, consumed prometheus.Counter
 	dupTotal                                atomic.Uint64
@@ -93,6 +96,9 @@ type BusState struct {
 	// AckPending those delivered and not yet acknowledged.
 	Pending    uint64 `json:"pending"`
 	AckPending int    `json:"ack_pending"`
+	// Acknowledged is the stream sequence up to which the leader has
+	// acknowledged every record (committed their transitions).
+	Acknowledged uint64 `json:"acknowledged"`
 	// DuplicatesDropped counts the records this node published that
 	// JetStream stored once already (the same trap received by another
 	// node within the window).
@@ -279,23 +285,17 @@ func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
 
 // Consume delivers the bus's records in stream order to handle, with the
 // node that published each, from where the durable consumer's
-// acknowledgements stopped, until ctx is done. ack acknowledges a record:
-// one not acknowledged within a few seconds is delivered again. Run it on
-// the leader only, on one goroutine.
+// acknowledgements stopped, until ctx is done. ack acknowledges a record
+// and every record before it (JetStream's AckAll): call them in order, and
+// a record that needs no acknowledgement of its own needs no call. A
+// record not acknowledged within a few seconds is delivered again. Run it
+// on the leader only, on one goroutine.
 func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error {
 	var cons jetstream.Consumer
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		cctx, cancel := context.WithTimeout(ctx, busAckTimeout)
 		var err error
-		cons, err = b.stream.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
-			Durable:       busConsumer,
-			Description:   "the leader's rule evaluation",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       busAckWait,
-			MaxAckPending: busMaxAckPending,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			Replicas:      b.st.replicas,
-		})
+		cons, err = b.evaluator(cctx)
 		cancel()
 		if err == nil {
 			break
@@ -330,6 +330,57 @@ func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte,
 	}
 }
 
+// evaluator opens the leader's durable consumer. When a previous leader
+// left records delivered and not acknowledged (it was killed or cut off
+// mid-work), the consumer is made again to deliver, in order, every record
+// from the first one not acknowledged: waiting for those records to be
+// delivered again one by one would hand them over after newer ones (a
+// linkDown after the linkUp that followed it). Records the previous leader
+// acknowledged past that point are evaluated a second time, in their order.
+func (b *Bus) evaluator(ctx context.Context) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       busConsumer,
+		Description:   "the leader's rule evaluation",
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       busAckWait,
+		MaxAckPending: busMaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      b.st.replicas,
+	}
+	if b.resumeFrom > 0 { // deleted below, not yet made again
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, b.resumeFrom
+	}
+	c, err := b.stream.Consumer(ctx, busConsumer)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		c, err = b.stream.CreateOrUpdateConsumer(ctx, cfg)
+		if err == nil {
+			b.resumeFrom = 0
+		}
+		return c, err
+	case err != nil:
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.NumAckPending == 0 {
+		return c, nil
+	}
+	if err := b.stream.DeleteConsumer(ctx, busConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
+	b.resumeFrom = cfg.OptStartSeq
+	b.log.Info("observation bus: the previous leader left records unacknowledged; delivering again, in order, from the first of them",
+		"unacknowledged", info.NumAckPending, "from_sequence", cfg.OptStartSeq)
+	if c, err = b.stream.CreateOrUpdateConsumer(ctx, cfg); err == nil {
+		b.resumeFrom = 0
+	}
+	return c, err
+}
+
 // State is the bus now: its records, the leader's backlog, and the
 // duplicates this node's publications met.
 func (b *Bus) State(ctx context.Context) BusState {
@@ -350,7 +401,7 @@ func (b *Bus) State(ctx context.Context) BusState {
 	if err == nil {
 		var inf *jetstream.ConsumerInfo
 		if inf, err = ci.Info(ctx); err == nil {
-			bs.Pending, bs.AckPending = inf.NumPending, inf.NumAckPending
+			bs.Pending, bs.AckPending, bs.Acknowledged = inf.NumPending, inf.NumAckPending, inf.AckFloor.Stream
 			return bs
 		}
 	}
