@@ -291,14 +291,35 @@ func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
 // record not acknowledged within a few seconds is delivered again. Run it
 // on the leader only, on one goroutine.
 func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error {
-	var cons jetstream.Consumer
+	for first := true; ; first = false {
+		cons := b.open(ctx, first)
+		if cons == nil {
+			return nil // ctx done
+		}
+		err := b.consume(ctx, cons, handle)
+		if ctx.Err() != nil {
+			return nil
+		}
+		b.log.Warn("observation bus: the evaluator's consumer stopped delivering; opening it again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// open opens the evaluator's consumer, trying again while JetStream does
+// not answer (a stream leader being elected), until ctx is done (nil).
+// first: a new leader's first opening, which takes over what the previous
+// leader left unacknowledged.
+func (b *Bus) open(ctx context.Context, first bool) jetstream.Consumer {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		cctx, cancel := context.WithTimeout(ctx, busAckTimeout)
-		var err error
-		cons, err = b.evaluator(cctx)
+		cons, err := b.evaluator(cctx, first)
 		cancel()
 		if err == nil {
-			break
+			return cons
 		}
 		b.log.Warn("observation bus: opening the evaluator's consumer, trying again", "err", err)
 		select {
@@ -307,6 +328,11 @@ func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte,
 		case <-time.After(wait):
 		}
 	}
+}
+
+// consume delivers cons's records to handle until ctx is done or the
+// consumer stops delivering.
+func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, handle func(node string, data []byte, ack func())) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(busBatch))
 	if err != nil {
 		return fmt.Errorf("observation bus: consuming: %w", err)
@@ -320,7 +346,7 @@ func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte,
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return nil
+			return err
 		case err != nil:
 			b.log.Debug("observation bus: consumer", "err", err) // missed heartbeats: the iterator pulls again
 			continue
@@ -330,14 +356,14 @@ func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte,
 	}
 }
 
-// evaluator opens the leader's durable consumer. When a previous leader
-// left records delivered and not acknowledged (it was killed or cut off
-// mid-work), the consumer is made again to deliver, in order, every record
-// from the first one not acknowledged: waiting for those records to be
-// delivered again one by one would hand them over after newer ones (a
-// linkDown after the linkUp that followed it). Records the previous leader
-// acknowledged past that point are evaluated a second time, in their order.
-func (b *Bus) evaluator(ctx context.Context) (jetstream.Consumer, error) {
+// evaluator opens the leader's durable consumer. At a leader's first
+// opening (first), when a previous leader left records delivered and not
+// acknowledged (it was killed or cut off mid-work), the consumer is made
+// again to deliver, in order, every record after the last one acknowledged
+// (acknowledgements are cumulative): waiting for them to be delivered again
+// one by one, after the ack wait, would hand them over behind newer ones (a
+// linkDown after the linkUp that followed it).
+func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       busConsumer,
 		Description:   "the leader's rule evaluation",
@@ -365,7 +391,7 @@ func (b *Bus) evaluator(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if info.NumAckPending == 0 {
+	if !first || info.NumAckPending == 0 {
 		return c, nil
 	}
 	if err := b.stream.DeleteConsumer(ctx, busConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
