@@ -55,7 +55,7 @@ func (a *App) leadership() cluster.Leadership {
 // as the store holds them, their Run, and rule evaluation of what the
 // sources saw (the local queue alone, the bus in a cluster), until ctx
 // ends (alone: until the queue is closed and drained). Components' errors
-// go to report as they happen.
+// reach Run through goRun as they happen.
 func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		// A new leader starts from what the previous one stored.
