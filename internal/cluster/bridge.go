@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,9 +102,13 @@ func (b *Bridge) Emit(o observation.Observation) {
 // leaves the record to the next. Acknowledgements are cumulative (the
 // manager calls them in order), so the records a new leader gets again are
 // exactly those after the last one committed. What cannot be read is
-// counted and logged, and acknowledged with the records after it
-// (delivering it again would not help).
+// counted and logged, and acknowledged (delivering it again would not
+// help): at once when every observation before it is, else with the next.
 func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o observation.Observation)) error {
+	// Observations handed on and not yet acknowledged: a record that
+	// cannot be read is acknowledged at once when none is (acknowledging
+	// it then covers nothing uncommitted), else with the next record.
+	var open atomic.Int64
 	return b.bus.Consume(ctx, func(node string, data []byte, ack func()) {
 		o, err := observation.Unmarshal(data, func(name string, addr netip.Addr) *inventory.Device {
 			return b.opts.Inventory().Lookup(name, addr)
@@ -117,9 +123,19 @@ func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o obse
 				b.logged = time.Now()
 				b.log.Warn("observation bus: observation dropped (logged once a minute; nocbridge_bus_dropped_total counts all)", "reason", reason, "err", err)
 			}
-			return // acknowledged with the next record (acknowledgements are cumulative)
+			if open.Load() == 0 {
+				ack()
+			}
+			return
 		}
-		o.Ack = ack // by the alert manager, once o's transitions are committed
+		open.Add(1)
+		var once sync.Once
+		o.Ack = func() { // by the alert manager, once o's transitions are committed
+			once.Do(func() {
+				ack()
+				open.Add(-1)
+			})
+		}
 		evaluate(node, o)
 	})
 }
