@@ -148,7 +148,9 @@ func TestBridge(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithCancel(t.Context())
 	done2 := make(chan error, 1)
-	go func() { done2 <- b2.Evaluate(ctx2, func(string, observation.Observation) { t.Error("an unreadable record was evaluated") }) }()
+	go func() {
+		done2 <- b2.Evaluate(ctx2, func(string, observation.Observation) { t.Error("an unreadable record was evaluated") })
+	}()
 	for end := time.Now().Add(5 * time.Second); len(bus2.ackedNow()) == 0 && time.Now().Before(end); {
 		time.Sleep(5 * time.Millisecond)
 	}
