@@ -58,8 +58,9 @@ func (a *App) leadership() cluster.Leadership {
 // reach Run through goRun as they happen.
 func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		// A new leader starts from what the previous one stored.
-		if a.lease != nil && !(a.resync(ctx, "outbox", a.outbox.Resync) && a.resync(ctx, "noise control", a.noise.Resync)) {
+		// A new leader starts from what the previous one stored, once
+		// JetStream has elected new leaders for the streams it held.
+		if a.lease != nil && (a.store.AwaitStreamLeaders(ctx) != nil || !a.resync(ctx, "outbox", a.outbox.Resync) || !a.resync(ctx, "noise control", a.noise.Resync)) {
 			return nil
 		}
 		run, stop := context.WithCancel(context.WithoutCancel(ctx))

@@ -412,3 +412,37 @@ func (s *Store) ClusterReady(ctx context.Context) error {
 	}
 	return nil
 }
+
+// AwaitStreamLeaders waits, at most until ctx is done, until every stream
+// and bucket has a leader: after a node's death JetStream elects new ones
+// for those it led, and a read sent meanwhile waits out its whole timeout.
+// A cluster's new leader calls it before reading back what the previous
+// one stored, so that the reading is not left half done. Alone: nil at
+// once.
+func (s *Store) AwaitStreamLeaders(ctx context.Context) error {
+	if !s.Clustered() {
+		return nil
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, clusterInfoTimeout)
+		leaderless := ""
+		streams := s.js.ListStreams(lctx)
+		for info := range streams.Info() {
+			if c := info.Cluster; c != nil && c.Leader == "" && leaderless == "" {
+				leaderless = info.Config.Name
+			}
+		}
+		err := streams.Err()
+		cancel()
+		if leaderless == "" && (err == nil || errors.Is(err, jetstream.ErrEndOfData)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("streams without a leader (%s): %w", cmpOr(leaderless, "listing them failed"), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
