@@ -180,9 +180,10 @@ type EdgeBufferStatus struct {
 	Delivered uint64 `json:"delivered_seq"`
 	Pending   uint64 `json:"pending"`
 	// Dropped counts records evicted past the limit before the hub
-	// confirmed them, since this process started: an upper bound (a record
-	// the hub took just before a cut may count); the hub's own count, by
-	// the gaps it sees, is exact.
+	// confirmed them, since this process started, as far as the edge can
+	// tell (it notices evictions when it looks, every heartbeat, and
+	// learns what the hub has twice a second): close, not exact. The
+	// hub's own count, by the gaps it sees, is exact.
 	Dropped uint64 `json:"dropped"`
 	Error   string `json:"error,omitempty"`
 }
