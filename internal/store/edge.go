@@ -291,6 +291,9 @@ type EdgeRecord struct {
 	// records before it the hub never received (evicted at the edge
 	// during an outage).
 	Origin, Gap uint64
+	// Behind: its origin is not after the last record's (a record again,
+	// or an edge whose buffer was made anew and starts again at 1).
+	Behind bool
 }
 
 // EdgeSource is the hub's copy of one edge site's buffer and its durable
@@ -391,9 +394,11 @@ func (e *EdgeSource) Read(ctx context.Context, fn func(EdgeRecord) error) error 
 		}
 		rec := EdgeRecord{Kind: strings.TrimPrefix(m.Subject(), prefix), Data: m.Data(), Origin: originSeq(m.Headers())}
 		e.mu.Lock()
-		if rec.Origin > e.lastOrigin+1 {
-			// An edge whose stream was made anew starts again at 1: no gap.
+		switch {
+		case rec.Origin > e.lastOrigin+1:
 			rec.Gap = rec.Origin - e.lastOrigin - 1
+		case rec.Origin <= e.lastOrigin:
+			rec.Behind = true // counted: an edge made anew starts again at 1
 		}
 		e.mu.Unlock()
 		if err := fn(rec); err != nil {

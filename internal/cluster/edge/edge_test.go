@@ -18,6 +18,8 @@ import (
 	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
+	"github.com/nocbridge/nocbridge/internal/probe/icmp"
+	"github.com/nocbridge/nocbridge/internal/snmp"
 	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/nocbridge/nocbridge/internal/testutil/relay"
 )
@@ -321,4 +323,32 @@ nocbridge_edge_dropped_total{site="BR1"} %d
 	}
 	t.Logf("bound: 8000 rounds into a 1 MiB buffer while cut off: %d reached the hub in order, %d dropped (hub: %d; edge: %d), buffer %d of %d bytes",
 		len(icmp), st.Dropped, st.Dropped, es.Dropped, es.Bytes, es.Limit)
+}
+
+// The hub probes none of its edge sites' devices: their collector does.
+func TestHubProbesNoEdgeDevice(t *testing.T) {
+	cfg := &config.Config{Hub: &config.Hub{Sites: []string{"BR1"}}, ICMP: config.ICMP{Interval: config.Duration(time.Second), Timeout: config.Duration(time.Second), Count: 1},
+		SNMP: config.SNMP{Profiles: map[string]config.SNMPProfile{"lab": {Version: "2c", Port: 161}}},
+		Devices: []config.Device{
+			{Name: "br-sw1", Address: "192.0.2.1", Site: "BR1", SNMP: "lab"},
+			{Name: "hq-core", Address: "192.0.2.100", Site: "HQ", SNMP: "lab"},
+		}}
+	inv := inventory.New(cfg)
+	for _, got := range [][]string{names(icmp.Targets(inv), func(t icmp.Target) string { return t.Device }),
+		names(snmp.Targets(inv), func(t snmp.Target) string { return t.Device })} {
+		if len(got) != 1 || got[0] != "hq-core" {
+			t.Errorf("targets %v, want hq-core only (br-sw1 is BR1's, an edge site)", got)
+		}
+	}
+	if d, _ := inv.Device("br-sw1"); !d.Remote || d.ICMP == nil {
+		t.Errorf("br-sw1: remote %v, icmp %v; want remote, its ICMP settings kept (noise control reads them)", d.Remote, d.ICMP)
+	}
+}
+
+func names[T any](ts []T, name func(T) string) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, name(t))
+	}
+	return out
 }

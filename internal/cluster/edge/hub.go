@@ -57,6 +57,7 @@ type Hub struct {
 	dropped     *prometheus.CounterVec
 	unknownDevs *prometheus.CounterVec
 	bad         *prometheus.CounterVec
+	behind      *prometheus.CounterVec
 	contactAge  *prometheus.GaugeVec
 	unreachable *prometheus.GaugeVec
 }
@@ -75,6 +76,7 @@ type site struct {
 	received    uint64
 	dropped     uint64
 	unknownDevs uint64
+	outOfOrder  uint64
 }
 
 // NewHub opens each site's stream on the hub.
@@ -94,13 +96,15 @@ func NewHub(ctx context.Context, opts HubOptions) (*Hub, error) {
 			Help: "Observations from an edge site about a device not in the hub's inventory, dropped."}, []string{"site"}),
 		bad: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_edge_invalid_total",
 			Help: "Records from an edge site the hub could not read, dropped."}, []string{"site"}),
+		behind: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_edge_out_of_order_total",
+			Help: "Records from an edge site not after the one before in the edge's sequence (a record again, or an edge whose buffer was made anew)."}, []string{"site"}),
 		contactAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nocbridge_edge_last_contact_age_seconds",
 			Help: "Seconds since the hub last received a record from the edge site (since the hub's start before the first)."}, []string{"site"}),
 		unreachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nocbridge_edge_unreachable",
 			Help: "1 while the edge site's collector is cut off (silent longer than hub.unreachable_after)."}, []string{"site"}),
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{h.received, h.dropped, h.unknownDevs, h.bad, h.contactAge, h.unreachable} {
+		for _, c := range []prometheus.Collector{h.received, h.dropped, h.unknownDevs, h.bad, h.behind, h.contactAge, h.unreachable} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("edge hub metrics: %w", err)
 			}
@@ -118,6 +122,7 @@ func NewHub(ctx context.Context, opts HubOptions) (*Hub, error) {
 		h.dropped.WithLabelValues(name)
 		h.unknownDevs.WithLabelValues(name)
 		h.bad.WithLabelValues(name)
+		h.behind.WithLabelValues(name)
 		h.unreachable.WithLabelValues(name)
 	}
 	return h, nil
@@ -165,7 +170,11 @@ func (h *Hub) record(ctx context.Context, s *site, r store.EdgeRecord, emit obse
 		h.dropped.WithLabelValues(s.name).Add(float64(r.Gap))
 		h.log.Warn("edge site dropped records from its full buffer before the hub had them", "site", s.name, "dropped", r.Gap, "at_seq", r.Origin)
 	}
-	h.contact(s, r.Gap, emit)
+	if r.Behind {
+		h.behind.WithLabelValues(s.name).Inc()
+		h.log.Warn("edge record not after the one before (a record again, or the edge's buffer made anew)", "site", s.name, "seq", r.Origin)
+	}
+	h.contact(s, r, emit)
 	if r.Kind != store.EdgeObservation {
 		return nil // a heartbeat: contact only
 	}
@@ -214,13 +223,16 @@ func lookup(inv *inventory.Inventory, name string, addr netip.Addr) *inventory.D
 }
 
 // contact notes a record from s now: a site cut off is back.
-func (h *Hub) contact(s *site, gap uint64, emit observation.Emit) {
+func (h *Hub) contact(s *site, r store.EdgeRecord, emit observation.Emit) {
 	now := h.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastContact, s.heard = now, true
 	s.received++
-	s.dropped += gap
+	s.dropped += r.Gap
+	if r.Behind {
+		s.outOfOrder++
+	}
 	if s.cutOff || !s.told {
 		if s.cutOff {
 			h.log.Info("edge site's collector is back: replaying what it buffered", "site", s.name)
@@ -288,9 +300,12 @@ type SiteStatus struct {
 	// Dropped are records the edge dropped from its full buffer before
 	// the hub had them; UnknownDevices observations about devices not in
 	// the hub's inventory.
-	Dropped        uint64               `json:"dropped"`
-	UnknownDevices uint64               `json:"unknown_devices"`
-	Stream         store.EdgeSiteStream `json:"stream"`
+	Dropped        uint64 `json:"dropped"`
+	UnknownDevices uint64 `json:"unknown_devices"`
+	// OutOfOrder are records not after the one before (see
+	// store.EdgeRecord.Behind): 0 unless an edge's buffer was made anew.
+	OutOfOrder uint64               `json:"out_of_order"`
+	Stream     store.EdgeSiteStream `json:"stream"`
 }
 
 // HubStatus is the hub's edge sites, for /api/v1/cluster.
@@ -314,7 +329,7 @@ func (h *Hub) Status(ctx context.Context) HubStatus {
 			st.LastContact = s.lastContact.UTC()
 		}
 		st.LastContactSeconds = now.Sub(s.lastContact).Seconds()
-		st.Unreachable, st.Received, st.Dropped, st.UnknownDevices = s.cutOff, s.received, s.dropped, s.unknownDevs
+		st.Unreachable, st.Received, st.Dropped, st.UnknownDevices, st.OutOfOrder = s.cutOff, s.received, s.dropped, s.unknownDevs, s.outOfOrder
 		s.mu.Unlock()
 		out.Sites = append(out.Sites, st)
 	}
