@@ -49,6 +49,12 @@ const (
 	leafTLSTimeout = 5
 	// leafReconnect is how often an edge tries to reach its hub again.
 	leafReconnect = time.Second
+	// leafPing and leafPingsOut find a dead WAN link: a connection whose
+	// pings go unanswered leafPingsOut times leafPing apart is closed (NATS'
+	// default, two minutes apart, would show a cut-off edge connected for
+	// minutes).
+	leafPing     = 5 * time.Second
+	leafPingsOut = 3
 )
 
 // Kinds of edge records.
@@ -69,6 +75,9 @@ func EdgeServerName(site string) string { return "edge-" + site }
 // edgeOptions makes the embedded server an edge's leaf node (e) or a hub's
 // leaf listener (h); both nil: neither.
 func edgeOptions(o *server.Options, e *config.Edge, h *config.Hub) error {
+	if e != nil || h != nil {
+		o.PingInterval, o.MaxPingsOut = leafPing, leafPingsOut
+	}
 	if e != nil {
 		u, err := url.Parse(e.Hub)
 		if err != nil {
@@ -308,13 +317,11 @@ type EdgeSource struct {
 	lastOrigin uint64
 }
 
-// EdgeSource opens (creating) the hub's stream EDGE_<site>, which sources
-// the site's EDGE stream through its JetStream domain, and the hub's
-// durable consumer on it.
-func (s *Store) EdgeSource(ctx context.Context, site string) (*EdgeSource, error) {
-	name := hubStreamPrefix + site
-	st, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        name,
+// hubStreamConfig is the hub's stream of site, sourcing its edge's buffer
+// (without the source: sourced false).
+func (s *Store) hubStreamConfig(site string, sourced bool) jetstream.StreamConfig {
+	sc := jetstream.StreamConfig{
+		Name:        hubStreamPrefix + site,
 		Description: "edge site " + site + "'s observations, sourced from its buffer",
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.replicas,
@@ -323,11 +330,22 @@ func (s *Store) EdgeSource(ctx context.Context, site string) (*EdgeSource, error
 		MaxAge:      hubRetention,
 		MaxMsgs:     -1,
 		MaxBytes:    -1,
-		Sources: []*jetstream.StreamSource{{
+	}
+	if sourced {
+		sc.Sources = []*jetstream.StreamSource{{
 			Name:     edgeStream,
 			External: &jetstream.ExternalStream{APIPrefix: "$JS." + site + ".API"},
-		}},
-	})
+		}}
+	}
+	return sc
+}
+
+// EdgeSource opens (creating) the hub's stream EDGE_<site>, which sources
+// the site's EDGE stream through its JetStream domain, and the hub's
+// durable consumer on it.
+func (s *Store) EdgeSource(ctx context.Context, site string) (*EdgeSource, error) {
+	name := hubStreamPrefix + site
+	st, err := s.js.CreateOrUpdateStream(ctx, s.hubStreamConfig(site, true))
 	if err != nil {
 		return nil, fmt.Errorf("opening the hub's stream %s in %s: %w", name, s.dir, err)
 	}
@@ -352,6 +370,23 @@ func (s *Store) EdgeSource(ctx context.Context, site string) (*EdgeSource, error
 		}
 	}
 	return e, nil
+}
+
+// Resume makes JetStream set the site's source up again now. A source
+// whose edge is unreachable is retried with a growing back-off (10 s more
+// each failure, up to two minutes), so after a WAN outage it could resume
+// long after the leaf connection is back: the hub calls Resume when it sees
+// the site's leaf connection come up. The source is removed and added
+// again; JetStream finds where it stopped from the stream's last sourced
+// record (its Nats-Stream-Source header) and resumes after it, so nothing
+// is read twice or skipped.
+func (e *EdgeSource) Resume(ctx context.Context) error {
+	for _, sourced := range []bool{false, true} {
+		if _, err := e.st.js.UpdateStream(ctx, e.st.hubStreamConfig(e.site, sourced)); err != nil {
+			return fmt.Errorf("resuming the source of edge site %s: %w", e.site, err)
+		}
+	}
+	return nil
 }
 
 // streamSourceHeader is the header JetStream puts on a sourced record.

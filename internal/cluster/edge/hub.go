@@ -77,6 +77,7 @@ type site struct {
 	dropped     uint64
 	unknownDevs uint64
 	outOfOrder  uint64
+	linked      bool // its leaf connection was up at the last check
 }
 
 // NewHub opens each site's stream on the hub.
@@ -156,6 +157,7 @@ loop:
 		case err = <-errc:
 			break loop
 		case <-tick.C:
+			h.resume(ctx)
 			h.check(emit)
 		}
 	}
@@ -238,6 +240,26 @@ func (h *Hub) contact(s *site, r store.EdgeRecord, emit observation.Emit) {
 			h.log.Info("edge site's collector is back: replaying what it buffered", "site", s.name)
 		}
 		h.setLocked(s, false, 0, emit)
+	}
+}
+
+// resume sets a site's source up again when its leaf connection has come
+// up (store.EdgeSource.Resume): JetStream's own retry could take minutes
+// after a long outage.
+func (h *Hub) resume(ctx context.Context) {
+	for _, s := range h.sites {
+		up := h.opts.Store.LeafConnected(store.EdgeServerName(s.name))
+		s.mu.Lock()
+		came := up && !s.linked
+		s.linked = up
+		s.mu.Unlock()
+		if came {
+			if err := s.src.Resume(ctx); err != nil {
+				h.log.Warn("edge site's leaf connection is up, but its source could not be set up again; JetStream retries it", "site", s.name, "err", err)
+			} else {
+				h.log.Info("edge site's leaf connection is up: reading what it buffered", "site", s.name)
+			}
+		}
 	}
 }
 
