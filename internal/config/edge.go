@@ -176,6 +176,9 @@ func (l *loader) validateEdgeNode(c *Config, e *Edge) {
 
 func (l *loader) validateHub(c *Config, h *Hub) {
 	at := func(path ...any) int { return l.line(append([]any{"hub"}, path...)...) }
+	if c.Cluster != nil {
+		l.bad(at(), "hub: cannot be combined with cluster: yet: every node of a cluster would read the edge sites' records, each a part, out of order")
+	}
 	if c.Store.NATSURL != "" {
 		l.bad(at(), "hub: cannot be used with store.nats_url: the leaf listener is the embedded server's")
 	}

@@ -51,11 +51,12 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-edge-fields.yaml:4: edge: buffer: invalid size: "lots" is not a size such as 1GiB, 512MiB or 10MB`,
 	},
 	"invalid-hub.yaml": {
-		`testdata/invalid-hub.yaml:2: hub: listen "0.0.0.0:0" needs a fixed port: edges connect to it`,
-		`testdata/invalid-hub.yaml:3: hub: sites[1] BR1 is given twice (first as sites[0])`,
-		`testdata/invalid-hub.yaml:3: hub: sites[2] "B R" must be 1..64 letters, digits, _ or -`,
-		`testdata/invalid-hub.yaml:3: hub: sites[3] BR2 has no device in devices: give its devices with site: BR2`,
-		`testdata/invalid-hub.yaml:4: hub: unreachable_after must be a positive duration such as 30s`,
+		`testdata/invalid-hub.yaml:2: hub: cannot be combined with cluster: yet: every node of a cluster would read the edge sites' records, each a part, out of order`,
+		`testdata/invalid-hub.yaml:3: hub: listen "0.0.0.0:0" needs a fixed port: edges connect to it`,
+		`testdata/invalid-hub.yaml:4: hub: sites[1] BR1 is given twice (first as sites[0])`,
+		`testdata/invalid-hub.yaml:4: hub: sites[2] "B R" must be 1..64 letters, digits, _ or -`,
+		`testdata/invalid-hub.yaml:4: hub: sites[3] BR2 has no device in devices: give its devices with site: BR2`,
+		`testdata/invalid-hub.yaml:5: hub: unreachable_after must be a positive duration such as 30s`,
 	},
 	"invalid-hub-null.yaml": {
 		`testdata/invalid-hub-null.yaml:1: hub: section is empty: give sites (and listen), or remove it`,

@@ -12,15 +12,16 @@ import (
 
 // Link relays every connection made to Addr to its target.
 type Link struct {
-	ln     net.Listener
-	target string
+	ln net.Listener
 
-	mu    sync.Mutex
-	conns []net.Conn
-	down  bool
+	mu     sync.Mutex
+	target string
+	conns  []net.Conn
+	down   bool
 }
 
-// New listens on a loopback port and relays to target until the test ends.
+// New listens on a loopback port and relays to target until the test ends;
+// with target "" it refuses connections until SetTarget.
 func New(t testing.TB, target string) *Link {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -44,15 +45,22 @@ func New(t testing.TB, target string) *Link {
 // Addr is the relay's host:port.
 func (l *Link) Addr() string { return l.ln.Addr().String() }
 
+// SetTarget sets where connections go (a server known only once started).
+func (l *Link) SetTarget(target string) {
+	l.mu.Lock()
+	l.target = target
+	l.mu.Unlock()
+}
+
 func (l *Link) relay(c net.Conn) {
 	l.mu.Lock()
-	down := l.down
+	target, down := l.target, l.down
 	l.mu.Unlock()
-	if down {
+	if down || target == "" {
 		_ = c.Close()
 		return
 	}
-	u, err := net.Dial("tcp", l.target)
+	u, err := net.Dial("tcp", target)
 	if err != nil {
 		_ = c.Close()
 		return
