@@ -277,3 +277,110 @@ func TestEdgeSiteChild(t *testing.T) {
 	}
 	t.Fatal("not told to stop within 10 minutes")
 }
+
+// TestEdgeSiteOnLoopback runs a hub and an edge daemon in this process on
+// loopback, the edge's devices not probed (no privileges needed): the
+// edge's heartbeats keep its site reachable; the edge stopped, the hub
+// marks the site's devices unknown and sends one "Collector unreachable";
+// the edge started again on the same state resolves it.
+func TestEdgeSiteOnLoopback(t *testing.T) {
+	rcv := newReceiver(t, always(http.StatusOK))
+	rulesGlob, err := filepath.Abs("../../rules/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := freePort(t)
+	devices := `devices:
+  - {name: br-sw1, address: 192.0.2.1, site: BR1, icmp: {disabled: true}}
+  - {name: br-sw2, address: 192.0.2.2, site: BR1, icmp: {disabled: true}}
+`
+	hubCfg := filepath.Join(t.TempDir(), "nocbridge.yaml")
+	writeFile(t, hubCfg, fmt.Sprintf(`state_dir: ./state
+http: {listen: "127.0.0.1:0"}
+rules: [%q]
+hub: {listen: %q, sites: [BR1], unreachable_after: 3s}
+%sdestinations:
+  - name: hook
+    type: webhook
+    url: %s/hook
+    secret: %s
+    timeout: 2s
+    retry: {initial: 50ms, max: 200ms, max_age: 1h}
+subscriptions:
+  - {name: all, destinations: [hook]}
+`, rulesGlob, leaf, devices, rcv.srv.URL, testSigningSecret))
+	edgeCfg := filepath.Join(t.TempDir(), "nocbridge.yaml")
+	writeFile(t, edgeCfg, fmt.Sprintf(`state_dir: ./state
+http: {listen: "127.0.0.1:0"}
+rules: [%q]
+edge: {hub: "nats-leaf://%s", site: BR1, buffer: 8MiB}
+%s`, rulesGlob, leaf, devices))
+
+	hub, _ := startApp(t, hubCfg)
+	edgeApp, stopEdge := startApp(t, edgeCfg)
+	site := func(api string) map[string]any {
+		var ci struct {
+			Edge map[string]any `json:"edge"`
+		}
+		getJSON(t, "http://"+api+"/api/v1/cluster", &ci)
+		return ci.Edge
+	}
+	hubSite := func() edge.SiteStatus {
+		var ci struct {
+			Edge edge.HubStatus `json:"edge"`
+		}
+		getJSON(t, "http://"+hub.HTTPAddr()+"/api/v1/cluster", &ci)
+		return ci.Edge.Sites[0]
+	}
+	waitUntil := func(within time.Duration, what string, cond func() (bool, string)) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			ok, state := cond()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v; last seen: %s", what, within, state)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitUntil(30*time.Second, "the edge's heartbeats at the hub", func() (bool, string) {
+		s := hubSite()
+		return s.Connected && !s.Unreachable && s.Received >= 2, fmt.Sprintf("%+v", s)
+	})
+	if e := site(edgeApp.HTTPAddr()); e["role"] != "edge" || e["site"] != "BR1" || e["connected"] != true || e["buffer_limit_bytes"] != float64(8<<20) {
+		t.Errorf("the edge's /api/v1/cluster edge = %v", e)
+	}
+	base := len(rcv.deliveries()) // a collector alert raised and resolved while the edge started
+
+	stopEdge()
+	got := rcv.waitFor(20*time.Second, "one collector-unreachable", func(ds []delivery) bool { return len(ds) > base })[base:]
+	if len(got) != 1 || got[0].EventID != "NETWORK-SITES-1-502" || got[0].Status != "active" {
+		t.Fatalf("notifications with the edge stopped: %+v", got)
+	}
+	var list []devstate.Status
+	getJSON(t, "http://"+hub.HTTPAddr()+"/api/v1/devices", &list)
+	for _, d := range list {
+		if d.State != "unknown" {
+			t.Errorf("%s is %s at the hub while its collector is away, want unknown", d.Name, d.State)
+		}
+	}
+	if s := hubSite(); !s.Unreachable {
+		t.Errorf("hub's site %+v, want unreachable", s)
+	}
+
+	startApp(t, edgeCfg) // the same state directory: its buffer goes on
+	got = rcv.waitFor(30*time.Second, "the collector alert resolved", func(ds []delivery) bool { return len(ds) > base+1 })[base:]
+	if len(got) != 2 || got[1].EventID != "NETWORK-SITES-1-502" || got[1].Status != "resolved" || got[1].InstanceID != got[0].InstanceID {
+		t.Fatalf("notifications after the edge restarted: %+v", got)
+	}
+	waitUntil(10*time.Second, "the hub caught up with the edge", func() (bool, string) {
+		s := hubSite()
+		return s.Stream.SourceLag == 0 && s.Stream.Pending == 0, fmt.Sprintf("%+v", s)
+	})
+	if s := hubSite(); s.Dropped != 0 || s.OutOfOrder != 0 || s.Received != s.Stream.LastOrigin {
+		t.Errorf("after the edge's restart: %+v, want every record received once, in order", s)
+	}
+}
