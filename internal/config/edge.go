@@ -214,6 +214,8 @@ func (l *loader) validateHub(c *Config, h *Hub) {
 	}
 	if h.TLS != nil {
 		l.checkClusterTLS(c, h.TLS, "hub", "the hub and its edges verify each other's certificate")
+	} else if checkListen(h.Listen) == nil && !LoopbackListen(h.Listen) {
+		l.warn(at("listen"), "hub: listen %s is not a loopback address and hub.tls is not set: whoever reaches it can join as a leaf node and use this node's JetStream (alert state, outbox), and the edges' observations cross the WAN in clear text; set hub.tls (mutual TLS) or let only the edges reach the port", h.Listen)
 	}
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -69,5 +70,12 @@ func TestLoadEdgeAndHub(t *testing.T) {
 	}
 	if h := hub.Hub; h == nil || h.Listen != "0.0.0.0:7422" || h.UnreachableAfter.D() != 30*time.Second || len(h.Sites) != 2 {
 		t.Errorf("hub = %+v, want listen 0.0.0.0:7422, unreachable_after 30s and two sites", hub.Hub)
+	}
+	if len(hub.Warnings) != 1 || !strings.Contains(hub.Warnings[0].Msg, "hub.tls is not set") {
+		t.Errorf("warnings %v, want one: a leaf listener open to the network without TLS", hub.Warnings)
+	}
+	local, err := Load(write("local.yaml", "hub: {listen: 127.0.0.1:7422, sites: [BR1]}\n"+devices))
+	if err != nil || len(local.Warnings) != 0 {
+		t.Errorf("a hub on loopback: %v, warnings %v; want none", err, local.Warnings)
 	}
 }

@@ -425,7 +425,14 @@ func (e *EdgeSource) Read(ctx context.Context, fn func(EdgeRecord) error) error 
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return fmt.Errorf("reading edge site %s: %w", e.site, err)
 			}
-			continue // a missed heartbeat of the pull: it goes on
+			// A missed heartbeat of the pull, a reconnect: it goes on.
+			e.st.log.Debug("reading an edge site", "site", e.site, "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		rec := EdgeRecord{Kind: strings.TrimPrefix(m.Subject(), prefix), Data: m.Data(), Origin: originSeq(m.Headers())}
 		e.mu.Lock()
