@@ -113,6 +113,9 @@ func newRig(t *testing.T, buffer config.Size, after time.Duration) *rig {
 	if r.pub, err = edge.NewPublisher(buf, edge.PublisherOptions{Site: "BR1", Logger: quiet(), Registerer: r.edgeReg}); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 10*time.Second, "the leaf connection", func() (bool, string) {
+		return r.hub.LeafConnected(store.EdgeServerName("BR1")), "not connected"
+	})
 	if r.tracker, err = devstate.New(nil); err != nil {
 		t.Fatal(err)
 	}
