@@ -38,6 +38,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/nocbridge/nocbridge/internal/systemd"
 	"github.com/nocbridge/nocbridge/internal/trap"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 // Options configure an App.
@@ -69,6 +70,7 @@ type App struct {
 	lease    *lease.Lease     // cluster only, as bus and bridge
 	bus      *store.Bus
 	bridge   *cluster.Bridge
+	vantage  *vantage.Set // cluster only: every node's ICMP rounds of each device
 	icmp     *icmp.Engine // nil when no device is pinged and ICMP sockets cannot be opened
 	snmp     *snmp.Engine
 	traps    *trap.Receiver // nil when the config has no traps section
@@ -406,6 +408,9 @@ func (a *App) Reload(ctx context.Context) error {
 	a.warnRestartOnly(old.cfg, gen.cfg)
 	a.devices.Store(gen.inventory)
 	a.states.Retain(gen.inventory)
+	if a.vantage != nil {
+		a.vantage.Retain(gen.inventory)
+	}
 	a.outbox.SetDestinations(gen.destinations)
 	a.dispatch.SetRouter(gen.router)
 	a.dispatch.SetEditors(gen.notifiers.Edits)
@@ -463,7 +468,7 @@ func (a *App) stateFor(ctx context.Context) stateFor {
 // apiDeps are the API's read models and its access rules; the listener
 // (h.Listen) is bound once, so whether it is Public is too.
 func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
-	return httpapi.Deps{
+	d := httpapi.Deps{
 		Logger:   a.log.With("component", "http"),
 		Gatherer: a.reg,
 		Ready:    a.Readiness,
@@ -499,12 +504,16 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 		MetricsAuth: func() bool { return a.gen.Load().cfg.HTTP.MetricsAuth },
 		Cluster:     a.edge.ClusterInfo(a.clusterInfo),
 	}
+	if a.vantage != nil {
+		d.ClusterVantage, d.Vantage = a.vantage.Status, a.vantage.Results
+	}
+	return d
 }
 
 // console is the operator's console over the API's read models, history,
 // the device series and the outbox, mutes and prober the API uses.
 func (a *App) console(api httpapi.Deps) (*console.Console, error) {
-	return console.New(console.Deps{Logger: a.log.With("component", "console"), Registerer: a.reg,
+	d := console.Deps{Logger: a.log.With("component", "console"), Registerer: a.reg,
 		ExternalURL: func() string { return a.gen.Load().cfg.ExternalURL },
 		Alerts:      api.Alerts, Devices: api.Devices, Destinations: api.Destinations, Token: api.Token,
 		Device: func(name string) (devstate.Status, bool) { d, ok := api.Device(name); return d.Status, ok },
@@ -515,7 +524,12 @@ func (a *App) console(api httpapi.Deps) (*console.Console, error) {
 				return errors.New(h.Reason)
 			}
 			return nil
-		}})
+		},
+		ClusterVantage: api.ClusterVantage, Vantage: api.Vantage}
+	if a.lease != nil || a.edge != nil {
+		d.Cluster = api.Cluster // the cluster page, linked from the navigation
+	}
+	return console.New(d)
 }
 
 // prober probes a device by hand with the running config and the live inventory.

@@ -13,6 +13,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/outbox"
 	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/nocbridge/nocbridge/internal/trap"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 // leaseBucket holds the cluster's leader lease.
@@ -37,8 +38,11 @@ func (a *App) joinCluster(ctx context.Context, c *config.Cluster) error {
 	if a.bus, err = a.store.Bus(ctx, store.BusOptions{Node: c.Node, Logger: log, Registerer: a.reg}); err != nil {
 		return err
 	}
-	a.bridge, err = cluster.NewBridge(a.bus, cluster.BridgeOptions{ID: trap.DedupID, Inventory: a.devices.Load, Logger: log, Registerer: a.reg})
+	if a.bridge, err = cluster.NewBridge(a.bus, cluster.BridgeOptions{ID: trap.DedupID, Inventory: a.devices.Load, Logger: log, Registerer: a.reg}); err != nil {
+		return err
+	}
 	a.emit = a.bridge.Emit
+	a.vantage, err = vantage.New(vantage.Options{DownWhen: c.DownWhen, Logger: log, Registerer: a.reg})
 	return err
 }
 
@@ -84,6 +88,9 @@ func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx c
 		goRun(&wg, "alerts", func() error { return a.alerts.Run(run) })
 		// node saw o ("" alone): the vantage points' key.
 		evaluate := func(node string, o observation.Observation) {
+			if a.vantage != nil {
+				o = a.vantage.Observe(node, o) // the nodes' verdict, not this one's view
+			}
 			a.states.Record(o)
 			a.noise.Observe(o)
 			_ = a.alerts.Observe(run, o) // failures are logged by the manager and retried from the store
