@@ -163,7 +163,9 @@ type clusterView struct {
 // view reads node n's /api/v1/cluster; ok is false when it does not answer.
 func (r *clusterRig) view(n int) (v clusterView, ok bool) {
 	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + r.http[n] + "/api/v1/cluster")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.http[n]+"/api/v1/cluster", nil)
+	req.Header.Set("Authorization", "Bearer "+clusterToken) // a node listening beyond loopback asks for it
+	resp, err := c.Do(req)
 	if err != nil {
 		return v, false
 	}
