@@ -411,7 +411,7 @@ func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, er
 // duplicates this node's publications met.
 func (b *Bus) State(ctx context.Context) BusState {
 	bs := BusState{Stream: BusStream, DuplicatesDropped: b.dupTotal.Load(), DuplicateWindow: BusDuplicateWindow.String()}
-	ctx, cancel := context.WithTimeout(ctx, clusterInfoTimeout)
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	info, err := b.stream.Info(ctx)
 	if err != nil {

@@ -303,6 +303,12 @@ type StreamStatus struct {
 // clusterInfoTimeout bounds reading the cluster's state.
 const clusterInfoTimeout = 5 * time.Second
 
+// statusTimeout bounds what /api/v1/cluster waits for JetStream: while
+// stream leaders are being elected (a node died) a listing can take
+// seconds, and the page must still say at once who leads; what did not
+// answer in time is named in its error field.
+const statusTimeout = time.Second
+
 // Clustered reports whether streams and buckets are replicated.
 func (s *Store) Clustered() bool { return s.replicas > 1 }
 
@@ -313,7 +319,7 @@ func (s *Store) ClusterInfo(ctx context.Context) ClusterInfo {
 	if !s.Clustered() {
 		return ClusterInfo{Enabled: false, NATSURL: s.remote}
 	}
-	ctx, cancel := context.WithTimeout(ctx, clusterInfoTimeout)
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	ci := ClusterInfo{Enabled: true, NATSURL: s.remote}
 	if s.cluster != nil {
