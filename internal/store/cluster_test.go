@@ -205,6 +205,16 @@ func TestThreeNodeCluster(t *testing.T) {
 	if v, ok, err := kv2.Get(context.Background(), "k"); err != nil || !ok || string(v) != "v" {
 		t.Errorf("nb2 reads k = %q, %v, %v; want v", v, ok, err)
 	}
+	// An Async log (alert history's) is replicated too: JetStream refuses
+	// async persistence on a replicated stream, so it is written as the
+	// others are.
+	async, err := nodes[0].Log(context.Background(), store.LogConfig{Name: "CLUSTERASYNC", Subjects: []string{"clusterasync.>"}, Async: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := async.Append(context.Background(), "clusterasync.a", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	// So is the leader lease's bucket: a minority must not be able to renew.
 	if _, err := nodes[2].LeaseBucket(context.Background(), "clusterlease", 3*time.Second); err != nil {
 		t.Fatal(err)
@@ -212,11 +222,11 @@ func TestThreeNodeCluster(t *testing.T) {
 	seen := map[string]bool{}
 	for _, st := range nodes[1].ClusterInfo(context.Background()).Streams {
 		seen[st.Name] = true
-		if (st.Name == "KV_clustertest" || st.Name == "KV_clusterlease") && st.Replicas != 3 {
+		if (st.Name == "KV_clustertest" || st.Name == "KV_clusterlease" || st.Name == "CLUSTERASYNC") && st.Replicas != 3 {
 			t.Errorf("bucket stream %s has %d replicas, want 3", st.Name, st.Replicas)
 		}
 	}
-	if !seen["KV_clustertest"] || !seen["KV_clusterlease"] {
+	if !seen["KV_clustertest"] || !seen["KV_clusterlease"] || !seen["CLUSTERASYNC"] {
 		t.Errorf("streams %v lack a bucket's", seen)
 	}
 

@@ -32,7 +32,10 @@ type LogConfig struct {
 	// an fsync of its own: files are written within milliseconds and synced
 	// every two minutes (JetStream's background sync), so a crash of the
 	// process loses almost nothing but a power loss can lose those minutes.
-	// For records that are no delivery guarantee (alert history).
+	// For records that are no delivery guarantee (alert history). JetStream
+	// refuses it on a replicated stream, so in a cluster (R3) such a log is
+	// written as the others are: a write is acknowledged once a quorum of
+	// nodes holds it.
 	Async bool
 	// Replace lets a Message with Replace set remove every earlier record
 	// on its subject as it lands: one record per subject for those
@@ -85,7 +88,7 @@ func (s *Store) Log(ctx context.Context, cfg LogConfig) (*Log, error) {
 	if cfg.OnePerSubject {
 		sc.MaxMsgsPerSubject = 1
 	}
-	if cfg.Async {
+	if cfg.Async && s.replicas == 1 {
 		sc.PersistMode = jetstream.AsyncPersistMode
 	}
 	sc.AllowRollup = cfg.Replace
