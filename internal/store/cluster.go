@@ -26,6 +26,32 @@ import (
 // stream and bucket: three nodes survive the loss of any one (SPEC 9).
 const clusterReplicas = 3
 
+// createAttempt bounds one request creating (or updating) a stream or
+// bucket: the client's own default; createAttempts is how many are sent.
+const (
+	createAttempt  = 5 * time.Second
+	createAttempts = 3
+)
+
+// createAgain sends a request creating a stream or bucket again when it
+// went unanswered. Every node of a cluster creates the same streams and
+// buckets as it starts, and when identical creates reach JetStream's meta
+// leader at once, only the first is answered: the others time out,
+// although the asset then exists (seen on nats-server 2.15 with three
+// nodes started together: each daemon failed after 5 s). Sent again, the
+// request finds it and is answered at once.
+func createAgain[T any](ctx context.Context, create func(context.Context) (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, createAttempt)
+		v, err := create(actx)
+		cancel()
+		if err == nil || attempt == createAttempts || ctx.Err() != nil ||
+			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return v, err
+		}
+	}
+}
+
 // replicasFor is the one place that decides a stream's or bucket's
 // replicas: R3 when clustered, else 1.
 func replicasFor(clustered bool) int {

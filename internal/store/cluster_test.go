@@ -487,3 +487,46 @@ func TestNATSURLWithoutJetStream(t *testing.T) {
 		t.Errorf("error %v, want %q…", err, want)
 	}
 }
+
+// Every node creates the same streams and buckets as it starts: when the
+// creates reach JetStream at once, each node still gets its log and
+// buckets (JetStream answers only the first of identical creates; the
+// others are sent again).
+func TestClusterConcurrentCreates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a three-node cluster")
+	}
+	ports := freePorts(t, 3)
+	nodes := openNodes(t, ports, 0, 1, 2)
+	opens := map[string]func(context.Context, *store.Store) error{
+		"log": func(ctx context.Context, s *store.Store) error {
+			_, err := s.Log(ctx, store.LogConfig{Name: "CONCURRENT", Subjects: []string{"concurrent.>"}})
+			return err
+		},
+		"bucket": func(ctx context.Context, s *store.Store) error {
+			_, err := s.DestinationState(ctx, "concurrent")
+			return err
+		},
+		"lease bucket": func(ctx context.Context, s *store.Store) error {
+			_, err := s.LeaseBucket(ctx, "concurrentlease", 3*time.Second)
+			return err
+		},
+	}
+	for what, open := range opens {
+		errs := make([]error, len(nodes))
+		var wg sync.WaitGroup
+		for i, s := range nodes {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				errs[i] = open(ctx, s)
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("%s on nb%d, opened by the three nodes at once: %v", what, i+1, err)
+			}
+		}
+	}
+}

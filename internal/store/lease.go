@@ -40,12 +40,14 @@ func OpenLeaseKV(ctx context.Context, js jetstream.JetStream, name string, ttl t
 	if ttl <= 0 {
 		return nil, fmt.Errorf("lease bucket %q: TTL %v must be positive", name, ttl)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   name,
-		History:  1,
-		TTL:      ttl,
-		Storage:  jetstream.FileStorage,
-		Replicas: max(replicas, 1),
+	kv, err := createAgain(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   name,
+			History:  1,
+			TTL:      ttl,
+			Storage:  jetstream.FileStorage,
+			Replicas: max(replicas, 1),
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening lease bucket %q: %w", name, err)

@@ -92,7 +92,7 @@ func (s *Store) Log(ctx context.Context, cfg LogConfig) (*Log, error) {
 		sc.PersistMode = jetstream.AsyncPersistMode
 	}
 	sc.AllowRollup = cfg.Replace
-	st, err := s.js.CreateOrUpdateStream(ctx, sc)
+	st, err := createAgain(ctx, func(ctx context.Context) (jetstream.Stream, error) { return s.js.CreateOrUpdateStream(ctx, sc) })
 	if err != nil {
 		return nil, fmt.Errorf("opening log %q in %s: %w", cfg.Name, s.dir, err)
 	}
