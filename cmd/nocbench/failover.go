@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,8 @@ func runFailover(ctx context.Context, args []string) error {
 	leaseNode := fs.Int("lease-node", 0, "internal: run as node N (1-3) of the lease mode, printing its view on stdout")
 	portList := fs.String("ports", "", "internal: the three nodes' route ports, comma-separated")
 	dir := fs.String("dir", "", "internal: the node's state directory")
+	bin := fs.String("nocbridge", "", "daemon mode: the nocbridge binary to run (default: go build of this repository's, in a temporary directory)")
+	rules := fs.String("rules", "rules/network-interfaces.yaml", "daemon mode: the daemons' rule file (relative to the working directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,18 +59,22 @@ func runFailover(ctx context.Context, args []string) error {
 	if *runs < 1 {
 		return errors.New("-runs must be at least 1")
 	}
-	var c failoverCluster
-	switch *mode {
-	case "lease":
-		c = &leaseCluster{}
-	default:
-		return fmt.Errorf("-mode %q: want lease", *mode)
-	}
 	work, err := os.MkdirTemp("", "nocbench-failover-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
+	var c failoverCluster
+	switch *mode {
+	case "lease":
+		c = &leaseCluster{}
+	case "daemon":
+		if c, err = newDaemonCluster(ctx, work, *bin, *rules); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("-mode %q: want lease or daemon", *mode)
+	}
 	fmt.Printf("failover (%s mode): %d nodes on loopback, kill -9 of the leader's process, %d runs\n", *mode, failoverNodes, *runs)
 	results, err := measureFailover(ctx, c, work, *runs)
 	c.stop()
@@ -90,6 +97,9 @@ type failoverCluster interface {
 	// note says what else the run depended on, read just before a kill
 	// (which node held the lease bucket's stream leader).
 	note(killed int) string
+	// failed says why the measurement cannot go on (a node that died
+	// unbidden), or nil.
+	failed() error
 	stop()
 }
 
@@ -151,6 +161,9 @@ func awaitLeader(ctx context.Context, c failoverCluster, skip int, old uint64, w
 		if node, term, since, ok := c.leader(skip); ok && node != skip && term != old {
 			return node, term, since, nil
 		}
+		if err := c.failed(); err != nil {
+			return 0, 0, time.Time{}, err
+		}
 		if time.Now().After(deadline) {
 			return 0, 0, time.Time{}, fmt.Errorf("no leader after %v", within)
 		}
@@ -205,9 +218,7 @@ type leaseCluster struct {
 
 // leaseNodeProc is one node's current process and what it last said.
 type leaseNodeProc struct {
-	cmd  *exec.Cmd
-	dead chan struct{} // closed once the process has exited
-	log  string        // its standard error
+	*nodeProc
 
 	ready bool
 	// Its view of the lease: who leads, in which term, since when (the
@@ -241,24 +252,17 @@ func (c *leaseCluster) start(ctx context.Context, work string, i int) error {
 		list = append(list, strconv.Itoa(p))
 	}
 	name := fmt.Sprintf("nb%d", i+1)
-	logPath := filepath.Join(work, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close() // the child has its own descriptor
 	cmd := exec.Command(exe, "failover", "-lease-node", strconv.Itoa(i+1), "-ports", strings.Join(list, ","), "-dir", filepath.Join(work, name))
 	cmd.Env = append(os.Environ(), envBenchChild+"=1")
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting node %s: %w", name, err)
+	proc, err := startNodeProc(cmd, name, filepath.Join(work, name+".log"))
+	if err != nil {
+		return err
 	}
-	p := &leaseNodeProc{cmd: cmd, dead: make(chan struct{}), log: logPath}
+	p := &leaseNodeProc{nodeProc: proc}
 	c.mu.Lock()
 	c.nodes[i] = p
 	c.mu.Unlock()
@@ -268,20 +272,79 @@ func (c *leaseCluster) start(ctx context.Context, work string, i int) error {
 		for sc.Scan() {
 			c.noteLine(p, sc.Text(), time.Now(), readyCh)
 		}
+	}()
+	return proc.await(ctx, readyCh)
+}
+
+// nodeProc is one node's process, its standard error going to a file.
+type nodeProc struct {
+	name string
+	cmd  *exec.Cmd
+	dead chan struct{} // closed once the process has exited
+	log  string        // its standard error
+
+	killed atomic.Bool // by kill, not of itself
+}
+
+// startNodeProc starts cmd (its standard error to logPath); the process
+// dies with nocbench.
+func startNodeProc(cmd *exec.Cmd, name, logPath string) (*nodeProc, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting node %s: %w", name, err)
+	}
+	p := &nodeProc{name: name, cmd: cmd, dead: make(chan struct{}), log: logPath}
+	go func() {
 		_ = cmd.Wait()
 		close(p.dead)
 	}()
+	return p, nil
+}
+
+// await waits until ready is closed; it kills the process when it does
+// not come within 90 s.
+func (p *nodeProc) await(ctx context.Context, ready <-chan struct{}) error {
 	select {
-	case <-readyCh:
+	case <-ready:
 		return nil
 	case <-p.dead:
-		return fmt.Errorf("node %s exited before it was ready: %s", name, tailOf(logPath))
+		return fmt.Errorf("node %s exited before it was ready (%v): %s", p.name, p.cmd.ProcessState, tailOf(p.log))
 	case <-time.After(90 * time.Second):
-		_ = c.kill(i)
-		return fmt.Errorf("node %s not ready after 90 s: %s", name, tailOf(logPath))
+		p.kill()
+		return fmt.Errorf("node %s not ready after 90 s: %s", p.name, tailOf(p.log))
 	case <-ctx.Done():
-		_ = c.kill(i)
+		p.kill()
 		return ctx.Err()
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *nodeProc) kill() {
+	p.killed.Store(true)
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.dead
+}
+
+// exitedOnItsOwn says so when the process died without kill.
+func (p *nodeProc) exitedOnItsOwn() error {
+	if p.alive() || p.killed.Load() {
+		return nil
+	}
+	return fmt.Errorf("node %s exited on its own (%v): %s", p.name, p.cmd.ProcessState, tailOf(p.log))
+}
+
+func (p *nodeProc) alive() bool {
+	select {
+	case <-p.dead:
+		return false
+	default:
+		return true
 	}
 }
 
@@ -352,28 +415,28 @@ func (c *leaseCluster) kill(i int) error {
 	c.mu.Lock()
 	p := c.nodes[i]
 	c.mu.Unlock()
-	if p == nil {
-		return nil
+	if p != nil {
+		p.kill()
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("kill -9 of nb%d: %w", i+1, err)
+	return nil
+}
+
+func (c *leaseCluster) failed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.nodes {
+		if p != nil {
+			if err := p.exitedOnItsOwn(); err != nil {
+				return err
+			}
+		}
 	}
-	<-p.dead
 	return nil
 }
 
 func (c *leaseCluster) stop() {
 	for i := range failoverNodes {
 		_ = c.kill(i)
-	}
-}
-
-func (p *leaseNodeProc) alive() bool {
-	select {
-	case <-p.dead:
-		return false
-	default:
-		return true
 	}
 }
 
@@ -384,7 +447,7 @@ func tailOf(path string) string {
 		return err.Error()
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-5):], " | ")
+	return strings.Join(lines[max(0, len(lines)-2):], " | ")
 }
 
 // leaseNodeChild is one node of the lease mode: it opens its clustered

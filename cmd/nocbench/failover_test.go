@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -46,5 +48,49 @@ func TestFailoverLease(t *testing.T) {
 	}
 	if err := failoverVerdict(results, r.took-time.Millisecond); err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("verdict with a bound below the run: %v; want a failure", err)
+	}
+}
+
+// TestDaemonClusterRead: the daemon mode takes the leader from
+// /api/v1/cluster's "leader" {node, term}, a node leads once its own API
+// says so, and an API without the field stops the run with a clear error.
+func TestDaemonClusterRead(t *testing.T) {
+	for _, tt := range []struct {
+		name, body string
+		wantLeader string
+		wantTerm   uint64
+		wantErr    string
+	}{
+		{"leader", `{"enabled": true, "ready": true, "meta_leader": "nb2", "leader": {"node": "nb1", "term": 7},
+			"streams": [{"name": "A", "leader": "nb1"}, {"name": "B", "leader": "nb2"}]}`, "nb1", 7, ""},
+		{"no leader known", `{"enabled": true, "ready": true, "leader": null}`, "", 0, ""},
+		{"no leader field", `{"enabled": true, "ready": true, "meta_leader": "nb2"}`, "", 0, `has no "leader"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodGet || r.URL.Path != "/api/v1/cluster" {
+					t.Errorf("%s %s, want GET /api/v1/cluster", r.Method, r.URL.Path)
+				}
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			defer srv.Close()
+			c := &daemonCluster{client: srv.Client()}
+			p := &daemonNodeProc{nodeProc: &nodeProc{name: "nb1", dead: make(chan struct{})}, ready: true}
+			c.nodes[0] = p
+			c.read(p, srv.URL)
+			if p.leader != tt.wantLeader || p.term != tt.wantTerm {
+				t.Errorf("leader %q term %d, want %q %d", p.leader, p.term, tt.wantLeader, tt.wantTerm)
+			}
+			err := c.failed()
+			if (tt.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("failed() = %v, want %q", err, tt.wantErr)
+			}
+			if node, term, _, ok := c.leader(1); ok != (tt.wantLeader == "nb1") || (ok && (node != 0 || term != tt.wantTerm)) {
+				t.Errorf("leader(skip nb2) = nb%d, %d, %v", node+1, term, ok)
+			}
+			if tt.name == "leader" && (p.streamsLed != 1 || p.streamsTotal != 2 || c.note(0) != "it led 1 of 2 streams (meta leader nb2)") {
+				t.Errorf("note %q", c.note(0))
+			}
+		})
 	}
 }
