@@ -195,9 +195,18 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 			return nil, fmt.Errorf("alert metrics: %w", err)
 		}
 	}
-	stored, err := store.All(ctx)
+	if err := m.load(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// load makes the instances those the store holds. The caller holds m.mu,
+// or is New.
+func (m *Manager) load(ctx context.Context) error {
+	stored, err := m.store.All(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("loading alert state: %w", err)
+		return fmt.Errorf("loading alert state: %w", err)
 	}
 	st := mergeStored(stored)
 	for _, err := range st.bad {
@@ -210,14 +219,40 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 	for k, r := range st.fromJournal {
 		b, err := json.Marshal(r)
 		if err != nil {
-			return nil, fmt.Errorf("encoding alert state: %w", err)
+			return fmt.Errorf("encoding alert state: %w", err)
 		}
 		m.behind.put(k, b, r.EventID, r.Device.Name)
 	}
 	for _, k := range st.journals {
 		m.behind.put(k, nil, "", "")
 	}
-	return m, nil
+	return nil
+}
+
+// Resync makes the in-memory state what the store holds now — what another
+// node wrote while it led the cluster — and then, as SetRules does at
+// start, resolves what the rules or inventory no longer have and hands on
+// what was stored but not sent. A cluster's new leader calls it before Run;
+// never while Run runs. One-shot events this manager could not hand on
+// (kept in memory only) stay and are retried.
+func (m *Manager) Resync(ctx context.Context) error {
+	m.q.mu.Lock()
+	running := m.q.running
+	m.q.mu.Unlock()
+	if running {
+		return errors.New("alert manager: Resync while running")
+	}
+	m.behind.drain() // this node's own last writes first
+	m.behind.rearm()
+	m.mu.Lock()
+	m.staged, m.planned, m.unsentRetry = nil, time.Time{}, time.Time{}
+	err := m.load(ctx)
+	set, inv := m.set, m.inv
+	m.mu.Unlock()
+	if err != nil || set == nil {
+		return err
+	}
+	return m.SetRules(ctx, set, inv)
 }
 
 func instanceKey(eventID, device, key string) string {

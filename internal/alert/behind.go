@@ -83,6 +83,16 @@ func (w *writeBehind) drain() {
 	}
 }
 
+// rearm undoes drain once it has returned, for a manager that runs again
+// (a cluster node leading another term): failed writes are retried again.
+func (w *writeBehind) rearm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.idle == nil {
+		w.draining, w.drainOnce = make(chan struct{}), sync.Once{}
+	}
+}
+
 func (w *writeBehind) run(idle chan struct{}) {
 	defer close(idle)
 	for {
@@ -119,6 +129,9 @@ func (w *writeBehind) run(idle chan struct{}) {
 // writeRetrying writes q until it succeeds (true) or fails while draining.
 // It logs the first failure and the recovery, not every retry.
 func (w *writeBehind) writeRetrying(q *behindWrite) bool {
+	w.mu.Lock()
+	draining := w.draining
+	w.mu.Unlock()
 	delay := behindRetryInitial
 	for attempt := 1; ; attempt++ {
 		err := w.write(q)
@@ -132,7 +145,7 @@ func (w *writeBehind) writeRetrying(q *behindWrite) bool {
 			w.log.Error("alert state write failed; retrying, later writes wait", "event_id", q.eventID, "device", q.device, "key", q.key, "err", err)
 		}
 		select {
-		case <-w.draining:
+		case <-draining:
 			return false
 		case <-time.After(delay):
 		}

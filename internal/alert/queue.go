@@ -63,6 +63,18 @@ func (m *Manager) Observe(ctx context.Context, obs observation.Observation) erro
 // comes once this batch is dispatched. The first observation is always
 // applied, so every call makes progress.
 func (m *Manager) observe(ctx context.Context, batch []observation.Observation) (rest []observation.Observation, err error) {
+	// Acknowledged once committed (stored, or handed to the outbox), after
+	// the lock is released: an acknowledgement may be a network call.
+	defer func() {
+		if err != nil {
+			return // not acknowledged: its sender delivers it again
+		}
+		for _, obs := range batch[:len(batch)-len(rest)] {
+			if obs.Ack != nil {
+				obs.Ack()
+			}
+		}
+	}()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	changed := map[string]bool{}

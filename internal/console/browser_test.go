@@ -145,3 +145,31 @@ func TestBrowserRefreshesInPlace(t *testing.T) {
 		t.Error("the page was reloaded, not refreshed in place")
 	}
 }
+
+// The cluster page in a real browser: reached from the navigation, the
+// nodes, the streams and the vantage points' disagreements shown, with the
+// outvoted node's view; a screenshot of it (docs/console/cluster.png), and
+// of a device's per-node results.
+func TestBrowserCluster(t *testing.T) {
+	ctx, dir := browser.Start(t)
+	e := newEnv(t, envOptions{token: testToken, cluster: true})
+	browser.Run(t, ctx, "overview", chromedp.Navigate(e.srv.URL+"/"), chromedp.WaitVisible(css(`#alerts-h`)),
+		chromedp.Click(`//nav//a[text()="Cluster"]`), chromedp.WaitVisible(css(`table.vantage`)), browser.Shot(dir, "cluster"))
+	if text := browser.Get(t, ctx, "nodes", chromedp.Text(css(`#nodes`))); !strings.Contains(text, "nb3") || !strings.Contains(text, "unreachable") {
+		t.Errorf("the nodes table: %q", text)
+	}
+	tables := browser.Get(t, ctx, "disagreements", chromedp.Evaluate[int](`document.querySelectorAll('table.vantage').length`))
+	caption := browser.Get(t, ctx, "first disagreement", chromedp.Text(css(`table.vantage caption`)))
+	if tables != 3 || !strings.Contains(caption, e.outvote[0]) || !strings.Contains(caption, "outvoted: nb3") {
+		t.Errorf("%d disagreements, the first %q", tables, caption)
+	}
+	if text := browser.Get(t, ctx, "edge", chromedp.Text(css(`#no-edge`))); !strings.Contains(text, "No edge sites") {
+		t.Errorf("edge sites: %q", text)
+	}
+	browser.Run(t, ctx, "an outvoted device", chromedp.Click(css(`table.vantage caption a`)), chromedp.WaitVisible(css(`#vantage`)),
+		browser.Shot(dir, "device-vantage"))
+	if text := browser.Get(t, ctx, "per-node results", chromedp.Text(css(`#vantage tbody`))); strings.Count(text, "up") != 2 || !strings.Contains(text, "down") {
+		t.Errorf("the device's per-node results: %q", text)
+	}
+	t.Logf("screenshots in %s", dir)
+}

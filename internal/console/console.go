@@ -13,7 +13,7 @@
 //
 // Files: console.go the dependencies, routes and rendering; session.go the
 // login, sessions and CSRF tokens; overview.go, devices.go, alerts.go,
-// deliveries.go, silences.go the pages; chart.go the device's RTT and loss
+// deliveries.go, silences.go, cluster.go the pages; chart.go the device's RTT and loss
 // chart; templates/ and assets/ are embedded.
 package console
 
@@ -43,6 +43,8 @@ import (
 	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/outbox"
+	"github.com/nocbridge/nocbridge/internal/store"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -143,6 +145,16 @@ type Deps struct {
 	Store func() error
 	// Registerer takes the console's metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// Cluster is the store's cluster (store.Store.ClusterInfo). Set it
+	// only when the store is clustered: it links the /cluster page from
+	// the navigation; nil: /cluster says this node is alone.
+	Cluster func(ctx context.Context) store.ClusterInfo
+	// ClusterVantage is the vantage points' rule and disagreements
+	// (vantage.Set.Status) for /cluster; nil: not shown.
+	ClusterVantage func() vantage.Status
+	// Vantage is each node's last ICMP result of a device
+	// (vantage.Set.Results), shown on its page; nil: not shown.
+	Vantage func(device string) []vantage.Result
 }
 
 // Console serves the pages. Safe for concurrent use.
@@ -217,6 +229,7 @@ func New(d Deps) (*Console, error) {
 		{"POST /silences", c.addSilence},
 		{"POST /silences/{id}/expire", c.expireSilence},
 		{"GET /maintenance", c.maintenance},
+		{"GET /cluster", c.cluster},
 		{"GET /login", c.loginPage},
 		{"POST /login", c.login},
 		{"POST /logout", c.logout},
@@ -266,7 +279,9 @@ type view struct {
 	Flash   string
 	Store   string // why the store cannot write
 	Refresh bool   // the page refreshes in place when JavaScript runs
-	Data    any
+	// Clustered links the cluster page from the navigation.
+	Clustered bool
+	Data      any
 
 	zone *time.Location
 }
@@ -293,7 +308,7 @@ var navItems = []struct{ Key, Href, Label string }{
 // page starts a view for r: the clock, the login state (and the session's
 // flash, shown once) and the store's health.
 func (c *Console) page(r *http.Request, title, nav string, data any) *view {
-	v := &view{Title: title, Nav: nav, Now: c.now(), Data: data, zone: c.loc}
+	v := &view{Title: title, Nav: nav, Now: c.now(), Data: data, zone: c.loc, Clustered: c.d.Cluster != nil}
 	v.Auth.TokenSet = c.token() != ""
 	v.Auth.Next = r.URL.RequestURI()
 	if s, ok := c.sessions.get(r, c.token()); ok {

@@ -16,6 +16,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/noise"
 	"github.com/nocbridge/nocbridge/internal/probe"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 // Paging of the lists: ?page=N (from 1) and ?limit=N.
@@ -203,6 +204,8 @@ type deviceData struct {
 	CanProbe     bool
 	Probe        *ProbeResult
 	ProbeError   string
+	// Vantage are the nodes' last ICMP results (a cluster).
+	Vantage []vantage.Result
 }
 
 // behind is a cause an unreachable device fails behind: a device (linked)
@@ -243,6 +246,9 @@ func (c *Console) showDevice(w http.ResponseWriter, r *http.Request, probe *Prob
 		}
 	}
 	data.Chart = buildChart(c.d.Series.Series(name), now, c.loc)
+	if c.d.Vantage != nil {
+		data.Vantage = c.d.Vantage(name)
+	}
 	var mine []alert.Instance
 	for _, in := range c.d.Alerts() {
 		if in.Device.Name == name {

@@ -27,12 +27,15 @@ import (
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/httpapi"
+	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/mute"
 	"github.com/nocbridge/nocbridge/internal/notify"
 	"github.com/nocbridge/nocbridge/internal/notify/webhook"
+	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/outbox"
 	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 // testToken is the API token of the test console; tests check that it
@@ -59,6 +62,8 @@ type env struct {
 	logs    *logtest.Logs
 	rcvURL  string  // the receiver's webhook URL
 	history History // what the console reads: fleet.History unless replaced
+	vantage *vantage.Set
+	outvote []string // with cluster: the devices nb3 alone sees down
 
 	mu     sync.Mutex
 	alerts []alert.Instance
@@ -71,6 +76,7 @@ type envOptions struct {
 	public  bool
 	history func(*consoletest.History) History // wraps the history
 	lookup  bool                               // set Deps.Device (else devices are found in Deps.Devices)
+	cluster bool                               // a three-node cluster with vantage points (consoletest.ThreeNodes, e.vantage)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -140,12 +146,20 @@ func newEnv(t *testing.T, o envOptions) *env {
 			return e.fleet.Devices[i], true
 		}
 	}
+	api := httpapi.Deps{Logger: log, Gatherer: prometheus.NewRegistry(),
+		Ready: func() error { return nil }, Alerts: e.liveAlerts, Devices: d.Devices, Destinations: d.Destinations,
+		Outbox: e.ob, Noise: e.noise, Silences: e.mutes, Token: d.Token, Public: o.public}
+	if o.cluster {
+		e.feedVantage(now)
+		d.Cluster = func(context.Context) store.ClusterInfo { return consoletest.ThreeNodes() }
+		d.ClusterVantage, d.Vantage = e.vantage.Status, e.vantage.Results
+		api.Cluster, api.ClusterVantage, api.Vantage = d.Cluster, d.ClusterVantage, d.Vantage
+	}
 	if e.con, err = New(d); err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(httpapi.Handler(httpapi.Deps{Logger: log, Gatherer: prometheus.NewRegistry(),
-		Ready: func() error { return nil }, Alerts: e.liveAlerts, Devices: d.Devices, Destinations: d.Destinations,
-		Outbox: e.ob, Noise: e.noise, Silences: e.mutes, Token: d.Token, Public: o.public, Console: e.con}))
+	api.Console = e.con
+	e.srv = httptest.NewServer(httpapi.Handler(api))
 	t.Cleanup(e.srv.Close)
 	t.Cleanup(func() {
 		if strings.Contains(e.logs.String(), testToken) {
@@ -153,6 +167,38 @@ func newEnv(t *testing.T, o envOptions) *env {
 		}
 	})
 	return e
+}
+
+// feedVantage has three nodes report a round of every pinged device of the
+// fleet to a real vantage.Set (down_when: majority): they agree on all but
+// three devices, which nb3 alone sees down (its uplink failing).
+func (e *env) feedVantage(now time.Time) {
+	var err error
+	if e.vantage, err = vantage.New(vantage.Options{DownWhen: config.DownWhenMajority}); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, d := range e.fleet.Devices {
+		if d.State == "unknown" {
+			continue
+		}
+		dev := &inventory.Device{Name: d.Name, Address: d.Address, ICMP: &inventory.ICMP{Interval: 10 * time.Second, Timeout: time.Second, Count: 3}}
+		up := d.State == "up"
+		nb3 := up
+		if up && len(e.outvote) < 3 {
+			nb3 = false
+			e.outvote = append(e.outvote, d.Name)
+		}
+		for i, node := range []string{"nb1", "nb2", "nb3"} {
+			o := observation.Observation{Source: observation.ICMP, Device: dev, Time: now.Add(-time.Duration(i) * time.Second)}
+			if (node != "nb3" && up) || (node == "nb3" && nb3) {
+				o.Vars = map[string]any{"up": true, "loss": 0.0, "rtt_ms": d.RTTMs + float64(i), "rtt_min_ms": d.RTTMs, "rtt_max_ms": d.RTTMs + 1, "sent": 3, "recv": 3}
+			} else {
+				o.Vars = map[string]any{"up": false, "loss": 100.0, "rtt_ms": 0.0, "rtt_min_ms": 0.0, "rtt_max_ms": 0.0, "sent": 3, "recv": 0}
+				o.Err = errors.New("no echo reply in 3 of 3")
+			}
+			e.vantage.Observe(node, o)
+		}
+	}
 }
 
 func (e *env) liveAlerts() []alert.Instance {

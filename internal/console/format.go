@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 // funcs are the templates' helpers that need no clock; times go through the
@@ -52,6 +53,9 @@ var funcs = template.FuncMap{
 	// alertList hands the alerts table its rows and the page's view (for
 	// times).
 	"alertList": func(v *view, rows []alertRow) alertList { return alertList{View: v, Rows: rows} },
+	// vantageRows hands the nodes' results table its rows and the page's
+	// view (for times).
+	"vantageRows": func(v *view, rows []vantage.Result) vantageList { return vantageList{View: v, Rows: rows} },
 	"count": func(n int, one, many string) string {
 		if n == 1 {
 			return "1 " + one
@@ -113,6 +117,12 @@ func ageText(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dd %dh", s/86400, s%86400/3600)
 	}
+}
+
+// vantageList is the data of the "vantagerows" table template.
+type vantageList struct {
+	View *view
+	Rows []vantage.Result
 }
 
 // alertList is the data of the "alerts" table template.

@@ -5,25 +5,27 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
+	"github.com/nocbridge/nocbridge/internal/config"
+	"github.com/nocbridge/nocbridge/internal/console/consoletest"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 	"github.com/nocbridge/nocbridge/internal/store"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 func TestCluster(t *testing.T) {
-	three := store.ClusterInfo{Enabled: true, Name: "noc-east", Node: "nb1", Ready: true, MetaLeader: "nb2",
-		Nodes: []store.ClusterNode{
-			{Name: "nb1", Reachable: true, Current: true},
-			{Name: "nb2", Reachable: true, Current: true, Leader: true},
-			{Name: "nb3", Reachable: false, LastSeenSeconds: 12.5, Lag: 40},
-		},
-		Streams: []store.StreamStatus{{Name: "OUTBOX", Replicas: 3, Leader: "nb2", Messages: 120, Lag: 40,
-			Peers: []store.ClusterNode{{Name: "nb2", Reachable: true, Current: true, Leader: true},
-				{Name: "nb1", Reachable: true, Current: true}, {Name: "nb3", LastSeenSeconds: 12.5, Lag: 40}}}},
+	three := consoletest.ThreeNodes()
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	status := func() vantage.Status {
+		return vantage.Status{DownWhen: config.DownWhenMajority, Disagreements: []vantage.DeviceResults{{Device: "core-sw1", Up: true,
+			Results: []vantage.Result{{Node: "nb1", Up: true, RTTMs: 1.2, At: at, Fresh: true}, {Node: "nb2", Up: true, RTTMs: 0.9, At: at, Fresh: true},
+				{Node: "nb3", Up: false, Loss: 100, At: at, Fresh: true, Error: "no reply"}}}}}
 	}
 	tests := []struct {
 		name    string
 		cluster func(context.Context) store.ClusterInfo
+		vantage func() vantage.Status
 		golden  string
 		want    string
 	}{
@@ -32,11 +34,21 @@ func TestCluster(t *testing.T) {
 			want: "{\n  \"enabled\": false\n}\n"},
 		{name: "three nodes, one unreachable", cluster: func(context.Context) store.ClusterInfo { return three },
 			golden: "cluster-three-nodes.json"},
+		{name: "single node with vantage points: not shown", vantage: status, want: "{\n  \"enabled\": false\n}\n"},
+		{name: "three nodes with vantage points, one outvoted", cluster: func(context.Context) store.ClusterInfo { return three },
+			vantage: status, golden: "cluster-vantage.json"},
+		{name: "three nodes, no disagreement", cluster: func(context.Context) store.ClusterInfo {
+			return store.ClusterInfo{Enabled: true, Name: "c", Node: "nb1"}
+		},
+			vantage: func() vantage.Status {
+				return vantage.Status{DownWhen: config.DownWhenAll, Disagreements: []vantage.DeviceResults{}}
+			},
+			want: "{\n  \"enabled\": true,\n  \"name\": \"c\",\n  \"node\": \"nb1\",\n  \"ready\": false,\n  \"vantage\": {\n    \"down_when\": \"all\",\n    \"disagreements\": []\n  }\n}\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, _, _ := testDeps("", true)
-			d.Cluster = tt.cluster
+			d.Cluster, d.ClusterVantage = tt.cluster, tt.vantage
 			srv := httptest.NewServer(Handler(d))
 			defer srv.Close()
 			status, body, h := do(t, http.MethodGet, srv.URL+"/api/v1/cluster", "", "")

@@ -31,6 +31,7 @@ var twins = map[string]func(r *http.Request) string{
 	"GET /deliveries":     func(*http.Request) string { return "/api/v1/deliveries" },
 	"GET /deadletters":    func(*http.Request) string { return "/api/v1/deadletters" },
 	"GET /silences":       func(*http.Request) string { return "/api/v1/silences" },
+	"GET /cluster":        func(*http.Request) string { return "/api/v1/cluster" },
 }
 
 // mountConsole routes the console's patterns on mux and returns them as a

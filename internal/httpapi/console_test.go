@@ -19,7 +19,7 @@ type fakeConsole struct {
 func newFakeConsole() *fakeConsole {
 	c := &fakeConsole{mux: http.NewServeMux()}
 	for _, p := range []string{"GET /{$}", "GET /devices", "GET /devices/{name}", "GET /alerts/{id}", "GET /deliveries",
-		"GET /deadletters", "GET /silences", "POST /silences", "GET /maintenance", "GET /login", "POST /login"} {
+		"GET /deadletters", "GET /silences", "POST /silences", "GET /maintenance", "GET /cluster", "GET /login", "POST /login"} {
 		c.patterns = append(c.patterns, p)
 		c.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
 	"github.com/nocbridge/nocbridge/internal/observation"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 // GET /api/v1/devices/{name} serves a device's status, its last hour of
@@ -80,4 +84,59 @@ func TestDeviceDetail(t *testing.T) {
 		}
 		srv.Close()
 	})
+}
+
+// With vantage points (a cluster), a device's JSON gains "vantage": each
+// node's last result. A device no node reported, and every device when
+// there are no vantage points, are served byte for byte as before.
+func TestDeviceDetailVantage(t *testing.T) {
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	results := map[string][]vantage.Result{"core-sw1": {
+		{Node: "nb1", Up: true, RTTMs: 1.2, At: at, Fresh: true},
+		{Node: "nb3", Up: false, Loss: 100, At: at.Add(-time.Minute), Error: "no reply"},
+	}}
+	detail := func(name string) (devstate.Detail, bool) {
+		if name != "core-sw1" && name != "acc-sw7" {
+			return devstate.Detail{}, false
+		}
+		return devstate.Detail{Status: devstate.Status{Name: name, Address: "192.0.2.10", State: "up"}}, true
+	}
+	get := func(d Deps, path string) (int, string) {
+		srv := httptest.NewServer(Handler(d))
+		defer srv.Close()
+		status, body, _ := do(t, http.MethodGet, srv.URL+path, "", "")
+		return status, body
+	}
+	plain, _, _ := testDeps("", true)
+	plain.Device = detail
+	withVantage := plain
+	withVantage.Vantage = func(device string) []vantage.Result { return results[device] }
+
+	_, before := get(plain, "/api/v1/devices/core-sw1")
+	status, body := get(withVantage, "/api/v1/devices/core-sw1")
+	if status != http.StatusOK {
+		t.Fatalf("GET core-sw1: %d %s", status, body)
+	}
+	var got struct {
+		Name    string           `json:"name"`
+		Vantage []vantage.Result `json:"vantage"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "core-sw1" || !reflect.DeepEqual(got.Vantage, results["core-sw1"]) {
+		t.Errorf("core-sw1 with vantage points: %s", body)
+	}
+	if trimmed, _, ok := strings.Cut(body, ",\n  \"vantage\""); !ok || trimmed+"\n}\n" != before {
+		t.Errorf("core-sw1 with vantage points is not the device's JSON plus \"vantage\":\n%s\nbefore:\n%s", body, before)
+	}
+	for _, d := range []Deps{plain, withVantage} {
+		_, plainAcc := get(plain, "/api/v1/devices/acc-sw7")
+		if _, body := get(d, "/api/v1/devices/acc-sw7"); body != plainAcc || strings.Contains(body, "vantage") {
+			t.Errorf("acc-sw7 (no results): %s, want %s", body, plainAcc)
+		}
+	}
+	if status, body := get(withVantage, "/api/v1/devices/nope"); status != http.StatusNotFound {
+		t.Errorf("unknown device with vantage points: %d %s", status, body)
+	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/outbox"
 	"github.com/nocbridge/nocbridge/internal/probe"
 	"github.com/nocbridge/nocbridge/internal/store"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 // Outbox is what the API reads and replays.
@@ -113,6 +114,14 @@ type Deps struct {
 	// Cluster is the store's cluster (store.Store.ClusterInfo); nil
 	// serves {"enabled": false}.
 	Cluster func(ctx context.Context) store.ClusterInfo
+	// ClusterVantage is the vantage points' rule and disagreements
+	// (vantage.Set.Status), shown as /api/v1/cluster's "vantage" when the
+	// cluster is enabled; nil: no "vantage".
+	ClusterVantage func() vantage.Status
+	// Vantage is each node's last ICMP result of a device
+	// (vantage.Set.Results), shown as /api/v1/devices/{name}'s "vantage"
+	// when there are any; nil: never.
+	Vantage func(device string) []vantage.Result
 }
 
 // maxBody bounds request bodies: the API takes small JSON only.
@@ -141,11 +150,12 @@ func Handler(d Deps) http.Handler {
 		pageByKey(w, r, d.alerts(), func(a alertView) string { return a.InstanceID })
 	})
 	mux.HandleFunc("GET /api/v1/cluster", func(w http.ResponseWriter, r *http.Request) {
-		if d.Cluster == nil {
-			writeJSON(w, store.ClusterInfo{})
+		body, err := d.clusterJSON(r.Context())
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		writeJSON(w, d.Cluster(r.Context()))
+		writeJSON(w, body)
 	})
 	mux.HandleFunc("GET /api/v1/noise", func(w http.ResponseWriter, _ *http.Request) {
 		if d.Noise == nil {
@@ -170,7 +180,14 @@ func Handler(d Deps) http.Handler {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("device %q is not in the inventory", name))
 			return
 		}
-		writeJSON(w, dev)
+		if d.Vantage == nil {
+			writeJSON(w, dev)
+			return
+		}
+		writeJSON(w, struct {
+			devstate.Detail
+			Vantage []vantage.Result `json:"vantage,omitempty"`
+		}{dev, d.Vantage(name)})
 	})
 	mux.HandleFunc("GET /api/v1/deliveries", func(w http.ResponseWriter, r *http.Request) {
 		pending := d.Outbox.Pending()
@@ -268,6 +285,36 @@ func Handler(d Deps) http.Handler {
 	}))
 	console := d.mountConsole(mux)
 	return logPanics(d.Logger, d.guard(mux, console))
+}
+
+// clusterJSON is /api/v1/cluster: the store's cluster, and when it is
+// enabled the vantage points' status as "vantage", after what the store
+// says (whatever fields it has).
+func (d Deps) clusterJSON(ctx context.Context) (json.RawMessage, error) {
+	var ci store.ClusterInfo
+	if d.Cluster != nil {
+		ci = d.Cluster(ctx)
+	}
+	body, err := json.Marshal(ci)
+	if err != nil {
+		return nil, fmt.Errorf("cluster info: %w", err)
+	}
+	if !ci.Enabled || d.ClusterVantage == nil {
+		return body, nil
+	}
+	v, err := json.Marshal(d.ClusterVantage())
+	if err != nil {
+		return nil, fmt.Errorf("vantage status: %w", err)
+	}
+	if len(body) < 2 || body[len(body)-1] != '}' {
+		return nil, fmt.Errorf("cluster info is not a JSON object: %.40s", body)
+	}
+	out := body[: len(body)-1 : len(body)-1]
+	if len(out) > 1 { // not {}
+		out = append(out, ',')
+	}
+	out = append(append(out, `"vantage":`...), v...)
+	return append(out, '}'), nil
 }
 
 // open are the paths anyone may read wherever the API listens: the

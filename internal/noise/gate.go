@@ -465,6 +465,27 @@ func (g *Gate) persist(ctx context.Context, k string, b []byte, del bool) error 
 }
 
 // load reads the stored records: decisions survive a restart.
+// Resync makes the gate's records (what is held, suppressed, muted, sent)
+// what the store holds now — what another node decided while it led the
+// cluster — and judges them again. A cluster's new leader calls it before
+// Run; the device and site picture rebuilds from the observations that
+// follow.
+func (g *Gate) Resync(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.recs, g.backs = map[string]*record{}, map[string]*record{}
+	if err := g.load(ctx); err != nil {
+		return err
+	}
+	for k, rec := range g.recs {
+		if rec.Held != nil && !rec.Back.IsZero() && rec.Rejudge.IsZero() {
+			g.backs[k] = rec
+		}
+	}
+	g.poke()
+	return nil
+}
+
 func (g *Gate) load(ctx context.Context) error {
 	all, err := g.store.All(ctx)
 	if err != nil {

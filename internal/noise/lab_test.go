@@ -202,29 +202,44 @@ func (l *lab) ProbeNow(devices ...string) {
 
 // start runs the gate, the alert manager and the prober (again after stop:
 // a restart with the same stores).
-func (l *lab) start() {
+func (l *lab) start() { l.run(l.build()) }
+
+// member is one node's gate and alert manager over the lab's stores.
+type member struct {
+	gate *Gate
+	mgr  *alert.Manager
+	ctx  context.Context
+	stop context.CancelFunc
+}
+
+// build makes a gate and an alert manager that load what the stores hold
+// now; run runs them.
+func (l *lab) build() *member {
 	l.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l.cancel = cancel
+	m := &member{ctx: ctx, stop: cancel}
 	log := slog.New(slog.DiscardHandler)
 	var err error
-	var mgr *alert.Manager
-	l.gate, err = New(ctx, Options{Store: l.gates, Next: l.routing, Prober: l, Mutes: l.mutes, Logger: log, History: l.hist,
-		Emit: func(o observation.Observation) { _ = mgr.Observe(ctx, o) }})
+	m.gate, err = New(ctx, Options{Store: l.gates, Next: l.routing, Prober: l, Mutes: l.mutes, Logger: log, History: l.hist,
+		Emit: func(o observation.Observation) { _ = m.mgr.Observe(ctx, o) }})
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	l.gate.Configure(l.cfg, l.set, l.inv)
-	if mgr, err = alert.New(ctx, l.alerts, l.gate, alert.Options{Logger: log, History: l.hist}); err != nil {
+	m.gate.Configure(l.cfg, l.set, l.inv)
+	if m.mgr, err = alert.New(ctx, l.alerts, m.gate, alert.Options{Logger: log, History: l.hist}); err != nil {
 		l.t.Fatal(err)
 	}
-	l.mgr = mgr
-	if err := mgr.SetRules(ctx, l.set, l.inv); err != nil {
+	if err := m.mgr.SetRules(ctx, l.set, l.inv); err != nil {
 		l.t.Fatal(err)
 	}
-	l.done.Go(func() { _ = mgr.Run(ctx) })
-	l.done.Go(func() { _ = l.gate.Run(ctx) })
-	l.done.Go(func() { l.prober(ctx) })
+	return m
+}
+
+func (l *lab) run(m *member) {
+	l.gate, l.mgr, l.cancel = m.gate, m.mgr, m.stop
+	l.done.Go(func() { _ = m.mgr.Run(m.ctx) })
+	l.done.Go(func() { _ = m.gate.Run(m.ctx) })
+	l.done.Go(func() { l.prober(m.ctx) })
 }
 
 func (l *lab) stop() {

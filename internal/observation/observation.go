@@ -65,6 +65,13 @@ type Observation struct {
 	// the device as not answering.
 	Err    error
 	Reason string
+	// Ack, when set, is called once the observation's alert transitions
+	// are committed (stored, or handed to the outbox), or at once when it
+	// caused none; never when committing failed. A cluster's leader
+	// acknowledges the observation bus with it, so a leader killed before
+	// the commit leaves the observation for the next one. Not carried on
+	// the wire.
+	Ack func()
 }
 
 // Emit hands an observation on. It never blocks: what cannot be handed on

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/schedule"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
 
@@ -521,5 +522,36 @@ func (o *Outbox) rebuild(ctx context.Context) error {
 			o.log.Warn("trimming the outbox log", "below_seq", w, "err", err)
 		}
 	}
+	return nil
+}
+
+// Resync makes the pending notifications and dead letters those the store
+// holds now — what another node enqueued, delivered and gave up on while
+// it led the cluster — as a restart would, keeping the destinations, their
+// recent attempts and health. A cluster's new leader calls it before Run;
+// never while Run runs. Lanes restart from the log: an attempt the old
+// leader had under way is made again, with the same webhook-id.
+func (o *Outbox) Resync(ctx context.Context) error {
+	o.flushed() // this node's own writes first
+	o.mu.Lock()
+	if o.running {
+		o.mu.Unlock()
+		return errors.New("outbox: Resync while running")
+	}
+	o.byID, o.timers = map[string]*item{}, schedule.Queue[schedule.Timed]{}
+	o.deadIdx, o.deadCount, o.deadActive = map[string]deadRef{}, map[string]int{}, map[string]string{}
+	o.segs, o.segsByNum = nil, map[uint64]*segment{}
+	for _, st := range o.dests {
+		st.lanes, st.ready, st.inflight, st.pending = map[string]*lane{}, nil, 0, 0
+		st.window, st.singles, st.parking, st.digests = time.Time{}, 0, nil, nil
+	}
+	o.mu.Unlock()
+	if err := o.rebuild(ctx); err != nil {
+		return err
+	}
+	if err := o.loadDeadLetters(ctx); err != nil {
+		return err
+	}
+	o.poke()
 	return nil
 }

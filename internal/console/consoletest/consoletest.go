@@ -22,6 +22,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/history"
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/noise"
+	"github.com/nocbridge/nocbridge/internal/store"
 )
 
 // History is an alert history in memory with history.History's contract:
@@ -301,3 +302,19 @@ func (n *Noise) AlertStatus(_, device, _ string) noise.AlertStatus {
 
 // Summary is noise.Gate's summary.
 func (n *Noise) Summary() noise.Summary { return n.sum }
+
+// ThreeNodes is a three-node cluster as the store reports it
+// (store.Store.ClusterInfo): nb2 the meta leader and the OUTBOX stream's,
+// nb3 unreachable for 12.5 s and 40 operations behind.
+func ThreeNodes() store.ClusterInfo {
+	return store.ClusterInfo{Enabled: true, Name: "noc-east", Node: "nb1", Ready: true, MetaLeader: "nb2",
+		Nodes: []store.ClusterNode{
+			{Name: "nb1", Reachable: true, Current: true},
+			{Name: "nb2", Reachable: true, Current: true, Leader: true},
+			{Name: "nb3", Reachable: false, LastSeenSeconds: 12.5, Lag: 40},
+		},
+		Streams: []store.StreamStatus{{Name: "OUTBOX", Replicas: 3, Leader: "nb2", Messages: 120, Lag: 40,
+			Peers: []store.ClusterNode{{Name: "nb2", Reachable: true, Current: true, Leader: true},
+				{Name: "nb1", Reachable: true, Current: true}, {Name: "nb3", LastSeenSeconds: 12.5, Lag: 40}}}},
+	}
+}

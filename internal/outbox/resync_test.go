@@ -1,0 +1,87 @@
+package outbox
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nocbridge/nocbridge/internal/event"
+	"github.com/nocbridge/nocbridge/internal/notify"
+)
+
+// TestResyncTakesOverAnotherNodesQueue: two outboxes on one store, as a
+// cluster's nodes share the replicated log. The leader delivers one
+// notification, retries another and dead-letters a third, then stops (its
+// lease lost). The standby, opened before any of that, resyncs and runs:
+// it delivers the retrying one with the same webhook-id, then its resolve,
+// shows the dead letter, and never sends what the leader delivered.
+func TestResyncTakesOverAnotherNodesQueue(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	standby, err := New(ctx, f.st, Options{Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(), Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	delivered := ev("inst-1", event.StatusActive, 0)
+	retrying := ev("inst-2", event.StatusActive, 0)
+	resolved := ev("inst-2", event.StatusResolved, time.Minute)
+	rejected := ev("inst-3", event.StatusActive, 0)
+	n := f.fake(func(nt notify.Notification, _ int) error {
+		switch nt.Event.InstanceID {
+		case "inst-1":
+			return nil
+		case "inst-3":
+			return notify.StatusError(400, []byte("bad"), 0)
+		}
+		return errUnavailable
+	})
+	f.ob.SetDestinations([]Destination{dest("hook", n)})
+	f.enqueue(Item{Destination: "hook", Event: delivered}, Item{Destination: "hook", Event: retrying}, Item{Destination: "hook", Event: rejected})
+	f.run()
+	f.advanceUntil("the leader's attempts", func() bool {
+		return len(n.callsFor(delivered.NotificationID("hook"))) == 1 && len(n.callsFor(retrying.NotificationID("hook"))) >= 2 &&
+			len(f.ob.DeadLetterCounts()) == 1
+	})
+	f.enqueue(Item{Destination: "hook", Event: resolved})
+	f.stopRun()
+
+	if p := standby.Pending(); p["hook"] != 0 {
+		t.Fatalf("the standby shows %v pending before Resync; want its own picture (none)", p)
+	}
+	if err := standby.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if dl := standby.DeadLetterCounts(); dl["hook"] != 1 {
+		t.Errorf("dead letters after Resync %v; want the leader's one", dl)
+	}
+	ok := f.fake(nil)
+	standby.SetDestinations([]Destination{dest("hook", ok)})
+	if p := standby.Pending(); p["hook"] != 2 {
+		t.Fatalf("pending after Resync %v; want the retrying active and its resolve", p)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- standby.Run(runCtx) }()
+	waitFor(t, 10*time.Second, "the standby's deliveries", func() bool { return len(ok.got()) == 2 })
+	stop()
+	f.clock.Advance(stopGrace)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	calls := ok.got()
+	if calls[0].ID != retrying.NotificationID("hook") || calls[1].ID != resolved.NotificationID("hook") {
+		t.Errorf("the standby delivered %+v; want the retrying active (same webhook-id) then its resolve, nothing the leader delivered", calls)
+	}
+	if err := standby.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := standby.Pending(); p["hook"] != 0 {
+		t.Errorf("pending after a second Resync %v; want none (all delivered)", p)
+	}
+}
