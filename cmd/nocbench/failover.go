@@ -112,8 +112,8 @@ type failoverRun struct {
 	restartTook      time.Duration // the killed node back up
 }
 
-// measureFailover forms the cluster, then -runs times kills the leader.
-func measureFailover(ctx context.Context, c failoverCluster, work string, runs int) ([]failoverRun, error) {
+// formCluster starts the nodes at once (each waits for the others).
+func formCluster(ctx context.Context, c failoverCluster, work string) error {
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, failoverNodes)
@@ -122,9 +122,17 @@ func measureFailover(ctx context.Context, c failoverCluster, work string, runs i
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return err
 	}
 	fmt.Printf("  cluster formed in %v\n", time.Since(start).Round(10*time.Millisecond))
+	return nil
+}
+
+// measureFailover forms the cluster, then -runs times kills the leader.
+func measureFailover(ctx context.Context, c failoverCluster, work string, runs int) ([]failoverRun, error) {
+	if err := formCluster(ctx, c, work); err != nil {
+		return nil, err
+	}
 	var results []failoverRun
 	for r := range runs {
 		leader, term, _, err := awaitLeader(ctx, c, -1, 0, 60*time.Second)

@@ -35,8 +35,9 @@ type daemonCluster struct {
 	noLeader  string // set when a ready node's JSON has no "leader": this daemon does not elect one
 	receiverS *httptest.Server
 
-	mu    sync.Mutex
-	nodes [failoverNodes]*daemonNodeProc
+	mu       sync.Mutex
+	nodes    [failoverNodes]*daemonNodeProc
+	restarts int // nodes started again after exiting before ready
 }
 
 // daemonNodeProc is one daemon process and its latest view, polled.
@@ -113,6 +114,9 @@ func (c *daemonCluster) start(ctx context.Context, work string, i int) error {
 			return err
 		}
 		fmt.Printf("  nb%d (attempt %d of %d): %v\n", i+1, attempt, daemonStartAttempts, err)
+		c.mu.Lock()
+		c.restarts++
+		c.mu.Unlock()
 	}
 	return err
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +95,50 @@ func TestDaemonClusterRead(t *testing.T) {
 				t.Errorf("note %q", c.note(0))
 			}
 		})
+	}
+}
+
+// TestDaemonClusterForms: three nocbridge daemons (this repository's,
+// built) started together form a cluster on loopback, none exiting first
+// (as they did when JetStream left concurrent creates unanswered), and
+// each node's API shows the three nodes.
+func TestDaemonClusterForms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nocbridge and runs three daemons")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	work := t.TempDir()
+	c, err := newDaemonCluster(ctx, work, "", "../../rules/network-interfaces.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.stop()
+	if err := formCluster(ctx, c, work); err != nil {
+		t.Fatal(err)
+	}
+	if c.restarts != 0 {
+		t.Errorf("%d daemon(s) exited before ready and were started again", c.restarts)
+	}
+	for i, port := range c.https {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/api/v1/cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ci struct {
+			Enabled bool   `json:"enabled"`
+			Node    string `json:"node"`
+			Nodes   []struct {
+				Name string `json:"name"`
+			} `json:"nodes"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&ci)
+		_ = resp.Body.Close()
+		if err != nil || !ci.Enabled || ci.Node != fmt.Sprintf("nb%d", i+1) || len(ci.Nodes) != failoverNodes {
+			t.Errorf("nb%d's /api/v1/cluster: %+v, %v; want enabled, itself, three nodes", i+1, ci, err)
+		}
+	}
+	if err := c.failed(); err != nil && !strings.Contains(err.Error(), `has no "leader"`) {
+		t.Errorf("a daemon failed: %v", err)
 	}
 }
