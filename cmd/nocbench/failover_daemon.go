@@ -193,21 +193,27 @@ func (c *daemonCluster) read(p *daemonNodeProc, base string) {
 		Leader     *struct {
 			Node string `json:"node"`
 			Term uint64 `json:"term"`
-		} `json:"leader"`
-		Streams []struct {
+		} `json:"leader"` // absent while no leader is known
+		SelfLeader bool `json:"self_leader"`
+		Streams    []struct {
 			Leader string `json:"leader"`
 		} `json:"streams"`
 	}
 	_ = json.Unmarshal(body, &ci) // a field of another shape stays empty
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := raw["leader"]; !ok && c.noLeader == "" {
-		c.noLeader = fmt.Sprintf("GET %s/api/v1/cluster (node %s) has no \"leader\": this nocbridge does not elect a leader in the daemon yet "+
+	_, hasLeader := raw["leader"]
+	_, hasSelf := raw["self_leader"]
+	if !hasLeader && !hasSelf && c.noLeader == "" {
+		c.noLeader = fmt.Sprintf("GET %s/api/v1/cluster (node %s) has neither \"leader\" nor \"self_leader\": this nocbridge does not elect a leader in the daemon "+
 			"(SPEC 9's lease, wired into the daemon on branch core); -mode lease measures the lease alone", base, p.name)
 	}
 	node, term := "", uint64(0)
 	if ci.Leader != nil {
 		node, term = ci.Leader.Node, ci.Leader.Term
+	}
+	if hasSelf && !ci.SelfLeader && node == p.name {
+		node = "" // it no longer leads, though it has not read the lease since
 	}
 	if node != p.leader || term != p.term {
 		p.leader, p.term, p.since = node, term, at

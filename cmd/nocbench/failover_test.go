@@ -64,10 +64,12 @@ func TestDaemonClusterRead(t *testing.T) {
 		wantTerm   uint64
 		wantErr    string
 	}{
-		{"leader", `{"enabled": true, "ready": true, "meta_leader": "nb2", "leader": {"node": "nb1", "term": 7},
+		{"leader", `{"enabled": true, "ready": true, "meta_leader": "nb2", "leader": {"node": "nb1", "term": 7}, "self_leader": true,
 			"streams": [{"name": "A", "leader": "nb1"}, {"name": "B", "leader": "nb2"}]}`, "nb1", 7, ""},
-		{"no leader known", `{"enabled": true, "ready": true, "leader": null}`, "", 0, ""},
-		{"no leader field", `{"enabled": true, "ready": true, "meta_leader": "nb2"}`, "", 0, `has no "leader"`},
+		{"another leads", `{"enabled": true, "ready": true, "leader": {"node": "nb3", "term": 9}, "self_leader": false}`, "nb3", 9, ""},
+		{"no leader known", `{"enabled": true, "ready": true, "self_leader": false}`, "", 0, ""},
+		{"stepped down", `{"enabled": true, "ready": true, "leader": {"node": "nb1", "term": 7}, "self_leader": false}`, "", 7, ""},
+		{"no election", `{"enabled": true, "ready": true, "meta_leader": "nb2"}`, "", 0, `has neither "leader" nor "self_leader"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -138,7 +140,7 @@ func TestDaemonClusterForms(t *testing.T) {
 			t.Errorf("nb%d's /api/v1/cluster: %+v, %v; want enabled, itself, three nodes", i+1, ci, err)
 		}
 	}
-	if err := c.failed(); err != nil && !strings.Contains(err.Error(), `has no "leader"`) {
+	if err := c.failed(); err != nil && !strings.Contains(err.Error(), `has neither "leader" nor "self_leader"`) {
 		t.Errorf("a daemon failed: %v", err)
 	}
 }
