@@ -50,14 +50,16 @@ func runFailover(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "internal: the node's state directory")
 	bin := fs.String("nocbridge", "", "daemon mode: the nocbridge binary to run (default: go build of this repository's, in a temporary directory)")
 	rules := fs.String("rules", "rules/network-interfaces.yaml", "daemon mode: the daemons' rule file (relative to the working directory)")
+	traps := fs.Int("traps", 300, "daemon mode: linkDown traps per run (one new alert each), spread over the live nodes, the leader killed half-way; 0: no storm")
+	trapRate := fs.Int("trap-rate", 100, "daemon mode: traps per second in the storm")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *leaseNode > 0 {
 		return leaseNodeChild(ctx, *leaseNode, *portList, *dir)
 	}
-	if *runs < 1 {
-		return errors.New("-runs must be at least 1")
+	if *runs < 1 || *traps < 0 || *trapRate < 1 {
+		return errors.New("-runs and -trap-rate must be at least 1, -traps at least 0")
 	}
 	work, err := os.MkdirTemp("", "nocbench-failover-")
 	if err != nil {
@@ -69,7 +71,7 @@ func runFailover(ctx context.Context, args []string) error {
 	case "lease":
 		c = &leaseCluster{}
 	case "daemon":
-		if c, err = newDaemonCluster(ctx, work, *bin, *rules); err != nil {
+		if c, err = newDaemonCluster(ctx, work, *bin, *rules, *runs, *traps, *trapRate); err != nil {
 			return err
 		}
 	default:
@@ -110,6 +112,13 @@ type failoverRun struct {
 	took             time.Duration // kill -9 → another node leads
 	note             string
 	restartTook      time.Duration // the killed node back up
+	storm            *stormRun     // nil: no storm
+}
+
+// storming is a cluster that sends a trap storm around each kill.
+type storming interface {
+	trapStorm() *trapStorm // nil: no storm
+	trapTargets() (ports, nodes []int)
 }
 
 // formCluster starts the nodes at once (each waits for the others).
@@ -140,6 +149,25 @@ func measureFailover(ctx context.Context, c failoverCluster, work string, runs i
 			return results, fmt.Errorf("run %d: %w", r+1, err)
 		}
 		note := c.note(leader)
+		// With a storm, the kill comes half-way through it.
+		var storm *trapStorm
+		var sentTo []int
+		var sentAt []time.Time
+		stormDone := make(chan error, 1)
+		if s, ok := c.(storming); ok && s.trapStorm() != nil {
+			storm = s.trapStorm()
+			half := make(chan struct{})
+			go func() {
+				var err error
+				sentTo, sentAt, err = storm.send(ctx, r, s.trapTargets, half)
+				stormDone <- err
+			}()
+			select {
+			case <-half:
+			case err := <-stormDone:
+				return results, fmt.Errorf("run %d: %w", r+1, err)
+			}
+		}
 		killAt := time.Now()
 		if err := c.kill(leader); err != nil {
 			return results, fmt.Errorf("run %d: %w", r+1, err)
@@ -149,6 +177,13 @@ func measureFailover(ctx context.Context, c failoverCluster, work string, runs i
 			return results, fmt.Errorf("run %d, after kill -9 of nb%d (term %d): %w", r+1, leader+1, term, err)
 		}
 		res := failoverRun{killed: leader, next: next, oldTerm: term, newTerm: newTerm, took: at.Sub(killAt), note: note}
+		if storm != nil {
+			if err := <-stormDone; err != nil {
+				return results, fmt.Errorf("run %d: %w", r+1, err)
+			}
+			sr := storm.result(ctx, r, sentTo, sentAt, leader, killAt, 20*time.Second)
+			res.storm = &sr
+		}
 		restartAt := time.Now()
 		if err := c.start(ctx, work, leader); err != nil {
 			return results, fmt.Errorf("run %d, starting nb%d again: %w", r+1, leader+1, err)
@@ -156,6 +191,9 @@ func measureFailover(ctx context.Context, c failoverCluster, work string, runs i
 		res.restartTook = time.Since(restartAt)
 		fmt.Printf("  run %d: kill -9 of nb%d (term %d) → nb%d leads (term %d) %v later; %s; nb%d back up in %v\n",
 			r+1, leader+1, term, next+1, newTerm, res.took.Round(time.Millisecond), note, leader+1, res.restartTook.Round(10*time.Millisecond))
+		if res.storm != nil {
+			fmt.Printf("         %v\n", res.storm)
+		}
 		results = append(results, res)
 	}
 	return results, nil
@@ -192,6 +230,9 @@ func failoverVerdict(results []failoverRun, maxTake time.Duration) error {
 		took = append(took, r.took)
 		if r.took > maxTake {
 			failed = append(failed, fmt.Errorf("run %d: a new leader after %v, more than %v (%s)", i+1, r.took.Round(time.Millisecond), maxTake, r.note))
+		}
+		if s := r.storm; s != nil && (s.lost > 0 || s.secondAlerts > 0) {
+			failed = append(failed, fmt.Errorf("run %d: %d of %d traps' alerts lost, %d second alerts for one trap", i+1, s.lost, s.sent, s.secondAlerts))
 		}
 		if r.next == r.killed {
 			failed = append(failed, fmt.Errorf("run %d: the killed node nb%d still counted as leader", i+1, r.killed+1))

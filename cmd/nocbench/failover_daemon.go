@@ -34,6 +34,7 @@ type daemonCluster struct {
 	client    *http.Client
 	noLeader  string // set when a ready node's JSON has no "leader": this daemon does not elect one
 	receiverS *httptest.Server
+	storm     *trapStorm // nil: none
 
 	mu       sync.Mutex
 	nodes    [failoverNodes]*daemonNodeProc
@@ -55,8 +56,10 @@ type daemonNodeProc struct {
 }
 
 // newDaemonCluster builds nocbridge (unless bin is given) into work and
-// answers the daemons' webhooks with 204.
-func newDaemonCluster(ctx context.Context, work, bin, rules string) (*daemonCluster, error) {
+// answers the daemons' webhooks with 204, expecting one alert per trap of
+// a storm of traps per run (0: no storm, and no notification) at rate
+// per second.
+func newDaemonCluster(ctx context.Context, work, bin, rules string, runs, traps, rate int) (*daemonCluster, error) {
 	if bin == "" {
 		bin = filepath.Join(work, "nocbridge")
 		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/nocbridge/nocbridge/cmd/nocbridge").CombinedOutput()
@@ -72,7 +75,11 @@ func newDaemonCluster(ctx context.Context, work, bin, rules string) (*daemonClus
 		return nil, fmt.Errorf("-rules %s (run from the repository root or pass -rules): %w", rules, err)
 	}
 	c := &daemonCluster{bin: bin, rules: rules, client: &http.Client{Timeout: time.Second}}
-	c.receiverS = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	rcv := newLatencyReceiver(runs * traps)
+	if traps > 0 {
+		c.storm = &trapStorm{n: traps, rate: rate, rcv: rcv}
+	}
+	c.receiverS = httptest.NewServer(rcv)
 	c.receiver = c.receiverS.URL
 	if c.routes, err = loopbackPorts(failoverNodes); err == nil {
 		c.https, err = loopbackPorts(failoverNodes)
@@ -252,6 +259,8 @@ func (c *daemonCluster) note(killed int) string {
 	p := c.nodes[killed]
 	return fmt.Sprintf("it led %d of %d streams (meta leader %s)", p.streamsLed, p.streamsTotal, p.meta)
 }
+
+func (c *daemonCluster) trapStorm() *trapStorm { return c.storm }
 
 func (c *daemonCluster) kill(i int) error {
 	c.mu.Lock()

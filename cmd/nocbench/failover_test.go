@@ -111,7 +111,7 @@ func TestDaemonClusterForms(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	work := t.TempDir()
-	c, err := newDaemonCluster(ctx, work, "", "../../rules/network-interfaces.yaml")
+	c, err := newDaemonCluster(ctx, work, "", "../../rules/network-interfaces.yaml", 1, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
