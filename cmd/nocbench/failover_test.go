@@ -144,3 +144,31 @@ func TestDaemonClusterForms(t *testing.T) {
 		t.Errorf("a daemon failed: %v", err)
 	}
 }
+
+// TestStormResult: an alert never notified is lost, unless its trap went
+// to the killed leader in its last 50 ms (in flight, counted apart); the
+// verdict fails on a lost one only.
+func TestStormResult(t *testing.T) {
+	killAt := time.Now()
+	s := &trapStorm{n: 4, rate: 100, rcv: newLatencyReceiver(8)}
+	// Run 1 (the second): ifIndex 5-8; 5 and 7 arrive.
+	s.rcv.arrived[4].Store(killAt.Add(time.Second).UnixNano())
+	s.rcv.arrived[6].Store(killAt.Add(3 * time.Second).UnixNano())
+	sentTo := []int{0, 2, 1, 2} // nb3 is killed
+	sentAt := []time.Time{killAt.Add(-time.Second), killAt.Add(-10 * time.Millisecond), killAt.Add(-500 * time.Millisecond), killAt.Add(time.Second)}
+	r := s.result(context.Background(), 1, sentTo, sentAt, 2, killAt, time.Millisecond)
+	if r.sent != 4 || r.received != 2 || r.inFlight != 1 || r.lost != 1 || r.toKilled != 2 || r.lastAfterKill != 3*time.Second {
+		t.Errorf("%+v; want 4 sent, 2 received, 1 in flight (ifIndex 6), 1 lost (ifIndex 8), 2 to the killed node, the last 3s after", r)
+	}
+	if !strings.Contains(r.firstMissing, "ifIndex 6, its trap sent to nb3 10ms before") {
+		t.Errorf("first missing %q", r.firstMissing)
+	}
+	run := failoverRun{killed: 2, next: 0, took: time.Second, storm: &r}
+	if err := failoverVerdict([]failoverRun{run}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "1 of 4 traps' alerts lost") {
+		t.Errorf("verdict with a lost alert: %v", err)
+	}
+	r.lost = 0
+	if err := failoverVerdict([]failoverRun{run}, 5*time.Second); err != nil {
+		t.Errorf("verdict with an alert in flight only: %v", err)
+	}
+}
