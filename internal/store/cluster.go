@@ -26,32 +26,6 @@ import (
 // stream and bucket: three nodes survive the loss of any one (SPEC 9).
 const clusterReplicas = 3
 
-// createAttempt bounds one request creating (or updating) a stream or
-// bucket: the client's own default; createAttempts is how many are sent.
-const (
-	createAttempt  = 5 * time.Second
-	createAttempts = 3
-)
-
-// createAgain sends a request creating a stream or bucket again when it
-// went unanswered. Every node of a cluster creates the same streams and
-// buckets as it starts, and when identical creates reach JetStream's meta
-// leader at once, only the first is answered: the others time out,
-// although the asset then exists (seen on nats-server 2.15 with three
-// nodes started together: each daemon failed after 5 s). Sent again, the
-// request finds it and is answered at once.
-func createAgain[T any](ctx context.Context, create func(context.Context) (T, error)) (T, error) {
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, createAttempt)
-		v, err := create(actx)
-		cancel()
-		if err == nil || attempt == createAttempts || ctx.Err() != nil ||
-			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
-			return v, err
-		}
-	}
-}
-
 // replicasFor is the one place that decides a stream's or bucket's
 // replicas: R3 when clustered, else 1.
 func replicasFor(clustered bool) int {
@@ -59,6 +33,31 @@ func replicasFor(clustered bool) int {
 		return clusterReplicas
 	}
 	return 1
+}
+
+// createAttempt bounds one attempt to create or update a stream or bucket
+// in a cluster. When several nodes create the same one at once (every
+// node's first start), JetStream can leave all their requests unanswered
+// (measured: none within 20 s); a request made after that is answered at
+// once.
+const createAttempt = 3 * time.Second
+
+// creating runs op, a stream's or bucket's creation or update: alone once,
+// in a cluster again after each attempt that got no answer within
+// createAttempt, until ctx is done.
+func (s *Store) creating(ctx context.Context, op func(context.Context) error) error {
+	if s.replicas == 1 {
+		return op(ctx)
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, createAttempt)
+		err := op(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return err
+		}
+		s.log.Debug("creating a stream: no answer, asking again", "err", err)
+	}
 }
 
 // routeTLSTimeout bounds a route's TLS handshake, in seconds.

@@ -25,7 +25,11 @@ type LeaseKV struct {
 // that revisions (the lease terms) keep growing across restarts, the latest
 // value only, values gone ttl after their last write.
 func (s *Store) LeaseBucket(ctx context.Context, name string, ttl time.Duration) (*LeaseKV, error) {
-	kv, err := OpenLeaseKV(ctx, s.js, name, ttl, s.replicas)
+	var kv *LeaseKV
+	err := s.creating(ctx, func(ctx context.Context) (err error) {
+		kv, err = OpenLeaseKV(ctx, s.js, name, ttl, s.replicas)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%w in %s", err, s.dir)
 	}
@@ -40,14 +44,12 @@ func OpenLeaseKV(ctx context.Context, js jetstream.JetStream, name string, ttl t
 	if ttl <= 0 {
 		return nil, fmt.Errorf("lease bucket %q: TTL %v must be positive", name, ttl)
 	}
-	kv, err := createAgain(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:   name,
-			History:  1,
-			TTL:      ttl,
-			Storage:  jetstream.FileStorage,
-			Replicas: max(replicas, 1),
-		})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   name,
+		History:  1,
+		TTL:      ttl,
+		Storage:  jetstream.FileStorage,
+		Replicas: max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening lease bucket %q: %w", name, err)

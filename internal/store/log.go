@@ -32,10 +32,9 @@ type LogConfig struct {
 	// an fsync of its own: files are written within milliseconds and synced
 	// every two minutes (JetStream's background sync), so a crash of the
 	// process loses almost nothing but a power loss can lose those minutes.
-	// For records that are no delivery guarantee (alert history). JetStream
-	// refuses it on a replicated stream, so in a cluster (R3) such a log is
-	// written as the others are: a write is acknowledged once a quorum of
-	// nodes holds it.
+	// For records that are no delivery guarantee (alert history). In a
+	// cluster it does not apply (JetStream refuses it on replicated
+	// streams): the log is written as the others are.
 	Async bool
 	// Replace lets a Message with Replace set remove every earlier record
 	// on its subject as it lands: one record per subject for those
@@ -89,10 +88,16 @@ func (s *Store) Log(ctx context.Context, cfg LogConfig) (*Log, error) {
 		sc.MaxMsgsPerSubject = 1
 	}
 	if cfg.Async && s.replicas == 1 {
+		// JetStream refuses it on a replicated stream, whose Raft log
+		// already flushes asynchronously.
 		sc.PersistMode = jetstream.AsyncPersistMode
 	}
 	sc.AllowRollup = cfg.Replace
-	st, err := createAgain(ctx, func(ctx context.Context) (jetstream.Stream, error) { return s.js.CreateOrUpdateStream(ctx, sc) })
+	var st jetstream.Stream
+	err := s.creating(ctx, func(ctx context.Context) (err error) {
+		st, err = s.js.CreateOrUpdateStream(ctx, sc)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("opening log %q in %s: %w", cfg.Name, s.dir, err)
 	}

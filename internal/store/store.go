@@ -252,14 +252,16 @@ const markerTTL = time.Hour
 // kv opens the bucket, creating it (file storage, latest value only) when it
 // does not exist. The name must be valid for JetStream ([A-Za-z0-9_-]+).
 func (s *Store) kv(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	kv, err := createAgain(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-		return s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	var kv jetstream.KeyValue
+	err := s.creating(ctx, func(ctx context.Context) (err error) {
+		kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:         bucket,
 			History:        1,
 			Storage:        jetstream.FileStorage,
 			Replicas:       s.replicas,
 			LimitMarkerTTL: markerTTL,
 		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening KV bucket %q in %s: %w", bucket, s.dir, err)
