@@ -259,6 +259,7 @@ func failoverVerdict(results []failoverRun, maxTake time.Duration) error {
 // (its own embedded NATS server and directory) contending for the lease;
 // each prints its view of the lease and of the Raft leaders on stdout.
 type leaseCluster struct {
+	procs
 	ports []int
 
 	mu    sync.Mutex
@@ -312,6 +313,7 @@ func (c *leaseCluster) start(ctx context.Context, work string, i int) error {
 		return err
 	}
 	p := &leaseNodeProc{nodeProc: proc}
+	c.set(i, proc)
 	c.mu.Lock()
 	c.nodes[i] = p
 	c.mu.Unlock()
@@ -460,20 +462,34 @@ func (c *leaseCluster) note(killed int) string {
 	return fmt.Sprintf("the lease bucket's stream leader on %s (meta leader %s)", p.bucket, p.meta)
 }
 
-func (c *leaseCluster) kill(i int) error {
-	c.mu.Lock()
-	p := c.nodes[i]
-	c.mu.Unlock()
+// procs are the nodes' current processes by index: kill, failed and stop
+// for every failoverCluster.
+type procs struct {
+	procMu sync.Mutex
+	ps     [failoverNodes]*nodeProc
+}
+
+func (s *procs) set(i int, p *nodeProc) {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	s.ps[i] = p
+}
+
+func (s *procs) kill(i int) error {
+	s.procMu.Lock()
+	p := s.ps[i]
+	s.procMu.Unlock()
 	if p != nil {
 		p.kill()
 	}
 	return nil
 }
 
-func (c *leaseCluster) failed() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, p := range c.nodes {
+// failed is the first node that died unbidden.
+func (s *procs) failed() error {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	for _, p := range s.ps {
 		if p != nil {
 			if err := p.exitedOnItsOwn(); err != nil {
 				return err
@@ -483,9 +499,9 @@ func (c *leaseCluster) failed() error {
 	return nil
 }
 
-func (c *leaseCluster) stop() {
+func (s *procs) stop() {
 	for i := range failoverNodes {
-		_ = c.kill(i)
+		_ = s.kill(i)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +26,7 @@ const daemonPoll = 25 * time.Millisecond
 // API, trap listener and the same webhook destination; the leader is read
 // from each node's GET /api/v1/cluster ("leader": {"node", "term"}).
 type daemonCluster struct {
+	procs
 	bin       string // the nocbridge binary
 	rules     string // the rule file, absolute
 	receiver  string // the webhook receiver's URL
@@ -44,7 +46,6 @@ type daemonCluster struct {
 // daemonNodeProc is one daemon process and its latest view, polled.
 type daemonNodeProc struct {
 	*nodeProc
-	stopPoll context.CancelFunc
 
 	ready        bool
 	leader       string // "" when it knows none
@@ -141,25 +142,23 @@ func (c *daemonCluster) startOnce(ctx context.Context, work string, i int) error
 	if err != nil {
 		return err
 	}
-	pollCtx, stopPoll := context.WithCancel(context.Background())
-	p := &daemonNodeProc{nodeProc: proc, stopPoll: stopPoll}
+	p := &daemonNodeProc{nodeProc: proc}
+	c.set(i, proc)
 	c.mu.Lock()
 	c.nodes[i] = p
 	c.mu.Unlock()
 	ready := make(chan struct{})
-	go c.poll(pollCtx, p, "http://127.0.0.1:"+strconv.Itoa(c.https[i]), ready)
+	go c.poll(p, "http://127.0.0.1:"+strconv.Itoa(c.https[i]), ready)
 	return proc.await(ctx, ready)
 }
 
 // poll reads the node's /readyz until it answers 200, then its
 // /api/v1/cluster every daemonPoll, until the process is gone.
-func (c *daemonCluster) poll(ctx context.Context, p *daemonNodeProc, base string, ready chan struct{}) {
+func (c *daemonCluster) poll(p *daemonNodeProc, base string, ready chan struct{}) {
 	t := time.NewTicker(daemonPoll)
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			return
 		case <-p.dead:
 			return
 		case <-t.C:
@@ -262,36 +261,17 @@ func (c *daemonCluster) note(killed int) string {
 
 func (c *daemonCluster) trapStorm() *trapStorm { return c.storm }
 
-func (c *daemonCluster) kill(i int) error {
-	c.mu.Lock()
-	p := c.nodes[i]
-	c.mu.Unlock()
-	if p != nil {
-		p.kill()
-		p.stopPoll()
-	}
-	return nil
-}
-
 func (c *daemonCluster) failed() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.noLeader != "" {
-		return fmt.Errorf("%s", c.noLeader)
+	noLeader := c.noLeader
+	c.mu.Unlock()
+	if noLeader != "" {
+		return errors.New(noLeader)
 	}
-	for _, p := range c.nodes {
-		if p != nil {
-			if err := p.exitedOnItsOwn(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return c.procs.failed()
 }
 
 func (c *daemonCluster) stop() {
-	for i := range failoverNodes {
-		_ = c.kill(i)
-	}
+	c.procs.stop()
 	c.receiverS.Close()
 }
