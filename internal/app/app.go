@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/nocbridge/nocbridge/internal/alert"
+	"github.com/nocbridge/nocbridge/internal/cluster/edge"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/console"
 	"github.com/nocbridge/nocbridge/internal/devstate"
@@ -60,6 +61,7 @@ type App struct {
 	mutes    *mute.Set // maintenance windows and silences, for the noise gate
 	devices  *inventory.Live
 	states   *devstate.Tracker
+	edge     *edge.Node // edge: or hub: (SPEC 9); nil: neither
 	queue    *observation.Queue
 	icmp     *icmp.Engine // nil when no device is pinged and ICMP sockets cannot be opened
 	snmp     *snmp.Engine
@@ -135,7 +137,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("store.sync: %w", err)
 		}
 	}
-	a.store, err = store.Open(ctx, store.Options{Dir: cfg.StateDir, SyncInterval: syncEvery, Cluster: cfg.Cluster, URL: cfg.Store.NATSURL,
+	a.store, err = store.Open(ctx, store.Options{Dir: cfg.StateDir, SyncInterval: syncEvery, Cluster: cfg.Cluster, URL: cfg.Store.NATSURL, Edge: cfg.Edge, Hub: cfg.Hub,
 		Logger: a.log.With("component", "store"), Registerer: a.reg})
 	if err != nil {
 		return fmt.Errorf("opening state store in %s: %w", cfg.StateDir, err)
@@ -208,6 +210,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		a.log.Error("restoring alert state", "err", err)
 	}
 	goRun(&pipe, "alerts", func() error { return a.alerts.Run(pipeCtx) })
+	goRun(&pipe, "edge", func() error { return a.edge.RunPublisher(pipeCtx) })
 	var evaluated sync.WaitGroup
 	evaluated.Go(func() {
 		a.queue.Drain(func(o observation.Observation) {
@@ -220,12 +223,14 @@ func (a *App) Run(ctx context.Context) (err error) {
 	sourcesStarted = true
 	srcCtx, stopSources := context.WithCancel(ctx)
 	defer stopSources()
+	emit := a.edge.Emit(a.queue.Emit) // an edge's sources feed its buffer for the hub
 	if a.icmp != nil {
-		goRun(&sources, "icmp", func() error { return a.icmp.Run(srcCtx, a.queue.Emit) })
+		goRun(&sources, "icmp", func() error { return a.icmp.Run(srcCtx, emit) })
 	}
-	goRun(&sources, "snmp", func() error { return a.snmp.Run(srcCtx, a.queue.Emit) })
+	goRun(&sources, "snmp", func() error { return a.snmp.Run(srcCtx, emit) })
+	goRun(&sources, "edge sites", func() error { return a.edge.RunSource(srcCtx, a.queue.Emit) })
 	if a.traps != nil {
-		goRun(&sources, "traps", func() error { return a.traps.Run(srcCtx, a.queue.Emit) })
+		goRun(&sources, "traps", func() error { return a.traps.Run(srcCtx, emit) })
 	}
 
 	a.reloadOK.Set(1)
@@ -314,7 +319,11 @@ func (a *App) build(ctx context.Context, gen *generation) error {
 		return err
 	}
 	a.devices = inventory.NewLive(gen.inventory, a.log.With("component", "inventory"))
-	a.states, err = devstate.New(a.reg)
+	if a.states, err = devstate.New(a.reg); err != nil {
+		return err
+	}
+	a.edge, err = edge.Start(ctx, gen.cfg, a.store, edge.NodeOptions{Inventory: a.devices.Load, Devices: a.states, Backlog: a.queue.Len,
+		Logger: a.log.With("component", "edge"), Registerer: a.reg})
 	return err
 }
 
@@ -427,8 +436,8 @@ func (a *App) warnRestartOnly(old, cfg *config.Config) {
 	if old.StateDir != cfg.StateDir {
 		a.log.Warn("state_dir changed: takes effect at the next restart", "running", old.StateDir)
 	}
-	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) || old.Store.NATSURL != cfg.Store.NATSURL {
-		a.log.Warn("cluster or store.nats_url changed: takes effect at the next restart")
+	if !reflect.DeepEqual(old.Cluster, cfg.Cluster) || old.Store.NATSURL != cfg.Store.NATSURL || !reflect.DeepEqual(old.Edge, cfg.Edge) || !reflect.DeepEqual(old.Hub, cfg.Hub) {
+		a.log.Warn("cluster, edge, hub or store.nats_url changed: takes effect at the next restart")
 	}
 	switch {
 	case a.traps == nil && cfg.Traps.Listen != "":
@@ -480,7 +489,7 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 		Token:       func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
 		Public:      !config.LoopbackListen(h.Listen),
 		MetricsAuth: func() bool { return a.gen.Load().cfg.HTTP.MetricsAuth },
-		Cluster:     a.store.ClusterInfo,
+		Cluster:     a.edge.ClusterInfo(a.store.ClusterInfo),
 	}
 }
 

@@ -91,7 +91,7 @@ func (l *loader) validateCluster(c *Config) {
 		}
 	}
 	if t := k.TLS; t != nil {
-		l.checkClusterTLS(c, t)
+		l.checkClusterTLS(c, t, "cluster", "the routes verify each other's certificate")
 	}
 }
 
@@ -139,10 +139,12 @@ func (l *loader) checkNATSURL(raw string) {
 	}
 }
 
-func (l *loader) checkClusterTLS(c *Config, t *ClusterTLS) {
-	at := func(key string) int { return l.line("cluster", "tls", key) }
+// checkClusterTLS checks a mutual TLS block (cluster routes, edge leaf
+// connections) under section: why says who verifies whom.
+func (l *loader) checkClusterTLS(c *Config, t *ClusterTLS, section, why string) {
+	at := func(key string) int { return l.line(section, "tls", key) }
 	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
-		l.bad(l.line("cluster", "tls"), "cluster: tls needs cert_file, key_file and ca_file (PEM): the routes verify each other's certificate")
+		l.bad(l.line(section, "tls"), "%s: tls needs cert_file, key_file and ca_file (PEM): %s", section, why)
 		return
 	}
 	if key, err := loadKeyPair(absFrom(c.BaseDir, t.CertFile), absFrom(c.BaseDir, t.KeyFile)); err != nil {
@@ -150,14 +152,14 @@ func (l *loader) checkClusterTLS(c *Config, t *ClusterTLS) {
 		if key {
 			line = at("key_file")
 		}
-		l.bad(line, "cluster: tls: cannot load the certificate and key: %v", err)
+		l.bad(line, "%s: tls: cannot load the certificate and key: %v", section, err)
 	} else {
-		l.warnSecretFile(t.KeyFile, c.BaseDir, "cluster", "tls", "key_file")
+		l.warnSecretFile(t.KeyFile, c.BaseDir, section, "tls", "key_file")
 	}
 	ca, err := readBounded(absFrom(c.BaseDir, t.CAFile))
 	if err != nil {
-		l.bad(at("ca_file"), "cluster: tls: ca_file: %v", err)
+		l.bad(at("ca_file"), "%s: tls: ca_file: %v", section, err)
 	} else if !x509.NewCertPool().AppendCertsFromPEM(ca) {
-		l.bad(at("ca_file"), "cluster: tls: ca_file %s holds no PEM certificate", t.CAFile)
+		l.bad(at("ca_file"), "%s: tls: ca_file %s holds no PEM certificate", section, t.CAFile)
 	}
 }

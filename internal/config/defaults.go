@@ -44,6 +44,10 @@ const (
 	defaultHistoryRetention = 30 * 24 * time.Hour
 
 	defaultClusterDownWhen = DownWhenAll
+
+	defaultEdgeBuffer          = 1 << 30 // 1GiB
+	defaultHubListen           = "0.0.0.0:7422"
+	defaultHubUnreachableAfter = 30 * time.Second
 )
 
 // applyDefaults fills in every setting the file leaves out:
@@ -66,6 +70,9 @@ const (
 //	maintenance                  timezone Local (the machine's time zone)
 //	history.retention            720h (30 days)
 //	cluster.down_when            all (when the cluster section is present)
+//	edge.buffer                  1GiB (when the edge section is present)
+//	hub                          listen 0.0.0.0:7422, unreachable_after 30s
+//	                             (when the hub section is present)
 //
 // set reports whether the file gives the key at a path: numbers default only
 // when absent, because an explicit 0 means something (retries: 0, no limit)
@@ -144,6 +151,13 @@ func applyDefaults(c *Config, set func(path ...any) bool) {
 	defaultDuration(&c.History.Retention, defaultHistoryRetention, "history", "retention")
 	if c.Cluster != nil && c.Cluster.DownWhen == "" {
 		c.Cluster.DownWhen = defaultClusterDownWhen
+	}
+	if c.Edge != nil && !set("edge", "buffer") {
+		c.Edge.Buffer = defaultEdgeBuffer
+	}
+	if c.Hub != nil {
+		defaultString(&c.Hub.Listen, defaultHubListen)
+		defaultDuration(&c.Hub.UnreachableAfter, defaultHubUnreachableAfter, "hub", "unreachable_after")
 	}
 }
 

@@ -176,6 +176,11 @@ func resolvePaths(c *Config) {
 		t := c.Cluster.TLS
 		t.CertFile, t.KeyFile, t.CAFile = absFrom(c.BaseDir, t.CertFile), absFrom(c.BaseDir, t.KeyFile), absFrom(c.BaseDir, t.CAFile)
 	}
+	for _, t := range []*ClusterTLS{edgeTLS(c.Edge), hubTLS(c.Hub)} {
+		if t != nil {
+			t.CertFile, t.KeyFile, t.CAFile = absFrom(c.BaseDir, t.CertFile), absFrom(c.BaseDir, t.KeyFile), absFrom(c.BaseDir, t.CAFile)
+		}
+	}
 }
 
 func absFrom(base, p string) string {

@@ -39,6 +39,29 @@ var invalidConfigs = map[string][]string{
 	"invalid-cluster-null.yaml": {
 		`testdata/invalid-cluster-null.yaml:1: cluster: section is empty: give name, node, listen and peers, or remove it`,
 	},
+	"invalid-edge.yaml": {
+		`testdata/invalid-edge.yaml:6: edge: cannot be combined with cluster: an edge site runs one collector, a leaf node of its hub`,
+		`testdata/invalid-edge.yaml:7: edge: hub "http://user:xxxxx@hub.example.net:7422" must be nats-leaf://host:port or tls://host:port (the hub's leaf listener)`,
+		`testdata/invalid-edge.yaml:8: edge: site "nocbridge_hub" is the hub's own JetStream domain: choose another name`,
+		`testdata/invalid-edge.yaml:9: edge: buffer 10KiB is too small: at least 1MiB (default 1GiB)`,
+	},
+	"invalid-edge-fields.yaml": {
+		`testdata/invalid-edge-fields.yaml:2: edge: hub tls://hub.example.net:7422 is tls:// but edge has no tls: give tls with cert_file, key_file and ca_file`,
+		`testdata/invalid-edge-fields.yaml:3: edge: site "BR9" has no device in devices: an edge probes the devices of its site`,
+		`testdata/invalid-edge-fields.yaml:4: edge: buffer: invalid size: "lots" is not a size such as 1GiB, 512MiB or 10MB`,
+	},
+	"invalid-hub.yaml": {
+		`testdata/invalid-hub.yaml:2: hub: cannot be combined with cluster: yet: every node of a cluster would read the edge sites' records, each a part, out of order`,
+		`testdata/invalid-hub.yaml:3: hub: listen "0.0.0.0:0" needs a fixed port: edges connect to it`,
+		`testdata/invalid-hub.yaml:4: hub: sites[1] BR1 is given twice (first as sites[0])`,
+		`testdata/invalid-hub.yaml:4: hub: sites[2] "B R" must be 1..64 letters, digits, _ or -`,
+		`testdata/invalid-hub.yaml:4: hub: sites[3] BR2 has no device in devices: give its devices with site: BR2`,
+		`testdata/invalid-hub.yaml:5: hub: unreachable_after must be a positive duration such as 30s`,
+	},
+	"invalid-hub-null.yaml": {
+		`testdata/invalid-hub-null.yaml:1: hub: section is empty: give sites (and listen), or remove it`,
+		`testdata/invalid-hub-null.yaml:2: edge: section is empty: give hub and site, or remove it`,
+	},
 	"invalid-destinations.yaml": {
 		`testdata/invalid-destinations.yaml:2: destinations[0]: name is required`,
 		`testdata/invalid-destinations.yaml:6: destination "hook": timeout must not be negative`,
@@ -183,7 +206,7 @@ var invalidConfigs = map[string][]string{
 		`testdata/invalid-types.yaml:23: subscription "all" filter: severities[1] must be an integer, not a string`,
 	},
 	"invalid-unknown-keys.yaml": {
-		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: cluster, destinations, devices, external_url, history, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
+		`testdata/invalid-unknown-keys.yaml:2: unknown key "statedir" (known: cluster, destinations, devices, edge, external_url, history, http, hub, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`,
 		`testdata/invalid-unknown-keys.yaml:6: unknown key "intervall" in icmp (known: count, interval, privileged, timeout)`,
 		`testdata/invalid-unknown-keys.yaml:12: unknown key "salt" in snmp profile "core-v3" auth (known: passphrase, passphrase_file, protocol)`,
 		`testdata/invalid-unknown-keys.yaml:16: unknown key "adress" in device "sw1" (known: address, icmp, labels, name, parents, role, site, snmp)`,
@@ -916,7 +939,7 @@ devices:
     name: sw2
 `)
 	_, err := Load(path)
-	if want := path + `:2: unknown key "x-retry" (known: cluster, destinations, devices, external_url, history, http, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
+	if want := path + `:2: unknown key "x-retry" (known: cluster, destinations, devices, edge, external_url, history, http, hub, icmp, maintenance, noise, rules, snmp, state_dir, store, subscriptions, traps)`; err == nil || err.Error() != want {
 		t.Fatalf("error %v, want %s", err, want)
 	}
 	b, _ := os.ReadFile(path)

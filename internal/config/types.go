@@ -33,6 +33,10 @@ type Config struct {
 	Store       Store    `yaml:"store"`
 	// Cluster joins this node to others (SPEC 9); nil runs one node alone.
 	Cluster *Cluster `yaml:"cluster"`
+	// Edge runs this node as an edge site's collector, a NATS leaf node of
+	// the hub (SPEC 9); Hub makes this node the hub edge sites connect to.
+	Edge *Edge `yaml:"edge"`
+	Hub  *Hub  `yaml:"hub"`
 
 	ICMP  ICMP  `yaml:"icmp"`
 	SNMP  SNMP  `yaml:"snmp"`

@@ -30,6 +30,7 @@ func (l *loader) validate(c *Config) {
 	l.validateNoise(c)
 	l.validateMaintenance(c)
 	l.validateCluster(c)
+	l.validateEdge(c)
 }
 
 func (l *loader) validateTop(c *Config) {

@@ -140,6 +140,9 @@ func (p *pollErrors) newestFirst() []PollError {
 type Tracker struct {
 	mu      sync.RWMutex
 	devices map[string]*device
+	// unknown are devices whose state is not known now, whatever was last
+	// seen (an edge site's devices while its collector is cut off).
+	unknown map[string]bool
 
 	probes   *prometheus.CounterVec
 	deviceUp *prometheus.GaugeVec
@@ -149,6 +152,7 @@ type Tracker struct {
 func New(reg prometheus.Registerer) (*Tracker, error) {
 	t := &Tracker{
 		devices: map[string]*device{},
+		unknown: map[string]bool{},
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_probes_total",
 			Help: "Probes by kind and result (icmp: up, down, error; snmp: ok or the failure reason)."}, []string{"kind", "result"}),
 		deviceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nocbridge_device_up",
@@ -245,6 +249,22 @@ func (t *Tracker) recordSNMP(o observation.Observation) {
 	d.values, d.valuesAt = o.Vars, o.Time
 }
 
+// SetUnknown marks the devices unknown (true) — their state shows as
+// "unknown" whatever was last seen of them, their last values kept — or
+// ends that (false). The hub of an edge site marks the site's devices so
+// while their collector is cut off: stale ICMP rounds are not a "down".
+func (t *Tracker) SetUnknown(names []string, unknown bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, n := range names {
+		if unknown {
+			t.unknown[n] = true
+		} else {
+			delete(t.unknown, n)
+		}
+	}
+}
+
 // Retain forgets devices no longer in the inventory (after a reload), and
 // their nocbridge_device_up series.
 func (t *Tracker) Retain(inv *inventory.Inventory) {
@@ -329,7 +349,7 @@ func (t *Tracker) statusLocked(dev *inventory.Device) Status {
 	s := Status{Name: dev.Name, Address: dev.Address, Site: dev.Site, Role: dev.Role, Labels: dev.Labels, State: "unknown"}
 	d := t.devices[dev.Name]
 	if d == nil {
-		return s
+		return s // never seen: unknown
 	}
 	if d.seen {
 		s.State = "down"
@@ -340,6 +360,9 @@ func (t *Tracker) statusLocked(dev *inventory.Device) Status {
 	}
 	s.SNMPState, s.SNMPError, s.LastPoll = d.snmpState, d.snmpErr, d.lastPoll
 	s.CPU, s.Mem, s.UptimeS = number(d.values, "cpu"), number(d.values, "mem"), number(d.values, "uptime_s")
+	if t.unknown[dev.Name] {
+		s.State = "unknown"
+	}
 	return s
 }
 

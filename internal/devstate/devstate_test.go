@@ -73,3 +73,38 @@ nocbridge_probes_total{kind="snmp",result="timeout"} 1
 		t.Errorf("%d nocbridge_device_up series after sw2 was removed, want 1", n)
 	}
 }
+
+func TestSetUnknown(t *testing.T) {
+	tr, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := inventory.Of(inventory.Device{Name: "br-sw1", Address: "192.0.2.1", Site: "BR1"},
+		inventory.Device{Name: "br-sw2", Address: "192.0.2.2", Site: "BR1"})
+	for _, name := range []string{"br-sw1", "br-sw2"} {
+		d, _ := inv.Device(name)
+		tr.Record(observation.Observation{Source: observation.ICMP, Device: d, Time: time.Unix(1_700_000_000, 0),
+			Vars: map[string]any{"up": name == "br-sw1", "loss": 0.0, "rtt_ms": 2.0, "sent": 1, "recv": 1}})
+	}
+	states := func() string {
+		var s []string
+		for _, st := range tr.List(inv) {
+			s = append(s, st.Name+"="+st.State)
+		}
+		return strings.Join(s, " ")
+	}
+	if got := states(); got != "br-sw1=up br-sw2=down" {
+		t.Fatalf("before: %s", got)
+	}
+	tr.SetUnknown([]string{"br-sw1", "br-sw2"}, true)
+	if got := states(); got != "br-sw1=unknown br-sw2=unknown" {
+		t.Errorf("marked unknown: %s, want both unknown (not down)", got)
+	}
+	if d, _ := tr.Get(inv, "br-sw1"); d.RTTMs != 2 {
+		t.Errorf("marked unknown: last RTT %v, want the last seen kept (2)", d.RTTMs)
+	}
+	tr.SetUnknown([]string{"br-sw1", "br-sw2"}, false)
+	if got := states(); got != "br-sw1=up br-sw2=down" {
+		t.Errorf("unmarked: %s, want the last seen states back", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocbridge/nocbridge/internal/cluster/edge"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/console/consoletest"
 	"github.com/nocbridge/nocbridge/internal/notify/notifytest"
@@ -34,6 +35,18 @@ func TestCluster(t *testing.T) {
 			want: "{\n  \"enabled\": false\n}\n"},
 		{name: "three nodes, one unreachable", cluster: func(context.Context) store.ClusterInfo { return three },
 			golden: "cluster-three-nodes.json"},
+		{name: "hub alone, an edge site cut off", cluster: func(context.Context) store.ClusterInfo {
+			return store.ClusterInfo{Edge: edge.HubStatus{Role: "hub", Listen: "0.0.0.0:7422", UnreachableAfter: 30, Sites: []edge.SiteStatus{
+				{Site: "BR1", Connected: false, LastContact: at, LastContactSeconds: 61.5, Unreachable: true, Devices: 12, Received: 5230, Dropped: 0,
+					Stream: store.EdgeSiteStream{Messages: 5230, LastOrigin: 5230}},
+				{Site: "BR2", Connected: true, LastContact: at.Add(time.Minute), LastContactSeconds: 0.4, Devices: 3, Received: 880, Dropped: 17,
+					Stream: store.EdgeSiteStream{Messages: 897, Pending: 2, SourceLag: 5, LastOrigin: 897}},
+			}}}
+		}, golden: "cluster-edge-hub.json"},
+		{name: "edge node", cluster: func(context.Context) store.ClusterInfo {
+			return store.ClusterInfo{Edge: edge.EdgeStatus{Role: "edge", EdgeBufferStatus: store.EdgeBufferStatus{Hub: "nats-leaf://hub.example.net:7422",
+				Site: "BR1", Connected: false, Bytes: 1 << 20, Limit: 1 << 30, Messages: 3100, Delivered: 5230, Pending: 3100}}}
+		}, golden: "cluster-edge-node.json"},
 		{name: "single node with vantage points: not shown", vantage: status, want: "{\n  \"enabled\": false\n}\n"},
 		{name: "three nodes with vantage points, one outvoted", cluster: func(context.Context) store.ClusterInfo { return three },
 			vantage: status, golden: "cluster-vantage.json"},

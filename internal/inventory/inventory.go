@@ -29,6 +29,9 @@ type Device struct {
 	Parents []string          `json:"-"` // upstream devices, by name
 	ICMP    *ICMP             `json:"-"` // nil: not pinged
 	SNMP    *SNMP             `json:"-"` // nil: not polled
+	// Remote: an edge site's collector probes it (its site is one of
+	// hub.sites), not this node; its observations come through the hub.
+	Remote bool `json:"-"`
 }
 
 // In reports whether the selector picks the device.
@@ -70,6 +73,7 @@ func New(cfg *config.Config) *Inventory {
 	for _, d := range cfg.Devices {
 		dev := Device{Name: d.Name, Address: d.Address, Site: d.Site, Role: d.Role,
 			Labels: maps.Clone(d.Labels), Parents: slices.Clone(d.Parents)}
+		dev.Remote = cfg.Hub != nil && d.Site != "" && slices.Contains(cfg.Hub.Sites, d.Site)
 		if !d.ICMP.Disabled {
 			eff := cfg.EffectiveICMP(d)
 			dev.ICMP = &ICMP{Interval: eff.Interval.D(), Timeout: eff.Timeout.D(), Count: eff.Count}

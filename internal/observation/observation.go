@@ -25,10 +25,14 @@ const (
 	// devices (SPEC 11.2): one observation per change of a site's state,
 	// about the site's own record (inventory.SiteDevice).
 	Site Source = "site"
+	// Edge is derived by the hub of edge sites (SPEC 9) from its contact
+	// with a site's collector: one observation per change, about the
+	// site's own record (inventory.SiteDevice).
+	Edge Source = "edge"
 )
 
 // Sources lists every source, for validation and metric labels.
-var Sources = []Source{ICMP, SNMP, Trap, Site}
+var Sources = []Source{ICMP, SNMP, Trap, Site, Edge}
 
 // Schema is a sample of the variables a source's observations carry, each
 // with a value of its type, so rule expressions are type-checked at load
@@ -44,6 +48,8 @@ func Schema(s Source) map[string]any {
 		return map[string]any{"trap": "", "trap_oid": "", "vars": map[string]any{}, "source": "", "version": ""}
 	case Site:
 		return map[string]any{"site": "", "outage": false, "down": 0, "pinged": 0, "ratio": 0.0, "devices": ""}
+	case Edge:
+		return map[string]any{"site": "", "unreachable": false, "last_contact_s": 0.0, "devices": 0}
 	}
 	return nil
 }
@@ -56,7 +62,8 @@ type Observation struct {
 	// Vars are the variables rules see (icmp: up, loss, rtt_ms,
 	// rtt_min_ms, rtt_max_ms, sent, recv; snmp: cpu, mem, uptime_s,
 	// uptime_reset and custom OIDs; trap: trap, trap_oid, vars, source,
-	// version; site: site, outage, down, pinged, ratio, devices). Nil when
+	// version; site: site, outage, down, pinged, ratio, devices; edge:
+	// site, unreachable, last_contact_s, devices). Nil when
 	// nothing was measured (a failed poll): no rule fires or clears on
 	// missing data. Shared by every reader once emitted: never modified.
 	Vars map[string]any
@@ -121,6 +128,10 @@ func (q *Queue) Drain(handle func(Observation)) {
 		handle(o)
 	}
 }
+
+// Len is how many observations wait: a source that can wait (the hub
+// replaying an edge site's backlog from its stream) paces itself by it.
+func (q *Queue) Len() int { return len(q.ch) }
 
 // Close ends Drain once the queue is empty. Call it after every source has
 // stopped emitting.

@@ -138,7 +138,7 @@ func (s *Set) CheckTemplates(inv *inventory.Inventory) config.Errors {
 	for _, r := range s.Rules {
 		devices := inv.Devices()
 		switch r.Source {
-		case observation.Site:
+		case observation.Site, observation.Edge:
 			devices = nil
 			for _, site := range inv.Sites() {
 				d, _ := inv.SiteDevice(site)

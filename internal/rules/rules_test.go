@@ -72,6 +72,9 @@ func TestShippedRulesNameTheIssue(t *testing.T) {
 		{"NETWORK-SITES-1-501", observation.Site, TemplateData{Device: site, Key: "HQ",
 			Vars: map[string]any{"site": "HQ", "outage": true, "down": 4, "pinged": 5, "ratio": 0.8, "devices": "a, b, c, d"}},
 			"Site HQ is unreachable", "Site unreachable", "Availability"},
+		{"NETWORK-SITES-1-502", observation.Edge, TemplateData{Device: site, Key: "HQ",
+			Vars: map[string]any{"site": "HQ", "unreachable": true, "last_contact_s": 31.5, "devices": 12}},
+			"Collector of site HQ is unreachable", "Collector unreachable", "Availability"},
 	}
 	covered := map[*Rule]bool{}
 	for _, tt := range tests {

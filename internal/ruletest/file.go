@@ -63,6 +63,14 @@ type inputYAML struct {
 	Vars   map[string]any   `yaml:"vars"`
 	ICMP   *icmpYAML        `yaml:"icmp"`
 	SNMP   map[string]any   `yaml:"snmp"`
+	// Edge is what the hub of an edge site reports of its collector
+	// (SPEC 9); device then names the site.
+	Edge *edgeYAML `yaml:"edge"`
+}
+
+type edgeYAML struct {
+	Unreachable  bool    `yaml:"unreachable"`
+	LastContactS float64 `yaml:"last_contact_s"`
 }
 
 type icmpYAML struct {
@@ -122,7 +130,7 @@ type input struct {
 	at     time.Duration
 	line   int
 	device *inventory.Device
-	kind   string // "trap", "icmp" or "snmp"
+	kind   string // "trap", "icmp", "snmp" or "edge"
 	vars   map[string]any
 }
 
@@ -335,14 +343,24 @@ func (l *loader) input(f *File, in inputYAML, line int) []input {
 		kinds++
 		kind = "snmp"
 	}
+	if in.Edge != nil {
+		kinds++
+		kind = "edge"
+	}
 	if kinds != 1 {
-		l.bad(line, "input: give exactly one of trap, icmp or snmp")
+		l.bad(line, "input: give exactly one of trap, icmp, snmp or edge")
 		return nil
 	}
 	if in.Vars != nil && kind != "trap" {
 		l.bad(line, "input: vars go with a trap")
 	}
 	d, ok := f.inv.Device(in.Device)
+	if kind == "edge" {
+		if d, ok = f.inv.SiteDevice(in.Device); !ok {
+			l.bad(line, "input: edge: device %q is not a site of devices (an edge input is about a site)", in.Device)
+			return nil
+		}
+	}
 	if !ok {
 		if in.Device == "" {
 			l.bad(line, "input: device is required")
@@ -366,6 +384,9 @@ func (l *loader) input(f *File, in inputYAML, line int) []input {
 			return nil
 		}
 		vars = icmpVars(*in.ICMP, d)
+	case "edge":
+		vars = map[string]any{"site": d.Name, "unreachable": in.Edge.Unreachable, "last_contact_s": in.Edge.LastContactS,
+			"devices": len(f.inv.Site(d.Name))}
 	case "snmp":
 		v, err := snmpVars(in.SNMP)
 		if err != nil {

@@ -233,7 +233,7 @@ tests:
 `, []string{
 			`T:7: input: trap "IF-MIB::linkDwn": not a name nocbridge knows (write its numeric OID, or name it in the config's traps.mib)`,
 			`T:8: input: unknown device "sw9" (not in devices or the config)`,
-			`T:9: input: give exactly one of trap, icmp or snmp`,
+			`T:9: input: give exactly one of trap, icmp, snmp or edge`,
 			`T:10: input: every needs until, at or after at`,
 			`T:11: input: icmp loss is a percentage, 0 to 100`,
 			`T:12: input: var "IF-MIB::ifIndx": not a name nocbridge knows (write its numeric OID, or name it in the config's traps.mib)`,

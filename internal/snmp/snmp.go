@@ -43,11 +43,12 @@ type Target struct {
 	dev *inventory.Device // the record observations carry (Targets sets it)
 }
 
-// Targets are the inventory's polled devices, with their settings.
+// Targets are the inventory's polled devices, with their settings, but
+// those an edge site's collector polls (Device.Remote).
 func Targets(inv *inventory.Inventory) []Target {
 	var ts []Target
 	for _, d := range inv.Devices() {
-		if s := d.SNMP; s != nil {
+		if s := d.SNMP; s != nil && !d.Remote { // an edge site's devices: its collector polls them
 			ts = append(ts, Target{Device: d.Name, Address: d.Address, Profile: s.Profile,
 				Interval: s.Interval, Timeout: s.Timeout, Retries: s.Retries, OIDs: s.OIDs, dev: d})
 		}

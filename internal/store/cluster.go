@@ -244,16 +244,20 @@ type ClusterInfo struct {
 	Streams    []StreamStatus `json:"streams,omitempty"`
 	// Error says what could not be read (the rest is what could).
 	Error string `json:"error,omitempty"`
+	// Edge is the edge sites' status (SPEC 9), set by who runs them
+	// (cluster/edge: a hub's sites, or an edge's buffer); nil: omitted.
+	Edge any `json:"edge,omitempty"`
 }
 
 // MarshalJSON shows a store alone as {"enabled": false} (with its
-// nats_url, if any): nothing else applies to it.
+// nats_url and edge, if any): nothing else applies to it.
 func (ci ClusterInfo) MarshalJSON() ([]byte, error) {
 	if !ci.Enabled {
 		return json.Marshal(struct {
 			Enabled bool   `json:"enabled"`
 			NATSURL string `json:"nats_url,omitempty"`
-		}{false, ci.NATSURL})
+			Edge    any    `json:"edge,omitempty"`
+		}{false, ci.NATSURL, ci.Edge})
 	}
 	type plain ClusterInfo // without this method
 	return json.Marshal(plain(ci))

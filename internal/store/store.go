@@ -49,6 +49,10 @@ type Options struct {
 	// URL (store.nats_url) uses an existing NATS JetStream server or
 	// cluster instead of embedding one: Dir is then not used.
 	URL string
+	// Edge makes the embedded server a leaf node of its hub (edge.go);
+	// Hub makes it listen for edges' leaf connections.
+	Edge *config.Edge
+	Hub  *config.Hub
 }
 
 // Store is an open state directory with its embedded server.
@@ -65,6 +69,8 @@ type Store struct {
 	cluster  *config.Cluster
 	remote   string
 	replicas int
+	edge     *config.Edge
+	hub      *config.Hub
 
 	// As opened, for restarting JetStream after a write error (health.go).
 	maxStore     int64
@@ -131,6 +137,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		SyncInterval:      opts.SyncInterval,
 	}
 	token, err := clusterOptions(sopts, opts.Cluster)
+	if err == nil {
+		err = edgeOptions(sopts, opts.Edge, opts.Hub)
+	}
 	var srv *server.Server
 	if err == nil {
 		srv, err = server.NewServer(sopts)
@@ -172,6 +181,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 
 	s := &Store{dir: dir, log: log, srv: srv, lock: lock, h: h, cluster: opts.Cluster, replicas: replicasFor(opts.Cluster != nil),
+		edge: opts.Edge, hub: opts.Hub,
 		maxStore: int64(min(total, 1<<50)), syncAlways: opts.SyncInterval <= 0, syncInterval: opts.SyncInterval}
 	srvLog.setDiskError(s.diskError)
 	s.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("nocbridge"), nats.Token(token),

@@ -3,10 +3,7 @@ package lease_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,73 +13,8 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/cluster/lease"
 	"github.com/nocbridge/nocbridge/internal/store"
+	"github.com/nocbridge/nocbridge/internal/testutil/relay"
 )
-
-// link is a TCP relay on loopback for one route between two NATS servers;
-// cut drops its connections and refuses new ones: a network partition.
-type link struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	target string
-	conns  []net.Conn
-	down   bool
-}
-
-func newLink(t *testing.T) *link {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &link{ln: ln}
-	t.Cleanup(func() { _ = ln.Close(); l.cut() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go l.relay(c)
-		}
-	}()
-	return l
-}
-
-func (l *link) relay(c net.Conn) {
-	l.mu.Lock()
-	target, down := l.target, l.down
-	l.mu.Unlock()
-	if down || target == "" {
-		_ = c.Close()
-		return
-	}
-	u, err := net.Dial("tcp", target)
-	if err != nil {
-		_ = c.Close()
-		return
-	}
-	l.mu.Lock()
-	if l.down {
-		l.mu.Unlock()
-		_ = c.Close()
-		_ = u.Close()
-		return
-	}
-	l.conns = append(l.conns, c, u)
-	l.mu.Unlock()
-	go func() { _, _ = io.Copy(u, c); _ = u.Close() }()
-	_, _ = io.Copy(c, u)
-	_ = c.Close()
-}
-
-func (l *link) cut() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.down = true
-	for _, c := range l.conns {
-		_ = c.Close()
-	}
-	l.conns = nil
-}
 
 // A three-node JetStream cluster on loopback, each route through a link,
 // the lease bucket replicated on all three (R3), a contender on each
@@ -94,11 +26,11 @@ func TestPartitionedLeaderStepsDown(t *testing.T) {
 		t.Skip("forms a JetStream cluster and waits for failover")
 	}
 	const n = 3
-	links := map[[2]int]*link{}
+	links := map[[2]int]*relay.Link{}
 	for i := range n {
 		for j := range n {
 			if i != j {
-				links[[2]int{i, j}] = newLink(t)
+				links[[2]int{i, j}] = relay.New(t, "")
 			}
 		}
 	}
@@ -107,7 +39,7 @@ func TestPartitionedLeaderStepsDown(t *testing.T) {
 		var routes []*url.URL
 		for j := range n {
 			if i != j {
-				routes = append(routes, &url.URL{Scheme: "nats", Host: links[[2]int{i, j}].ln.Addr().String()})
+				routes = append(routes, &url.URL{Scheme: "nats", Host: links[[2]int{i, j}].Addr()})
 			}
 		}
 		srv, err := server.NewServer(&server.Options{
@@ -134,10 +66,7 @@ func TestPartitionedLeaderStepsDown(t *testing.T) {
 	for i, srv := range servers {
 		for j := range n {
 			if i != j {
-				l := links[[2]int{j, i}]
-				l.mu.Lock()
-				l.target = srv.ClusterAddr().String()
-				l.mu.Unlock()
+				links[[2]int{j, i}].SetTarget(srv.ClusterAddr().String())
 			}
 		}
 	}
@@ -208,7 +137,7 @@ func TestPartitionedLeaderStepsDown(t *testing.T) {
 	cutAt := time.Now()
 	for pair, l := range links {
 		if pair[0] == 0 || pair[1] == 0 {
-			l.cut()
+			l.Cut()
 		}
 	}
 	next, at := m.waitLeader(30*time.Second, "n0")

@@ -98,11 +98,12 @@ type Target struct {
 	dev *inventory.Device // the record observations carry (Targets sets it)
 }
 
-// Targets are the inventory's pinged devices, with their settings.
+// Targets are the inventory's pinged devices, with their settings, but
+// those an edge site's collector pings (Device.Remote).
 func Targets(inv *inventory.Inventory) []Target {
 	var ts []Target
 	for _, d := range inv.Devices() {
-		if d.ICMP != nil {
+		if d.ICMP != nil && !d.Remote { // an edge site's devices: its collector pings them
 			ts = append(ts, Target{Device: d.Name, Address: d.Address, Interval: d.ICMP.Interval,
 				Timeout: d.ICMP.Timeout, Count: d.ICMP.Count, dev: d})
 		}
