@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/nocbridge/nocbridge/internal/alert"
+	"github.com/nocbridge/nocbridge/internal/cluster"
 	"github.com/nocbridge/nocbridge/internal/cluster/edge"
+	"github.com/nocbridge/nocbridge/internal/cluster/lease"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/console"
 	"github.com/nocbridge/nocbridge/internal/devstate"
@@ -36,6 +38,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/store"
 	"github.com/nocbridge/nocbridge/internal/systemd"
 	"github.com/nocbridge/nocbridge/internal/trap"
+	"github.com/nocbridge/nocbridge/internal/vantage"
 )
 
 // Options configure an App.
@@ -63,6 +66,11 @@ type App struct {
 	states   *devstate.Tracker
 	edge     *edge.Node // edge: or hub: (SPEC 9); nil: neither
 	queue    *observation.Queue
+	emit     observation.Emit // the sources': the queue alone, the bus in a cluster
+	lease    *lease.Lease     // cluster only, as bus and bridge
+	bus      *store.Bus
+	bridge   *cluster.Bridge
+	vantage  *vantage.Set // cluster only: every node's ICMP rounds of each device
 	icmp     *icmp.Engine // nil when no device is pinged and ICMP sockets cannot be opened
 	snmp     *snmp.Engine
 	traps    *trap.Receiver // nil when the config has no traps section
@@ -157,6 +165,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.build(ctx, gen); err != nil {
 		return err
 	}
+	if err := a.joinCluster(ctx, gen.cfg.Cluster); err != nil {
+		return err
+	}
 	// History's writer stops after the pipeline that writes to it.
 	histCtx, stopHistory := context.WithCancel(context.WithoutCancel(ctx))
 	histDone := make(chan struct{})
@@ -189,7 +200,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	pipeCtx, stopPipe := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPipe()
 	var pipe, sources sync.WaitGroup
-	errc := make(chan error, 8) // room for every component's error
+	errc := make(chan error, 16) // room for every component's error
 	goRun := func(wg *sync.WaitGroup, name string, f func() error) {
 		wg.Go(func() {
 			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
@@ -199,36 +210,29 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.store.OnChange(a.storeChanged)
 	goRun(&pipe, "store", func() error { return a.store.Run(pipeCtx) })
-	goRun(&pipe, "outbox", func() error { return a.outbox.Run(pipeCtx) })
 	goRun(&pipe, "http", func() error { return srv.Serve(pipeCtx) })
 	goRun(&pipe, "inventory", func() error { return a.devices.Run(pipeCtx) })
-	goRun(&pipe, "noise", func() error { return a.noise.Run(pipeCtx) })
 	goRun(&pipe, "silences", func() error { return a.mutes.Run(pipeCtx) })
-	// Alert state: resolve what vanished from config and send what was
-	// stored but not handed to the outbox before a crash.
-	if err := a.alerts.SetRules(ctx, gen.rules, gen.inventory); err != nil {
-		a.log.Error("restoring alert state", "err", err)
+	if a.lease != nil {
+		goRun(&pipe, "lease", func() error { return a.lease.Run(pipeCtx) })
+		goRun(&pipe, "bus", func() error { return a.bus.Run(pipeCtx) })
 	}
-	goRun(&pipe, "alerts", func() error { return a.alerts.Run(pipeCtx) })
 	goRun(&pipe, "edge", func() error { return a.edge.RunPublisher(pipeCtx) })
-	var evaluated sync.WaitGroup
-	evaluated.Go(func() {
-		a.queue.Drain(func(o observation.Observation) {
-			a.states.Record(o)
-			a.noise.Observe(o)
-			_ = a.alerts.Observe(pipeCtx, o) // failures are logged by the manager and retried from the store
-		})
-	})
+	// Evaluation and delivery: while this node leads (alone: always).
+	termsCtx, stopTerms := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTerms()
+	var terms sync.WaitGroup
+	goRun(&terms, "leader", func() error { return cluster.Terms(termsCtx, a.leadership(), a.lead(goRun)) })
 
 	sourcesStarted = true
 	srcCtx, stopSources := context.WithCancel(ctx)
 	defer stopSources()
-	emit := a.edge.Emit(a.queue.Emit) // an edge's sources feed its buffer for the hub
+	emit := a.edge.Emit(a.emit) // an edge's sources feed its buffer for the hub
 	if a.icmp != nil {
 		goRun(&sources, "icmp", func() error { return a.icmp.Run(srcCtx, emit) })
 	}
 	goRun(&sources, "snmp", func() error { return a.snmp.Run(srcCtx, emit) })
-	goRun(&sources, "edge sites", func() error { return a.edge.RunSource(srcCtx, a.queue.Emit) })
+	goRun(&sources, "edge sites", func() error { return a.edge.RunSource(srcCtx, a.emit) })
 	if a.traps != nil {
 		goRun(&sources, "traps", func() error { return a.traps.Run(srcCtx, emit) })
 	}
@@ -254,7 +258,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	stopSources()
 	sources.Wait()
 	a.queue.Close()
-	evaluated.Wait()
+	stopTerms()
+	terms.Wait()
 	stopPipe()
 	pipe.Wait()
 	a.log.Info("nocbridge stopped")
@@ -269,6 +274,9 @@ func (a *App) storeChanged(h store.Health) {
 		return
 	}
 	_, _ = systemd.Notify("STATUS=monitoring")
+	if !a.leads() {
+		return
+	}
 	a.alerts.RetryUnsent()
 	a.noise.Retry()
 }
@@ -400,6 +408,9 @@ func (a *App) Reload(ctx context.Context) error {
 	a.warnRestartOnly(old.cfg, gen.cfg)
 	a.devices.Store(gen.inventory)
 	a.states.Retain(gen.inventory)
+	if a.vantage != nil {
+		a.vantage.Retain(gen.inventory)
+	}
 	a.outbox.SetDestinations(gen.destinations)
 	a.dispatch.SetRouter(gen.router)
 	a.dispatch.SetEditors(gen.notifiers.Edits)
@@ -415,8 +426,10 @@ func (a *App) Reload(ctx context.Context) error {
 			a.log.Error("applying trap settings after reload", "err", err)
 		}
 	}
-	if err := a.alerts.SetRules(ctx, gen.rules, gen.inventory); err != nil {
-		a.log.Error("applying rules after reload", "err", err)
+	if a.leads() { // a follower's apply when it leads
+		if err := a.alerts.SetRules(ctx, gen.rules, gen.inventory); err != nil {
+			a.log.Error("applying rules after reload", "err", err)
+		}
 	}
 	a.reloadOK.Set(1)
 	a.reloadTime.SetToCurrentTime()
@@ -455,7 +468,7 @@ func (a *App) stateFor(ctx context.Context) stateFor {
 // apiDeps are the API's read models and its access rules; the listener
 // (h.Listen) is bound once, so whether it is Public is too.
 func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
-	return httpapi.Deps{
+	d := httpapi.Deps{
 		Logger:   a.log.With("component", "http"),
 		Gatherer: a.reg,
 		Ready:    a.Readiness,
@@ -482,32 +495,41 @@ func (a *App) apiDeps(h config.HTTP) httpapi.Deps {
 			}
 			return names
 		},
-		Outbox:      a.outbox,
+		Outbox:      leaderOutbox{a.outbox, a},
 		Silences:    a.mutes,
 		Prober:      a.prober(),
 		History:     a.history,
 		Token:       func() config.Secret { return a.gen.Load().cfg.HTTP.Token },
 		Public:      !config.LoopbackListen(h.Listen),
 		MetricsAuth: func() bool { return a.gen.Load().cfg.HTTP.MetricsAuth },
-		Cluster:     a.edge.ClusterInfo(a.store.ClusterInfo),
+		Cluster:     a.edge.ClusterInfo(a.clusterInfo),
 	}
+	if a.vantage != nil {
+		d.ClusterVantage, d.Vantage = a.vantage.Status, a.vantage.Results
+	}
+	return d
 }
 
 // console is the operator's console over the API's read models, history,
 // the device series and the outbox, mutes and prober the API uses.
 func (a *App) console(api httpapi.Deps) (*console.Console, error) {
-	return console.New(console.Deps{Logger: a.log.With("component", "console"), Registerer: a.reg,
+	d := console.Deps{Logger: a.log.With("component", "console"), Registerer: a.reg,
 		ExternalURL: func() string { return a.gen.Load().cfg.ExternalURL },
 		Alerts:      api.Alerts, Devices: api.Devices, Destinations: api.Destinations, Token: api.Token,
 		Device: func(name string) (devstate.Status, bool) { d, ok := api.Device(name); return d.Status, ok },
-		Series: a.states, History: a.history, Noise: a.noise, Outbox: a.outbox, Mutes: a.mutes,
+		Series: a.states, History: a.history, Noise: a.noise, Outbox: leaderOutbox{a.outbox, a}, Mutes: a.mutes,
 		Prober: console.ProbeWith(api.Prober),
 		Store: func() error {
 			if h := a.store.Health(); !h.OK {
 				return errors.New(h.Reason)
 			}
 			return nil
-		}})
+		},
+		ClusterVantage: api.ClusterVantage, Vantage: api.Vantage}
+	if a.lease != nil || a.edge != nil {
+		d.Cluster = api.Cluster // the cluster page, linked from the navigation
+	}
+	return console.New(d)
 }
 
 // prober probes a device by hand with the running config and the live inventory.

@@ -17,6 +17,9 @@ import (
 
 func TestCluster(t *testing.T) {
 	three := consoletest.ThreeNodes()
+	three.Leader = &store.ClusterLeader{Node: "nb2", Term: 41}
+	three.Bus = &store.BusState{Stream: store.BusStream, Messages: 5210, Pending: 3, AckPending: 12, Acknowledged: 5195, DuplicatesDropped: 87,
+		DuplicateWindow: store.BusDuplicateWindow.String()}
 	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	status := func() vantage.Status {
 		return vantage.Status{DownWhen: config.DownWhenMajority, Disagreements: []vantage.DeviceResults{{Device: "core-sw1", Up: true,
@@ -56,7 +59,7 @@ func TestCluster(t *testing.T) {
 			vantage: func() vantage.Status {
 				return vantage.Status{DownWhen: config.DownWhenAll, Disagreements: []vantage.DeviceResults{}}
 			},
-			want: "{\n  \"enabled\": true,\n  \"name\": \"c\",\n  \"node\": \"nb1\",\n  \"ready\": false,\n  \"vantage\": {\n    \"down_when\": \"all\",\n    \"disagreements\": []\n  }\n}\n"},
+			want: "{\n  \"enabled\": true,\n  \"name\": \"c\",\n  \"node\": \"nb1\",\n  \"ready\": false,\n  \"self_leader\": false,\n  \"vantage\": {\n    \"down_when\": \"all\",\n    \"disagreements\": []\n  }\n}\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

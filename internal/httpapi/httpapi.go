@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nocbridge/nocbridge/internal/alert"
+	"github.com/nocbridge/nocbridge/internal/cluster"
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/devstate"
 	"github.com/nocbridge/nocbridge/internal/mute"
@@ -233,7 +234,7 @@ func Handler(d Deps) http.Handler {
 				if errors.Is(err, outbox.ErrNotFound) {
 					status = http.StatusNotFound
 				}
-				writeError(w, status, err.Error())
+				writeError(w, notLeader(err, status), err.Error())
 				return
 			}
 			writeJSON(w, map[string]int{"replayed": 1})
@@ -241,7 +242,7 @@ func Handler(d Deps) http.Handler {
 		}
 		n, err := d.Outbox.ReplayAll(r.Context(), req.Destination)
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, err.Error())
+			writeError(w, notLeader(err, http.StatusInternalServerError), err.Error())
 			return
 		}
 		writeJSON(w, map[string]int{"replayed": n})
@@ -411,6 +412,15 @@ func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// notLeader is 409 for a call a follower refuses (it needs the cluster
+// leader's state; the error names the leader), else status.
+func notLeader(err error, status int) int {
+	if _, ok := errors.AsType[*cluster.NotLeader](err); ok {
+		return http.StatusConflict
+	}
+	return status
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -242,6 +242,12 @@ type ClusterInfo struct {
 	MetaLeader string         `json:"meta_leader,omitempty"`
 	Nodes      []ClusterNode  `json:"nodes,omitempty"`
 	Streams    []StreamStatus `json:"streams,omitempty"`
+	// Leader is the cluster's leader as this node knows it (nil: none
+	// known); SelfLeader: this node leads. Bus is the observation bus.
+	// The app fills these in: the store holds the lease, not the election.
+	Leader     *ClusterLeader `json:"leader,omitempty"`
+	SelfLeader bool           `json:"self_leader"`
+	Bus        *BusState      `json:"bus,omitempty"`
 	// Error says what could not be read (the rest is what could).
 	Error string `json:"error,omitempty"`
 	// Edge is the edge sites' status (SPEC 9), set by who runs them
@@ -261,6 +267,12 @@ func (ci ClusterInfo) MarshalJSON() ([]byte, error) {
 	}
 	type plain ClusterInfo // without this method
 	return json.Marshal(plain(ci))
+}
+
+// ClusterLeader is the node that leads and its lease term.
+type ClusterLeader struct {
+	Node string `json:"node"`
+	Term uint64 `json:"term"`
 }
 
 // ClusterNode is one NATS server of the cluster.
@@ -403,4 +415,38 @@ func (s *Store) ClusterReady(ctx context.Context) error {
 		return fmt.Errorf("JetStream at %s: %w", s.remote, err)
 	}
 	return nil
+}
+
+// AwaitStreamLeaders waits, at most until ctx is done, until every stream
+// and bucket has a leader: after a node's death JetStream elects new ones
+// for those it led, and a read sent meanwhile waits out its whole timeout.
+// A cluster's new leader calls it before reading back what the previous
+// one stored, so that the reading is not left half done. Alone: nil at
+// once.
+func (s *Store) AwaitStreamLeaders(ctx context.Context) error {
+	if !s.Clustered() {
+		return nil
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, clusterInfoTimeout)
+		leaderless := ""
+		streams := s.js.ListStreams(lctx)
+		for info := range streams.Info() {
+			if c := info.Cluster; c != nil && c.Leader == "" && leaderless == "" {
+				leaderless = info.Config.Name
+			}
+		}
+		err := streams.Err()
+		cancel()
+		if leaderless == "" && (err == nil || errors.Is(err, jetstream.ErrEndOfData)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("streams without a leader (%s): %w", cmpOr(leaderless, "listing them failed"), ctx.Err())
+		case <-tick.C:
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
@@ -273,8 +274,23 @@ func (s *Store) confirm(ctx context.Context) {
 		return // failed() already ran
 	}
 	if err := s.probe(ctx); err != nil && ctx.Err() == nil {
+		if s.Clustered() && noStreamLeader(err) {
+			// A JetStream election (a node died) or this node cut off from
+			// the quorum: no stream leader answers, the disk is not in
+			// question. Refusing every write here would also refuse the
+			// leader lease's renewals and prolong a failover; a disk
+			// error is still caught as the server logs it (diskError).
+			s.log.Warn("state store: a write got no answer from its stream's leader (a JetStream election, or this node cut off from the others); not a disk failure", "err", err)
+			return
+		}
 		s.failed("probe write failed: "+err.Error(), false)
 	}
+}
+
+// noStreamLeader reports a write that no stream leader answered.
+func noStreamLeader(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // tryRecover restarts JetStream when a stream met a write error (or a probe

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,10 +16,11 @@ import (
 // is built on, so that election is JetStream's, never home-made. Open it
 // with Store.LeaseBucket.
 type LeaseKV struct {
-	st     *Store // nil for a bucket opened elsewhere (NewLeaseKV)
-	kv     jetstream.KeyValue
-	bucket string
-	ttl    time.Duration
+	st      *Store // nil for a bucket opened elsewhere (NewLeaseKV)
+	kv      jetstream.KeyValue
+	bucket  string
+	ttl     time.Duration
+	handing atomic.Bool // a hand-off (handOff) is under way
 }
 
 // LeaseBucket opens the lease bucket name (creating it) with the store's
@@ -79,6 +82,7 @@ func (l *LeaseKV) Create(ctx context.Context, key string, value []byte) (rev uin
 	case err != nil:
 		return 0, false, fmt.Errorf("lease bucket %s: creating %q: %w", l.bucket, key, err)
 	}
+	l.handOff()
 	return rev, true, nil
 }
 
@@ -91,6 +95,7 @@ func (l *LeaseKV) Update(ctx context.Context, key string, value []byte, last uin
 	if err != nil {
 		return 0, fmt.Errorf("lease bucket %s: updating %q at revision %d: %w", l.bucket, key, last, err)
 	}
+	l.handOff()
 	return rev, nil
 }
 
@@ -116,6 +121,36 @@ func (l *LeaseKV) Delete(ctx context.Context, key string, last uint64) error {
 		return fmt.Errorf("lease bucket %s: deleting %q at revision %d: %w", l.bucket, key, last, err)
 	}
 	return nil
+}
+
+// handOff moves the bucket's stream (Raft) leader to another server when
+// this one has it, right after the lease holder wrote (its next write is a
+// renew interval away): a holder that dies then does not take the bucket's
+// leader with it, and the others can take the expired lease at once rather
+// than after JetStream has elected a new one (4 to 9 s, measured 6.0 s
+// after a kill -9). Only the embedded server of a cluster knows where the
+// leader is.
+func (l *LeaseKV) handOff() {
+	st := l.st
+	if st == nil || st.srv == nil || !st.Clustered() {
+		return
+	}
+	stream := "KV_" + l.bucket
+	if !st.srv.JetStreamIsStreamLeader(st.srv.GlobalAccount().Name, stream) || !l.handing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer l.handing.Store(false)
+		msg, err := st.nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil, l.ttl/3)
+		if err == nil && bytes.Contains(msg.Data, []byte(`"error"`)) {
+			err = errors.New(string(msg.Data))
+		}
+		if err != nil {
+			st.log.Warn("lease bucket: moving its stream leader off the lease holder failed; a kill of this node then takes JetStream's election longer to recover", "stream", stream, "err", err)
+			return
+		}
+		st.log.Info("lease bucket: its stream leader moved off the lease holder, so that the holder's death does not stall the lease", "stream", stream)
+	}()
 }
 
 // TTL is how long a value lives after its last write.

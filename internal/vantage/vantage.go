@@ -174,7 +174,9 @@ func (s *Set) Observe(node string, o observation.Observation) observation.Observ
 	d.window = windowOf(o.Device)
 	s.forget(d, o.Time)
 	old := d.nodes[node]
-	v := &view{obs: o, up: up}
+	kept := o
+	kept.Ack = nil // acknowledging is the arriving observation's, once
+	v := &view{obs: kept, up: up}
 	d.nodes[node] = v
 	verdict, chosen := d.verdict(o.Time, s.downWhen)
 	if !up && verdict {
@@ -195,7 +197,7 @@ func (s *Set) Observe(node string, o observation.Observation) observation.Observ
 		return o
 	}
 	out := chosen.obs
-	out.Source, out.Device, out.Time = o.Source, o.Device, o.Time
+	out.Source, out.Device, out.Time, out.Ack = o.Source, o.Device, o.Time, o.Ack
 	return out
 }
 

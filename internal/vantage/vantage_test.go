@@ -362,3 +362,32 @@ func TestNewRegisterError(t *testing.T) {
 		t.Errorf("second registration: %v", err)
 	}
 }
+
+// A cluster's leader acknowledges the bus through Observation.Ack: the
+// observation returned carries the arriving one's Ack, never a kept
+// result's, whichever result its vars come from.
+func TestObserveKeepsTheArrivingAck(t *testing.T) {
+	s, err := New(Options{DownWhen: config.DownWhenMajority})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, _ := testInv().Device("core-sw1")
+	acked := map[string]int{}
+	with := func(o observation.Observation, name string) observation.Observation {
+		o.Ack = func() { acked[name]++ }
+		return o
+	}
+	for i, node := range []string{"nb1", "nb2"} {
+		if got := s.Observe(node, with(icmp(dev, node, start.Add(time.Duration(i)*time.Second), true), node)); got.Ack != nil {
+			got.Ack()
+		}
+	}
+	got := s.Observe("nb3", with(icmp(dev, "nb3", start.Add(2*time.Second), false), "nb3")) // outvoted: nb2's vars
+	if got.Ack == nil {
+		t.Fatal("the outvoted round lost its Ack")
+	}
+	got.Ack()
+	if acked["nb1"] != 1 || acked["nb2"] != 1 || acked["nb3"] != 1 {
+		t.Errorf("acknowledged %v; want each arriving round once, nb2's not again for nb3's", acked)
+	}
+}

@@ -1,0 +1,436 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The observation bus (SPEC 9): in a cluster every node's sources publish
+// what they saw to one replicated stream, and the leader alone consumes it
+// for rule evaluation, through one durable consumer, so a new leader goes on
+// from where the previous one's acknowledgements stopped.
+const (
+	// BusStream is the stream, BusSubjectPrefix+<node> its subjects.
+	BusStream        = "OBSERVATIONS"
+	BusSubjectPrefix = "nocbridge.obs."
+	// BusDuplicateWindow is JetStream's de-duplication window on the bus:
+	// a record published with a message id already seen within it is
+	// stored once (a trap that reached several nodes, SPEC 9).
+	BusDuplicateWindow = 5 * time.Second
+	// busConsumer is the leader's durable consumer.
+	busConsumer = "evaluator"
+	// busMaxAge and busMaxBytes bound the stream: the leader consumes it
+	// within milliseconds, so what is older is never needed; past the
+	// bound the oldest records go.
+	busMaxAge   = 10 * time.Minute
+	busMaxBytes = 512 << 20
+	// busAckWait is how long a record delivered to the leader may stay
+	// unacknowledged before it is delivered again (to the leader of then):
+	// a leader killed mid-work hands its records over after this.
+	busAckWait = 5 * time.Second
+	// busMaxAckPending bounds the records delivered and not yet
+	// acknowledged (traps wait for their transitions' commit).
+	busMaxAckPending = 4096
+	// busQueue bounds the records waiting to be published: past it a
+	// source's record is dropped and counted, never waited for.
+	busQueue = 16384
+	// busBatch is how many records are published before their acks are
+	// awaited together.
+	busBatch = 256
+	// busRetryFor is how long a record that could not be published is
+	// tried again (a stream leader being elected takes up to ~10 s).
+	busRetryFor   = time.Minute
+	busAckTimeout = 5 * time.Second
+)
+
+// BusOptions configure Store.Bus.
+type BusOptions struct {
+	// Node is this node's name: the subject it publishes on.
+	Node       string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Bus is the observation bus: Publish on every node, Consume on the leader.
+type Bus struct {
+	st     *Store
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	node   string
+	log    *slog.Logger
+	queue  chan busRecord
+	prefix string // message ids made for records published without one
+	n      atomic.Uint64
+	// resumeFrom is the sequence the evaluator's consumer, deleted to
+	// deliver again from there, must be made again at (0: none); Consume's.
+	resumeFrom uint64
+
+	published, failed, duplicates, consumed prometheus.Counter
+	dupTotal                                atomic.Uint64
+}
+
+type busRecord struct {
+	data  []byte
+	msgID string
+	at    time.Time
+}
+
+// BusState is the bus as /api/v1/cluster shows it.
+type BusState struct {
+	Stream string `json:"stream"`
+	// Messages are the records the stream holds (consumed ones too, until
+	// they age out).
+	Messages uint64 `json:"messages"`
+	// Pending are records the leader has not been delivered yet;
+	// AckPending those delivered and not yet acknowledged.
+	Pending    uint64 `json:"pending"`
+	AckPending int    `json:"ack_pending"`
+	// Acknowledged is the stream sequence up to which the leader has
+	// acknowledged every record (committed their transitions).
+	Acknowledged uint64 `json:"acknowledged"`
+	// DuplicatesDropped counts the records this node published that
+	// JetStream stored once already (the same trap received by another
+	// node within the window).
+	DuplicatesDropped uint64 `json:"duplicates_dropped"`
+	DuplicateWindow   string `json:"duplicate_window"`
+	Error             string `json:"error,omitempty"`
+}
+
+// Bus opens the observation bus (creating its stream, with the store's
+// replicas). Run must run for Publish to publish.
+func (s *Store) Bus(ctx context.Context, opts BusOptions) (*Bus, error) {
+	if opts.Node == "" {
+		return nil, errors.New("observation bus: node name is empty")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = s.log
+	}
+	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(2*busBatch), jetstream.WithPublishAsyncTimeout(busAckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("observation bus: %w", err)
+	}
+	var stream jetstream.Stream
+	err = s.creating(ctx, func(ctx context.Context) (err error) {
+		stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        BusStream,
+			Description: "observations of every node's sources, for the leader's rule evaluation",
+			Subjects:    []string{BusSubjectPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.replicas,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      busMaxAge,
+			MaxBytes:    busMaxBytes,
+			MaxMsgs:     -1,
+			Duplicates:  BusDuplicateWindow,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the observation bus (stream %s) in %s: %w", BusStream, s.dir, err)
+	}
+	var inc [6]byte
+	_, _ = rand.Read(inc[:])
+	b := &Bus{st: s, js: js, stream: stream, node: opts.Node, log: log, queue: make(chan busRecord, busQueue),
+		prefix: opts.Node + "-" + hex.EncodeToString(inc[:]) + "-",
+		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_published_total",
+			Help: "Observations this node published on the cluster's observation bus (duplicates included)."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_publish_failures_total",
+			Help: "Observations this node could not publish on the observation bus (queue full, or not stored within a minute of retries): lost."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_duplicates_total",
+			Help: "Observations this node published that the bus had within its de-duplication window (a trap another node received too): stored once."}),
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_consumed_total",
+			Help: "Observations this node took from the bus for rule evaluation while it led."}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{b.published, b.failed, b.duplicates, b.consumed} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("observation bus metrics: %w", err)
+			}
+		}
+	}
+	return b, nil
+}
+
+// Publish queues data for publication under msgID (records with the same
+// id within BusDuplicateWindow are stored once; "" gives it a unique
+// one). It never blocks: a full queue drops the record, counted and
+// returned as an error.
+func (b *Bus) Publish(data []byte, msgID string) error {
+	if msgID == "" {
+		msgID = b.prefix + strconv.FormatUint(b.n.Add(1), 10)
+	}
+	select {
+	case b.queue <- busRecord{data: data, msgID: msgID, at: time.Now()}:
+		return nil
+	default:
+		b.failed.Inc()
+		return fmt.Errorf("observation bus: %d records wait to be published: dropped", busQueue)
+	}
+}
+
+// Run publishes what Publish queued, in order, until ctx is done, then
+// publishes what is still queued (for at most a few seconds).
+func (b *Bus) Run(ctx context.Context) error {
+	subject := BusSubjectPrefix + b.node
+	batch := make([]busRecord, 0, busBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-b.queue:
+			batch = append(batch, r)
+		case <-ctx.Done():
+			b.flush(subject)
+			return nil
+		}
+	more:
+		for len(batch) < busBatch {
+			select {
+			case r := <-b.queue:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		b.publish(ctx, subject, batch)
+	}
+}
+
+// flush publishes what is queued at stop, for at most busAckTimeout.
+func (b *Bus) flush(subject string) {
+	ctx, cancel := context.WithTimeout(context.Background(), busAckTimeout)
+	defer cancel()
+	for {
+		var batch []busRecord
+	more:
+		for len(batch) < busBatch {
+			select {
+			case r := <-b.queue:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		if len(batch) == 0 {
+			return
+		}
+		b.publish(ctx, subject, batch)
+		if ctx.Err() != nil {
+			n := len(b.queue)
+			b.failed.Add(float64(n))
+			b.log.Warn("observation bus: stopping with records not published", "lost", n)
+			return
+		}
+	}
+}
+
+// publish sends a batch asynchronously and awaits its acks; a record that
+// failed is published again (same id, so never stored twice) until it is
+// stored or busRetryFor has passed since it was queued.
+func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
+	futures := make([]jetstream.PubAckFuture, len(batch))
+	for i, r := range batch {
+		f, err := b.js.PublishAsync(subject, r.data, jetstream.WithMsgID(r.msgID))
+		if err == nil {
+			futures[i] = f
+		}
+	}
+	for i, r := range batch {
+		var ack *jetstream.PubAck
+		var err error
+		if f := futures[i]; f != nil {
+			select {
+			case ack = <-f.Ok():
+			case err = <-f.Err():
+			}
+		} else {
+			err = errors.New("not sent")
+		}
+		for wait := 100 * time.Millisecond; err != nil; wait = min(2*wait, 2*time.Second) {
+			if time.Since(r.at) > busRetryFor || ctx.Err() != nil {
+				b.failed.Inc()
+				b.log.Error("observation bus: record not stored: lost", "queued", r.at, "err", err)
+				break
+			}
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, busAckTimeout)
+			ack, err = b.js.Publish(pctx, subject, r.data, jetstream.WithMsgID(r.msgID))
+			cancel()
+		}
+		if ack != nil {
+			b.published.Inc()
+			if ack.Duplicate {
+				b.duplicates.Inc()
+				b.dupTotal.Add(1)
+			}
+		}
+	}
+}
+
+// Consume delivers the bus's records in stream order to handle, with the
+// node that published each, from where the durable consumer's
+// acknowledgements stopped, until ctx is done. ack acknowledges a record
+// and every record before it (JetStream's AckAll): call them in order, and
+// a record that needs no acknowledgement of its own needs no call. A
+// record not acknowledged within a few seconds is delivered again. Run it
+// on the leader only, on one goroutine.
+func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error {
+	for first := true; ; first = false {
+		cons := b.open(ctx, first)
+		if cons == nil {
+			return nil // ctx done
+		}
+		err := b.consume(ctx, cons, handle)
+		if ctx.Err() != nil {
+			return nil
+		}
+		b.log.Warn("observation bus: the evaluator's consumer stopped delivering; opening it again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// open opens the evaluator's consumer, trying again while JetStream does
+// not answer (a stream leader being elected), until ctx is done (nil).
+// first: a new leader's first opening, which takes over what the previous
+// leader left unacknowledged.
+func (b *Bus) open(ctx context.Context, first bool) jetstream.Consumer {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		cctx, cancel := context.WithTimeout(ctx, busAckTimeout)
+		cons, err := b.evaluator(cctx, first)
+		cancel()
+		if err == nil {
+			return cons
+		}
+		b.log.Warn("observation bus: opening the evaluator's consumer, trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// consume delivers cons's records to handle until ctx is done or the
+// consumer stops delivering.
+func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, handle func(node string, data []byte, ack func())) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(busBatch))
+	if err != nil {
+		return fmt.Errorf("observation bus: consuming: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return err
+		case err != nil:
+			b.log.Debug("observation bus: consumer", "err", err) // missed heartbeats: the iterator pulls again
+			continue
+		}
+		b.consumed.Inc()
+		handle(strings.TrimPrefix(msg.Subject(), BusSubjectPrefix), msg.Data(), func() { _ = msg.Ack() })
+	}
+}
+
+// evaluator opens the leader's durable consumer. At a leader's first
+// opening (first), when a previous leader left records delivered and not
+// acknowledged (it was killed or cut off mid-work), the consumer is made
+// again to deliver, in order, every record after the last one acknowledged
+// (acknowledgements are cumulative): waiting for them to be delivered again
+// one by one, after the ack wait, would hand them over behind newer ones (a
+// linkDown after the linkUp that followed it).
+func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       busConsumer,
+		Description:   "the leader's rule evaluation",
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       busAckWait,
+		MaxAckPending: busMaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      b.st.replicas,
+	}
+	if b.resumeFrom > 0 { // deleted below, not yet made again
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, b.resumeFrom
+	}
+	c, err := b.stream.Consumer(ctx, busConsumer)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		c, err = b.stream.CreateOrUpdateConsumer(ctx, cfg)
+		if err == nil {
+			b.resumeFrom = 0
+		}
+		return c, err
+	case err != nil:
+		return nil, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !first || info.NumAckPending == 0 {
+		return c, nil
+	}
+	if err := b.stream.DeleteConsumer(ctx, busConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
+	b.resumeFrom = cfg.OptStartSeq
+	b.log.Info("observation bus: the previous leader left records unacknowledged; delivering again, in order, from the first of them",
+		"unacknowledged", info.NumAckPending, "from_sequence", cfg.OptStartSeq)
+	if c, err = b.stream.CreateOrUpdateConsumer(ctx, cfg); err == nil {
+		b.resumeFrom = 0
+	}
+	return c, err
+}
+
+// State is the bus now: its records, the leader's backlog, and the
+// duplicates this node's publications met.
+func (b *Bus) State(ctx context.Context) BusState {
+	bs := BusState{Stream: BusStream, DuplicatesDropped: b.dupTotal.Load(), DuplicateWindow: BusDuplicateWindow.String()}
+	ctx, cancel := context.WithTimeout(ctx, clusterInfoTimeout)
+	defer cancel()
+	info, err := b.stream.Info(ctx)
+	if err != nil {
+		bs.Error = "reading stream " + BusStream + ": " + err.Error()
+		return bs
+	}
+	bs.Messages = info.State.Msgs
+	ci, err := b.stream.Consumer(ctx, busConsumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		bs.Pending = info.State.Msgs // no leader has consumed yet
+		return bs
+	}
+	if err == nil {
+		var inf *jetstream.ConsumerInfo
+		if inf, err = ci.Info(ctx); err == nil {
+			bs.Pending, bs.AckPending, bs.Acknowledged = inf.NumPending, inf.NumAckPending, inf.AckFloor.Stream
+			return bs
+		}
+	}
+	bs.Error = "reading the evaluator's consumer: " + err.Error()
+	return bs
+}
