@@ -198,9 +198,14 @@ func startLinkDownDaemon(ctx context.Context, name, rulesFile, receiverURL, logF
 // latencyConfig is the daemon's config: traps from 127.0.0.1 (one device,
 // ICMP off) against the shipped interface rule, every alert to one webhook.
 func latencyConfig(dir, ruleFile string, trapPort int, receiverURL string) string {
+	return daemonConfig(dir, ruleFile, "127.0.0.1:0", trapPort, receiverURL)
+}
+
+// daemonConfig is latencyConfig with the HTTP API on httpListen.
+func daemonConfig(dir, ruleFile, httpListen string, trapPort int, receiverURL string) string {
 	return fmt.Sprintf(`state_dir: %s
 http:
-  listen: 127.0.0.1:0
+  listen: %s
 rules: [%s]
 traps:
   listen: 127.0.0.1:%d
@@ -219,7 +224,7 @@ destinations:
 subscriptions:
   - name: all
     destinations: [bench-hook]
-`, strconv.Quote(filepath.Join(dir, "state")), strconv.Quote(ruleFile), trapPort, receiverURL)
+`, strconv.Quote(filepath.Join(dir, "state")), httpListen, strconv.Quote(ruleFile), trapPort, receiverURL)
 }
 
 // latencyLogger keeps the daemon's per-alert info logs (formatted, as in

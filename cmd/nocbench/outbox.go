@@ -32,41 +32,109 @@ func init() { benchmarks["outbox"] = runOutbox }
 // recorded in the store (fsynced).
 func runOutbox(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("outbox", flag.ContinueOnError)
-	n := fs.Int("n", 20000, "notifications to deliver")
-	dests := fs.Int("dests", 4, "webhook destinations (all on one loopback receiver)")
-	producers := fs.Int("producers", 8, "goroutines calling Enqueue")
+	load := outboxLoadFlags(fs)
 	minRate := fs.Float64("min-rate", 2000, "fail below this many delivered notifications per second")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (enqueue to the last delivery) to this file")
-	withHistory := fs.Bool("history", true, "record alert history (an active entry per notification, every attempt) as the daemon does; false measures without it")
 	loseResponses := fs.Int("lose-responses", 0, "drop the connection instead of answering the first N deliveries (received, but the sender cannot know), "+
 		"so the outbox sends them again: shows that a duplicate fails the run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n < 1 || *dests < 1 || *producers < 1 {
-		return errors.New("-n, -dests and -producers must be at least 1")
+	load.cpuProfile, load.loseResponses = *cpuProfile, *loseResponses
+	if err := load.check(); err != nil {
+		return err
 	}
-
-	rcv := newBenchReceiver(*n)
-	rcv.loseFirst.Store(int64(*loseResponses))
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
 
 	dir, err := os.MkdirTemp("", "nocbench-outbox-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := benchStoreLogger()
 	st, err := store.Open(ctx, store.Options{Dir: dir, Logger: logger}) // SyncInterval 0: fsync every write
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+
+	fmt.Printf("outbox: %d notifications, %d webhook destinations on a loopback receiver (204), %d producers, fsync on every write\n",
+		load.n, load.dests, load.producers)
+	res, err := measureOutbox(ctx, st, logger, *load)
+	if err != nil {
+		return err
+	}
+	res.print("  ")
+	if err := outboxVerdict(load.n, len(res.lat), res.dups, res.unknown, res.rate(), *minRate); err != nil {
+		return err
+	}
+	fmt.Printf("PASS: every notification delivered once, %.0f/s ≥ %.0f/s\n", res.rate(), *minRate)
+	return nil
+}
+
+// outboxLoad is what one outbox measurement sends and how.
+type outboxLoad struct {
+	n, dests, producers int
+	history             bool   // record alert history as the daemon does
+	loseResponses       int    // drop the connection instead of answering the first N
+	cpuProfile          string // "": no profile
+}
+
+// outboxLoadFlags declares the flags every outbox measurement shares.
+func outboxLoadFlags(fs *flag.FlagSet) *outboxLoad {
+	l := &outboxLoad{}
+	fs.IntVar(&l.n, "n", 20000, "notifications to deliver")
+	fs.IntVar(&l.dests, "dests", 4, "webhook destinations (all on one loopback receiver)")
+	fs.IntVar(&l.producers, "producers", 8, "goroutines calling Enqueue")
+	fs.BoolVar(&l.history, "history", true, "record alert history (an active entry per notification, every attempt) as the daemon does; false measures without it")
+	return l
+}
+
+func (l outboxLoad) check() error {
+	if l.n < 1 || l.dests < 1 || l.producers < 1 {
+		return errors.New("-n, -dests and -producers must be at least 1")
+	}
+	return nil
+}
+
+// benchStoreLogger shows the store's and outbox's warnings only.
+func benchStoreLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// outboxResult is one outbox measurement.
+type outboxResult struct {
+	n                  int
+	enqueueTook, total time.Duration
+	lat                []time.Duration // enqueue→delivered of each delivered notification, sorted
+	dups, unknown      int
+	hist               history.Stats
+}
+
+// rate is notifications delivered and recorded per second, end to end.
+func (r outboxResult) rate() float64 { return float64(r.n) / r.total.Seconds() }
+
+func (r outboxResult) print(indent string) {
+	fmt.Printf("%senqueue:     %d in %v = %.0f/s (each durable when Enqueue returned)\n", indent, r.n, r.enqueueTook.Round(time.Millisecond), float64(r.n)/r.enqueueTook.Seconds())
+	fmt.Printf("%send to end:  %d delivered and recorded in %v = %.0f/s\n", indent, len(r.lat), r.total.Round(time.Millisecond), r.rate())
+	fmt.Printf("%slatency enqueue→delivered: p50 %v  p99 %v  max %v\n", indent, pct(r.lat, 50), pct(r.lat, 99), pct(r.lat, 100))
+	fmt.Printf("%sreceiver:    %d duplicate deliveries, %d unexpected webhook-ids\n", indent, r.dups, r.unknown)
+	fmt.Printf("%shistory:     %d entries written, %d waiting, dropped %v\n", indent, r.hist.Written, r.hist.Waiting, r.hist.Dropped)
+}
+
+// measureOutbox runs the real outbox (and alert history) on st, delivering
+// load.n notifications to a loopback receiver answering 204, and times
+// each from Enqueue to its arrival; it returns once all are recorded as
+// delivered in the store.
+func measureOutbox(ctx context.Context, st *store.Store, logger *slog.Logger, load outboxLoad) (outboxResult, error) {
+	rcv := newBenchReceiver(load.n)
+	rcv.loseFirst.Store(int64(load.loseResponses))
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+
 	// Alert history records every attempt, as in the daemon.
 	hist, err := history.New(ctx, st, history.Options{Retention: 24 * time.Hour, Logger: logger})
 	if err != nil {
-		return err
+		return outboxResult{}, err
 	}
 	histCtx, stopHist := context.WithCancel(ctx)
 	histDone := make(chan error, 1)
@@ -76,19 +144,19 @@ func runOutbox(ctx context.Context, args []string) error {
 		<-histDone
 	}()
 	var rec history.Recorder = history.Discard
-	if *withHistory {
+	if load.history {
 		rec = hist
 	}
 	ob, err := outbox.New(ctx, st, outbox.Options{Logger: logger, History: rec})
 	if err != nil {
-		return err
+		return outboxResult{}, err
 	}
 	var ds []outbox.Destination
-	for i := range *dests {
+	for i := range load.dests {
 		name := fmt.Sprintf("bench-%d", i)
 		nf, err := benchWebhook(name, fmt.Sprintf("%s/%s", srv.URL, name))
 		if err != nil {
-			return err
+			return outboxResult{}, err
 		}
 		ds = append(ds, outbox.Destination{Name: name, Notifier: nf, Retry: outbox.RetryPolicy{Initial: 100 * time.Millisecond}})
 	}
@@ -104,8 +172,9 @@ func runOutbox(ctx context.Context, args []string) error {
 
 	// Enqueued times are indexed by notification number; the receiver maps
 	// each webhook-id back to it.
-	enqueued := make([]time.Time, *n)
-	items := make([]outbox.Item, *n)
+	n := load.n
+	enqueued := make([]time.Time, n)
+	items := make([]outbox.Item, n)
 	for i := range items {
 		ev := event.Sample("NETWORK-DEVICES-1-101", time.Now())
 		ev.InstanceID = fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
@@ -114,24 +183,22 @@ func runOutbox(ctx context.Context, args []string) error {
 		rcv.expect(ev.NotificationID(items[i].Destination), i)
 	}
 
-	fmt.Printf("outbox: %d notifications, %d webhook destinations on a loopback receiver (204), %d producers, fsync on every write\n",
-		*n, *dests, *producers)
-	if *cpuProfile != "" {
-		stopProfile, err := latencyStartProfile(*cpuProfile)
+	if load.cpuProfile != "" {
+		stopProfile, err := latencyStartProfile(load.cpuProfile)
 		if err != nil {
-			return err
+			return outboxResult{}, err
 		}
 		defer stopProfile()
 	}
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, *producers)
-	for range *producers {
+	errs := make(chan error, load.producers)
+	for range load.producers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= *n {
+				if i >= n {
 					return
 				}
 				enqueued[i] = time.Now()
@@ -145,42 +212,32 @@ func runOutbox(ctx context.Context, args []string) error {
 		})
 	}
 	wg.Wait()
-	enqueueTook := time.Since(start)
+	res := outboxResult{n: n, enqueueTook: time.Since(start)}
 	close(errs)
 	if err := <-errs; err != nil {
-		return err
+		return outboxResult{}, err
 	}
 
 	for pendingTotal(ob) > 0 {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return outboxResult{}, ctx.Err()
 		case <-time.After(time.Millisecond):
 		}
 	}
-	total := time.Since(start)
+	res.total = time.Since(start)
 
 	delivered, dups, unknown := rcv.results()
-	lat := make([]time.Duration, 0, *n)
+	res.dups, res.unknown = dups, unknown
+	res.lat = make([]time.Duration, 0, n)
 	for i, at := range delivered {
 		if !at.IsZero() {
-			lat = append(lat, at.Sub(enqueued[i]))
+			res.lat = append(res.lat, at.Sub(enqueued[i]))
 		}
 	}
-	slices.Sort(lat)
-	rate := float64(*n) / total.Seconds()
-	fmt.Printf("  enqueue:     %d in %v = %.0f/s (each durable when Enqueue returned)\n", *n, enqueueTook.Round(time.Millisecond), float64(*n)/enqueueTook.Seconds())
-	fmt.Printf("  end to end:  %d delivered and recorded in %v = %.0f/s\n", len(lat), total.Round(time.Millisecond), rate)
-	fmt.Printf("  latency enqueue→delivered: p50 %v  p99 %v  max %v\n", pct(lat, 50), pct(lat, 99), pct(lat, 100))
-	fmt.Printf("  receiver:    %d duplicate deliveries, %d unexpected webhook-ids\n", dups, unknown)
-	hs := hist.Stats()
-	fmt.Printf("  history:     %d entries written, %d waiting, dropped %v\n", hs.Written, hs.Waiting, hs.Dropped)
-
-	if err := outboxVerdict(*n, len(lat), dups, unknown, rate, *minRate); err != nil {
-		return err
-	}
-	fmt.Printf("PASS: every notification delivered once, %.0f/s ≥ %.0f/s\n", rate, *minRate)
-	return nil
+	slices.Sort(res.lat)
+	res.hist = hist.Stats()
+	return res, nil
 }
 
 // outboxVerdict fails the run on a missing notification, a duplicate (the
