@@ -52,6 +52,7 @@ func runFailover(ctx context.Context, args []string) error {
 	rules := fs.String("rules", "rules/network-interfaces.yaml", "daemon mode: the daemons' rule file (relative to the working directory)")
 	traps := fs.Int("traps", 300, "daemon mode: linkDown traps per run (one new alert each), spread over the live nodes, the leader killed half-way; 0: no storm")
 	trapRate := fs.Int("trap-rate", 100, "daemon mode: traps per second in the storm")
+	keep := fs.Bool("keep", false, "keep the nodes' state directories and logs, and print where they are")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,7 +66,11 @@ func runFailover(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	if *keep {
+		fmt.Printf("nodes' state and logs kept in %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
 	var c failoverCluster
 	switch *mode {
 	case "lease":
