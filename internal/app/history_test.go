@@ -306,10 +306,19 @@ func TestDLQListPages(t *testing.T) {
 		} `json:"event"`
 	}
 	getJSON(t, "http://"+a.HTTPAddr()+"/api/v1/deadletters", &dls)
-	code, p := getAlert(t, a, dls[0].Event.InstanceID)
-	if code != 200 || !slices.ContainsFunc(p.Timeline, func(e history.Entry) bool {
-		return e.Kind == history.KindDeadLetter && e.HTTPStatus == 400 && e.Destination == "hook"
-	}) {
-		t.Errorf("dead letter's alert %s: %d %+v", dls[0].Event.InstanceID, code, p.Timeline)
+	// History is written behind, in batches paced under load: the entry
+	// may come a moment after the dead letter.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		code, p := getAlert(t, a, dls[0].Event.InstanceID)
+		if code == 200 && slices.ContainsFunc(p.Timeline, func(e history.Entry) bool {
+			return e.Kind == history.KindDeadLetter && e.HTTPStatus == 400 && e.Destination == "hook"
+		}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letter's alert %s after 10s: %d %+v", dls[0].Event.InstanceID, code, p.Timeline)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
