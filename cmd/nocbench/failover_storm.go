@@ -23,7 +23,8 @@ type trapStorm struct {
 
 // inFlightAtKill: a trap sent to the leader this shortly before its kill
 // may still be in its socket's buffer, unread, when it dies: lost with the
-// process, as any datagram to a dead host, and counted apart.
+// process, as any datagram to a dead host, and counted apart; so is one the
+// storm sent to it this shortly after, racing the kill.
 const inFlightAtKill = 50 * time.Millisecond
 
 // stormRun is what one run's storm came to.
@@ -107,7 +108,7 @@ func (s *trapStorm) result(ctx context.Context, run int, sentTo []int, sentAt []
 		ns := s.rcv.arrived[run*s.n+k].Load()
 		if ns == 0 {
 			before := killAt.Sub(sentAt[k])
-			if node == killed && before >= 0 && before < inFlightAtKill {
+			if node == killed && before > -inFlightAtKill && before < inFlightAtKill {
 				r.inFlight++
 			} else {
 				r.lost++
