@@ -488,6 +488,7 @@ func (o *Outbox) complete(st *destState, id string, done, landed []*item, lanes 
 	defer o.mu.Unlock()
 	for _, it := range done {
 		it.state = itemDone
+		o.noteDoneLocked(it.id)
 		if o.byID[it.id] == it {
 			delete(o.byID, it.id)
 		}

@@ -173,6 +173,10 @@ func (o *Outbox) enqueue(ctx context.Context, news []*item) error {
 	o.mu.Lock()
 	for _, e := range entries {
 		switch prev := o.byID[e.it.id]; {
+		case prev == nil && o.deliveredLocked(e.it.id):
+			if o.metrics != nil {
+				o.metrics.notifications.WithLabelValues(e.it.dest, "already_delivered").Inc()
+			}
 		case prev == nil:
 			e.it.state = itemStoring
 			e.it.stored = make(chan struct{})
@@ -410,6 +414,33 @@ func (o *Outbox) purge(ctx context.Context, below uint64) error {
 	return nil
 }
 
+// How many completed notifications, and for how long, Enqueue remembers
+// as delivered: a re-dispatch comes within seconds of the completion (the
+// alert manager retries unsent transitions every 10 s; a new leader
+// resyncs at once), and the memory stays bounded at any rate.
+const (
+	doneKept = 1 << 16
+	doneFor  = 5 * time.Minute
+)
+
+// noteDoneLocked remembers id as completed now.
+func (o *Outbox) noteDoneLocked(id string) {
+	if old := o.doneRing[o.doneNext]; old != "" {
+		delete(o.done, old)
+	}
+	o.doneRing[o.doneNext] = id
+	o.doneNext = (o.doneNext + 1) % len(o.doneRing)
+	o.done[id] = o.clock.Now()
+}
+
+// deliveredLocked reports whether the notification id was delivered
+// lately. A dead-lettered one was not: enqueueing it again is its retry.
+func (o *Outbox) deliveredLocked(id string) bool {
+	at, done := o.done[id]
+	_, dead := o.deadIdx[id]
+	return done && !dead && o.clock.Now().Sub(at) < doneFor
+}
+
 // relocations copies forward the idle pending items of the oldest record
 // when the log has grown far behind it, so the head can be trimmed. Each
 // copy and the retirement of its original travel in the same record.
@@ -452,6 +483,7 @@ func (o *Outbox) rebuild(ctx context.Context) error {
 	}
 	o.lastSeq, o.purgedTo = state.Last, state.First
 	live := map[location]*item{}
+	var done []string // completed, as the log shows
 	err = o.queue.ReadAll(ctx, func(r store.Record) error {
 		seq := r.Seq
 		seg := &segment{seq: seq}
@@ -469,6 +501,7 @@ func (o *Outbox) rebuild(ctx context.Context) error {
 			}
 			if l.Done != nil {
 				if it := live[*l.Done]; it != nil {
+					done = append(done, it.id)
 					delete(live, *l.Done)
 					if s := o.segsByNum[l.Done.Seq]; s != nil {
 						s.live--
@@ -501,6 +534,9 @@ func (o *Outbox) rebuild(ctx context.Context) error {
 	}
 	slices.SortFunc(items, func(a, b *item) int { return cmp.Compare(a.order, b.order) })
 	o.mu.Lock()
+	for _, id := range done {
+		o.noteDoneLocked(id)
+	}
 	for _, it := range items {
 		if o.byID[it.id] != nil {
 			// Enqueue never stores a pending id twice; if it happened

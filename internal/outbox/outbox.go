@@ -189,6 +189,15 @@ type Outbox struct {
 	lastSeq    uint64     // last sequence written to the queue log
 	segs       []*segment // queue records holding pending items, oldest first
 	segsByNum  map[uint64]*segment
+	// done remembers the notifications recently completed (delivered or
+	// dead-lettered; the last doneKept, for doneFor), and those the log
+	// still shows completed at a rebuild: Enqueue skips a delivered one
+	// handed over again (the alert manager re-dispatches a transition its
+	// stored state still calls unsent, after a restart or a cluster's
+	// change of leader).
+	done     map[string]time.Time
+	doneRing []string // ids in completion order; the oldest is overwritten
+	doneNext int
 }
 
 // destState is one destination: its config (nil once removed by a reload),
@@ -240,6 +249,8 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Outbox, error) {
 		deadCount:   map[string]int{},
 		deadActive:  map[string]string{},
 		segsByNum:   map[uint64]*segment{},
+		done:        map[string]time.Time{},
+		doneRing:    make([]string, doneKept),
 	}
 	var err error
 	o.queue, err = st.Log(ctx, store.LogConfig{

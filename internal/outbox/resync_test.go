@@ -10,6 +10,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/event"
 	"github.com/nocbridge/nocbridge/internal/notify"
+	"github.com/nocbridge/nocbridge/internal/testutil/promtest"
 )
 
 // TestResyncTakesOverAnotherNodesQueue: two outboxes on one store, as a
@@ -23,7 +24,8 @@ func TestResyncTakesOverAnotherNodesQueue(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	standby, err := New(ctx, f.st, Options{Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(), Clock: f.clock})
+	reg := prometheus.NewRegistry()
+	standby, err := New(ctx, f.st, Options{Logger: slog.New(slog.DiscardHandler), Registerer: reg, Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,10 +80,29 @@ func TestResyncTakesOverAnotherNodesQueue(t *testing.T) {
 	if calls[0].ID != retrying.NotificationID("hook") || calls[1].ID != resolved.NotificationID("hook") {
 		t.Errorf("the standby delivered %+v; want the retrying active (same webhook-id) then its resolve, nothing the leader delivered", calls)
 	}
-	if err := standby.Resync(ctx); err != nil {
+	// The alert manager hands over again what its stored state still
+	// calls unsent: what either node delivered is not sent again (while
+	// the log still holds it; it is trimmed once nothing older is pending).
+	if err := standby.Enqueue(ctx, Item{Destination: "hook", Event: delivered}, Item{Destination: "hook", Event: retrying}); err != nil {
 		t.Fatal(err)
 	}
 	if p := standby.Pending(); p["hook"] != 0 {
-		t.Errorf("pending after a second Resync %v; want none (all delivered)", p)
+		t.Errorf("pending after re-enqueueing delivered notifications %v; want none", p)
+	}
+	// A dead-lettered one may be enqueued again: that is its retry.
+	if err := standby.Enqueue(ctx, Item{Destination: "hook", Event: rejected}); err != nil {
+		t.Fatal(err)
+	}
+	if p := standby.Pending(); p["hook"] != 1 {
+		t.Errorf("pending after re-enqueueing a dead letter %v; want it queued", p)
+	}
+	if got := promtest.Value(t, reg, "nocbridge_notifications_total", "destination", "hook", "result", "already_delivered"); got != 2 {
+		t.Errorf("nocbridge_notifications_total{result=\"already_delivered\"} = %v, want 2", got)
+	}
+	if err := standby.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := standby.Pending(); p["hook"] != 1 {
+		t.Errorf("pending after a second Resync %v; want the re-enqueued dead letter alone", p)
 	}
 }
