@@ -75,7 +75,7 @@ func newDaemonCluster(ctx context.Context, work, bin, rules string, runs, traps,
 	if _, err := os.Stat(rules); err != nil {
 		return nil, fmt.Errorf("-rules %s (run from the repository root or pass -rules): %w", rules, err)
 	}
-	c := &daemonCluster{bin: bin, rules: rules, client: &http.Client{Timeout: time.Second}}
+	c := &daemonCluster{bin: bin, rules: rules, client: &http.Client{Timeout: 3 * time.Second}}
 	rcv := newLatencyReceiver(runs * traps)
 	if traps > 0 {
 		c.storm = &trapStorm{n: traps, rate: rate, rcv: rcv}
@@ -197,8 +197,9 @@ func (c *daemonCluster) read(p *daemonNodeProc, base string) {
 	var ci struct {
 		MetaLeader string `json:"meta_leader"`
 		Leader     *struct {
-			Node string `json:"node"`
-			Term uint64 `json:"term"`
+			Node  string    `json:"node"`
+			Term  uint64    `json:"term"`
+			Since time.Time `json:"since"` // the lease's acquisition, when the daemon says
 		} `json:"leader"` // absent while no leader is known
 		SelfLeader bool `json:"self_leader"`
 		Streams    []struct {
@@ -217,6 +218,11 @@ func (c *daemonCluster) read(p *daemonNodeProc, base string) {
 	node, term := "", uint64(0)
 	if ci.Leader != nil {
 		node, term = ci.Leader.Node, ci.Leader.Term
+		if ci.SelfLeader && !ci.Leader.Since.IsZero() {
+			// The takeover's own time, not when a (possibly slow, while
+			// JetStream elects stream leaders) answer said so.
+			at = ci.Leader.Since
+		}
 	}
 	if hasSelf && !ci.SelfLeader && node == p.name {
 		node = "" // it no longer leads, though it has not read the lease since

@@ -132,7 +132,7 @@ func (a *App) clusterInfo(ctx context.Context) store.ClusterInfo {
 	if a.lease != nil {
 		s := a.lease.State()
 		if s.Node != "" {
-			ci.Leader = &store.ClusterLeader{Node: s.Node, Term: s.Term}
+			ci.Leader = &store.ClusterLeader{Node: s.Node, Term: s.Term, Since: s.Since}
 		}
 		ci.SelfLeader = s.Self
 		bs := a.bus.State(ctx)

@@ -273,6 +273,9 @@ func (ci ClusterInfo) MarshalJSON() ([]byte, error) {
 type ClusterLeader struct {
 	Node string `json:"node"`
 	Term uint64 `json:"term"`
+	// Since is when the leader's lease was acquired (the winning write,
+	// by the leader's clock): the moment it took over.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // ClusterNode is one NATS server of the cluster.
