@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,12 +102,17 @@ func (b *Bridge) Emit(o observation.Observation) {
 // manager calls them in order), so the records a new leader gets again are
 // exactly those after the last one committed. What cannot be read is
 // counted and logged, and acknowledged (delivering it again would not
-// help): at once when every observation before it is, else with the next.
+// help): at once when every observation before it is, else once they are.
 func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o observation.Observation)) error {
-	// Observations handed on and not yet acknowledged: a record that
-	// cannot be read is acknowledged at once when none is (acknowledging
-	// it then covers nothing uncommitted), else with the next record.
-	var open atomic.Int64
+	// open counts observations handed on and not yet acknowledged: a
+	// record that cannot be read is acknowledged at once when none is
+	// (acknowledging it then covers nothing uncommitted), else when the
+	// last of them is (owed), so the bus never waits on it.
+	var (
+		mu   sync.Mutex
+		open int
+		owed func()
+	)
 	return b.bus.Consume(ctx, func(node string, data []byte, ack func()) {
 		o, err := observation.Unmarshal(data, func(name string, addr netip.Addr) *inventory.Device {
 			return b.opts.Inventory().Lookup(name, addr)
@@ -123,17 +127,28 @@ func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o obse
 				b.logged = time.Now()
 				b.log.Warn("observation bus: observation dropped (logged once a minute; nocbridge_bus_dropped_total counts all)", "reason", reason, "err", err)
 			}
-			if open.Load() == 0 {
+			mu.Lock()
+			if open == 0 {
 				ack()
+			} else {
+				owed = ack
 			}
+			mu.Unlock()
 			return
 		}
-		open.Add(1)
+		mu.Lock()
+		open++
+		mu.Unlock()
 		var once sync.Once
 		o.Ack = func() { // by the alert manager, once o's transitions are committed
 			once.Do(func() {
+				mu.Lock()
+				defer mu.Unlock()
 				ack()
-				open.Add(-1)
+				if open--; open == 0 && owed != nil {
+					owed()
+					owed = nil
+				}
 			})
 		}
 		evaluate(node, o)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -52,6 +53,10 @@ const (
 	// tried again (a stream leader being elected takes up to ~10 s).
 	busRetryFor   = time.Minute
 	busAckTimeout = 5 * time.Second
+	// busStallAfter is how long the evaluator's consumer may deliver
+	// nothing while the stream holds records for it before it is made
+	// again (see Consume).
+	busStallAfter = 5 * time.Second
 )
 
 // BusOptions configure Store.Bus.
@@ -60,6 +65,8 @@ type BusOptions struct {
 	Node       string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// StallAfter overrides busStallAfter (tests).
+	StallAfter time.Duration
 }
 
 // Bus is the observation bus: Publish on every node, Consume on the leader.
@@ -75,9 +82,10 @@ type Bus struct {
 	// resumeFrom is the sequence the evaluator's consumer, deleted to
 	// deliver again from there, must be made again at (0: none); Consume's.
 	resumeFrom uint64
+	stallAfter time.Duration
 
-	published, failed, duplicates, consumed prometheus.Counter
-	dupTotal                                atomic.Uint64
+	published, failed, duplicates, consumed, redelivered, stalls prometheus.Counter
+	dupTotal, stallTotal                                         atomic.Uint64
 }
 
 type busRecord struct {
@@ -104,7 +112,10 @@ type BusState struct {
 	// node within the window).
 	DuplicatesDropped uint64 `json:"duplicates_dropped"`
 	DuplicateWindow   string `json:"duplicate_window"`
-	Error             string `json:"error,omitempty"`
+	// ConsumerStalls counts the times this node, leading, found the
+	// evaluator's consumer silent while records waited, and made it again.
+	ConsumerStalls uint64 `json:"consumer_stalls"`
+	Error          string `json:"error,omitempty"`
 }
 
 // Bus opens the observation bus (creating its stream, with the store's
@@ -144,7 +155,7 @@ func (s *Store) Bus(ctx context.Context, opts BusOptions) (*Bus, error) {
 	var inc [6]byte
 	_, _ = rand.Read(inc[:])
 	b := &Bus{st: s, js: js, stream: stream, node: opts.Node, log: log, queue: make(chan busRecord, busQueue),
-		prefix: opts.Node + "-" + hex.EncodeToString(inc[:]) + "-",
+		prefix: opts.Node + "-" + hex.EncodeToString(inc[:]) + "-", stallAfter: cmp.Or(opts.StallAfter, busStallAfter),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_published_total",
 			Help: "Observations this node published on the cluster's observation bus (duplicates included)."}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_publish_failures_total",
@@ -153,9 +164,13 @@ func (s *Store) Bus(ctx context.Context, opts BusOptions) (*Bus, error) {
 			Help: "Observations this node published that the bus had within its de-duplication window (a trap another node received too): stored once."}),
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_consumed_total",
 			Help: "Observations this node took from the bus for rule evaluation while it led."}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_redelivered_total",
+			Help: "Observations the bus delivered to this node again while their evaluation was under way (not acknowledged within its ack wait): not evaluated twice."}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_consumer_stalls_total",
+			Help: "Times the evaluator's consumer delivered nothing while the bus held records for it, and was made again."}),
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{b.published, b.failed, b.duplicates, b.consumed} {
+		for _, c := range []prometheus.Collector{b.published, b.failed, b.duplicates, b.consumed, b.redelivered, b.stalls} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("observation bus metrics: %w", err)
 			}
@@ -288,23 +303,176 @@ func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
 // acknowledgements stopped, until ctx is done. ack acknowledges a record
 // and every record before it (JetStream's AckAll): call them in order, and
 // a record that needs no acknowledgement of its own needs no call. A
-// record not acknowledged within a few seconds is delivered again. Run it
-// on the leader only, on one goroutine.
+// record is handed to handle once per Consume call, even when JetStream
+// delivers it again (not acknowledged within its ack wait): a new leader's
+// Consume gets again what the previous one left unacknowledged. Run it on
+// the leader only, on one goroutine.
+//
+// A consumer that stays silent while the stream holds records after the
+// last one delivered (seen after a leader's kill: the consumer made again
+// delivered nothing for a whole term) is made again, from the record after
+// the last one delivered, once every delivered record is acknowledged:
+// counted in nocbridge_bus_consumer_stalls_total.
 func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error {
+	var p busProgress
 	for first := true; ; first = false {
 		cons := b.open(ctx, first)
 		if cons == nil {
 			return nil // ctx done
 		}
-		err := b.consume(ctx, cons, handle)
+		if first {
+			p.start(cons.CachedInfo())
+		}
+		err := b.consume(ctx, cons, &p, handle)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errBusStalled) {
+			if !b.remake(ctx, &p) {
+				return nil
+			}
+			continue
 		}
 		b.log.Warn("observation bus: the evaluator's consumer stopped delivering; opening it again", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// errBusStalled: the consumer delivered nothing for stallAfter while the
+// stream held records for it.
+var errBusStalled = errors.New("the evaluator's consumer delivered nothing while the stream holds records after the last one delivered")
+
+// busProgress is one Consume call's position: the last stream sequence
+// handed to handle and the last acknowledged, and when handle last
+// returned (zero while it runs).
+type busProgress struct {
+	delivered, acked atomic.Uint64
+	idleSince        atomic.Int64 // unix nanoseconds; 0: handle is running
+}
+
+// start takes the consumer's own position as it was opened.
+func (p *busProgress) start(info *jetstream.ConsumerInfo) {
+	if info != nil {
+		p.delivered.Store(max(info.Delivered.Stream, info.AckFloor.Stream))
+		p.acked.Store(info.AckFloor.Stream)
+	}
+	p.idleSince.Store(time.Now().UnixNano())
+}
+
+// ack records that seq and every record before it are acknowledged.
+func (p *busProgress) ack(seq uint64) {
+	for {
+		old := p.acked.Load()
+		if seq <= old || p.acked.CompareAndSwap(old, seq) {
+			return
+		}
+	}
+}
+
+// remake deletes the stalled consumer and makes it again from the record
+// after the last one delivered, once every delivered record is
+// acknowledged (so no acknowledgement meant for the old consumer is
+// pending and nothing is delivered twice); false when ctx ended first.
+func (b *Bus) remake(ctx context.Context, p *busProgress) bool {
+	b.stalls.Inc()
+	b.stallTotal.Add(1)
+	b.log.Warn("observation bus: the evaluator's consumer delivered nothing while the stream holds records for it; making it again",
+		"silent_for", b.stallAfter, "last_delivered", p.delivered.Load(), "acknowledged", p.acked.Load())
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for p.acked.Load() < p.delivered.Load() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+	b.resumeFrom = p.delivered.Load() + 1
+	return true
+}
+
+// consume delivers cons's records to handle until ctx is done, the
+// consumer stops delivering (its iterator closed) or it stalls.
+func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, p *busProgress, handle func(node string, data []byte, ack func())) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(busBatch))
+	if err != nil {
+		return fmt.Errorf("observation bus: consuming: %w", err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	var stalled atomic.Bool
+	watch, unwatch := context.WithCancel(ctx)
+	defer unwatch()
+	go b.watch(watch, p, func() { stalled.Store(true); it.Stop() })
+	for {
+		msg, err := it.Next()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case stalled.Load():
+			return errBusStalled
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return err
+		case err != nil:
+			b.log.Debug("observation bus: consumer", "err", err) // missed heartbeats: the iterator pulls again
+			continue
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			b.log.Warn("observation bus: a delivery without its sequence; skipped, acknowledged with the next", "err", err)
+			continue
+		}
+		seq := meta.Sequence.Stream
+		if seq <= p.delivered.Load() {
+			// Delivered again (not acknowledged within the ack wait): its
+			// evaluation is under way; its acknowledgement follows.
+			b.redelivered.Inc()
+			continue
+		}
+		p.idleSince.Store(0)
+		p.delivered.Store(seq)
+		b.consumed.Inc()
+		handle(strings.TrimPrefix(msg.Subject(), BusSubjectPrefix), msg.Data(), func() {
+			_ = msg.Ack()
+			p.ack(seq)
+		})
+		p.idleSince.Store(time.Now().UnixNano())
+	}
+}
+
+// watch calls stalled once, and returns, when the consumer has delivered
+// nothing for stallAfter, handle is not running, fewer records than the
+// consumer's bound wait for acknowledgement, and the stream holds records
+// after the last one delivered.
+func (b *Bus) watch(ctx context.Context, p *busProgress, stalled func()) {
+	tick := time.NewTicker(b.stallAfter / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		idle := p.idleSince.Load()
+		if idle == 0 || time.Since(time.Unix(0, idle)) < b.stallAfter ||
+			p.delivered.Load()-p.acked.Load() >= busMaxAckPending {
+			continue
+		}
+		ictx, cancel := context.WithTimeout(ctx, statusTimeout)
+		info, err := b.stream.Info(ictx)
+		cancel()
+		if err != nil {
+			b.log.Debug("observation bus: reading the stream to check its consumer", "err", err)
+			continue // no stream leader: no consumer delivers now
+		}
+		if info.State.Msgs > 0 && info.State.LastSeq > p.delivered.Load() {
+			stalled()
+			return
 		}
 	}
 }
@@ -330,39 +498,14 @@ func (b *Bus) open(ctx context.Context, first bool) jetstream.Consumer {
 	}
 }
 
-// consume delivers cons's records to handle until ctx is done or the
-// consumer stops delivering.
-func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, handle func(node string, data []byte, ack func())) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(busBatch))
-	if err != nil {
-		return fmt.Errorf("observation bus: consuming: %w", err)
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	for {
-		msg, err := it.Next()
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return err
-		case err != nil:
-			b.log.Debug("observation bus: consumer", "err", err) // missed heartbeats: the iterator pulls again
-			continue
-		}
-		b.consumed.Inc()
-		handle(strings.TrimPrefix(msg.Subject(), BusSubjectPrefix), msg.Data(), func() { _ = msg.Ack() })
-	}
-}
-
 // evaluator opens the leader's durable consumer. At a leader's first
 // opening (first), when a previous leader left records delivered and not
 // acknowledged (it was killed or cut off mid-work), the consumer is made
 // again to deliver, in order, every record after the last one acknowledged
 // (acknowledgements are cumulative): waiting for them to be delivered again
 // one by one, after the ack wait, would hand them over behind newer ones (a
-// linkDown after the linkUp that followed it).
+// linkDown after the linkUp that followed it). A consumer that stalled is
+// made again the same way (resumeFrom).
 func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       busConsumer,
@@ -373,35 +516,30 @@ func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, er
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		Replicas:      b.st.replicas,
 	}
-	if b.resumeFrom > 0 { // deleted below, not yet made again
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, b.resumeFrom
-	}
-	c, err := b.stream.Consumer(ctx, busConsumer)
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		c, err = b.stream.CreateOrUpdateConsumer(ctx, cfg)
-		if err == nil {
-			b.resumeFrom = 0
+	if b.resumeFrom == 0 {
+		c, err := b.stream.Consumer(ctx, busConsumer)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			return b.stream.CreateOrUpdateConsumer(ctx, cfg)
+		case err != nil:
+			return nil, err
 		}
-		return c, err
-	case err != nil:
-		return nil, err
+		info := c.CachedInfo()
+		if !first || info.NumAckPending == 0 {
+			return c, nil
+		}
+		b.resumeFrom = info.AckFloor.Stream + 1
+		b.log.Info("observation bus: the previous leader left records unacknowledged; delivering again, in order, from the first of them",
+			"unacknowledged", info.NumAckPending, "from_sequence", b.resumeFrom)
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if !first || info.NumAckPending == 0 {
-		return c, nil
-	}
+	// Made again from resumeFrom: deleted first (again, if an earlier try
+	// deleted it and failed to make it).
 	if err := b.stream.DeleteConsumer(ctx, busConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, err
 	}
-	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
-	b.resumeFrom = cfg.OptStartSeq
-	b.log.Info("observation bus: the previous leader left records unacknowledged; delivering again, in order, from the first of them",
-		"unacknowledged", info.NumAckPending, "from_sequence", cfg.OptStartSeq)
-	if c, err = b.stream.CreateOrUpdateConsumer(ctx, cfg); err == nil {
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, b.resumeFrom
+	c, err := b.stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err == nil {
 		b.resumeFrom = 0
 	}
 	return c, err
@@ -410,7 +548,8 @@ func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, er
 // State is the bus now: its records, the leader's backlog, and the
 // duplicates this node's publications met.
 func (b *Bus) State(ctx context.Context) BusState {
-	bs := BusState{Stream: BusStream, DuplicatesDropped: b.dupTotal.Load(), DuplicateWindow: BusDuplicateWindow.String()}
+	bs := BusState{Stream: BusStream, DuplicatesDropped: b.dupTotal.Load(), DuplicateWindow: BusDuplicateWindow.String(),
+		ConsumerStalls: b.stallTotal.Load()}
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	info, err := b.stream.Info(ctx)

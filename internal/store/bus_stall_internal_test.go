@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// A consumer that goes silent while records wait for it (here: paused
+// through JetStream's own API, so it delivers nothing though the stream
+// and its heartbeats are fine) is made again and the records come, in
+// order, each once; the stall is counted and shown. Records the consumer
+// delivers again while their evaluation is under way are not handed on
+// twice.
+func TestBusConsumerStallIsMadeAgain(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(context.Background(), Options{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	bus, err := s.Bus(ctx, BusOptions{Node: "nb1", Logger: slog.New(slog.DiscardHandler), Registerer: reg, StallAfter: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = bus.Run(ctx) }()
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := bus.Publish([]byte(strconv.Itoa(i)), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := make(chan string, 100)
+	consumed := make(chan error, 1)
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		consumed <- bus.Consume(cctx, func(_ string, data []byte, ack func()) {
+			got <- string(data)
+			if string(data) == "3" {
+				// Held past the ack wait: JetStream delivers 3 and 4 again.
+				go func() { time.Sleep(busAckWait + time.Second); ack() }()
+				return
+			}
+			if string(data) != "4" { // 4 is acknowledged by 5's ack (AckAll)
+				ack()
+			}
+		})
+	}()
+	receive := func(n int) []string {
+		t.Helper()
+		var out []string
+		deadline := time.After(20 * time.Second)
+		for len(out) < n {
+			select {
+			case r := <-got:
+				out = append(out, r)
+			case <-deadline:
+				t.Fatalf("got %v within 20s, want %d records", out, n)
+			}
+		}
+		return out
+	}
+	publish(0, 5)
+	if r := receive(5); !slices.Equal(r, []string{"0", "1", "2", "3", "4"}) {
+		t.Fatalf("got %v, want 0..4 in order", r)
+	}
+	// 3 and 4 come again after the ack wait and must not be handed on.
+	time.Sleep(busAckWait + 2*time.Second)
+	publish(5, 6)
+	if r := receive(1); r[0] != "5" {
+		t.Fatalf("after the ack wait got %v, want 5 (3 and 4 not again)", r)
+	}
+	if n := testutil.ToFloat64(bus.redelivered); n < 1 {
+		t.Errorf("nocbridge_bus_redelivered_total = %v, want ≥ 1 (3 and 4 delivered again)", n)
+	}
+
+	// Silence the consumer: JetStream keeps it, with its heartbeats, but
+	// it delivers nothing.
+	if _, err := bus.js.PauseConsumer(ctx, BusStream, busConsumer, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	publish(6, 9)
+	if r := receive(3); !slices.Equal(r, []string{"6", "7", "8"}) {
+		t.Fatalf("after the stall got %v, want 6, 7, 8 in order", r)
+	}
+	if took := time.Since(started); took > 10*time.Second {
+		t.Errorf("records came %v after the consumer went silent, want within a few seconds", took)
+	}
+	if n := testutil.ToFloat64(bus.stalls); n != 1 {
+		t.Errorf("nocbridge_bus_consumer_stalls_total = %v, want 1", n)
+	}
+	if st := bus.State(ctx); st.ConsumerStalls != 1 {
+		t.Errorf("state shows %d consumer stalls, want 1: %+v", st.ConsumerStalls, st)
+	}
+	select {
+	case r := <-got:
+		t.Errorf("an extra record %q after the stall", r)
+	case <-time.After(time.Second):
+	}
+	stop()
+	if err := <-consumed; err != nil {
+		t.Errorf("Consume: %v", err)
+	}
+}
