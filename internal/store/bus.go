@@ -27,8 +27,13 @@ const (
 	BusSubjectPrefix = "nocbridge.obs."
 	// BusDuplicateWindow is JetStream's de-duplication window on the bus:
 	// a record published with a message id already seen within it is
-	// stored once (a trap that reached several nodes, SPEC 9).
-	BusDuplicateWindow = 5 * time.Second
+	// stored once (a trap that reached several nodes, SPEC 9). It is
+	// longer than a record is retried (busRetryFor) plus its wait in a
+	// full queue: a node's copy held back by a stream leader's election
+	// and stored 5 s after another node's was evaluated a second time,
+	// after the linkUp that followed it (an alert left open). A repeated
+	// trap differs in its sysUpTime, so the window does not hide it.
+	BusDuplicateWindow = time.Minute
 	// busConsumer is the leader's durable consumer.
 	busConsumer = "evaluator"
 	// busMaxAge and busMaxBytes bound the stream: the leader consumes it
@@ -51,7 +56,7 @@ const (
 	busBatch = 256
 	// busRetryFor is how long a record that could not be published is
 	// tried again (a stream leader being elected takes up to ~10 s).
-	busRetryFor   = time.Minute
+	busRetryFor   = 30 * time.Second
 	busAckTimeout = 5 * time.Second
 	// busStallAfter is how long the evaluator's consumer may deliver
 	// nothing while the stream holds records for it before it is made
@@ -159,7 +164,7 @@ func (s *Store) Bus(ctx context.Context, opts BusOptions) (*Bus, error) {
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_published_total",
 			Help: "Observations this node published on the cluster's observation bus (duplicates included)."}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_publish_failures_total",
-			Help: "Observations this node could not publish on the observation bus (queue full, or not stored within a minute of retries): lost."}),
+			Help: "Observations this node could not publish on the observation bus (queue full, or not stored within 30 s of retries): lost."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_duplicates_total",
 			Help: "Observations this node published that the bus had within its de-duplication window (a trap another node received too): stored once."}),
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "nocbridge_bus_consumed_total",

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
 )
 
 // A consumer that goes silent while records wait for it (here: paused
@@ -28,7 +30,13 @@ func TestBusConsumerStallIsMadeAgain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	bus, err := s.Bus(ctx, BusOptions{Node: "nb1", Logger: slog.New(slog.DiscardHandler), Registerer: reg, StallAfter: 400 * time.Millisecond})
+	var logs logtest.Logs
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the bus's log:\n%s", logs.String())
+		}
+	})
+	bus, err := s.Bus(ctx, BusOptions{Node: "nb1", Logger: logs.TextLogger(), Registerer: reg, StallAfter: 400 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,8 +47,8 @@ func TestBus(t *testing.T) {
 		t.Errorf("nocbridge_bus_duplicates_total = %v, want 1 (trap-1 published twice)", d)
 	}
 	st := bus.State(ctx)
-	if st.Messages != 3 || st.Pending != 3 || st.DuplicatesDropped != 1 || st.DuplicateWindow != "5s" || st.Error != "" {
-		t.Errorf("state %+v, want 3 records stored, 3 pending, 1 duplicate dropped, window 5s", st)
+	if st.Messages != 3 || st.Pending != 3 || st.DuplicatesDropped != 1 || st.DuplicateWindow != "1m0s" || st.Error != "" {
+		t.Errorf("state %+v, want 3 records stored, 3 pending, 1 duplicate dropped, window 1m0s", st)
 	}
 
 	// The first consumer acknowledges "a" and leaves "b" unacknowledged.
