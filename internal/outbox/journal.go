@@ -169,14 +169,27 @@ func (o *Outbox) enqueue(ctx context.Context, news []*item) error {
 		entries = append(entries, &entry{kind: entNew, data: data, it: it})
 	}
 	var others []*item
+	type skip struct {
+		ev event.Event
+		a  Attempt
+	}
+	var skipped []skip
 	mine := entries[:0]
 	o.mu.Lock()
 	for _, e := range entries {
 		switch prev := o.byID[e.it.id]; {
 		case prev == nil && o.deliveredLocked(e.it.id):
-			if o.metrics != nil {
-				o.metrics.notifications.WithLabelValues(e.it.dest, "already_delivered").Inc()
+			// Shown among the destination's attempts and in history, so
+			// a notification not sent again is not hidden.
+			a := Attempt{ID: e.it.id, Destination: e.it.dest, InstanceID: e.it.ev.InstanceID, EventID: e.it.ev.EventID,
+				Status: e.it.ev.Status, At: o.clock.Now(), Result: ResultAlreadyDelivered}
+			if st := o.dests[e.it.dest]; st != nil {
+				st.record(a)
 			}
+			if o.metrics != nil {
+				o.metrics.notifications.WithLabelValues(e.it.dest, ResultAlreadyDelivered).Inc()
+			}
+			skipped = append(skipped, skip{e.it.ev, a})
 		case prev == nil:
 			e.it.state = itemStoring
 			e.it.stored = make(chan struct{})
@@ -187,6 +200,9 @@ func (o *Outbox) enqueue(ctx context.Context, news []*item) error {
 		}
 	}
 	o.mu.Unlock()
+	for _, sk := range skipped {
+		o.noteAttempt(sk.ev, sk.a, "handed over again; this outbox's log shows it delivered: not sent twice")
+	}
 
 	if len(mine) > 0 {
 		if err := o.submit(mine).wait(ctx); err != nil {

@@ -120,7 +120,7 @@ type Attempt struct {
 	Duration    time.Duration `json:"duration"`
 	// HTTPStatus is the receiver's answer (0: none came).
 	HTTPStatus int    `json:"http_status,omitempty"`
-	Result     string `json:"result"` // delivered | retry | dead
+	Result     string `json:"result"` // delivered | retry | dead | already_delivered
 	Error      string `json:"error,omitempty"`
 	// Notifications is how many a digest carried; 0 for one notification,
 	// whose instance, event and status the fields above give.
@@ -143,6 +143,9 @@ const (
 	ResultDelivered = "delivered"
 	ResultRetry     = "retry"
 	ResultDead      = "dead"
+	// ResultAlreadyDelivered: handed over again (after a failover) when
+	// this outbox knows it was delivered; not sent, no request made.
+	ResultAlreadyDelivered = "already_delivered"
 )
 
 const (

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,6 +99,17 @@ func TestResyncTakesOverAnotherNodesQueue(t *testing.T) {
 	}
 	if got := promtest.Value(t, reg, "nocbridge_notifications_total", "destination", "hook", "result", "already_delivered"); got != 2 {
 		t.Errorf("nocbridge_notifications_total{result=\"already_delivered\"} = %v, want 2", got)
+	}
+	// Not hidden: the destination's attempts (/api/v1/deliveries) show
+	// both, newest first, with their webhook-ids.
+	var skipped []string
+	for _, a := range standby.Recent("hook") {
+		if a.Result == ResultAlreadyDelivered {
+			skipped = append(skipped, a.ID)
+		}
+	}
+	if want := []string{retrying.NotificationID("hook"), delivered.NotificationID("hook")}; !slices.Equal(skipped, want) {
+		t.Errorf("attempts shown as already delivered %v; want %v", skipped, want)
 	}
 	if err := standby.Resync(ctx); err != nil {
 		t.Fatal(err)
