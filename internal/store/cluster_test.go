@@ -18,6 +18,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/config"
 	"github.com/nocbridge/nocbridge/internal/store"
+	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
 	"github.com/nocbridge/nocbridge/internal/testutil/netns"
 	"github.com/nocbridge/nocbridge/internal/testutil/tlscert"
 )
@@ -59,11 +60,12 @@ func clusterOf(i int, ports []int) *config.Cluster {
 // the others to form the cluster), each with its own directory.
 func openNodes(t *testing.T, ports []int, nodes ...int) []*store.Store {
 	t.Helper()
-	return openNodesWith(t, ports, nil, nodes...)
+	return openNodesWith(t, ports, nil, nil, nodes...)
 }
 
-// openNodesWith is openNodes with tls on every node's routes (nil: none).
-func openNodesWith(t *testing.T, ports []int, tls *config.ClusterTLS, nodes ...int) []*store.Store {
+// openNodesWith is openNodes with tls on every node's routes (nil: none),
+// each node logging into its logs (nil: nowhere).
+func openNodesWith(t *testing.T, ports []int, tls *config.ClusterTLS, logs []*logtest.Logs, nodes ...int) []*store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -73,8 +75,12 @@ func openNodesWith(t *testing.T, ports []int, tls *config.ClusterTLS, nodes ...i
 	for k, i := range nodes {
 		c := clusterOf(i, ports)
 		c.TLS = tls
+		log := quiet()
+		if logs != nil {
+			log = logs[k].TextLogger()
+		}
 		wg.Go(func() {
-			stores[k], errs[k] = store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: quiet(), Cluster: c})
+			stores[k], errs[k] = store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: log, Cluster: c})
 		})
 	}
 	wg.Wait()
@@ -264,7 +270,7 @@ func TestThreeNodeClusterTLS(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cert, key := tlscert.Write(t, dir) // self-signed: its own CA
-	nodes := openNodesWith(t, freePorts(t, 3), &config.ClusterTLS{CertFile: cert, KeyFile: key, CAFile: cert}, 0, 1, 2)
+	nodes := openNodesWith(t, freePorts(t, 3), &config.ClusterTLS{CertFile: cert, KeyFile: key, CAFile: cert}, nil, 0, 1, 2)
 	appendEventually(t, nodes[0], "secure", 10*time.Second)
 	if got := strings.Join(readCluster(t, nodes[2]), ","); got != "secure" {
 		t.Fatalf("nb3 reads %q over TLS routes, want secure", got)
@@ -498,6 +504,35 @@ func TestClusterNodesCreateTheSameStreamsAtOnce(t *testing.T) {
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("nb%d: %v", i+1, err)
+		}
+	}
+}
+
+// A peer that stays down is logged when its route first fails and then
+// once a minute, not once a second for each of the route's connections.
+func TestDeadPeerIsNotLoggedEverySecond(t *testing.T) {
+	logs := []*logtest.Logs{{}, {}, {}}
+	nodes := openNodesWith(t, freePorts(t, 3), nil, logs, 0, 1, 2)
+	// What they logged while starting (a peer not up yet) is not counted.
+	before := []int{len(logs[0].String()), len(logs[1].String())}
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Now()
+	// Routes are retried every second: without the limit each of nb3's
+	// connections would log about five times by now.
+	time.Sleep(5500 * time.Millisecond)
+	for k := range 2 {
+		out := logs[k].String()[before[k]:]
+		// Attempts not reported are at debug level.
+		failed := strings.Count(out, `level=ERROR msg="Error trying to connect to route`)
+		if failed == 0 {
+			t.Errorf("nb%d logged nothing of nb3's route failing within %v of its stop:\n%s", k+1, time.Since(closed), out)
+		}
+		// The first failure of each of the route's pooled connections
+		// (3 by default) and the system account's: at most 4.
+		if failed > 4 {
+			t.Errorf("nb%d logged %d failures of nb3's route within %v, want each connection's first alone:\n%s", k+1, failed, time.Since(closed), out)
 		}
 	}
 }

@@ -85,6 +85,10 @@ type Store struct {
 // drainTimeout bounds how long Close waits for in-flight requests.
 const drainTimeout = 5 * time.Second
 
+// reconnectErrorReports: a failed reconnection of a route or leaf node is
+// logged at the first attempt and every this many (one a second).
+const reconnectErrorReports = 60
+
 // asyncAckTimeout bounds the wait for one asynchronous write's answer.
 const asyncAckTimeout = 30 * time.Second
 
@@ -135,6 +139,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		StoreDir:          dir,
 		SyncAlways:        opts.SyncInterval <= 0,
 		SyncInterval:      opts.SyncInterval,
+		// A peer or hub that stays down: its route or leaf connection is
+		// retried every second; logged at the first failure and then once
+		// a minute, not once a second for each of its connections.
+		ReconnectErrorReports: reconnectErrorReports,
 	}
 	token, err := clusterOptions(sopts, opts.Cluster)
 	if err == nil {
