@@ -44,11 +44,6 @@ func TestEdgeSiteThroughWANOutage(t *testing.T) {
 	wan := netns.New(t)  // the edge's namespace; its link to us is the WAN
 	sw1 := wan.Behind(t) // fails during the outage
 	sw2 := wan.Behind(t) // traps during the outage
-	rcv := newReceiver(t, always(http.StatusOK))
-	rulesGlob, err := filepath.Abs("../../rules/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The hub's leaf listener on its end of the WAN link.
 	ln, err := net.Listen("tcp", net.JoinHostPort(wan.MonitorAddr.String(), "0"))
 	if err != nil {
@@ -56,46 +51,19 @@ func TestEdgeSiteThroughWANOutage(t *testing.T) {
 	}
 	leaf := ln.Addr().String()
 	ln.Close()
-	devices := fmt.Sprintf(`devices:
-  - {name: br-sw1, address: %s, site: BR1, role: access}
-  - {name: br-sw2, address: %s, site: BR1, role: access}
-`, sw1.Addr, sw2.Addr)
+	es := newEdgeSite(t, leaf, sw1.Addr.String(), sw2.Addr.String(), "role: access", "5s", "64MiB",
+		"icmp: {interval: 1s, timeout: 500ms}\ntraps: {listen: \"0.0.0.0:9162\", communities: [public]}\n")
+	rcv := es.rcv
 
-	hubDir := t.TempDir()
-	hubCfg := filepath.Join(hubDir, "nocbridge.yaml")
-	writeFile(t, hubCfg, fmt.Sprintf(`state_dir: ./state
-http: {listen: "127.0.0.1:0"}
-rules: [%q]
-hub: {listen: %q, sites: [BR1], unreachable_after: 5s}
-%sdestinations:
-  - name: hook
-    type: webhook
-    url: %s/hook
-    secret: %s
-    timeout: 2s
-    retry: {initial: 50ms, max: 200ms, max_age: 1h}
-subscriptions:
-  - {name: all, destinations: [hook]}
-`, rulesGlob, leaf, devices, rcv.srv.URL, testSigningSecret))
-	edgeDir := t.TempDir()
-	edgeCfg := filepath.Join(edgeDir, "nocbridge.yaml")
-	writeFile(t, edgeCfg, fmt.Sprintf(`state_dir: ./state
-http: {listen: "127.0.0.1:0"}
-rules: [%q]
-edge: {hub: "nats-leaf://%s", site: BR1, buffer: 64MiB}
-icmp: {interval: 1s, timeout: 500ms}
-traps: {listen: "0.0.0.0:9162", communities: [public]}
-%s`, rulesGlob, leaf, devices))
-
-	a, _ := startApp(t, hubCfg)
+	a, _ := startApp(t, es.hubCfg)
 	api := "http://" + a.HTTPAddr()
-	stopFile := filepath.Join(edgeDir, "stop")
+	stopFile := filepath.Join(filepath.Dir(es.edgeCfg), "stop")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	child := wan.Exec(t, self, "-test.run=^TestEdgeSiteChild$", "-test.count=1", "-test.v")
-	child.Env = append(os.Environ(), envEdgeConfig+"="+edgeCfg, envEdgeStop+"="+stopFile)
+	child.Env = append(os.Environ(), envEdgeConfig+"="+es.edgeCfg, envEdgeStop+"="+stopFile)
 	var out bytes.Buffer
 	child.Stdout, child.Stderr = &out, &out
 	if err := child.Start(); err != nil {
@@ -109,22 +77,15 @@ traps: {listen: "0.0.0.0:9162", communities: [public]}
 		case err := <-childDone:
 			if err != nil || !strings.Contains(out.String(), "--- PASS: TestEdgeSiteChild") {
 				t.Errorf("the edge daemon in %s: %v\n%s", wan.Name, err, out.String())
+			} else if t.Failed() {
+				t.Logf("the edge daemon in %s:\n%s", wan.Name, out.String())
 			}
 		case <-time.After(60 * time.Second):
 			t.Errorf("the edge daemon did not stop within 60s\n%s", out.String())
 		}
 	}()
 
-	site := func() edge.SiteStatus {
-		var ci struct {
-			Edge edge.HubStatus `json:"edge"`
-		}
-		getJSON(t, api+"/api/v1/cluster", &ci)
-		if len(ci.Edge.Sites) != 1 {
-			t.Fatalf("/api/v1/cluster edge = %+v, want one site", ci.Edge)
-		}
-		return ci.Edge.Sites[0]
-	}
+	site := func() edge.SiteStatus { return hubSite(t, api) }
 	states := func() string {
 		var list []devstate.Status
 		getJSON(t, api+"/api/v1/devices", &list)
@@ -134,23 +95,8 @@ traps: {listen: "0.0.0.0:9162", communities: [public]}
 		}
 		return strings.Join(s, " ")
 	}
-	poll := func(within time.Duration, what string, cond func() (bool, string)) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			ok, state := cond()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %v; last seen: %s\nedge daemon:\n%s", what, within, state, out.String())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-
 	// The edge probes; the hub sees its devices up through it.
-	poll(60*time.Second, "the edge's devices up at the hub", func() (bool, string) {
+	waitState(t, 60*time.Second, "the edge's devices up at the hub", func() (bool, string) {
 		s := states()
 		return s == "br-sw1=up br-sw2=up", s
 	})
@@ -178,7 +124,7 @@ traps: {listen: "0.0.0.0:9162", communities: [public]}
 		}
 		traps++
 	}
-	poll(20*time.Second, "the site unreachable at the hub", func() (bool, string) {
+	waitState(t, 20*time.Second, "the site unreachable at the hub", func() (bool, string) {
 		if traps < 3 {
 			trap()
 		}
@@ -195,7 +141,7 @@ traps: {listen: "0.0.0.0:9162", communities: [public]}
 	if len(collector) != 1 || collector[0].EventID != "NETWORK-SITES-1-502" || collector[0].Status != "active" {
 		t.Fatalf("notifications while cut off: %+v, want exactly one active NETWORK-SITES-1-502", collector)
 	}
-	poll(30*time.Second, "the leaf connection seen down at the hub", func() (bool, string) {
+	waitState(t, 30*time.Second, "the leaf connection seen down at the hub", func() (bool, string) {
 		s := site()
 		return !s.Connected, fmt.Sprintf("%+v", s)
 	})
@@ -217,7 +163,7 @@ traps: {listen: "0.0.0.0:9162", communities: [public]}
 	// Drained once the hub has evaluated a round br-sw2 answered after the
 	// WAN was back: in order, everything buffered before it came first.
 	var after edge.SiteStatus
-	poll(60*time.Second, "the edge's buffer drained at the hub", func() (bool, string) {
+	waitState(t, 60*time.Second, "the edge's buffer drained at the hub", func() (bool, string) {
 		var d devstate.Status
 		getJSON(t, api+"/api/v1/devices/br-sw2", &d)
 		after = site()
@@ -255,11 +201,49 @@ func count(ds []delivery, eventID, status string) int {
 	return n
 }
 
-func writeFile(t *testing.T, path, body string) {
+// edgeSite is the configs of a hub and of the edge daemon of its site BR1,
+// whose devices br-sw1 and br-sw2 are at sw1 and sw2; every alert at the
+// hub goes to rcv.
+type edgeSite struct {
+	rcv             *receiver
+	hubCfg, edgeCfg string
+}
+
+// newEdgeSite writes the configs: the hub's leaf listener is at leaf, it
+// deems the site unreachable after unreachableAfter without a record; the
+// edge buffers up to buffer. device is what each device's entry adds;
+// edgeExtra, what the edge's config adds.
+func newEdgeSite(t *testing.T, leaf, sw1, sw2, device, unreachableAfter, buffer, edgeExtra string) *edgeSite {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+	rulesGlob, err := filepath.Abs("../../rules/*.yaml")
+	if err != nil {
 		t.Fatal(err)
 	}
+	es := &edgeSite{rcv: newReceiver(t, always(http.StatusOK))}
+	devices := []string{
+		fmt.Sprintf("{name: br-sw1, address: %s, site: BR1, %s}", sw1, device),
+		fmt.Sprintf("{name: br-sw2, address: %s, site: BR1, %s}", sw2, device),
+	}
+	es.hubCfg = writeNodeConfig(t, t.TempDir(), nodeConfig{Listen: "127.0.0.1:0", Rules: rulesGlob, Devices: devices,
+		Extra: fmt.Sprintf("hub: {listen: %q, sites: [BR1], unreachable_after: %s}\n", leaf, unreachableAfter),
+		Hook:  &hookConfig{URL: es.rcv.srv.URL, Timeout: "2s", MaxAge: "1h"}})
+	es.edgeCfg = writeNodeConfig(t, t.TempDir(), nodeConfig{Listen: "127.0.0.1:0", Rules: rulesGlob, Devices: devices,
+		Extra: fmt.Sprintf("edge: {hub: %q, site: BR1, buffer: %s}\n", "nats-leaf://"+leaf, buffer) + edgeExtra})
+	return es
+}
+
+// hubSite is the one site in the /api/v1/cluster of the hub at api
+// ("http://host:port").
+func hubSite(t *testing.T, api string) edge.SiteStatus {
+	t.Helper()
+	var ci struct {
+		Edge edge.HubStatus `json:"edge"`
+	}
+	getJSON(t, api+"/api/v1/cluster", &ci)
+	if len(ci.Edge.Sites) != 1 {
+		t.Fatalf("/api/v1/cluster edge = %+v, want one site", ci.Edge)
+	}
+	return ci.Edge.Sites[0]
 }
 
 // TestEdgeSiteChild is the edge daemon of TestEdgeSiteThroughWANOutage,
@@ -287,40 +271,10 @@ func TestEdgeSiteChild(t *testing.T) {
 // marks the site's devices unknown and sends one "Collector unreachable";
 // the edge started again on the same state resolves it.
 func TestEdgeSiteOnLoopback(t *testing.T) {
-	rcv := newReceiver(t, always(http.StatusOK))
-	rulesGlob, err := filepath.Abs("../../rules/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := freePort(t)
-	devices := `devices:
-  - {name: br-sw1, address: 192.0.2.1, site: BR1, icmp: {disabled: true}}
-  - {name: br-sw2, address: 192.0.2.2, site: BR1, icmp: {disabled: true}}
-`
-	hubCfg := filepath.Join(t.TempDir(), "nocbridge.yaml")
-	writeFile(t, hubCfg, fmt.Sprintf(`state_dir: ./state
-http: {listen: "127.0.0.1:0"}
-rules: [%q]
-hub: {listen: %q, sites: [BR1], unreachable_after: 3s}
-%sdestinations:
-  - name: hook
-    type: webhook
-    url: %s/hook
-    secret: %s
-    timeout: 2s
-    retry: {initial: 50ms, max: 200ms, max_age: 1h}
-subscriptions:
-  - {name: all, destinations: [hook]}
-`, rulesGlob, leaf, devices, rcv.srv.URL, testSigningSecret))
-	edgeCfg := filepath.Join(t.TempDir(), "nocbridge.yaml")
-	writeFile(t, edgeCfg, fmt.Sprintf(`state_dir: ./state
-http: {listen: "127.0.0.1:0"}
-rules: [%q]
-edge: {hub: "nats-leaf://%s", site: BR1, buffer: 8MiB}
-%s`, rulesGlob, leaf, devices))
-
+	es := newEdgeSite(t, freePort(t), "192.0.2.1", "192.0.2.2", "icmp: {disabled: true}", "3s", "8MiB", "")
+	rcv, hubCfg := es.rcv, es.hubCfg
 	hub, stopHub := startApp(t, hubCfg)
-	edgeApp, stopEdge := startApp(t, edgeCfg)
+	edgeApp, stopEdge := startApp(t, es.edgeCfg)
 	site := func(api string) map[string]any {
 		var ci struct {
 			Edge map[string]any `json:"edge"`
@@ -328,29 +282,9 @@ edge: {hub: "nats-leaf://%s", site: BR1, buffer: 8MiB}
 		getJSON(t, "http://"+api+"/api/v1/cluster", &ci)
 		return ci.Edge
 	}
-	hubSite := func() edge.SiteStatus {
-		var ci struct {
-			Edge edge.HubStatus `json:"edge"`
-		}
-		getJSON(t, "http://"+hub.HTTPAddr()+"/api/v1/cluster", &ci)
-		return ci.Edge.Sites[0]
-	}
-	waitUntil := func(within time.Duration, what string, cond func() (bool, string)) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			ok, state := cond()
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %v; last seen: %s", what, within, state)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	waitUntil(30*time.Second, "the edge's heartbeats at the hub", func() (bool, string) {
-		s := hubSite()
+	atHub := func() edge.SiteStatus { return hubSite(t, "http://"+hub.HTTPAddr()) }
+	waitState(t, 30*time.Second, "the edge's heartbeats at the hub", func() (bool, string) {
+		s := atHub()
 		return s.Connected && !s.Unreachable && s.Received >= 2, fmt.Sprintf("%+v", s)
 	})
 	if e := site(edgeApp.HTTPAddr()); e["role"] != "edge" || e["site"] != "BR1" || e["connected"] != true || e["buffer_limit_bytes"] != float64(8<<20) {
@@ -370,20 +304,20 @@ edge: {hub: "nats-leaf://%s", site: BR1, buffer: 8MiB}
 			t.Errorf("%s is %s at the hub while its collector is away, want unknown", d.Name, d.State)
 		}
 	}
-	if s := hubSite(); !s.Unreachable {
+	if s := atHub(); !s.Unreachable {
 		t.Errorf("hub's site %+v, want unreachable", s)
 	}
 
-	startApp(t, edgeCfg) // the same state directory: its buffer goes on
+	startApp(t, es.edgeCfg) // the same state directory: its buffer goes on
 	got = rcv.waitFor(30*time.Second, "the collector alert resolved", func(ds []delivery) bool { return len(ds) > base+1 })[base:]
 	if len(got) != 2 || got[1].EventID != "NETWORK-SITES-1-502" || got[1].Status != "resolved" || got[1].InstanceID != got[0].InstanceID {
 		t.Fatalf("notifications after the edge restarted: %+v", got)
 	}
-	waitUntil(10*time.Second, "the hub caught up with the edge", func() (bool, string) {
-		s := hubSite()
+	waitState(t, 10*time.Second, "the hub caught up with the edge", func() (bool, string) {
+		s := atHub()
 		return s.Stream.SourceLag == 0 && s.Stream.Pending == 0, fmt.Sprintf("%+v", s)
 	})
-	first := hubSite()
+	first := atHub()
 	if first.Dropped != 0 || first.OutOfOrder != 0 || first.Received != first.Stream.LastOrigin {
 		t.Errorf("after the edge's restart: %+v, want every record received once, in order", first)
 	}
@@ -393,13 +327,13 @@ edge: {hub: "nats-leaf://%s", site: BR1, buffer: 8MiB}
 	stopHub()
 	time.Sleep(time.Second) // the edge buffers meanwhile
 	hub, _ = startApp(t, hubCfg)
-	waitUntil(30*time.Second, "the hub reading the edge again", func() (bool, string) {
-		s := hubSite()
+	waitState(t, 30*time.Second, "the hub reading the edge again", func() (bool, string) {
+		s := atHub()
 		return s.Connected && s.Stream.LastOrigin > first.Stream.LastOrigin+1, fmt.Sprintf("%+v", s)
 	})
 	// A record skipped would count as dropped (a gap after the last one
 	// evaluated before the restart), one read again as out of order.
-	if s := hubSite(); s.Dropped != 0 || s.OutOfOrder != 0 || s.Received == 0 {
+	if s := atHub(); s.Dropped != 0 || s.OutOfOrder != 0 || s.Received == 0 {
 		t.Errorf("after the hub's restart: %+v, want the records after the last evaluated received once, in order", s)
 	}
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -215,17 +216,117 @@ subscriptions:
     sub_domain: Devices
     description: "{{ .Device.Name }} ({{ .Device.Address }}) test rule"
 `, c.RuleWhen, c.RuleFor, c.RuleClear, c.ClearFor)
+	writeRuleFile(t, dir, rule)
+	path := filepath.Join(dir, "nocbridge.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// writeRuleFile writes rule as rules/test.yaml in dir.
+func writeRuleFile(t *testing.T, dir, rule string) {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "rules", "test.yaml"), []byte(rule), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// nodeConfig is one daemon's config in the tests that run several (cluster
+// nodes, a hub and its edge); writeNodeConfig renders it.
+type nodeConfig struct {
+	Listen  string      // http.listen
+	Token   string      // http.token; none when empty
+	Rules   string      // the rules glob
+	Rule    string      // written as rules/test.yaml beside the config when set
+	Extra   string      // YAML sections of the daemon's role (icmp, traps, cluster, hub, edge…), each line ending in \n
+	Devices []string    // one flow mapping a device
+	Hook    *hookConfig // the webhook destination "hook" every alert goes to; none when nil
+}
+
+// hookConfig is a webhook destination to a test receiver, signed with
+// testSigningSecret and retried from 50 ms up to 200 ms apart.
+type hookConfig struct {
+	URL     string // the receiver's base URL; it is sent to URL/hook
+	Timeout string // the destination's timeout; the default when empty
+	MaxAge  string // retry.max_age; the default when empty
+}
+
+// writeNodeConfig writes c as nocbridge.yaml (and its rule file, if any)
+// into dir and returns the config's path.
+func writeNodeConfig(t *testing.T, dir string, c nodeConfig) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "state_dir: ./state\nhttp: {listen: %q", c.Listen)
+	if c.Token != "" {
+		fmt.Fprintf(&b, ", token: %q", c.Token)
+	}
+	fmt.Fprintf(&b, "}\nrules: [%q]\n%s", c.Rules, c.Extra)
+	if len(c.Devices) > 0 {
+		b.WriteString("devices:\n")
+		for _, d := range c.Devices {
+			fmt.Fprintf(&b, "  - %s\n", d)
+		}
+	}
+	if h := c.Hook; h != nil {
+		fmt.Fprintf(&b, "destinations:\n  - name: hook\n    type: webhook\n    url: %s/hook\n    secret: %s\n", h.URL, testSigningSecret)
+		if h.Timeout != "" {
+			fmt.Fprintf(&b, "    timeout: %s\n", h.Timeout)
+		}
+		maxAge := ""
+		if h.MaxAge != "" {
+			maxAge = ", max_age: " + h.MaxAge
+		}
+		fmt.Fprintf(&b, "    retry: {initial: 50ms, max: 200ms%s}\nsubscriptions:\n  - {name: all, destinations: [hook]}\n", maxAge)
+	}
+	if c.Rule != "" {
+		writeRuleFile(t, dir, c.Rule)
+	}
 	path := filepath.Join(dir, "nocbridge.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+	writeFile(t, path, b.String())
+	return path
+}
+
+// clusterConfig is a cluster of nodes nb1, nb2… for writeClusterConfigs.
+type clusterConfig struct {
+	Name     string                 // cluster.name
+	Routes   []string               // node i's cluster.listen (host:port), one a node
+	HTTP     []string               // node i's http.listen
+	DownWhen string                 // cluster.down_when; the default when empty
+	Node     func(i int) nodeConfig // the rest of node i's config
+}
+
+// writeClusterConfigs writes each node's config, peering it with the
+// others' routes, each in a directory of its own; it returns their paths.
+func writeClusterConfigs(t *testing.T, c clusterConfig) []string {
+	t.Helper()
+	var paths []string
+	for i := range c.Routes {
+		var peers []string
+		for j, r := range c.Routes {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("%q", "nats://"+r))
+			}
+		}
+		n := c.Node(i)
+		n.Listen = c.HTTP[i]
+		n.Extra += fmt.Sprintf("cluster:\n  name: %s\n  node: nb%d\n  listen: %q\n  peers: [%s]\n", c.Name, i+1, c.Routes[i], strings.Join(peers, ", "))
+		if c.DownWhen != "" {
+			n.Extra += "  down_when: " + c.DownWhen + "\n"
+		}
+		paths = append(paths, writeNodeConfig(t, t.TempDir(), n))
+	}
+	return paths
+}
+
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
 }
 
 // freePort returns a loopback address that was free a moment ago, for
@@ -263,55 +364,144 @@ func startApp(t *testing.T, path string) (a *App, stop func()) {
 // startAppWithLogger is startApp with the caller's logger (to inspect logs).
 func startAppWithLogger(t *testing.T, path string, logger *slog.Logger) (a *App, stop func()) {
 	t.Helper()
+	r := goRun(t, "", path, logger)
+	waitReady(t, 20*time.Second, r)
+	return r.App, r.stop
+}
+
+// runningApp is an App whose Run goes on in the background.
+type runningApp struct {
+	*App
+	name   string        // in failures: "nb1", "" for a lone app
+	exited chan struct{} // closed when Run has returned err
+	err    error
+	stop   func() // cancels Run and waits for it; also run when the test ends
+}
+
+// goRun creates the app on path and starts its Run. Its stop fails the
+// test if Run returns an error or does not return within 30 s of cancel.
+func goRun(t *testing.T, name, path string, logger *slog.Logger) *runningApp {
+	t.Helper()
+	prefix := ""
+	if name != "" {
+		prefix = name + ": "
+	}
 	a, err := New(Options{ConfigPath: path, Version: "test", Logger: logger})
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatalf("%sNew: %v", prefix, err)
 	}
+	r := &runningApp{App: a, name: name, exited: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	go func() {
+		r.err = a.Run(ctx)
+		close(r.exited)
+	}()
 	var once sync.Once
-	stop = func() {
+	r.stop = func() {
 		once.Do(func() {
 			cancel()
 			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
+			case <-r.exited:
+				if r.err != nil {
+					t.Errorf("%sRun returned %v", prefix, r.err)
 				}
 			case <-time.After(30 * time.Second):
-				t.Error("Run did not stop within 30s of cancel")
+				t.Errorf("%sRun did not stop within 30s of cancel", prefix)
 			}
 		})
 	}
-	t.Cleanup(stop)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(20 * time.Second)
-	for !a.Ready() {
-		select {
-		case err := <-done:
-			t.Fatalf("Run ended before ready: %v", err)
-		case <-deadline:
-			t.Fatal("app not ready after 20s")
-		case <-tick.C:
-		}
-	}
-	return a, stop
+	t.Cleanup(r.stop)
+	return r
 }
 
+// waitReady waits until every app is ready, failing the test when one's
+// Run ends first or within passes.
+func waitReady(t *testing.T, within time.Duration, apps ...*runningApp) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(within)
+	for _, r := range apps {
+		name := cmp.Or(r.name, "app")
+		for !r.Ready() {
+			select {
+			case <-r.exited:
+				t.Fatalf("%s: Run ended before ready: %v", name, r.err)
+			case <-deadline:
+				t.Fatalf("%s not ready after %v", name, within)
+			case <-tick.C:
+			}
+		}
+	}
+}
+
+// nodeLogger is testLogger at info, each line naming the cluster node.
+func nodeLogger(t *testing.T, node string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", node)
+}
+
+// getJSON GETs url and decodes its 200 answer into out, or fails the test.
 func getJSON(t *testing.T, url string, out any) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
+	getJSONWithToken(t, url, "", out)
+}
+
+// getJSONWithToken is getJSON sending the bearer token, for a node that
+// listens beyond loopback.
+func getJSONWithToken(t *testing.T, url, token string, out any) {
+	t.Helper()
+	if err := fetchJSON(http.DefaultClient, url, token, out); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// fetchJSON GETs url with c, sending the bearer token if any, and decodes
+// its answer into out; an answer other than 200 is an error.
+func fetchJSON(c *http.Client, url, token string, out any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET %s: %s %s", url, resp.Status, b)
+		return fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return nil
+}
+
+// waitUntil polls cond every 100 ms until it holds or d passes.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	waitState(t, d, what, func() (bool, string) { return cond(), "" })
+}
+
+// waitState is waitUntil for a cond that also says what it saw, which a
+// failure shows.
+func waitState(t *testing.T, d time.Duration, what string, cond func() (ok bool, seen string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			if seen != "" {
+				t.Fatalf("after %v still waiting for %s; last seen: %s", d, what, seen)
+			}
+			t.Fatalf("after %v still waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

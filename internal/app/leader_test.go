@@ -1,11 +1,8 @@
 package app
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,44 +56,15 @@ func newClusterRig(t *testing.T) *clusterRig {
 		r.traps = append(r.traps, fmt.Sprintf("127.0.0.1:%d", port))
 		r.http = append(r.http, freePort(t))
 	}
-	for i := range 3 {
-		var peers []string
-		for j, route := range routes {
-			if j != i {
-				peers = append(peers, "nats://"+route)
-			}
+	r.paths = writeClusterConfigs(t, clusterConfig{Name: "test-cluster", Routes: routes, HTTP: r.http, Node: func(i int) nodeConfig {
+		return nodeConfig{
+			Token:   clusterToken,
+			Rules:   rulesDir + "/*.yaml",
+			Extra:   fmt.Sprintf("traps:\n  listen: %q\n  communities: [public]\n  unknown_sources: drop\n", r.traps[i]),
+			Devices: []string{fmt.Sprintf("{name: edge-sw1, address: %s, icmp: {disabled: true}}", trapSender)},
+			Hook:    &hookConfig{URL: r.rcv.srv.URL},
 		}
-		dir := t.TempDir()
-		cfg := fmt.Sprintf(`state_dir: ./state
-http: {listen: %s, token: %s}
-rules: [%s/*.yaml]
-traps:
-  listen: %s
-  communities: [public]
-  unknown_sources: drop
-cluster:
-  name: test-cluster
-  node: nb%d
-  listen: %s
-  peers: [%s]
-devices:
-  - {name: edge-sw1, address: %s, icmp: {disabled: true}}
-destinations:
-  - name: hook
-    type: webhook
-    url: %s/hook
-    secret: %s
-    retry: {initial: 50ms, max: 200ms}
-subscriptions:
-  - name: all
-    destinations: [hook]
-`, r.http[i], clusterToken, rulesDir, r.traps[i], i+1, routes[i], strings.Join(peers, ", "), trapSender, r.rcv.srv.URL, testSigningSecret)
-		path := filepath.Join(dir, "nocbridge.yaml")
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		r.paths = append(r.paths, path)
-	}
+	}})
 	return r
 }
 
@@ -162,18 +129,9 @@ type clusterView struct {
 
 // view reads node n's /api/v1/cluster; ok is false when it does not answer.
 func (r *clusterRig) view(n int) (v clusterView, ok bool) {
-	c := http.Client{Timeout: 2 * time.Second}
-	req, _ := http.NewRequest(http.MethodGet, "http://"+r.http[n]+"/api/v1/cluster", nil)
-	req.Header.Set("Authorization", "Bearer "+clusterToken) // a node listening beyond loopback asks for it
-	resp, err := c.Do(req)
-	if err != nil {
-		return v, false
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&v) != nil {
-		return v, false
-	}
-	return v, true
+	// The token: a node listening beyond loopback asks for it.
+	err := fetchJSON(&http.Client{Timeout: 2 * time.Second}, "http://"+r.http[n]+"/api/v1/cluster", clusterToken, &v)
+	return v, err == nil
 }
 
 // agreedLeader waits until every node of alive answers with the same
@@ -216,43 +174,19 @@ func mustAddrPort(t *testing.T, hostport string) netip.AddrPort {
 	return ap
 }
 
-// startClusterApps starts the three nodes in this process at once (each
-// waits in store.Open for the others) and waits until all are ready.
-func startClusterApps(t *testing.T, r *clusterRig) []*App {
+// startClusterApps starts the nodes of paths (nb1, nb2… in that order) in
+// this process at once (each waits in store.Open for the others) and waits
+// until all are ready; they stop when the test ends.
+func startClusterApps(t *testing.T, paths []string) []*App {
 	t.Helper()
-	apps := make([]*App, 3)
-	var wg sync.WaitGroup
-	for i, path := range r.paths {
-		log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", fmt.Sprintf("nb%d", i+1))
-		a, err := New(Options{ConfigPath: path, Version: "test", Logger: log})
-		if err != nil {
-			t.Fatalf("New nb%d: %v", i+1, err)
-		}
-		apps[i] = a
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		wg.Go(func() { done <- a.Run(ctx) })
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("nb%d: Run returned %v", i+1, err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("nb%d: Run did not stop within 30s of cancel", i+1)
-			}
-		})
+	runs := make([]*runningApp, len(paths))
+	apps := make([]*App, len(paths))
+	for i, path := range paths {
+		name := fmt.Sprintf("nb%d", i+1)
+		runs[i] = goRun(t, name, path, nodeLogger(t, name))
+		apps[i] = runs[i].App
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for i, a := range apps {
-		for !a.Ready() {
-			if time.Now().After(deadline) {
-				t.Fatalf("nb%d not ready after 60s", i+1)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitReady(t, 60*time.Second, runs...)
 	return apps
 }
 
@@ -262,7 +196,7 @@ func startClusterApps(t *testing.T, r *clusterRig) []*App {
 // refuses a dead-letter replay naming the leader.
 func TestClusterThreeNodesOneLeader(t *testing.T) {
 	r := newClusterRig(t)
-	apps := startClusterApps(t, r)
+	apps := startClusterApps(t, r.paths)
 	leader := r.agreedLeader([]int{0, 1, 2}, 20*time.Second)
 	follower := (leader + 1) % 3
 	t.Logf("leader nb%d", leader+1)

@@ -211,18 +211,6 @@ func TestFlappingPortFromTrapsInRoutedLab(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond every 100 ms until it holds or d passes.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v still waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestSilenceMutesThenReleasesOverVeth: a device silenced with the CLI goes
 // down (real ICMP over a veth): its alert is held, shown muted in the API;
 // ending the silence sends it at once, and its resolve follows.

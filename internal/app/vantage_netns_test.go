@@ -1,16 +1,12 @@
 package app
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,45 +59,11 @@ func TestVantagePointWithBadUplinkRaisesNoFalseDown(t *testing.T) {
 	}
 	routes := []string{freeOn(), freeOn(), nb3.Addr.String() + ":6222"}
 	httpAddrs := []string{freePort(t), freePort(t), nb3.Addr.String() + ":8080"}
-	var paths []string
-	for i := range 3 {
-		var peers []string
-		for j, r := range routes {
-			if j != i {
-				peers = append(peers, "nats://"+r)
-			}
-		}
-		dir := t.TempDir()
-		if i == 2 {
-			// nb3's child runs as root in its namespace; its files live in
-			// the test's temporary directory all the same.
-			if err := os.Chmod(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		cfg := fmt.Sprintf(`state_dir: ./state
-http: {listen: %s, token: %s}
-rules: [rules/*.yaml]
-icmp: {interval: 1s, timeout: 500ms}
-cluster:
-  name: vantage-test
-  node: nb%d
-  listen: %s
-  peers: [%s]
-  down_when: majority
-devices:
-  - {name: dut, address: %s, site: Lab}
-destinations:
-  - name: hook
-    type: webhook
-    url: %s/hook
-    secret: %s
-    retry: {initial: 50ms, max: 200ms}
-subscriptions:
-  - name: all
-    destinations: [hook]
-`, httpAddrs[i], clusterToken, i+1, routes[i], strings.Join(peers, ", "), device.Addr, rcv.srv.URL, testSigningSecret)
-		rule := `rules:
+	paths := writeClusterConfigs(t, clusterConfig{Name: "vantage-test", Routes: routes, HTTP: httpAddrs, DownWhen: "majority", Node: func(int) nodeConfig {
+		return nodeConfig{
+			Token: clusterToken,
+			Rules: "rules/*.yaml",
+			Rule: `rules:
   - event_id: NETWORK-DEVICES-1-101
     name: Device unreachable
     source: icmp
@@ -113,18 +75,16 @@ subscriptions:
     domain: Connectivity
     sub_domain: Devices
     description: "{{ .Device.Name }} is unreachable"
-`
-		if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o755); err != nil {
-			t.Fatal(err)
+`,
+			Extra:   "icmp: {interval: 1s, timeout: 500ms}\n",
+			Devices: []string{fmt.Sprintf("{name: dut, address: %s, site: Lab}", device.Addr)},
+			Hook:    &hookConfig{URL: rcv.srv.URL},
 		}
-		if err := os.WriteFile(filepath.Join(dir, "rules", "test.yaml"), []byte(rule), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, "nocbridge.yaml")
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, path)
+	}})
+	// nb3's child runs as root in its namespace; its files live in the
+	// test's temporary directory all the same.
+	if err := os.Chmod(filepath.Dir(paths[2]), 0o755); err != nil {
+		t.Fatal(err)
 	}
 
 	// nb3 in its namespace, the two others here, all at once: each waits
@@ -140,7 +100,7 @@ subscriptions:
 		_ = os.WriteFile(stopFile, nil, 0o644)
 		child.Wait()
 	}()
-	startNodes(t, paths[:2])
+	startClusterApps(t, paths[:2])
 	r := &clusterRig{t: t, rcv: rcv, http: httpAddrs}
 	leader := r.agreedLeader([]int{0, 1, 2}, 60*time.Second)
 	t.Logf("nb%d leads", leader+1)
@@ -155,16 +115,7 @@ subscriptions:
 				Fresh bool   `json:"fresh"`
 			} `json:"vantage"`
 		}
-		req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddrs[n]+"/api/v1/devices/dut", nil)
-		req.Header.Set("Authorization", "Bearer "+clusterToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET /api/v1/devices/dut on nb%d: %s %v", n+1, resp.Status, err)
-		}
+		getJSONWithToken(t, "http://"+httpAddrs[n]+"/api/v1/devices/dut", clusterToken, &d)
 		up := map[string]bool{}
 		for _, v := range d.Vantage {
 			if v.Fresh {
@@ -217,8 +168,7 @@ func TestClusterNodeInNamespace(t *testing.T) {
 	if path == "" {
 		t.Skip("a cluster node for TestVantagePointWithBadUplinkRaisesNoFalseDown, run by it inside a network namespace")
 	}
-	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", "nb3")
-	_, stop := startAppWithLogger(t, path, log)
+	_, stop := startAppWithLogger(t, path, nodeLogger(t, "nb3"))
 	defer stop()
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -228,42 +178,4 @@ func TestClusterNodeInNamespace(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Error("not told to stop within 3 minutes")
-}
-
-// startNodes starts cluster nodes in this process at once and waits until
-// all are ready; they stop when the test ends.
-func startNodes(t *testing.T, paths []string) []*App {
-	t.Helper()
-	apps := make([]*App, len(paths))
-	for i, path := range paths {
-		log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", fmt.Sprintf("nb%d", i+1))
-		a, err := New(Options{ConfigPath: path, Version: "test", Logger: log})
-		if err != nil {
-			t.Fatalf("New nb%d: %v", i+1, err)
-		}
-		apps[i] = a
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("nb%d: Run returned %v", i+1, err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("nb%d: Run did not stop within 30s of cancel", i+1)
-			}
-		})
-	}
-	waitUntil(t, 60*time.Second, "the nodes ready", func() bool {
-		for _, a := range apps {
-			if !a.Ready() {
-				return false
-			}
-		}
-		return true
-	})
-	return apps
 }
