@@ -142,6 +142,10 @@ func formCluster(ctx context.Context, c failoverCluster, work string) error {
 	return nil
 }
 
+// dumping is a cluster of Go processes that can write their goroutines
+// into their logs: done to a new leader that lost alerts.
+type dumping interface{ dump(i int) }
+
 // measureFailover forms the cluster, then -runs times kills the leader.
 func measureFailover(ctx context.Context, c failoverCluster, work string, runs int) ([]failoverRun, error) {
 	if err := formCluster(ctx, c, work); err != nil {
@@ -188,6 +192,14 @@ func measureFailover(ctx context.Context, c failoverCluster, work string, runs i
 			}
 			sr := storm.result(ctx, r, sentTo, sentAt, leader, killAt, 20*time.Second)
 			res.storm = &sr
+			if d, ok := c.(dumping); ok && sr.lost > 0 {
+				// Where the new leader waits, for whoever reads its log.
+				d.dump(next)
+				fmt.Printf("  run %d lost alerts: nb%d's goroutines are at the end of its log (SIGQUIT); starting it again\n", r+1, next+1)
+				if err := c.start(ctx, work, next); err != nil {
+					return results, fmt.Errorf("run %d, starting nb%d again: %w", r+1, next+1, err)
+				}
+			}
 		}
 		restartAt := time.Now()
 		if err := c.start(ctx, work, leader); err != nil {
@@ -387,6 +399,18 @@ func (p *nodeProc) kill() {
 	<-p.dead
 }
 
+// dump makes a Go process write its goroutines into its log and exit
+// (SIGQUIT), killing it if it has not within 10 s.
+func (p *nodeProc) dump() {
+	p.killed.Store(true)
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.dead:
+	case <-time.After(10 * time.Second):
+		p.kill()
+	}
+}
+
 // exitedOnItsOwn says so when the process died without kill.
 func (p *nodeProc) exitedOnItsOwn() error {
 	if p.alive() || p.killed.Load() {
@@ -488,6 +512,15 @@ func (s *procs) kill(i int) error {
 		p.kill()
 	}
 	return nil
+}
+
+func (s *procs) dump(i int) {
+	s.procMu.Lock()
+	p := s.ps[i]
+	s.procMu.Unlock()
+	if p != nil {
+		p.dump()
+	}
 }
 
 // failed is the first node that died unbidden.

@@ -19,6 +19,11 @@ import (
 // leaseBucket holds the cluster's leader lease.
 const leaseBucket = "cluster_lease"
 
+// resyncTimeout bounds one attempt of a new leader to read back a
+// component's state: a read JetStream never answers is tried again, and
+// logged, rather than waited for for the whole term.
+const resyncTimeout = 30 * time.Second
+
 // joinCluster makes this node a cluster member (SPEC 9) when the config
 // has a cluster: a contender for the leader lease, its sources publishing
 // on the observation bus. Alone, the sources emit into the local queue.
@@ -63,9 +68,24 @@ func (a *App) leadership() cluster.Leadership {
 func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		// A new leader starts from what the previous one stored, once
-		// JetStream has elected new leaders for the streams it held.
-		if a.lease != nil && (a.store.AwaitStreamLeaders(ctx) != nil || !a.resync(ctx, "outbox", a.outbox.Resync) || !a.resync(ctx, "noise control", a.noise.Resync)) {
-			return nil
+		// JetStream has elected new leaders for the streams it held. Each
+		// step is logged with how long it took: a term that does not
+		// evaluate shows where it waits.
+		started := time.Now()
+		step := func(what string) {
+			if a.lease != nil {
+				a.log.Info("leading: "+what, "component", "cluster", "after", time.Since(started).Round(time.Millisecond).String())
+			}
+		}
+		if a.lease != nil {
+			if a.store.AwaitStreamLeaders(ctx) != nil {
+				return nil
+			}
+			step("every stream has a leader")
+			if !a.resync(ctx, "outbox", a.outbox.Resync) || !a.resync(ctx, "noise control", a.noise.Resync) {
+				return nil
+			}
+			step("outbox and noise control read back")
 		}
 		run, stop := context.WithCancel(context.WithoutCancel(ctx))
 		defer stop()
@@ -77,6 +97,7 @@ func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx c
 		if a.lease != nil && !a.resync(ctx, "alert state", a.alerts.Resync) {
 			return nil
 		}
+		step("alert state read back; evaluating")
 		// Alert state: resolve what vanished from config and send what was
 		// stored but not handed to the outbox before a crash.
 		a.reloadMu.Lock()
@@ -108,7 +129,9 @@ func (a *App) lead(goRun func(*sync.WaitGroup, string, func() error)) func(ctx c
 // ended first.
 func (a *App) resync(ctx context.Context, name string, resync func(context.Context) error) bool {
 	for {
-		err := resync(ctx)
+		rctx, cancel := context.WithTimeout(ctx, resyncTimeout)
+		err := resync(rctx)
+		cancel()
 		if err == nil {
 			return true
 		}

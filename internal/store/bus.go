@@ -321,12 +321,12 @@ func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
 func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error {
 	var p busProgress
 	for first := true; ; first = false {
-		cons := b.open(ctx, first)
+		cons, info := b.open(ctx, first)
 		if cons == nil {
 			return nil // ctx done
 		}
 		if first {
-			p.start(cons.CachedInfo())
+			p.start(info)
 		}
 		err := b.consume(ctx, cons, &p, handle)
 		if ctx.Err() != nil {
@@ -359,10 +359,12 @@ type busProgress struct {
 	idleSince        atomic.Int64 // unix nanoseconds; 0: handle is running
 }
 
-// start takes the consumer's own position as it was opened.
+// start takes the consumer's position as a new leader opened it: every
+// record after its acknowledgement floor is handed on, those a previous
+// leader was delivered and did not acknowledge included.
 func (p *busProgress) start(info *jetstream.ConsumerInfo) {
 	if info != nil {
-		p.delivered.Store(max(info.Delivered.Stream, info.AckFloor.Stream))
+		p.delivered.Store(info.AckFloor.Stream)
 		p.acked.Store(info.AckFloor.Stream)
 	}
 	p.idleSince.Store(time.Now().UnixNano())
@@ -486,32 +488,35 @@ func (b *Bus) watch(ctx context.Context, p *busProgress, stalled func()) {
 // not answer (a stream leader being elected), until ctx is done (nil).
 // first: a new leader's first opening, which takes over what the previous
 // leader left unacknowledged.
-func (b *Bus) open(ctx context.Context, first bool) jetstream.Consumer {
+func (b *Bus) open(ctx context.Context, first bool) (jetstream.Consumer, *jetstream.ConsumerInfo) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		cctx, cancel := context.WithTimeout(ctx, busAckTimeout)
-		cons, err := b.evaluator(cctx, first)
+		cons, info, err := b.evaluator(cctx, first)
 		cancel()
 		if err == nil {
-			return cons
+			return cons, info
 		}
 		b.log.Warn("observation bus: opening the evaluator's consumer, trying again", "err", err)
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-time.After(wait):
 		}
 	}
 }
 
-// evaluator opens the leader's durable consumer. At a leader's first
-// opening (first), when a previous leader left records delivered and not
-// acknowledged (it was killed or cut off mid-work), the consumer is made
-// again to deliver, in order, every record after the last one acknowledged
-// (acknowledgements are cumulative): waiting for them to be delivered again
-// one by one, after the ack wait, would hand them over behind newer ones (a
-// linkDown after the linkUp that followed it). A consumer that stalled is
-// made again the same way (resumeFrom).
-func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, error) {
+// evaluator opens the leader's durable consumer, with its position. At a
+// leader's first opening (first), when a previous leader left records
+// delivered and not acknowledged (it was killed or cut off mid-work), the
+// consumer is reset to deliver, in order, every record after the last one
+// acknowledged (acknowledgements are cumulative): waiting for them to be
+// delivered again one by one, after the ack wait, would hand them over
+// behind newer ones (a linkDown after the linkUp that followed it).
+// JetStream's reset keeps the consumer and its replicas (a consumer made
+// anew waits for its own leader election: seconds); a server without it
+// (an older NATS through store.nats_url) has the consumer deleted and made
+// again from there, as a stalled one is (resumeFrom).
+func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, *jetstream.ConsumerInfo, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       busConsumer,
 		Description:   "the leader's rule evaluation",
@@ -525,29 +530,42 @@ func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, er
 		c, err := b.stream.Consumer(ctx, busConsumer)
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			return b.stream.CreateOrUpdateConsumer(ctx, cfg)
+			c, err := b.stream.CreateOrUpdateConsumer(ctx, cfg)
+			if err != nil {
+				return nil, nil, err
+			}
+			return c, c.CachedInfo(), nil
 		case err != nil:
-			return nil, err
+			return nil, nil, err
 		}
 		info := c.CachedInfo()
 		if !first || info.NumAckPending == 0 {
-			return c, nil
+			return c, info, nil
 		}
-		b.resumeFrom = info.AckFloor.Stream + 1
 		b.log.Info("observation bus: the previous leader left records unacknowledged; delivering again, in order, from the first of them",
-			"unacknowledged", info.NumAckPending, "from_sequence", b.resumeFrom)
+			"unacknowledged", info.NumAckPending, "from_sequence", info.AckFloor.Stream+1)
+		reset, err := b.js.ResetConsumer(ctx, BusStream, busConsumer)
+		if err == nil {
+			return c, reset.ConsumerInfo, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, err // no answer: asked again
+		}
+		b.log.Info("observation bus: the consumer could not be reset; making it again", "err", err)
+		b.resumeFrom = info.AckFloor.Stream + 1
 	}
 	// Made again from resumeFrom: deleted first (again, if an earlier try
 	// deleted it and failed to make it).
 	if err := b.stream.DeleteConsumer(ctx, busConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, b.resumeFrom
 	c, err := b.stream.CreateOrUpdateConsumer(ctx, cfg)
-	if err == nil {
-		b.resumeFrom = 0
+	if err != nil {
+		return nil, nil, err
 	}
-	return c, err
+	b.resumeFrom = 0
+	return c, c.CachedInfo(), nil
 }
 
 // State is the bus now: its records, the leader's backlog, and the

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -432,30 +434,86 @@ func (s *Store) ClusterReady(ctx context.Context) error {
 // A cluster's new leader calls it before reading back what the previous
 // one stored, so that the reading is not left half done. Alone: nil at
 // once.
+// awaitLeadersLogAfter: AwaitStreamLeaders says once what it waits for
+// when it has waited this long. awaitLeaderAsk bounds one question to a
+// stream: one without a leader does not answer.
+const (
+	awaitLeadersLogAfter = 5 * time.Second
+	awaitLeaderAsk       = time.Second
+)
+
 func (s *Store) AwaitStreamLeaders(ctx context.Context) error {
 	if !s.Clustered() {
 		return nil
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	started := time.Now()
+	// The names come from the meta leader alone. Listing the streams'
+	// infos instead waits for every stream leader's answer, the dead
+	// node's included: 4-9 s after a kill, however soon the elections
+	// were over.
+	var names []string
 	for {
-		lctx, cancel := context.WithTimeout(ctx, clusterInfoTimeout)
-		leaderless := ""
-		streams := s.js.ListStreams(lctx)
-		for info := range streams.Info() {
-			if c := info.Cluster; c != nil && c.Leader == "" && leaderless == "" {
-				leaderless = info.Config.Name
-			}
+		lctx, cancel := context.WithTimeout(ctx, awaitLeaderAsk)
+		lister := s.js.StreamNames(lctx)
+		names = names[:0]
+		for name := range lister.Name() {
+			names = append(names, name)
 		}
-		err := streams.Err()
+		err := lister.Err()
 		cancel()
-		if leaderless == "" && (err == nil || errors.Is(err, jetstream.ErrEndOfData)) {
-			return nil
+		if err == nil || errors.Is(err, jetstream.ErrEndOfData) {
+			break
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("streams without a leader (%s): %w", cmpOr(leaderless, "listing them failed"), ctx.Err())
-		case <-tick.C:
+			return fmt.Errorf("listing the streams: %w", err)
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	// Each stream is asked on its own, all at once, until it answers
+	// with a leader.
+	var mu sync.Mutex
+	waiting := map[string]bool{}
+	for _, n := range names {
+		waiting[n] = true
+	}
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				ictx, cancel := context.WithTimeout(ctx, awaitLeaderAsk)
+				st, err := s.js.Stream(ictx, name)
+				cancel()
+				if err == nil {
+					if c := st.CachedInfo().Cluster; c == nil || c.Leader != "" {
+						mu.Lock()
+						delete(waiting, name)
+						mu.Unlock()
+						return
+					}
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(awaitLeadersLogAfter):
+		mu.Lock()
+		s.log.Warn("waiting for JetStream to elect stream leaders before leading", "waited", time.Since(started).Round(time.Millisecond).String(),
+			"streams_without_leader", strings.Join(slices.Sorted(maps.Keys(waiting)), ", "))
+		mu.Unlock()
+		<-done
+	}
+	if ctx.Err() != nil {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Errorf("streams without a leader (%s): %w", strings.Join(slices.Sorted(maps.Keys(waiting)), ", "), ctx.Err())
+	}
+	return nil
 }

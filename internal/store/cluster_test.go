@@ -245,6 +245,20 @@ func TestThreeNodeCluster(t *testing.T) {
 			alive = append(alive, s)
 		}
 	}
+	// What a new cluster leader waits for: every stream with a leader
+	// among the living, the dead node's streams re-elected.
+	closed := time.Now()
+	actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := alive[0].AwaitStreamLeaders(actx); err != nil {
+		t.Fatalf("AwaitStreamLeaders after nb%d left: %v", leader+1, err)
+	}
+	cancel()
+	t.Logf("every stream had a leader %v after nb%d left", time.Since(closed).Round(time.Millisecond), leader+1)
+	for _, st := range alive[0].ClusterInfo(context.Background()).Streams {
+		if st.Leader == "" || st.Leader == fmt.Sprintf("nb%d", leader+1) {
+			t.Errorf("after AwaitStreamLeaders stream %s has leader %q, want one of the living", st.Name, st.Leader)
+		}
+	}
 	appendEventually(t, alive[0], "three", 15*time.Second)
 	appendEventually(t, alive[1], "four", 15*time.Second)
 	if got := strings.Join(readCluster(t, alive[0]), ","); got != "one,two,three,four" {
