@@ -77,6 +77,9 @@ type Instance struct {
 	// unsent (a store outage): it goes once the active has gone, so a
 	// receiver never gets a resolve for an alert it was not told of.
 	ResolveAfter *event.Event `json:"resolve_after,omitempty"`
+	// BusSeq is the cluster bus sequence of the last trap applied to it
+	// (0 alone): see applied.
+	BusSeq uint64 `json:"bus_seq,omitempty"`
 
 	// unstored: Unsent did not reach the store either; a stop now loses it.
 	unstored bool
@@ -128,13 +131,22 @@ type Manager struct {
 
 	q intake // hands observations from Observe to Run (queue.go)
 
+	// tombs are resolved trap alerts of a cluster, by key: the bus
+	// sequence of the trap that resolved them, kept (and stored) for
+	// tombKeep so that a new leader given that trap, or the one that
+	// raised the alert, again does not raise it a second time (replay.go).
+	tombs     map[string]tomb
+	lastSweep time.Time
+	replayed  atomic.Uint64
+
 	behind *writeBehind
 	faults *rules.Faults // rules' run-time errors, counted and logged
 
-	activeDesc  *prometheus.Desc
-	unsentDesc  *prometheus.Desc
-	droppedDesc *prometheus.Desc
-	dropped     atomic.Uint64 // one-shot events dropped past maxFailedEvents
+	activeDesc   *prometheus.Desc
+	unsentDesc   *prometheus.Desc
+	droppedDesc  *prometheus.Desc
+	replayedDesc *prometheus.Desc
+	dropped      atomic.Uint64 // one-shot events dropped past maxFailedEvents
 }
 
 const (
@@ -175,7 +187,7 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 	}
 	m := &Manager{
 		store: store, dispatcher: d, history: opts.History, log: opts.Logger, now: opts.Now,
-		instances: map[string]*Instance{}, wake: make(chan struct{}, 1),
+		instances: map[string]*Instance{}, tombs: map[string]tomb{}, wake: make(chan struct{}, 1),
 		q: intake{ch: make(chan observation.Observation, maxBatch), left: make(chan struct{}, 1)},
 		activeDesc: prometheus.NewDesc("nocbridge_alerts_active",
 			"Alert instances currently firing, by event id.", []string{"event_id"}, nil),
@@ -184,6 +196,8 @@ func New(ctx context.Context, store Store, d Dispatcher, opts Options) (*Manager
 			[]string{"stored"}, nil),
 		droppedDesc: prometheus.NewDesc("nocbridge_alert_events_dropped_total",
 			"One-shot events dropped because too many were waiting for the store (oldest first).", nil, nil),
+		replayedDesc: prometheus.NewDesc("nocbridge_alert_traps_replayed_total",
+			"Traps a cluster's new leader got again from the bus that an alert had already taken (the previous leader committed them): not applied twice.", nil, nil),
 	}
 	m.behind = newWriteBehind(store, m.log)
 	var err error
@@ -213,7 +227,7 @@ func (m *Manager) load(ctx context.Context) error {
 		// A corrupt record must not stop the daemon; it is dropped loudly.
 		m.log.Error("dropping unreadable alert state", "err", err)
 	}
-	m.instances, m.rev = st.instances, st.rev
+	m.instances, m.rev, m.tombs = st.instances, st.rev, st.tombs
 	// Move what only the journal holds to the instances' own keys, then
 	// retire the journal entries, in that order.
 	for k, r := range st.fromJournal {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // The store holds two kinds of entries:
@@ -33,6 +34,9 @@ const maxJournalBytes = 256 << 10
 type record struct {
 	Instance
 	Rev uint64 `json:"rev,omitempty"`
+	// ResolvedAt marks a tombstone: a resolved trap alert of a cluster,
+	// kept for its BusSeq (replay.go).
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 }
 
 func journalKey(rev uint64, part int) string {
@@ -73,6 +77,7 @@ func journalEntries(rev uint64, records map[string][]byte) map[string][]byte {
 // loadedState is what the store held, merged.
 type loadedState struct {
 	instances map[string]*Instance
+	tombs     map[string]tomb
 	rev       uint64 // the newest revision seen
 	// fromJournal are the instances whose newest revision is only in a
 	// journal entry, and journals the journal keys found.
@@ -83,7 +88,7 @@ type loadedState struct {
 
 // mergeStored rebuilds the instances from the store's entries.
 func mergeStored(stored map[string][]byte) loadedState {
-	st := loadedState{instances: map[string]*Instance{}, fromJournal: map[string]record{}}
+	st := loadedState{instances: map[string]*Instance{}, tombs: map[string]tomb{}, fromJournal: map[string]record{}}
 	newest := map[string]record{}
 	for k, v := range stored {
 		if strings.HasPrefix(k, journalPrefix) {
@@ -118,6 +123,10 @@ func mergeStored(stored map[string][]byte) loadedState {
 		}
 	}
 	for k, r := range newest {
+		if !r.ResolvedAt.IsZero() {
+			st.tombs[k] = tomb{seq: r.BusSeq, at: r.ResolvedAt}
+			continue
+		}
 		in := r.Instance
 		st.instances[k] = &in
 	}

@@ -155,10 +155,15 @@ func (m *Manager) stage(k string, in *Instance, ev event.Event) {
 	m.staged = append(m.staged, t)
 }
 
-// forget drops the instance; the deletion is written behind.
+// forget drops the instance; the deletion is written behind, or, for a
+// trap alert of a cluster, a tombstone (replay.go).
 func (m *Manager) forget(k string) {
 	if in := m.instances[k]; in != nil {
 		delete(m.instances, k)
+		if in.BusSeq > 0 {
+			m.bury(k, in)
+			return
+		}
 		m.behind.put(k, nil, in.EventID, in.Device.Name)
 	}
 }
@@ -176,6 +181,7 @@ func (m *Manager) tick(ctx context.Context) time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
+	m.sweep(now)
 	var next time.Time
 	consider := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {

@@ -10,6 +10,7 @@ func (c activeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.m.activeDesc
 	ch <- c.m.unsentDesc
 	ch <- c.m.droppedDesc
+	ch <- c.m.replayedDesc
 }
 
 func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -26,6 +27,7 @@ func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.unsentDesc, prometheus.GaugeValue, float64(unsent-unstored), "true")
 	ch <- prometheus.MustNewConstMetric(m.unsentDesc, prometheus.GaugeValue, float64(unstored), "false")
 	ch <- prometheus.MustNewConstMetric(m.droppedDesc, prometheus.CounterValue, float64(m.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(m.replayedDesc, prometheus.CounterValue, float64(m.replayed.Load()))
 	for id, n := range firing {
 		ch <- prometheus.MustNewConstMetric(m.activeDesc, prometheus.GaugeValue, float64(n), id)
 	}

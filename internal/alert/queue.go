@@ -94,11 +94,16 @@ func (m *Manager) observe(ctx context.Context, batch []observation.Observation) 
 		}
 		m.faults.Evaluation(evalErrs)
 		for j, c := range conds {
+			if m.replay(keys[j], obs) {
+				continue // applied by the previous leader
+			}
 			staged := len(m.staged)
+			m.noteSeq(keys[j], obs) // an instance it resolves is buried with it
 			if err := m.apply(keys[j], c); err != nil {
 				m.log.Error("alert transition failed", "event_id", c.Rule.EventID, "device", c.Device.Name, "err", err)
 				errs = append(errs, err)
 			}
+			m.noteSeq(keys[j], obs) // one it raised is stored with it
 			if len(m.staged) > staged {
 				changed[keys[j]] = true
 			}

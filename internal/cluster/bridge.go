@@ -24,7 +24,7 @@ type Bus interface {
 	// Consume delivers records in order until ctx is done; ack
 	// acknowledges a record and those before it; a record not
 	// acknowledged within a few seconds is delivered again.
-	Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error
+	Consume(ctx context.Context, handle func(node string, seq uint64, data []byte, ack func())) error
 }
 
 // BridgeOptions configure NewBridge.
@@ -113,7 +113,7 @@ func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o obse
 		open int
 		owed func()
 	)
-	return b.bus.Consume(ctx, func(node string, data []byte, ack func()) {
+	return b.bus.Consume(ctx, func(node string, seq uint64, data []byte, ack func()) {
 		o, err := observation.Unmarshal(data, func(name string, addr netip.Addr) *inventory.Device {
 			return b.opts.Inventory().Lookup(name, addr)
 		})
@@ -140,6 +140,7 @@ func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o obse
 		open++
 		mu.Unlock()
 		var once sync.Once
+		o.Seq = seq
 		o.Ack = func() { // by the alert manager, once o's transitions are committed
 			once.Do(func() {
 				mu.Lock()

@@ -42,9 +42,9 @@ func (m *memBus) Publish(data []byte, msgID string) error {
 	return nil
 }
 
-func (m *memBus) Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error {
+func (m *memBus) Consume(ctx context.Context, handle func(node string, seq uint64, data []byte, ack func())) error {
 	for i, r := range m.records {
-		handle("nb2", r.data, func() {
+		handle("nb2", uint64(i+1), r.data, func() {
 			m.mu.Lock()
 			m.acked = append(m.acked, i)
 			m.mu.Unlock()
@@ -105,6 +105,9 @@ func TestBridge(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("evaluated %+v within 5s, want 2 observations", got)
 		}
+	}
+	if got[0].Seq != 1 || got[1].Seq != 2 {
+		t.Errorf("bus sequences %d, %d; want the records' own, 1 and 2", got[0].Seq, got[1].Seq)
 	}
 	if got[0].Device != sw1 || got[0].Vars["up"] != true || got[1].Device.Name != "192.0.2.9" {
 		t.Fatalf("evaluated %+v, want sw1's round and the unknown sender's trap", got)

@@ -79,6 +79,11 @@ type Observation struct {
 	// the commit leaves the observation for the next one. Not carried on
 	// the wire.
 	Ack func()
+	// Seq is the observation's sequence on a cluster's observation bus (0
+	// outside a cluster): a trap a new leader gets again, which the
+	// previous one had applied to an alert, is not applied twice. Not
+	// carried on the wire.
+	Seq uint64
 }
 
 // Emit hands an observation on. It never blocks: what cannot be handed on

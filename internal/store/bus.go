@@ -304,7 +304,7 @@ func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
 }
 
 // Consume delivers the bus's records in stream order to handle, with the
-// node that published each, from where the durable consumer's
+// node that published each and its stream sequence, from where the durable consumer's
 // acknowledgements stopped, until ctx is done. ack acknowledges a record
 // and every record before it (JetStream's AckAll): call them in order, and
 // a record that needs no acknowledgement of its own needs no call. A
@@ -318,7 +318,7 @@ func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
 // delivered nothing for a whole term) is made again, from the record after
 // the last one delivered, once every delivered record is acknowledged:
 // counted in nocbridge_bus_consumer_stalls_total.
-func (b *Bus) Consume(ctx context.Context, handle func(node string, data []byte, ack func())) error {
+func (b *Bus) Consume(ctx context.Context, handle func(node string, seq uint64, data []byte, ack func())) error {
 	var p busProgress
 	for first := true; ; first = false {
 		cons, info := b.open(ctx, first)
@@ -404,7 +404,7 @@ func (b *Bus) remake(ctx context.Context, p *busProgress) bool {
 
 // consume delivers cons's records to handle until ctx is done, the
 // consumer stops delivering (its iterator closed) or it stalls.
-func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, p *busProgress, handle func(node string, data []byte, ack func())) error {
+func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, p *busProgress, handle func(node string, seq uint64, data []byte, ack func())) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(busBatch))
 	if err != nil {
 		return fmt.Errorf("observation bus: consuming: %w", err)
@@ -444,7 +444,7 @@ func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, p *busProgre
 		p.idleSince.Store(0)
 		p.delivered.Store(seq)
 		b.consumed.Inc()
-		handle(strings.TrimPrefix(msg.Subject(), BusSubjectPrefix), msg.Data(), func() {
+		handle(strings.TrimPrefix(msg.Subject(), BusSubjectPrefix), seq, msg.Data(), func() {
 			_ = msg.Ack()
 			p.ack(seq)
 		})

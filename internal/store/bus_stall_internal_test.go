@@ -53,7 +53,7 @@ func TestBusConsumerStallIsMadeAgain(t *testing.T) {
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
-		consumed <- bus.Consume(cctx, func(_ string, data []byte, ack func()) {
+		consumed <- bus.Consume(cctx, func(_ string, _ uint64, data []byte, ack func()) {
 			got <- string(data)
 			if string(data) == "3" {
 				// Held past the ack wait: JetStream delivers 3 and 4 again.

@@ -87,7 +87,7 @@ func consume(t *testing.T, bus *store.Bus, n int, ack func(string) bool) []strin
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var got []string
-	err := bus.Consume(ctx, func(node string, data []byte, acknowledge func()) {
+	err := bus.Consume(ctx, func(node string, _ uint64, data []byte, acknowledge func()) {
 		if node != "nb1" {
 			t.Errorf("record %q from node %q, want nb1", data, node)
 		}
