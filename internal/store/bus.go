@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +60,11 @@ const (
 	// tried again (a stream leader being elected takes up to ~10 s).
 	busRetryFor   = 30 * time.Second
 	busAckTimeout = 5 * time.Second
+	// busOpenTimeout bounds one try to open the evaluator's consumer: one
+	// whose own leader is being elected after a kill does not answer, and
+	// is asked again soon after (a 5 s bound held a new leader's
+	// evaluation up to 5 s past the election).
+	busOpenTimeout = 2 * time.Second
 	// busStallAfter is how long the evaluator's consumer may deliver
 	// nothing while the stream holds records for it before it is made
 	// again (see Consume).
@@ -351,12 +358,15 @@ func (b *Bus) Consume(ctx context.Context, handle func(node string, seq uint64, 
 // stream held records for it.
 var errBusStalled = errors.New("the evaluator's consumer delivered nothing while the stream holds records after the last one delivered")
 
-// busProgress is one Consume call's position: the last stream sequence
-// handed to handle and the last acknowledged, and when handle last
-// returned (zero while it runs).
+// busProgress is one Consume call's position: the records handed to
+// handle and not yet acknowledged, the acknowledgement floor, the highest
+// sequence handed, and when handle last returned (0 while it runs).
 type busProgress struct {
-	delivered, acked atomic.Uint64
-	idleSince        atomic.Int64 // unix nanoseconds; 0: handle is running
+	mu        sync.Mutex
+	handed    []uint64 // ascending, above acked
+	acked     uint64
+	delivered uint64 // the highest sequence handed (or the floor)
+	idleSince atomic.Int64
 }
 
 // start takes the consumer's position as a new leader opened it: every
@@ -364,20 +374,50 @@ type busProgress struct {
 // leader was delivered and did not acknowledge included.
 func (p *busProgress) start(info *jetstream.ConsumerInfo) {
 	if info != nil {
-		p.delivered.Store(info.AckFloor.Stream)
-		p.acked.Store(info.AckFloor.Stream)
+		p.mu.Lock()
+		p.delivered, p.acked = info.AckFloor.Stream, info.AckFloor.Stream
+		p.mu.Unlock()
 	}
 	p.idleSince.Store(time.Now().UnixNano())
 }
 
+// hand reports whether seq is to be handed on, noting it: false when it
+// was already (JetStream delivers a record again when its ack wait
+// passes, and its evaluation is under way) or is acknowledged. A record
+// never handed is handed whatever its order (one delivered to a pull
+// request nobody reads any more comes again after the ack wait).
+func (p *busProgress) hand(seq uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if seq <= p.acked {
+		return false
+	}
+	i, found := slices.BinarySearch(p.handed, seq)
+	if found {
+		return false
+	}
+	p.handed = slices.Insert(p.handed, i, seq)
+	p.delivered = max(p.delivered, seq)
+	return true
+}
+
 // ack records that seq and every record before it are acknowledged.
 func (p *busProgress) ack(seq uint64) {
-	for {
-		old := p.acked.Load()
-		if seq <= old || p.acked.CompareAndSwap(old, seq) {
-			return
-		}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.acked = max(p.acked, seq)
+	n := 0
+	for n < len(p.handed) && p.handed[n] <= p.acked {
+		n++
 	}
+	p.handed = p.handed[n:]
+}
+
+// position is the highest sequence handed and the acknowledgement floor.
+func (p *busProgress) position() (delivered, acked uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delivered, p.acked
 }
 
 // remake deletes the stalled consumer and makes it again from the record
@@ -387,18 +427,19 @@ func (p *busProgress) ack(seq uint64) {
 func (b *Bus) remake(ctx context.Context, p *busProgress) bool {
 	b.stalls.Inc()
 	b.stallTotal.Add(1)
+	delivered, acked := p.position()
 	b.log.Warn("observation bus: the evaluator's consumer delivered nothing while the stream holds records for it; making it again",
-		"silent_for", b.stallAfter, "last_delivered", p.delivered.Load(), "acknowledged", p.acked.Load())
+		"silent_for", b.stallAfter, "last_delivered", delivered, "acknowledged", acked)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for p.acked.Load() < p.delivered.Load() {
+	for ; acked < delivered; delivered, acked = p.position() {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-tick.C:
 		}
 	}
-	b.resumeFrom = p.delivered.Load() + 1
+	b.resumeFrom = delivered + 1
 	return true
 }
 
@@ -435,14 +476,13 @@ func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, p *busProgre
 			continue
 		}
 		seq := meta.Sequence.Stream
-		if seq <= p.delivered.Load() {
+		if !p.hand(seq) {
 			// Delivered again (not acknowledged within the ack wait): its
 			// evaluation is under way; its acknowledgement follows.
 			b.redelivered.Inc()
 			continue
 		}
 		p.idleSince.Store(0)
-		p.delivered.Store(seq)
 		b.consumed.Inc()
 		handle(strings.TrimPrefix(msg.Subject(), BusSubjectPrefix), seq, msg.Data(), func() {
 			_ = msg.Ack()
@@ -466,8 +506,8 @@ func (b *Bus) watch(ctx context.Context, p *busProgress, stalled func()) {
 		case <-tick.C:
 		}
 		idle := p.idleSince.Load()
-		if idle == 0 || time.Since(time.Unix(0, idle)) < b.stallAfter ||
-			p.delivered.Load()-p.acked.Load() >= busMaxAckPending {
+		delivered, acked := p.position()
+		if idle == 0 || time.Since(time.Unix(0, idle)) < b.stallAfter || delivered-acked >= busMaxAckPending {
 			continue
 		}
 		ictx, cancel := context.WithTimeout(ctx, statusTimeout)
@@ -477,7 +517,7 @@ func (b *Bus) watch(ctx context.Context, p *busProgress, stalled func()) {
 			b.log.Debug("observation bus: reading the stream to check its consumer", "err", err)
 			continue // no stream leader: no consumer delivers now
 		}
-		if info.State.Msgs > 0 && info.State.LastSeq > p.delivered.Load() {
+		if info.State.Msgs > 0 && info.State.LastSeq > delivered {
 			stalled()
 			return
 		}
@@ -490,7 +530,7 @@ func (b *Bus) watch(ctx context.Context, p *busProgress, stalled func()) {
 // leader left unacknowledged.
 func (b *Bus) open(ctx context.Context, first bool) (jetstream.Consumer, *jetstream.ConsumerInfo) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		cctx, cancel := context.WithTimeout(ctx, busAckTimeout)
+		cctx, cancel := context.WithTimeout(ctx, busOpenTimeout)
 		cons, info, err := b.evaluator(cctx, first)
 		cancel()
 		if err == nil {
@@ -544,15 +584,23 @@ func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, *j
 		}
 		b.log.Info("observation bus: the previous leader left records unacknowledged; delivering again, in order, from the first of them",
 			"unacknowledged", info.NumAckPending, "from_sequence", info.AckFloor.Stream+1)
-		reset, err := b.js.ResetConsumer(ctx, BusStream, busConsumer)
-		if err == nil {
-			return c, reset.ConsumerInfo, nil
-		}
-		if ctx.Err() != nil {
-			return nil, nil, err // no answer: asked again
-		}
-		b.log.Info("observation bus: the consumer could not be reset; making it again", "err", err)
 		b.resumeFrom = info.AckFloor.Stream + 1
+		if info.NumWaiting == 0 {
+			// A pull request still waiting (this node's from an earlier
+			// term) would take the first records a reset delivers, and
+			// they would come again only after the ack wait: made again
+			// then, which drops such requests.
+			reset, err := b.js.ResetConsumer(ctx, BusStream, busConsumer)
+			if err == nil {
+				b.resumeFrom = 0
+				return c, reset.ConsumerInfo, nil
+			}
+			if ctx.Err() != nil {
+				b.resumeFrom = 0
+				return nil, nil, err // no answer: asked again
+			}
+			b.log.Info("observation bus: the consumer could not be reset; making it again", "err", err)
+		}
 	}
 	// Made again from resumeFrom: deleted first (again, if an earlier try
 	// deleted it and failed to make it).

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -120,5 +121,44 @@ func TestBusConsumerStallIsMadeAgain(t *testing.T) {
 	stop()
 	if err := <-consumed; err != nil {
 		t.Errorf("Consume: %v", err)
+	}
+}
+
+// A Consume call hands each record on once: again-deliveries of records
+// under evaluation are dropped, but a record never handed on is handed
+// whatever its order (one a stale pull request took comes again after the
+// ack wait, behind newer ones), and acknowledged ones are never again.
+func TestBusProgressHandsEachRecordOnce(t *testing.T) {
+	var p busProgress
+	p.start(&jetstream.ConsumerInfo{AckFloor: jetstream.SequenceInfo{Stream: 10}})
+	steps := []struct {
+		do   string
+		seq  uint64
+		want bool
+	}{
+		{"hand", 10, false}, // acknowledged by the previous leader
+		{"hand", 11, true},
+		{"hand", 13, true}, // 12 went to a pull request nobody reads
+		{"hand", 11, false},
+		{"hand", 12, true}, // came again after the ack wait: never handed, so handed now
+		{"hand", 12, false},
+		{"ack", 12, false},
+		{"hand", 12, false},
+		{"hand", 13, false}, // handed, not yet acknowledged
+		{"ack", 13, false},
+		{"hand", 14, true},
+	}
+	for i, s := range steps {
+		switch s.do {
+		case "hand":
+			if got := p.hand(s.seq); got != s.want {
+				t.Errorf("step %d: hand(%d) = %v, want %v", i, s.seq, got, s.want)
+			}
+		case "ack":
+			p.ack(s.seq)
+		}
+	}
+	if d, a := p.position(); d != 14 || a != 13 {
+		t.Errorf("position %d delivered, %d acknowledged; want 14, 13", d, a)
 	}
 }
