@@ -21,6 +21,8 @@ import (
 	"github.com/nocbridge/nocbridge/internal/probe/icmp"
 	"github.com/nocbridge/nocbridge/internal/snmp"
 	"github.com/nocbridge/nocbridge/internal/store"
+	"github.com/nocbridge/nocbridge/internal/testutil/logtest"
+	"github.com/nocbridge/nocbridge/internal/testutil/promtest"
 	"github.com/nocbridge/nocbridge/internal/testutil/relay"
 )
 
@@ -354,4 +356,46 @@ func names[T any](ts []T, name func(T) string) []string {
 		out = append(out, name(t))
 	}
 	return out
+}
+
+// An edge whose buffer cannot be written (its store gone, as a full disk
+// would make it) counts every observation it could not buffer and logs
+// the failure once, not once per observation.
+func TestPublisherLogsAFailingBufferOnce(t *testing.T) {
+	ctx := t.Context()
+	s, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: quiet(),
+		Edge: &config.Edge{Hub: "nats-leaf://127.0.0.1:1", Site: "BR1", Buffer: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, err := s.EdgeBuffer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logtest.Logs
+	reg := prometheus.NewRegistry()
+	pub, err := edge.NewPublisher(buf, edge.PublisherOptions{Site: "BR1", Logger: logs.TextLogger(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := &inventory.Device{Name: "br-sw1", Address: "192.0.2.1", Site: "BR1"}
+	for i := range 50 {
+		pub.Emit(observation.Observation{Source: observation.ICMP, Device: d, Time: time.Unix(1_800_000_000+int64(i), 0),
+			Vars: map[string]any{"up": true, "loss": 0.0, "rtt_ms": 1.0, "rtt_min_ms": 1.0, "rtt_max_ms": 1.0, "sent": 1, "recv": 1}})
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = pub.Run(rctx) }()
+	waitFor(t, 30*time.Second, "50 observations counted unbuffered", func() (bool, string) {
+		n := promtest.Value(t, reg, "nocbridge_edge_unsent_total", "reason", "store")
+		return n == 50, fmt.Sprintf("%v counted", n)
+	})
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "writing an observation to the edge buffer"); n != 1 {
+		t.Errorf("the failing buffer was logged %d times for 50 observations, want once:\n%s", n, logs.String())
+	}
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nocbridge/nocbridge/internal/lograte"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
@@ -60,6 +61,9 @@ type Publisher struct {
 
 	mu          sync.Mutex
 	lastDropped uint64
+	// logs keeps a buffer that cannot be written (the edge's disk full)
+	// from logging once per observation.
+	logs *lograte.Limiter
 }
 
 // PublisherOptions configure NewPublisher.
@@ -74,7 +78,7 @@ func NewPublisher(buf *store.EdgeBuffer, opts PublisherOptions) (*Publisher, err
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	p := &Publisher{buf: buf, site: opts.Site, log: opts.Logger.With("site", opts.Site), ch: make(chan observation.Observation, publishQueue),
+	p := &Publisher{buf: buf, site: opts.Site, log: opts.Logger.With("site", opts.Site), ch: make(chan observation.Observation, publishQueue), logs: lograte.New(time.Minute),
 		unsent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_edge_unsent_total",
 			Help: "Observations an edge could not write to its buffer, by reason (queue_full: the buffer's writer was behind; store: the write failed; encode: no wire form)."},
 			[]string{"reason"}),
@@ -143,19 +147,19 @@ func (p *Publisher) write(ctx context.Context, o observation.Observation) {
 	b, err := observation.Marshal(o)
 	if err != nil {
 		p.unsent.WithLabelValues("encode").Inc()
-		p.log.Warn("observation has no wire form: not buffered", "source", o.Source, "err", err)
+		p.logs.Log(p.log, slog.LevelWarn, "encode", "observation has no wire form: not buffered (logged once a minute; nocbridge_edge_unsent_total counts all)", "source", o.Source, "err", err)
 		return
 	}
 	if _, err := p.buf.Append(ctx, store.EdgeObservation, b); err != nil {
 		p.unsent.WithLabelValues("store").Inc()
-		p.log.Log(ctx, store.LogLevel(err, slog.LevelWarn), "writing an observation to the edge buffer", "source", o.Source, "err", err)
+		p.logs.Log(p.log, store.LogLevel(err, slog.LevelWarn), "store", "writing an observation to the edge buffer failed: not buffered (logged once a minute; nocbridge_edge_unsent_total counts all)", "source", o.Source, "err", err)
 	}
 }
 
 func (p *Publisher) heartbeat(ctx context.Context) {
 	b, _ := json.Marshal(Heartbeat{Site: p.site, At: time.Now().UTC()})
 	if _, err := p.buf.Append(ctx, store.EdgeHeartbeat, b); err != nil {
-		p.log.Log(ctx, store.LogLevel(err, slog.LevelWarn), "writing a heartbeat to the edge buffer", "err", err)
+		p.logs.Log(p.log, store.LogLevel(err, slog.LevelWarn), "heartbeat", "writing a heartbeat to the edge buffer failed (logged once a minute)", "err", err)
 	}
 	p.Status(ctx) // refreshes the metrics
 }
