@@ -214,25 +214,27 @@ func (b *Bus) Run(ctx context.Context) error {
 	subject := BusSubjectPrefix + b.node
 	batch := make([]busRecord, 0, busBatch)
 	for {
-		batch = batch[:0]
 		select {
 		case r := <-b.queue:
-			batch = append(batch, r)
+			b.publish(ctx, subject, b.take(append(batch[:0], r)))
 		case <-ctx.Done():
 			b.flush(subject)
 			return nil
 		}
-	more:
-		for len(batch) < busBatch {
-			select {
-			case r := <-b.queue:
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
-		b.publish(ctx, subject, batch)
 	}
+}
+
+// take adds to batch what is queued now, up to busBatch records.
+func (b *Bus) take(batch []busRecord) []busRecord {
+	for len(batch) < busBatch {
+		select {
+		case r := <-b.queue:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // flush publishes what is queued at stop, for at most busAckTimeout.
@@ -240,16 +242,7 @@ func (b *Bus) flush(subject string) {
 	ctx, cancel := context.WithTimeout(context.Background(), busAckTimeout)
 	defer cancel()
 	for {
-		var batch []busRecord
-	more:
-		for len(batch) < busBatch {
-			select {
-			case r := <-b.queue:
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
+		batch := b.take(nil)
 		if len(batch) == 0 {
 			return
 		}
@@ -359,13 +352,12 @@ func (b *Bus) Consume(ctx context.Context, handle func(node string, seq uint64, 
 var errBusStalled = errors.New("the evaluator's consumer delivered nothing while the stream holds records after the last one delivered")
 
 // busProgress is one Consume call's position: the records handed to
-// handle and not yet acknowledged, the acknowledgement floor, the highest
-// sequence handed, and when handle last returned (0 while it runs).
+// handle and not yet acknowledged, the acknowledgement floor, and when
+// handle last returned (0 while it runs).
 type busProgress struct {
 	mu        sync.Mutex
 	handed    []uint64 // ascending, above acked
 	acked     uint64
-	delivered uint64 // the highest sequence handed (or the floor)
 	idleSince atomic.Int64
 }
 
@@ -375,7 +367,7 @@ type busProgress struct {
 func (p *busProgress) start(info *jetstream.ConsumerInfo) {
 	if info != nil {
 		p.mu.Lock()
-		p.delivered, p.acked = info.AckFloor.Stream, info.AckFloor.Stream
+		p.acked = info.AckFloor.Stream
 		p.mu.Unlock()
 	}
 	p.idleSince.Store(time.Now().UnixNano())
@@ -397,7 +389,6 @@ func (p *busProgress) hand(seq uint64) bool {
 		return false
 	}
 	p.handed = slices.Insert(p.handed, i, seq)
-	p.delivered = max(p.delivered, seq)
 	return true
 }
 
@@ -413,11 +404,15 @@ func (p *busProgress) ack(seq uint64) {
 	p.handed = p.handed[n:]
 }
 
-// position is the highest sequence handed and the acknowledgement floor.
+// position is the highest sequence handed (every one up to the floor is,
+// or was acknowledged before) and the acknowledgement floor.
 func (p *busProgress) position() (delivered, acked uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.delivered, p.acked
+	if n := len(p.handed); n > 0 {
+		return p.handed[n-1], p.acked
+	}
+	return p.acked, p.acked
 }
 
 // remake deletes the stalled consumer and makes it again from the record
