@@ -55,6 +55,10 @@ func (m *Manager) replay(k string, obs observation.Observation) bool {
 	return true
 }
 
+// Replayed counts the traps not applied twice
+// (nocbridge_alert_traps_replayed_total).
+func (m *Manager) Replayed() uint64 { return m.replayed.Load() }
+
 // noteSeq records obs's sequence on the alert at k, if it has one. The
 // caller holds m.mu.
 func (m *Manager) noteSeq(k string, obs observation.Observation) {

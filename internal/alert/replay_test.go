@@ -64,7 +64,7 @@ func TestReplayedTrapsAreNotAppliedTwice(t *testing.T) {
 		if evs := dB.snapshot(); len(evs) != 0 {
 			t.Fatalf("the new leader dispatched %v for traps the first had applied; want nothing", evs)
 		}
-		if n := b.replayed.Load(); n != 3 {
+		if n := b.Replayed(); n != 3 {
 			t.Errorf("%d replayed traps counted; want 3", n)
 		}
 		b.Observe(ctx, seqTrap("IF-MIB::linkUp", 2, 13))

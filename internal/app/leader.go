@@ -159,6 +159,7 @@ func (a *App) clusterInfo(ctx context.Context) store.ClusterInfo {
 		}
 		ci.SelfLeader = s.Self
 		bs := a.bus.State(ctx)
+		bs.Dropped, bs.TrapsReplayed = a.bridge.Dropped(), a.alerts.Replayed()
 		ci.Bus = &bs
 	}
 	return ci

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nocbridge/nocbridge/internal/inventory"
 	"github.com/nocbridge/nocbridge/internal/observation"
+	"github.com/nocbridge/nocbridge/internal/tally"
 )
 
 // Bus is the observation bus (store.Bus): every node publishes, the leader
@@ -45,7 +46,7 @@ type Bridge struct {
 	bus     Bus
 	opts    BridgeOptions
 	log     *slog.Logger
-	dropped *prometheus.CounterVec
+	dropped *tally.Reasons
 	logged  time.Time // last drop logged (Evaluate's goroutine only)
 }
 
@@ -63,25 +64,26 @@ func NewBridge(bus Bus, opts BridgeOptions) (*Bridge, error) {
 		opts.Logger = slog.Default()
 	}
 	b := &Bridge{bus: bus, opts: opts, log: opts.Logger,
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_bus_dropped_total",
-			Help: "Observations dropped on their way over the cluster's observation bus, by reason: encode, publish (queue full), decode, unknown_device (not in the leader's inventory)."},
-			[]string{"reason"})}
-	for _, r := range []string{dropEncode, dropPublish, dropDecode, dropUnknown} {
-		b.dropped.WithLabelValues(r)
-	}
+		dropped: tally.New("nocbridge_bus_dropped_total",
+			"Observations dropped on their way over the cluster's observation bus, by reason: encode, publish (queue full), decode, unknown_device (not in the leader's inventory).",
+			"reason", dropEncode, dropPublish, dropDecode, dropUnknown)}
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(b.dropped); err != nil {
+		if err := opts.Registerer.Register(b.dropped.Collector()); err != nil {
 			return nil, fmt.Errorf("observation bus metrics: %w", err)
 		}
 	}
 	return b, nil
 }
 
+// Dropped counts the observations dropped on their way over the bus, by
+// reason (nocbridge_bus_dropped_total), for the status page.
+func (b *Bridge) Dropped() map[string]uint64 { return b.dropped.Counts() }
+
 // Emit publishes o on the bus; it never blocks (observation.Emit).
 func (b *Bridge) Emit(o observation.Observation) {
 	data, err := observation.Marshal(o)
 	if err != nil {
-		b.dropped.WithLabelValues(dropEncode).Inc()
+		b.dropped.Inc(dropEncode)
 		b.log.Error("observation bus: observation without a wire form: dropped", "source", o.Source, "err", err)
 		return
 	}
@@ -90,7 +92,7 @@ func (b *Bridge) Emit(o observation.Observation) {
 		id = b.opts.ID(o)
 	}
 	if err := b.bus.Publish(data, id); err != nil {
-		b.dropped.WithLabelValues(dropPublish).Inc()
+		b.dropped.Inc(dropPublish)
 	}
 }
 
@@ -122,7 +124,7 @@ func (b *Bridge) Evaluate(ctx context.Context, evaluate func(node string, o obse
 			if errors.Is(err, observation.ErrUnknownDevice) {
 				reason = dropUnknown
 			}
-			b.dropped.WithLabelValues(reason).Inc()
+			b.dropped.Inc(reason)
 			if time.Since(b.logged) > time.Minute {
 				b.logged = time.Now()
 				b.log.Warn("observation bus: observation dropped (logged once a minute; nocbridge_bus_dropped_total counts all)", "reason", reason, "err", err)

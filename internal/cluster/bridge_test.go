@@ -135,9 +135,13 @@ func TestBridge(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	shown := b.Dropped()
 	for reason, want := range map[string]float64{"encode": 1, "publish": 1, "decode": 1, "unknown_device": 1} {
 		if v := promtest.Value(t, reg, "nocbridge_bus_dropped_total", "reason", reason); v != want {
 			t.Errorf("nocbridge_bus_dropped_total{reason=%q} = %v, want %v", reason, v, want)
+		}
+		if float64(shown[reason]) != want {
+			t.Errorf("Dropped()[%q] = %d, want %v (the status page shows it)", reason, shown[reason], want)
 		}
 	}
 

@@ -19,7 +19,8 @@ func TestCluster(t *testing.T) {
 	three := consoletest.ThreeNodes()
 	three.Leader = &store.ClusterLeader{Node: "nb2", Term: 41}
 	three.Bus = &store.BusState{Stream: store.BusStream, Messages: 5210, Pending: 3, AckPending: 12, Acknowledged: 5195, DuplicatesDropped: 87,
-		DuplicateWindow: store.BusDuplicateWindow.String()}
+		DuplicateWindow: store.BusDuplicateWindow.String(), Redelivered: 2, TrapsReplayed: 4,
+		Dropped: map[string]uint64{"decode": 0, "encode": 0, "publish": 1, "unknown_device": 3}}
 	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	status := func() vantage.Status {
 		return vantage.Status{DownWhen: config.DownWhenMajority, Disagreements: []vantage.DeviceResults{{Device: "core-sw1", Up: true,

@@ -97,7 +97,7 @@ type Bus struct {
 	stallAfter time.Duration
 
 	published, failed, duplicates, consumed, redelivered, stalls prometheus.Counter
-	dupTotal, stallTotal                                         atomic.Uint64
+	dupTotal, stallTotal, failTotal, redeliveredTotal            atomic.Uint64
 }
 
 type busRecord struct {
@@ -127,7 +127,19 @@ type BusState struct {
 	// ConsumerStalls counts the times this node, leading, found the
 	// evaluator's consumer silent while records waited, and made it again.
 	ConsumerStalls uint64 `json:"consumer_stalls"`
-	Error          string `json:"error,omitempty"`
+	// PublishFailures are this node's observations lost on the way to the
+	// bus (queue full, or not stored within 30 s of retries).
+	PublishFailures uint64 `json:"publish_failures"`
+	// Redelivered are records delivered again to this node, leading, while
+	// their evaluation was under way: not evaluated twice.
+	Redelivered uint64 `json:"redelivered"`
+	// Dropped are observations dropped on their way over the bus, by
+	// reason (cluster.Bridge); TrapsReplayed the traps a new leader got
+	// again that an alert had already taken (alert.Manager): both filled
+	// in by the caller.
+	Dropped       map[string]uint64 `json:"dropped,omitempty"`
+	TrapsReplayed uint64            `json:"traps_replayed"`
+	Error         string            `json:"error,omitempty"`
 }
 
 // Bus opens the observation bus (creating its stream, with the store's
@@ -204,6 +216,7 @@ func (b *Bus) Publish(data []byte, msgID string) error {
 		return nil
 	default:
 		b.failed.Inc()
+		b.failTotal.Add(1)
 		return fmt.Errorf("observation bus: %d records wait to be published: dropped", busQueue)
 	}
 }
@@ -250,6 +263,7 @@ func (b *Bus) flush(subject string) {
 		if ctx.Err() != nil {
 			n := len(b.queue)
 			b.failed.Add(float64(n))
+			b.failTotal.Add(uint64(n))
 			b.log.Warn("observation bus: stopping with records not published", "lost", n)
 			return
 		}
@@ -281,6 +295,7 @@ func (b *Bus) publish(ctx context.Context, subject string, batch []busRecord) {
 		for wait := 100 * time.Millisecond; err != nil; wait = min(2*wait, 2*time.Second) {
 			if time.Since(r.at) > busRetryFor || ctx.Err() != nil {
 				b.failed.Inc()
+				b.failTotal.Add(1)
 				b.log.Error("observation bus: record not stored: lost", "queued", r.at, "err", err)
 				break
 			}
@@ -475,6 +490,7 @@ func (b *Bus) consume(ctx context.Context, cons jetstream.Consumer, p *busProgre
 			// Delivered again (not acknowledged within the ack wait): its
 			// evaluation is under way; its acknowledgement follows.
 			b.redelivered.Inc()
+			b.redeliveredTotal.Add(1)
 			continue
 		}
 		p.idleSince.Store(0)
@@ -615,7 +631,7 @@ func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, *j
 // duplicates this node's publications met.
 func (b *Bus) State(ctx context.Context) BusState {
 	bs := BusState{Stream: BusStream, DuplicatesDropped: b.dupTotal.Load(), DuplicateWindow: BusDuplicateWindow.String(),
-		ConsumerStalls: b.stallTotal.Load()}
+		ConsumerStalls: b.stallTotal.Load(), PublishFailures: b.failTotal.Load(), Redelivered: b.redeliveredTotal.Load()}
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	info, err := b.stream.Info(ctx)

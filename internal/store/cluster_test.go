@@ -254,7 +254,11 @@ func TestThreeNodeCluster(t *testing.T) {
 	}
 	cancel()
 	t.Logf("every stream had a leader %v after nb%d left", time.Since(closed).Round(time.Millisecond), leader+1)
-	for _, st := range alive[0].ClusterInfo(context.Background()).Streams {
+	streams := alive[0].ClusterInfo(context.Background()).Streams
+	if len(streams) == 0 {
+		t.Fatal("after AwaitStreamLeaders the cluster info lists no stream")
+	}
+	for _, st := range streams {
 		if st.Leader == "" || st.Leader == fmt.Sprintf("nb%d", leader+1) {
 			t.Errorf("after AwaitStreamLeaders stream %s has leader %q, want one of the living", st.Name, st.Leader)
 		}

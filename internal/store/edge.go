@@ -194,7 +194,10 @@ type EdgeBufferStatus struct {
 	// learns what the hub has twice a second): close, not exact. The
 	// hub's own count, by the gaps it sees, is exact.
 	Dropped uint64 `json:"dropped"`
-	Error   string `json:"error,omitempty"`
+	// Unsent are observations the edge could not write to this buffer,
+	// by reason (edge.Publisher's nocbridge_edge_unsent_total).
+	Unsent map[string]uint64 `json:"unsent,omitempty"`
+	Error  string            `json:"error,omitempty"`
 }
 
 // EdgeBuffer opens (creating or resizing) the edge's stream. The store must

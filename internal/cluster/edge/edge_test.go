@@ -395,6 +395,9 @@ func TestPublisherLogsAFailingBufferOnce(t *testing.T) {
 	})
 	cancel()
 	<-done
+	if st := pub.Status(ctx); st.Unsent["store"] != 50 {
+		t.Errorf("the edge's status shows %v unsent, want 50 for store", st.Unsent)
+	}
 	if n := strings.Count(logs.String(), "writing an observation to the edge buffer"); n != 1 {
 		t.Errorf("the failing buffer was logged %d times for 50 observations, want once:\n%s", n, logs.String())
 	}

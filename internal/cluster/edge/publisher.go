@@ -30,6 +30,7 @@ import (
 	"github.com/nocbridge/nocbridge/internal/lograte"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/store"
+	"github.com/nocbridge/nocbridge/internal/tally"
 )
 
 // HeartbeatEvery is how often an edge tells its hub it lives.
@@ -52,7 +53,7 @@ type Publisher struct {
 	log  *slog.Logger
 	ch   chan observation.Observation
 
-	unsent    *prometheus.CounterVec
+	unsent    *tally.Reasons
 	bytes     prometheus.Gauge
 	messages  prometheus.Gauge
 	limit     prometheus.Gauge
@@ -79,9 +80,9 @@ func NewPublisher(buf *store.EdgeBuffer, opts PublisherOptions) (*Publisher, err
 		opts.Logger = slog.Default()
 	}
 	p := &Publisher{buf: buf, site: opts.Site, log: opts.Logger.With("site", opts.Site), ch: make(chan observation.Observation, publishQueue), logs: lograte.New(time.Minute),
-		unsent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_edge_unsent_total",
-			Help: "Observations an edge could not write to its buffer, by reason (queue_full: the buffer's writer was behind; store: the write failed; encode: no wire form)."},
-			[]string{"reason"}),
+		unsent: tally.New("nocbridge_edge_unsent_total",
+			"Observations an edge could not write to its buffer, by reason (queue_full: the buffer's writer was behind; store: the write failed; encode: no wire form).",
+			"reason", "queue_full", "store", "encode"),
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "nocbridge_edge_buffer_bytes",
 			Help: "Bytes held in this edge's buffer (delivered or not)."}),
 		messages: prometheus.NewGauge(prometheus.GaugeOpts{Name: "nocbridge_edge_buffer_messages",
@@ -94,11 +95,8 @@ func NewPublisher(buf *store.EdgeBuffer, opts PublisherOptions) (*Publisher, err
 			Help:        "Records evicted from this edge's full buffer before the hub confirmed them (as far as the edge can tell; the hub counts exactly).",
 			ConstLabels: prometheus.Labels{"site": opts.Site}}),
 	}
-	for _, r := range []string{"queue_full", "store", "encode"} {
-		p.unsent.WithLabelValues(r)
-	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{p.unsent, p.bytes, p.messages, p.limit, p.connected, p.dropped} {
+		for _, c := range []prometheus.Collector{p.unsent.Collector(), p.bytes, p.messages, p.limit, p.connected, p.dropped} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("edge metrics: %w", err)
 			}
@@ -113,7 +111,7 @@ func (p *Publisher) Emit(o observation.Observation) {
 	select {
 	case p.ch <- o:
 	default:
-		p.unsent.WithLabelValues("queue_full").Inc()
+		p.unsent.Inc("queue_full")
 	}
 }
 
@@ -146,12 +144,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 func (p *Publisher) write(ctx context.Context, o observation.Observation) {
 	b, err := observation.Marshal(o)
 	if err != nil {
-		p.unsent.WithLabelValues("encode").Inc()
+		p.unsent.Inc("encode")
 		p.logs.Log(p.log, slog.LevelWarn, "encode", "observation has no wire form: not buffered (logged once a minute; nocbridge_edge_unsent_total counts all)", "source", o.Source, "err", err)
 		return
 	}
 	if _, err := p.buf.Append(ctx, store.EdgeObservation, b); err != nil {
-		p.unsent.WithLabelValues("store").Inc()
+		p.unsent.Inc("store")
 		p.logs.Log(p.log, store.LogLevel(err, slog.LevelWarn), "store", "writing an observation to the edge buffer failed: not buffered (logged once a minute; nocbridge_edge_unsent_total counts all)", "source", o.Source, "err", err)
 	}
 }
@@ -168,6 +166,7 @@ func (p *Publisher) heartbeat(ctx context.Context) {
 // them; reading it refreshes the metrics.
 func (p *Publisher) Status(ctx context.Context) store.EdgeBufferStatus {
 	st := p.buf.Status(ctx)
+	st.Unsent = p.unsent.Counts()
 	p.bytes.Set(float64(st.Bytes))
 	p.messages.Set(float64(st.Messages))
 	p.limit.Set(float64(st.Limit))
