@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nocbridge/nocbridge/internal/inventory"
+	"github.com/nocbridge/nocbridge/internal/lograte"
 	"github.com/nocbridge/nocbridge/internal/observation"
 	"github.com/nocbridge/nocbridge/internal/store"
 )
@@ -51,6 +53,7 @@ const backlogMax = 4096
 type Hub struct {
 	opts  HubOptions
 	log   *slog.Logger
+	logs  *lograte.Limiter // bad records: once a minute per site and kind
 	sites []*site
 
 	received    *prometheus.CounterVec
@@ -88,7 +91,7 @@ func NewHub(ctx context.Context, opts HubOptions) (*Hub, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Hub{opts: opts, log: opts.Logger,
+	h := &Hub{opts: opts, log: opts.Logger, logs: lograte.New(time.Minute),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_edge_received_total",
 			Help: "Records the hub received from edge sites, by site and kind (obs, hb)."}, []string{"site", "kind"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nocbridge_edge_dropped_total",
@@ -174,7 +177,7 @@ func (h *Hub) record(ctx context.Context, s *site, r store.EdgeRecord, emit obse
 	}
 	if r.Behind {
 		h.behind.WithLabelValues(s.name).Inc()
-		h.log.Warn("edge record not after the one before (a record again, or the edge's buffer made anew)", "site", s.name, "seq", r.Origin)
+		h.logs.Log(h.log, slog.LevelWarn, "behind "+s.name, "edge record not after the one before (a record again, or the edge's buffer made anew; logged once a minute, nocbridge_edge_out_of_order_total counts all)", "site", s.name, "seq", r.Origin)
 	}
 	h.contact(s, r, emit)
 	if r.Kind != store.EdgeObservation {
@@ -192,7 +195,7 @@ func (h *Hub) record(ctx context.Context, s *site, r store.EdgeRecord, emit obse
 		return nil
 	case err != nil:
 		h.bad.WithLabelValues(s.name).Inc()
-		h.log.Warn("unreadable edge record: dropped", "site", s.name, "seq", r.Origin, "err", err)
+		h.logs.Log(h.log, slog.LevelWarn, "invalid "+s.name, "unreadable edge record: dropped (logged once a minute; nocbridge_edge_invalid_total counts all)", "site", s.name, "seq", r.Origin, "err", err)
 		return nil
 	}
 	for h.opts.Backlog != nil && h.opts.Backlog() > backlogMax {
@@ -355,15 +358,7 @@ func (h *Hub) Status(ctx context.Context) HubStatus {
 		s.mu.Unlock()
 		out.Sites = append(out.Sites, st)
 	}
-	slices.SortFunc(out.Sites, func(a, b SiteStatus) int {
-		if a.Site < b.Site {
-			return -1
-		}
-		if a.Site > b.Site {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out.Sites, func(a, b SiteStatus) int { return strings.Compare(a.Site, b.Site) })
 	return out
 }
 
