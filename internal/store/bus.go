@@ -595,7 +595,6 @@ func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, *j
 		}
 		b.log.Info("observation bus: the previous leader left records unacknowledged; delivering again, in order, from the first of them",
 			"unacknowledged", info.NumAckPending, "from_sequence", info.AckFloor.Stream+1)
-		b.resumeFrom = info.AckFloor.Stream + 1
 		if info.NumWaiting == 0 {
 			// A pull request still waiting (this node's from an earlier
 			// term) would take the first records a reset delivers, and
@@ -603,15 +602,14 @@ func (b *Bus) evaluator(ctx context.Context, first bool) (jetstream.Consumer, *j
 			// then, which drops such requests.
 			reset, err := b.js.ResetConsumer(ctx, BusStream, busConsumer)
 			if err == nil {
-				b.resumeFrom = 0
 				return c, reset.ConsumerInfo, nil
 			}
 			if ctx.Err() != nil {
-				b.resumeFrom = 0
 				return nil, nil, err // no answer: asked again
 			}
 			b.log.Info("observation bus: the consumer could not be reset; making it again", "err", err)
 		}
+		b.resumeFrom = info.AckFloor.Stream + 1
 	}
 	// Made again from resumeFrom: deleted first (again, if an earlier try
 	// deleted it and failed to make it).
